@@ -1,0 +1,330 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// Compact turns a served object into its compact record. It copies fields
+// in by name, so what is not named here (env values, volumes, secrets,
+// commands, arbitrary annotations) can never reach the journal.
+func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error) {
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		return journal.Observed{}, fmt.Errorf("ingest: encoding %s %s/%s: %w", r.Name(), u.GetNamespace(), u.GetName(), err)
+	}
+	sum := sha256.Sum256(raw)
+	o := journal.Observed{
+		Resource:        r.Name(),
+		Namespace:       u.GetNamespace(),
+		Name:            u.GetName(),
+		UID:             string(u.GetUID()),
+		ResourceVersion: u.GetResourceVersion(),
+		Generation:      u.GetGeneration(),
+		Labels:          u.GetLabels(),
+		Annotations:     keptAnnotations(u.GetAnnotations()),
+		Created:         u.GetCreationTimestamp().UnixNano(),
+		ObjectHash:      sum[:],
+	}
+	if ts := u.GetDeletionTimestamp(); ts != nil {
+		o.Deleting = ts.UnixNano()
+	}
+	for _, ref := range u.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			o.Owner = &journal.OwnerRef{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: string(ref.UID)}
+		}
+	}
+	switch r.Name() {
+	case "pods":
+		var p corev1.Pod
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
+			return o, fmt.Errorf("ingest: pod %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		o.Pod = podFacts(&p)
+	case "statefulsets.apps":
+		var s appsv1.StatefulSet
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
+			return o, fmt.Errorf("ingest: statefulset %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		o.Workload = statefulSetFacts(&s)
+	case "daemonsets.apps":
+		var d appsv1.DaemonSet
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+			return o, fmt.Errorf("ingest: daemonset %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		o.Workload = daemonSetFacts(&d)
+	case "nodes":
+		var n corev1.Node
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &n); err != nil {
+			return o, fmt.Errorf("ingest: node %s: %w", o.Name, err)
+		}
+		o.Node = nodeFacts(&n)
+		o.Labels = nil // node labels are many and noisy; topology is in NodeFacts
+	case "inplacerollouts.rollbook.dev":
+		// The rollout is ours and small: keep spec and status whole, as JSON.
+		if spec, ok := u.Object["spec"]; ok {
+			if o.Spec, err = json.Marshal(spec); err != nil {
+				return o, fmt.Errorf("ingest: rollout spec: %w", err)
+			}
+		}
+		if st, ok := u.Object["status"]; ok {
+			if o.Status, err = json.Marshal(st); err != nil {
+				return o, fmt.Errorf("ingest: rollout status: %w", err)
+			}
+		}
+	}
+	return o, nil
+}
+
+// keptAnnotations keeps only Rollbook's own annotations: others may hold
+// anything, including credentials (kubectl's last-applied-configuration
+// holds the whole object).
+func keptAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if strings.HasPrefix(k, "rollbook.dev/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func podFacts(p *corev1.Pod) *journal.PodFacts {
+	f := &journal.PodFacts{
+		NodeName: p.Spec.NodeName,
+		Phase:    string(p.Status.Phase),
+		PodIP:    p.Status.PodIP,
+		QOSClass: string(p.Status.QOSClass),
+	}
+	for _, g := range p.Spec.ReadinessGates {
+		f.ReadinessGates = append(f.ReadinessGates, string(g.ConditionType))
+	}
+	for _, c := range p.Status.Conditions {
+		f.Conditions = append(f.Conditions, journal.Condition{
+			Type: string(c.Type), Status: string(c.Status), Reason: c.Reason, Message: c.Message,
+			LastTransition: c.LastTransitionTime.UnixNano(),
+		})
+	}
+	f.Containers = containers(p.Spec.Containers, p.Status.ContainerStatuses)
+	f.InitContainers = containers(p.Spec.InitContainers, p.Status.InitContainerStatuses)
+	f.EnvFieldRefs = envFieldRefs(p.Spec.Containers, p.Spec.InitContainers)
+	f.SpecHash = podSpecHash(&p.Spec)
+	return f
+}
+
+func containers(spec []corev1.Container, statuses []corev1.ContainerStatus) []journal.Container {
+	if len(spec) == 0 {
+		return nil
+	}
+	byName := make(map[string]*corev1.ContainerStatus, len(statuses))
+	for i := range statuses {
+		byName[statuses[i].Name] = &statuses[i]
+	}
+	out := make([]journal.Container, 0, len(spec))
+	for i := range spec {
+		c := containerSpec(&spec[i])
+		if s := byName[spec[i].Name]; s != nil {
+			c.ImageID = s.ImageID
+			c.ContainerID = s.ContainerID
+			c.RestartCount = s.RestartCount
+			c.Ready = s.Ready
+			c.Started = s.Started != nil && *s.Started
+			c.StatusImage = s.Image
+			c.State = stateString(s.State)
+			if s.Resources != nil {
+				c.ActualRequests = quantities(s.Resources.Requests)
+				c.ActualLimits = quantities(s.Resources.Limits)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// containerSpec keeps a container's name, image and resources, and a hash
+// of everything else in its spec.
+func containerSpec(c *corev1.Container) journal.Container {
+	return journal.Container{
+		Name:          c.Name,
+		Image:         c.Image,
+		Requests:      quantities(c.Resources.Requests),
+		Limits:        quantities(c.Resources.Limits),
+		SpecHash:      containerRestHash(c),
+		RestartAlways: c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways,
+	}
+}
+
+// containerRestHash hashes the container minus what can change in place.
+// NB: the ServiceAccount admission plugin adds a kube-api-access-* mount to
+// pods but not to templates; left in, every pod would look changed.
+func containerRestHash(c *corev1.Container) []byte {
+	cc := c.DeepCopy()
+	cc.Image = ""
+	cc.Resources = corev1.ResourceRequirements{}
+	cc.ResizePolicy = nil
+	mounts := cc.VolumeMounts[:0]
+	for _, m := range cc.VolumeMounts {
+		if !strings.HasPrefix(m.Name, "kube-api-access-") {
+			mounts = append(mounts, m)
+		}
+	}
+	cc.VolumeMounts = mounts
+	if len(cc.VolumeMounts) == 0 {
+		cc.VolumeMounts = nil
+	}
+	b, _ := json.Marshal(cc) // a typed struct always marshals
+	sum := sha256.Sum256(b)
+	return sum[:8]
+}
+
+// podSpecHash hashes the pod-level spec fields that cannot change in place
+// and that a template also has: volume names and sources, security context,
+// host settings. Fields the scheduler or admission fill in are left out.
+func podSpecHash(s *corev1.PodSpec) []byte {
+	var vols []corev1.Volume
+	for _, v := range s.Volumes {
+		if !strings.HasPrefix(v.Name, "kube-api-access-") {
+			vols = append(vols, v)
+		}
+	}
+	b, _ := json.Marshal(struct {
+		Volumes         []corev1.Volume
+		SecurityContext *corev1.PodSecurityContext
+		HostNetwork     bool
+		HostPID         bool
+		HostIPC         bool
+		RuntimeClass    *string
+		ServiceAccount  string
+	}{vols, s.SecurityContext, s.HostNetwork, s.HostPID, s.HostIPC, s.RuntimeClassName, s.ServiceAccountName})
+	sum := sha256.Sum256(b)
+	return sum[:8]
+}
+
+// envFieldRefs lists the label and annotation paths that env vars read
+// through fieldRef. The kubelet does not restart a container when those
+// change, so a change to them cannot be applied in place.
+func envFieldRefs(lists ...[]corev1.Container) []string {
+	seen := map[string]bool{}
+	for _, cs := range lists {
+		for _, c := range cs {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+					p := e.ValueFrom.FieldRef.FieldPath
+					if strings.HasPrefix(p, "metadata.labels") || strings.HasPrefix(p, "metadata.annotations") {
+						seen[p] = true
+					}
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func stateString(s corev1.ContainerState) string {
+	switch {
+	case s.Running != nil:
+		return "running"
+	case s.Waiting != nil:
+		return "waiting:" + s.Waiting.Reason
+	case s.Terminated != nil:
+		return "terminated:" + s.Terminated.Reason
+	}
+	return ""
+}
+
+func quantities(l corev1.ResourceList) map[string]string {
+	if len(l) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(l))
+	for k, v := range l {
+		out[string(k)] = v.String()
+	}
+	return out
+}
+
+func templateFacts(t *corev1.PodTemplateSpec, w *journal.WorkloadFacts) {
+	for i := range t.Spec.Containers {
+		w.TemplateContainers = append(w.TemplateContainers, containerSpec(&t.Spec.Containers[i]))
+	}
+	for i := range t.Spec.InitContainers {
+		w.TemplateInitContainers = append(w.TemplateInitContainers, containerSpec(&t.Spec.InitContainers[i]))
+	}
+	w.TemplateLabels = t.Labels
+	w.TemplateSpecHash = podSpecHash(&t.Spec)
+}
+
+func statefulSetFacts(s *appsv1.StatefulSet) *journal.WorkloadFacts {
+	w := &journal.WorkloadFacts{
+		Kind:               "StatefulSet",
+		UpdateStrategy:     string(s.Spec.UpdateStrategy.Type),
+		UpdateRevision:     s.Status.UpdateRevision,
+		CurrentRevision:    s.Status.CurrentRevision,
+		ObservedGeneration: s.Status.ObservedGeneration,
+		UpdatedReplicas:    s.Status.UpdatedReplicas,
+		ReadyReplicas:      s.Status.ReadyReplicas,
+	}
+	if s.Spec.Replicas != nil {
+		w.Replicas = *s.Spec.Replicas
+	}
+	if s.Spec.Selector != nil {
+		w.Selector = s.Spec.Selector.MatchLabels
+	}
+	templateFacts(&s.Spec.Template, w)
+	return w
+}
+
+func daemonSetFacts(d *appsv1.DaemonSet) *journal.WorkloadFacts {
+	w := &journal.WorkloadFacts{
+		Kind:               "DaemonSet",
+		UpdateStrategy:     string(d.Spec.UpdateStrategy.Type),
+		Replicas:           d.Status.DesiredNumberScheduled,
+		ObservedGeneration: d.Status.ObservedGeneration,
+		UpdatedReplicas:    d.Status.UpdatedNumberScheduled,
+		ReadyReplicas:      d.Status.NumberReady,
+	}
+	if d.Spec.Selector != nil {
+		w.Selector = d.Spec.Selector.MatchLabels
+	}
+	templateFacts(&d.Spec.Template, w)
+	return w
+}
+
+func nodeFacts(n *corev1.Node) *journal.NodeFacts {
+	f := &journal.NodeFacts{Unschedulable: n.Spec.Unschedulable}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			f.Ready = c.Status == corev1.ConditionTrue
+		}
+	}
+	for k, v := range n.Labels {
+		if strings.HasPrefix(k, "topology.kubernetes.io/") || k == "kubernetes.io/hostname" {
+			if f.TopologyLabels == nil {
+				f.TopologyLabels = map[string]string{}
+			}
+			f.TopologyLabels[k] = v
+		}
+	}
+	return f
+}

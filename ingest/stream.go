@@ -1,0 +1,370 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// initialEventsEnd is the bookmark annotation that ends a streaming list.
+const initialEventsEnd = "k8s.io/initial-events-end"
+
+// errGone means the cursor fell out of the server's history: relist.
+var errGone = errors.New("ingest: resource version too old (410 Gone)")
+
+// errStreamingRefused means the server does not do WatchList.
+var errStreamingRefused = errors.New("ingest: server refused a streaming list")
+
+// stream is one resource in one scope: one watch, one cursor, one known set.
+type stream struct {
+	in         *Ingester
+	res        Resource
+	ns         string
+	known      known
+	syncedOnce sync.Once
+	noStream   bool // the server refused WatchList once: stop asking
+	probed     bool // the cursor was found valid once (see probe)
+}
+
+func (s *stream) keyPrefix() string {
+	if s.res.Namespaced && s.ns != "" {
+		return s.res.Name() + "/" + s.ns + "/"
+	}
+	return s.res.Name() + "/"
+}
+
+func (s *stream) client() dynamic.ResourceInterface {
+	ri := s.in.opts.Client.Resource(s.res.GVR)
+	if s.res.Namespaced && s.ns != "" {
+		return ri.Namespace(s.ns)
+	}
+	return ri
+}
+
+func (s *stream) markSynced() { s.syncedOnce.Do(s.in.synced.Done) }
+
+// run resumes from the journaled cursor when there is one and relists only
+// when there is none or the server answers 410 Gone. Failures back off like
+// client-go's Reflector (800 ms doubling to 30 s, jittered), reset once a
+// watch has been healthy.
+func (s *stream) run(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 800 * time.Millisecond
+	bo.MaxInterval = 30 * time.Second
+	bo.RandomizationFactor = 0.5
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	log := s.in.opts.Logger.With("resource", s.res.Name(), "namespace", s.ns)
+	name := cursorName(s.res, s.ns)
+	for ctx.Err() == nil {
+		rv, ok, err := s.in.opts.Journal.Cursor(name)
+		if err != nil {
+			return err
+		}
+		var healthy bool
+		if !ok || rv == "" {
+			err = s.list(ctx)
+			if errors.Is(err, errStreamingRefused) {
+				continue // retry at once, paginated
+			}
+		} else if err = s.probe(ctx, rv); err == nil {
+			healthy, err = s.watch(ctx, rv, false)
+		}
+		switch {
+		case err == nil:
+			bo.Reset()
+			continue
+		case errors.Is(err, errGone):
+			s.in.Stats.Gone.Add(1)
+			log.Info("cursor expired, relisting", "resourceVersion", rv)
+			if err := s.forgetCursor(ctx); err != nil {
+				return err
+			}
+			continue
+		case ctx.Err() != nil:
+			return nil
+		case isJournalError(err):
+			return err
+		}
+		if healthy {
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		log.Warn("watch failed, backing off", "err", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+// probe checks, once per process, that the journaled cursor is still in
+// the server's history, with a one-item exact read at that version. A watch
+// from an expired version fails only with its first event, which may be
+// long in coming; without the probe the stream would call itself synced on
+// a view that is missing every delete made while it was down.
+func (s *stream) probe(ctx context.Context, rv string) error {
+	if s.probed {
+		return nil
+	}
+	_, err := s.client().List(ctx, metav1.ListOptions{Limit: 1, ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact})
+	switch {
+	case err == nil:
+		s.probed = true
+		return nil
+	case apierrors.IsResourceExpired(err) || apierrors.IsGone(err):
+		return errGone
+	default:
+		return fmt.Errorf("ingest: probing cursor %s of %s: %w", rv, s.res.Name(), err)
+	}
+}
+
+// forgetCursor clears the cursor so the next round relists; clearing it in
+// the journal (not just in memory) means a crash before the relist finishes
+// also relists.
+func (s *stream) forgetCursor(ctx context.Context) error {
+	_, err := s.in.opts.Journal.Append(ctx, []journal.Cursor{{Name: cursorName(s.res, s.ns), Value: ""}})
+	return err
+}
+
+// list rebuilds the view: streaming when the server allows, else paginated.
+func (s *stream) list(ctx context.Context) error {
+	s.in.Stats.Relists.Add(1)
+	mode := s.in.opts.ListMode
+	if mode == ListPaginated || (mode == ListAuto && s.noStream) {
+		return s.paginatedList(ctx)
+	}
+	_, err := s.watch(ctx, "", true)
+	if errors.Is(err, errStreamingRefused) && mode == ListAuto {
+		s.noStream = true
+		s.in.Stats.StreamFallback.Add(1)
+		s.in.Stats.Relists.Add(-1) // counted again by the paginated retry
+	}
+	return err
+}
+
+// watch runs one watch connection. With initial set it is a streaming list
+// (sendInitialEvents): objects arrive as ADDED until the initial-events-end
+// bookmark, where objects known but not seen are journaled as Vanished.
+// It reports whether the connection was healthy (delivered events), so the
+// caller can reset its backoff.
+func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bool, err error) {
+	timeout := int64(300 + rand.IntN(300)) // spread reconnects, like the Reflector
+	opts := metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout}
+	if initial {
+		yes := true
+		opts.SendInitialEvents = &yes
+		opts.ResourceVersionMatch = metav1.ResourceVersionMatchNotOlderThan
+	}
+	s.in.Stats.Watches.Add(1)
+	w, err := s.client().Watch(ctx, opts)
+	if err != nil {
+		if initial && (apierrors.IsBadRequest(err) || apierrors.IsInvalid(err)) {
+			return false, fmt.Errorf("%w: %v", errStreamingRefused, err)
+		}
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			return false, errGone
+		}
+		return false, fmt.Errorf("ingest: watch %s: %w", s.res.Name(), err)
+	}
+	defer w.Stop()
+	if !initial {
+		s.markSynced()
+	}
+	var seen map[string]struct{}
+	if initial {
+		seen = map[string]struct{}{}
+	}
+	cursor := cursorName(s.res, s.ns)
+	events := w.ResultChan()
+	batch := make([]watch.Event, 0, s.in.opts.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return healthy, ctx.Err()
+		case ev, ok := <-events:
+			if !ok {
+				return healthy, nil // server timeout: resume from the cursor
+			}
+			batch = append(batch, ev)
+		}
+		// Gather what is already waiting into the same append: one fsync
+		// covers the lot.
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ev)
+			default:
+				break drain
+			}
+		}
+		healthy = true
+		var entries []journal.Entry
+		var cursors []journal.Cursor
+		var endOfList bool
+		for _, ev := range batch {
+			switch ev.Type {
+			case watch.Error:
+				if len(entries) > 0 || len(cursors) > 0 {
+					if err := s.append(ctx, cursors, entries); err != nil {
+						return healthy, err
+					}
+				}
+				status := apierrors.FromObject(ev.Object)
+				if apierrors.IsResourceExpired(status) || apierrors.IsGone(status) {
+					return healthy, errGone
+				}
+				if initial && (apierrors.IsBadRequest(status) || apierrors.IsInvalid(status)) {
+					return healthy, fmt.Errorf("%w: %v", errStreamingRefused, status)
+				}
+				return healthy, fmt.Errorf("ingest: watch %s: %w", s.res.Name(), status)
+			case watch.Bookmark:
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok {
+					continue
+				}
+				if initial && u.GetAnnotations()[initialEventsEnd] == "true" {
+					entries = append(entries, s.vanished(seen, u.GetResourceVersion())...)
+					entries = append(entries, cursorEntry(cursor, u.GetResourceVersion()))
+					initial, seen, endOfList = false, nil, true
+				}
+				if !initial {
+					cursors = []journal.Cursor{{Name: cursor, Value: u.GetResourceVersion()}}
+				}
+			case watch.Added, watch.Modified, watch.Deleted:
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok {
+					return healthy, fmt.Errorf("ingest: watch %s: unexpected object %T", s.res.Name(), ev.Object)
+				}
+				e, ok, err := s.observe(u, ev.Type == watch.Deleted)
+				if err != nil {
+					return healthy, err
+				}
+				if seen != nil {
+					seen[Key(s.res.Name(), u.GetNamespace(), u.GetName())] = struct{}{}
+				}
+				if ok {
+					entries = append(entries, e)
+				}
+				// NB: during a streaming list the objects' versions are
+				// not a position in history; only the end bookmark is.
+				if !initial {
+					cursors = []journal.Cursor{{Name: cursor, Value: u.GetResourceVersion()}}
+				}
+			}
+		}
+		if len(entries) > 0 || len(cursors) > 0 {
+			if err := s.append(ctx, cursors, entries); err != nil {
+				return healthy, err
+			}
+		}
+		if endOfList {
+			s.markSynced()
+		}
+	}
+}
+
+// observe turns an object into an Observed entry unless (uid,
+// resourceVersion) is already journaled, and updates the known set.
+func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.Entry, bool, error) {
+	key := Key(s.res.Name(), u.GetNamespace(), u.GetName())
+	uid, rv := string(u.GetUID()), u.GetResourceVersion()
+	if !deleted && s.known.seen(key, uid, rv) {
+		s.in.Stats.Duplicates.Add(1)
+		return journal.Entry{}, false, nil
+	}
+	if deleted {
+		if _, ok := s.known[key]; !ok {
+			// Already journaled as deleted or vanished.
+			s.in.Stats.Duplicates.Add(1)
+			return journal.Entry{}, false, nil
+		}
+	}
+	o, err := Compact(s.res, u)
+	if err != nil {
+		return journal.Entry{}, false, err
+	}
+	o.Deleted = deleted
+	body, err := journal.EncodeBody(&o)
+	if err != nil {
+		return journal.Entry{}, false, fmt.Errorf("ingest: %w", err)
+	}
+	if deleted {
+		delete(s.known, key)
+	} else {
+		s.known[key] = knownObj{uid: uid, rv: rv}
+	}
+	return journal.Entry{Kind: journal.KindObserved, Key: key, Body: body}, true, nil
+}
+
+// vanished journals every known object a complete list did not contain:
+// deletes that happened while no watch was looking are never delivered.
+func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Entry {
+	var keys []string
+	for k := range s.known {
+		if _, ok := seen[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sortStrings(keys) // deterministic journal order
+	var out []journal.Entry
+	for _, k := range keys {
+		o := s.known[k]
+		ns, name := splitKey(s.res, k)
+		body, err := journal.EncodeBody(&journal.Vanished{
+			Resource: s.res.Name(), Namespace: ns, Name: name, UID: o.uid,
+			LastResourceVersion: o.rv, ListResourceVersion: listRV,
+		})
+		if err != nil {
+			continue // a struct of strings always encodes
+		}
+		delete(s.known, k)
+		s.in.Stats.Vanished.Add(1)
+		out = append(out, journal.Entry{Kind: journal.KindVanished, Key: k, Body: body})
+	}
+	return out
+}
+
+func cursorEntry(name, rv string) journal.Entry {
+	body, _ := journal.EncodeBody(&journal.CursorFact{Name: name, ResourceVersion: rv})
+	return journal.Entry{Kind: journal.KindCursor, Key: name, Body: body}
+}
+
+func (s *stream) append(ctx context.Context, cursors []journal.Cursor, entries []journal.Entry) error {
+	if _, err := s.in.opts.Journal.Append(ctx, cursors, entries...); err != nil {
+		return &journalError{err}
+	}
+	s.in.Stats.Records.Add(int64(len(entries)))
+	return nil
+}
+
+// journalError marks failures of the journal itself: they end Run instead
+// of being retried as if the apiserver had failed.
+type journalError struct{ err error }
+
+func (e *journalError) Error() string { return e.err.Error() }
+func (e *journalError) Unwrap() error { return e.err }
+
+func isJournalError(err error) bool {
+	var je *journalError
+	return errors.As(err, &je)
+}

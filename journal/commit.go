@@ -1,0 +1,190 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// appendReq is one Append call waiting for the committer.
+type appendReq struct {
+	cursors []Cursor
+	entries []Entry
+	done    chan appendResult // buffered 1: the committer never blocks on a caller
+}
+
+type appendResult struct {
+	recs []Record
+	err  error
+}
+
+// Append commits entries as consecutive records, and cursors with them, in
+// one atomic batch, and returns the records once that batch is durable
+// (fsynced, unless Options.NoSync).
+//
+// Concurrent Appends are group-committed: a single committer goroutine
+// gathers whatever calls are waiting (up to Options.MaxBatch records) into
+// one Pebble batch and one fsync. The entries of one call are never split
+// or interleaved with another's.
+//
+// ctx bounds only the wait to be queued. NB: once queued, Append waits for
+// the outcome whatever ctx does, because the records may already be on
+// disk; returning ctx.Err() then would tell the caller "not written" about
+// records that were.
+//
+// An entry with an unknown Kind fails the whole call with ErrUnknownKind
+// and nothing is written. Record.Body aliases Entry.Body.
+func (j *Journal) Append(ctx context.Context, cursors []Cursor, entries ...Entry) ([]Record, error) {
+	for i, e := range entries {
+		if !e.Kind.Valid() {
+			return nil, fmt.Errorf("journal: append entry %d (key %q): %w: %d", i, e.Key, ErrUnknownKind, uint8(e.Kind))
+		}
+		if e.Key == "" {
+			return nil, fmt.Errorf("journal: append entry %d: empty key", i)
+		}
+	}
+	for i, c := range cursors {
+		if c.Name == "" {
+			return nil, fmt.Errorf("journal: append cursor %d: empty name", i)
+		}
+	}
+	if len(entries) == 0 && len(cursors) == 0 {
+		return nil, nil
+	}
+	req := &appendReq{cursors: cursors, entries: entries, done: make(chan appendResult, 1)}
+	if err := j.enqueue(ctx, req); err != nil {
+		return nil, err
+	}
+	res := <-req.done
+	return res.recs, res.err
+}
+
+func (j *Journal) enqueue(ctx context.Context, req *appendReq) error {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case j.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("journal: append: %w", ctx.Err())
+	}
+}
+
+// commitLoop is the committer: the only goroutine that writes log keys and
+// the owner of tailSeq/tailHash/tailTime. It exits when quit is closed and
+// reqs is empty, having committed everything queued before Close.
+func (j *Journal) commitLoop() {
+	defer close(j.done)
+	var carry *appendReq // a request that did not fit the previous batch
+	group := make([]*appendReq, 0, 64)
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-j.reqs:
+			case <-j.quit:
+				select {
+				case first = <-j.reqs:
+				default:
+					return
+				}
+			}
+		}
+		// Gather without waiting: whatever queued up during the previous
+		// fsync rides on the next one. No timer is needed for batching to
+		// happen under load, and an idle journal commits at once.
+		group = append(group[:0], first)
+		n := len(first.entries)
+	gather:
+		for n < j.opts.MaxBatch {
+			select {
+			case r := <-j.reqs:
+				if n+len(r.entries) > j.opts.MaxBatch {
+					carry = r
+					break gather
+				}
+				group = append(group, r)
+				n += len(r.entries)
+			default:
+				break gather
+			}
+		}
+		j.commit(group, n)
+		clear(group) // drop references to answered requests
+	}
+}
+
+// commit writes group as one batch and answers every request in it. On
+// error nothing is written and the tail does not move, so the next batch
+// reuses the same sequences.
+func (j *Journal) commit(group []*appendReq, n int) {
+	results := make([]appendResult, len(group))
+	err := j.writeBatch(group, n, results)
+	for i, req := range group {
+		if err != nil {
+			req.done <- appendResult{err: err}
+			continue
+		}
+		req.done <- results[i]
+	}
+}
+
+func (j *Journal) writeBatch(group []*appendReq, n int, results []appendResult) error {
+	b := j.db.NewBatch()
+	defer b.Close()
+
+	// One timestamp per batch: records committed together share an instant,
+	// and it never goes backwards even if the wall clock does.
+	t := j.opts.Now()
+	if t.Before(j.tailTime) {
+		t = j.tailTime
+	}
+	// Strip the monotonic reading and location so a record compares equal
+	// to itself read back from disk.
+	t = time.Unix(0, t.UnixNano()).UTC()
+
+	seq, prev := j.tailSeq, j.tailHash
+	recs := make([]Record, n) // one allocation shared by the whole batch
+	for i, req := range group {
+		out := recs[:len(req.entries):len(req.entries)]
+		recs = recs[len(req.entries):]
+		for k, e := range req.entries {
+			seq++
+			r := Record{Seq: seq, Time: t, Kind: e.Kind, Key: e.Key, Body: e.Body, Prev: prev}
+			v, h, err := encodeRecord(&r)
+			if err != nil {
+				return err
+			}
+			r.Hash = h
+			prev = h
+			if err := b.Set(logKey(seq), v, nil); err != nil {
+				return fmt.Errorf("journal: batch record %d: %w", seq, err)
+			}
+			out[k] = r
+		}
+		// The cursors of a request go after its records in the same batch:
+		// the batch is atomic, so a crash can never leave them ahead.
+		for _, c := range req.cursors {
+			if err := b.Set(cursorKey(c.Name), cursorValue(seq, c.Value), nil); err != nil {
+				return fmt.Errorf("journal: batch cursor %q: %w", c.Name, err)
+			}
+		}
+		results[i] = appendResult{recs: out}
+	}
+	if err := b.Commit(j.sync); err != nil {
+		return fmt.Errorf("journal: commit records %d..%d: %w", j.tailSeq+1, seq, err)
+	}
+	if seq != j.tailSeq {
+		j.batches.Add(1)
+		if k := seq - j.tailSeq; k > j.maxRecords.Load() {
+			j.maxRecords.Store(k)
+		}
+		j.tailSeq, j.tailHash, j.tailTime = seq, prev, t
+		j.published(seq, prev)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package journal
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// FormatVersion is the first byte of every stored value. A reader refuses any
+// other version with ErrCorrupt rather than guessing at its layout.
+const FormatVersion byte = 1
+
+// crcTable is CRC-32C (Castagnoli), hardware-accelerated on amd64 and arm64.
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// encMode is CBOR core deterministic encoding (RFC 8949 §4.2.1): sorted map
+// keys, shortest integer and float forms, no indefinite lengths. Equal
+// values always encode to equal bytes, which is what makes hashes and
+// replay comparisons meaningful.
+var encMode = func() cbor.EncMode {
+	m, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic("journal: cbor enc mode: " + err.Error())
+	}
+	return m
+}()
+
+// decMode rejects anything the encoder would not have produced in shape:
+// duplicate map keys, indefinite lengths, tags, invalid UTF-8, fields the
+// target type does not have, trailing bytes. NB: rejecting unknown fields
+// means a body written by a newer binary with an added field fails to decode
+// here; that is deliberate, as for unknown kinds: a replay that silently
+// drops a field can diverge without saying so.
+var decMode = func() cbor.DecMode {
+	m, err := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		UTF8:              cbor.UTF8RejectInvalid,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic("journal: cbor dec mode: " + err.Error())
+	}
+	return m
+}()
+
+// EncodeBody encodes a record body (Observed, Vanished, CursorFact, an
+// action, ...) as core deterministic CBOR.
+func EncodeBody(v any) ([]byte, error) {
+	b, err := encMode.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode body: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeBody decodes a body written by EncodeBody into v. Malformed input,
+// trailing bytes and unknown fields are errors wrapping ErrCorrupt.
+func DecodeBody(b []byte, v any) error {
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("journal: decode body: %w: %w", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// Decode decodes r's body into v; see DecodeBody.
+func (r Record) Decode(v any) error { return DecodeBody(r.Body, v) }
+
+// envelope is a record as encoded: a CBOR array, so field order is fixed by
+// position and no field names are stored. The hash is not stored: it is
+// recomputed from Prev and these bytes, so it cannot disagree with them.
+type envelope struct {
+	_    struct{} `cbor:",toarray"`
+	Seq  uint64
+	Time int64 // Unix nanoseconds
+	Kind uint8
+	Key  string
+	Body []byte
+	// Prev is a slice, not a [32]byte, so a wrong length is caught on decode
+	// instead of being zero-filled or truncated.
+	Prev []byte
+}
+
+// value layout: FormatVersion | CBOR(envelope) | CRC-32C(version+CBOR), big endian.
+const crcLen = 4
+
+// encodeRecord returns r's stored value and its chain hash. r.Hash is ignored.
+func encodeRecord(r *Record) (value []byte, hash [32]byte, err error) {
+	if !r.Kind.Valid() {
+		return nil, hash, fmt.Errorf("%w: %d", ErrUnknownKind, uint8(r.Kind))
+	}
+	env, err := encMode.Marshal(envelope{
+		Seq:  r.Seq,
+		Time: r.Time.UnixNano(),
+		Kind: uint8(r.Kind),
+		Key:  r.Key,
+		Body: r.Body,
+		Prev: r.Prev[:],
+	})
+	if err != nil {
+		return nil, hash, fmt.Errorf("journal: encode record %d: %w", r.Seq, err)
+	}
+	return frame(env), chainHash(r.Prev, env), nil
+}
+
+// chainHash is SHA-256(prev || envelope bytes).
+func chainHash(prev [32]byte, env []byte) [32]byte {
+	h := sha256.New()
+	h.Write(prev[:])
+	h.Write(env)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// DecodeRecord decodes a stored value (as kept in Pebble and carried as the
+// payload of outbox messages), checking its version and checksum, and
+// recomputes its Hash. It does not check how the record links to others:
+// that takes the record before it (see Verify).
+func DecodeRecord(value []byte) (Record, error) {
+	env, err := unframe(value)
+	if err != nil {
+		return Record{}, err
+	}
+	var e envelope
+	if err := decMode.Unmarshal(env, &e); err != nil {
+		return Record{}, fmt.Errorf("%w: envelope: %w", ErrCorrupt, err)
+	}
+	if len(e.Prev) != 32 {
+		return Record{}, fmt.Errorf("%w: prev hash is %d bytes", ErrCorrupt, len(e.Prev))
+	}
+	r := Record{
+		Seq:  e.Seq,
+		Time: time.Unix(0, e.Time).UTC(),
+		Kind: Kind(e.Kind),
+		Key:  e.Key,
+		Body: e.Body,
+	}
+	copy(r.Prev[:], e.Prev)
+	if !r.Kind.Valid() {
+		return Record{}, fmt.Errorf("%w: %d", ErrUnknownKind, e.Kind)
+	}
+	r.Hash = chainHash(r.Prev, env)
+	return r, nil
+}
+
+// frame wraps payload as a stored value: version | payload | CRC-32C.
+func frame(payload []byte) []byte {
+	v := make([]byte, 0, 1+len(payload)+crcLen)
+	v = append(v, FormatVersion)
+	v = append(v, payload...)
+	return binary.BigEndian.AppendUint32(v, crc32.Checksum(v, crcTable))
+}
+
+// unframe checks a stored value's version and checksum and returns its
+// payload, aliasing value.
+func unframe(value []byte) ([]byte, error) {
+	if len(value) < 1+crcLen {
+		return nil, fmt.Errorf("%w: value is %d bytes", ErrCorrupt, len(value))
+	}
+	if value[0] != FormatVersion {
+		return nil, fmt.Errorf("%w: format version %d, want %d", ErrCorrupt, value[0], FormatVersion)
+	}
+	n := len(value) - crcLen
+	if got, want := crc32.Checksum(value[:n], crcTable), binary.BigEndian.Uint32(value[n:]); got != want {
+		return nil, fmt.Errorf("%w: checksum %08x, stored %08x", ErrCorrupt, got, want)
+	}
+	return value[1:n], nil
+}

@@ -1,0 +1,159 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Read calls fn with each committed record from sequence from (1 if 0)
+// to the last committed when Read started, in order. Every record's
+// checksum, sequence and link to the record before it are checked; the first
+// failure ends the read with a *LinkError.
+//
+// fn may return ErrStop to end early (Read returns nil); any other error
+// ends the read and is returned as is. Records passed to fn do not alias
+// Pebble's memory and may be kept.
+//
+// Read holds the journal open while it runs: fn should not block for long,
+// and Close makes the read stop with ErrClosed at the next record.
+func (j *Journal) Read(ctx context.Context, from uint64, fn func(Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	hi := j.committed.Load()
+	if from > hi {
+		return nil
+	}
+	err := j.scan(ctx, from, hi, func(r Record, _ []byte) error { return fn(r) })
+	if errors.Is(err, ErrStop) {
+		return nil
+	}
+	return err
+}
+
+// Follow is Read that does not stop at the end: it waits for new commits
+// and passes them to fn, until ctx ends (returning ctx.Err()), fn returns an
+// error (ErrStop: Follow returns nil) or the journal closes (ErrClosed).
+// Projections and the outbox's followers use it.
+func (j *Journal) Follow(ctx context.Context, from uint64, fn func(Record) error) error {
+	if from == 0 {
+		from = 1
+	}
+	next := from
+	for {
+		ch := j.Notify() // before reading, so a commit during the read wakes us
+		if hi := j.committed.Load(); hi >= next {
+			err := j.scan(ctx, next, hi, func(r Record, _ []byte) error {
+				if err := fn(r); err != nil {
+					return err
+				}
+				next = r.Seq + 1
+				return nil
+			})
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ch:
+			if j.closed.Load() {
+				return ErrClosed
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Wait blocks until a record after sequence after is committed and returns
+// the last committed sequence, or ctx's error, or ErrClosed.
+func (j *Journal) Wait(ctx context.Context, after uint64) (uint64, error) {
+	for {
+		ch := j.Notify()
+		if c := j.committed.Load(); c > after {
+			return c, nil
+		}
+		if j.closed.Load() {
+			return 0, ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// scan reads log records from..to (to == 0: to the end of the keyspace),
+// checking each one and its link to the one before, and passes fn each
+// record with its stored value. NB: raw aliases Pebble's memory and is valid
+// only during the call; the Record does not alias it. fn's errors are
+// returned unwrapped.
+func (j *Journal) scan(ctx context.Context, from, to uint64, fn func(r Record, raw []byte) error) error {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	upper := logEnd
+	if to != 0 {
+		upper = logKey(to + 1)
+	}
+	it, err := j.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(from), UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+
+	expect := from
+	var prev [32]byte
+	havePrev := false
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if j.closed.Load() {
+			return ErrClosed
+		}
+		seq, ok := seqOfKey(it.Key())
+		if !ok {
+			return &LinkError{Seq: expect, Err: fmt.Errorf("%w: malformed log key %x", ErrCorrupt, it.Key())}
+		}
+		if seq != expect {
+			return &LinkError{Seq: expect, Err: fmt.Errorf("%w: record missing, next stored is %d", ErrBrokenChain, seq)}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("journal: read record %d: %w", seq, err)
+		}
+		r, err := DecodeRecord(v)
+		if err != nil {
+			return &LinkError{Seq: seq, Err: err}
+		}
+		if r.Seq != seq {
+			return &LinkError{Seq: seq, Err: fmt.Errorf("%w: stored under %d, says %d", ErrBrokenChain, seq, r.Seq)}
+		}
+		if havePrev && r.Prev != prev {
+			return &LinkError{Seq: seq, Err: fmt.Errorf("%w: prev hash %x does not match hash %x of record %d",
+				ErrBrokenChain, r.Prev[:6], prev[:6], seq-1)}
+		}
+		if err := fn(r, v); err != nil {
+			return err
+		}
+		prev, havePrev = r.Hash, true
+		expect++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("journal: iterate from %d: %w", expect, err)
+	}
+	if to != 0 && expect != to+1 {
+		return &LinkError{Seq: expect, Err: fmt.Errorf("%w: record missing, last committed is %d", ErrBrokenChain, to)}
+	}
+	return nil
+}

@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// KubernetesVersion is the one Kubernetes version the tests run against; the
+// nested module test/k8s pins it.
+const KubernetesVersion = "v1.37.2"
+
+// Versions of the other components built from the module proxy.
+const (
+	KwokVersion       = "v0.8.0"
+	ContainerdVersion = "v2.4.2"
+)
+
+// Bins holds the paths of the built binaries.
+type Bins struct {
+	Etcd, APIServer, ControllerManager, Scheduler, Kubelet, Kubectl string
+}
+
+// SourceDir returns the project's root, found from this file's location so
+// tests and `rollbook demo` run from a checkout find the nested module.
+func SourceDir() (string, error) {
+	if d := os.Getenv("ROLLBOOK_SOURCE"); d != "" {
+		return d, nil
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if ok {
+		root := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+		if _, err := os.Stat(filepath.Join(root, "test", "k8s", "go.mod")); err == nil {
+			return root, nil
+		}
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "test", "k8s", "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", errors.New("cluster: cannot find the Rollbook source tree (test/k8s/go.mod); run from a checkout or set ROLLBOOK_SOURCE")
+		}
+	}
+}
+
+// CacheDir is where built binaries live: the user's cache directory, or
+// ROLLBOOK_CACHE when set (CI points it at a persisted folder).
+func CacheDir() (string, error) {
+	if d := os.Getenv("ROLLBOOK_CACHE"); d != "" {
+		return d, nil
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("cluster: no cache directory: %w", err)
+	}
+	return filepath.Join(d, "rollbook"), nil
+}
+
+// KubernetesBinaries builds etcd and the Kubernetes components from the
+// nested module test/k8s, once: the result is cached under a directory keyed
+// by the module's content, so a changed pin rebuilds and nothing else does.
+func KubernetesBinaries(ctx context.Context, progress io.Writer) (Bins, error) {
+	src, err := SourceDir()
+	if err != nil {
+		return Bins{}, err
+	}
+	mod := filepath.Join(src, "test", "k8s")
+	key, err := hashTree(mod)
+	if err != nil {
+		return Bins{}, err
+	}
+	dir, err := cachedBuild(ctx, progress, "kubernetes-"+KubernetesVersion+"-"+key,
+		[]string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"},
+		func(ctx context.Context, out string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, "go", "build", "-v", "-o", out+string(filepath.Separator), "./...")
+			cmd.Dir = mod
+			return cmd
+		})
+	if err != nil {
+		return Bins{}, err
+	}
+	return Bins{
+		Etcd:              filepath.Join(dir, "etcd"),
+		APIServer:         filepath.Join(dir, "kube-apiserver"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		Scheduler:         filepath.Join(dir, "kube-scheduler"),
+		Kubelet:           filepath.Join(dir, "kubelet"),
+		Kubectl:           filepath.Join(dir, "kubectl"),
+	}, nil
+}
+
+// GoInstall builds module packages at a version (go install pkg@version)
+// into the cache, once, and returns the directory holding the binaries.
+func GoInstall(ctx context.Context, progress io.Writer, name string, env []string, pkgs ...string) (string, error) {
+	var bins []string
+	for _, p := range pkgs {
+		bins = append(bins, filepath.Base(strings.SplitN(p, "@", 2)[0]))
+	}
+	return cachedBuild(ctx, progress, name, bins, func(ctx context.Context, out string) *exec.Cmd {
+		args := append([]string{"install", "-v", "-trimpath"}, pkgs...)
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(append(os.Environ(), "GOBIN="+out, "GOFLAGS=-mod=mod"), env...)
+		cmd.Dir = os.TempDir()
+		return cmd
+	})
+}
+
+// cachedBuild runs build into a fresh directory and renames it into place,
+// so an interrupted build never leaves half a set of binaries that a later
+// run would trust. A file lock keeps parallel test packages from building
+// the same thing twice.
+func cachedBuild(ctx context.Context, progress io.Writer, name string, bins []string, build func(context.Context, string) *exec.Cmd) (string, error) {
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	final := filepath.Join(cache, name)
+	if haveAll(final, bins) {
+		return final, nil
+	}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", fmt.Errorf("cluster: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(cache, name+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if haveAll(final, bins) { // built by another process while we waited
+		return final, nil
+	}
+	tmp, err := os.MkdirTemp(cache, name+".building-")
+	if err != nil {
+		return "", fmt.Errorf("cluster: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if progress == nil {
+		progress = io.Discard
+	}
+	fmt.Fprintf(progress, "building %s (once; cached in %s)\n", strings.Join(bins, ", "), final)
+	start := time.Now()
+	cmd := build(ctx, tmp)
+	logPath := filepath.Join(cache, name+".build.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return "", fmt.Errorf("cluster: %w", err)
+	}
+	defer logf.Close()
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var compiled atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			fmt.Fprintln(logf, sc.Text())
+			compiled.Add(1)
+		}
+	}()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return "", fmt.Errorf("cluster: starting build of %s: %w", name, err)
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	for {
+		select {
+		case <-tick.C:
+			fmt.Fprintf(progress, "  %s: %d packages compiled, %s\n", name, compiled.Load(), time.Since(start).Round(time.Second))
+			continue
+		case err = <-waitErr:
+		}
+		break
+	}
+	pw.Close()
+	<-done
+	if err != nil {
+		return "", fmt.Errorf("cluster: building %s failed: %w\n%s", name, err, Tail(logPath, 30))
+	}
+	if !haveAll(tmp, bins) {
+		return "", fmt.Errorf("cluster: build of %s did not produce %v\n%s", name, bins, Tail(logPath, 30))
+	}
+	os.RemoveAll(final)
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("cluster: %w", err)
+	}
+	fmt.Fprintf(progress, "built %s in %s\n", name, time.Since(start).Round(time.Second))
+	return final, nil
+}
+
+func haveAll(dir string, bins []string) bool {
+	for _, b := range bins {
+		if st, err := os.Stat(filepath.Join(dir, b)); err != nil || st.Mode()&0o111 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// lockFile takes an exclusive flock, polling so ctx can end the wait.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("cluster: waiting for build lock %s: %w", path, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// hashTree hashes the files of a small source tree (go.mod, go.sum, mains).
+func hashTree(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("cluster: hashing %s: %w", dir, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// Tail returns the last n lines of a file, for error messages.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log at %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "--- tail of " + path + " ---\n" + strings.Join(lines, "\n")
+}
+
+// Extra lists builders of further components (kwok, containerd), registered
+// by their packages so `test/prepare` builds everything up front.
+var Extra []func(context.Context, io.Writer) (string, error)

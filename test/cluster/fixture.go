@@ -1,0 +1,38 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// MainWith is Main for packages that need more than the control plane for
+// all their tests (a real node, say): setup runs once the control plane is
+// ready, its teardown after the last test and before the control plane
+// stops. TestMain cannot do this around Main, which exits.
+func MainWith(m *testing.M, setup func(ctx context.Context, c *Cluster) (teardown func(), err error)) {
+	os.Exit(runMainWith(m, setup))
+}
+
+func runMainWith(m *testing.M, setup func(context.Context, *Cluster) (func(), error)) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "starting the local control plane: %v\n", err)
+		return 1
+	}
+	shared = c
+	defer c.Stop()
+	teardown, err := setup(ctx, c)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "setting up the test fixture: %v\n", err)
+		return 1
+	}
+	if teardown != nil {
+		defer teardown()
+	}
+	return m.Run()
+}

@@ -1,0 +1,143 @@
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"rollbook.dev/rollbook/test/cluster"
+	"rollbook.dev/rollbook/test/fleet"
+)
+
+func TestMain(m *testing.M) { cluster.Main(m) }
+
+// gate is the readiness gate Rollbook owns.
+const gate corev1.PodConditionType = "rollbook.dev/InPlaceUpdateReady"
+
+// nodeCount nodes over fleet.Zones, shared by every test of the package.
+const nodeCount = 30
+
+var (
+	fleetOnce sync.Once
+	theFleet  *fleet.Fleet
+	fleetErr  error
+)
+
+// setup returns the package's cluster with kwok running and nodeCount
+// Ready nodes (started once), a clientset and a fresh namespace. When the
+// test fails, kwok's log tail is printed.
+func setup(t *testing.T) (kubernetes.Interface, string) {
+	t.Helper()
+	c := cluster.Shared(t)
+	fleetOnce.Do(func() {
+		// Generous: the first run builds kwok (~5 min on two cores).
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		start := time.Now()
+		theFleet, fleetErr = fleet.Start(ctx, c, fleet.Options{Progress: os.Stderr})
+		if fleetErr != nil {
+			return
+		}
+		kwokUp := time.Since(start)
+		_, fleetErr = fleet.CreateNodes(ctx, c.Clientset(), nodeCount, nil)
+		fmt.Fprintf(os.Stderr, "fleet: kwok healthy in %s, %d nodes Ready %s later\n",
+			kwokUp.Round(time.Millisecond), nodeCount, (time.Since(start) - kwokUp).Round(time.Millisecond))
+	})
+	if fleetErr != nil {
+		t.Fatalf("starting the fleet: %v", fleetErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kwok:\n%s", theFleet.LogTail(40))
+		}
+	})
+	return c.Clientset(), c.Namespace(t)
+}
+
+func containerStatus(p *corev1.Pod, name string) *corev1.ContainerStatus {
+	for i := range p.Status.ContainerStatuses {
+		if p.Status.ContainerStatuses[i].Name == name {
+			return &p.Status.ContainerStatuses[i]
+		}
+	}
+	return nil
+}
+
+func condition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == t {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func isReady(p *corev1.Pod) bool {
+	c := condition(p, corev1.PodReady)
+	return c != nil && c.Status == corev1.ConditionTrue
+}
+
+// setGate writes the gate condition through pods/status with a strategic
+// merge patch on conditions (merged by type), as Rollbook does.
+func setGate(ctx context.Context, cs kubernetes.Interface, ns, name string, status corev1.ConditionStatus) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []any{map[string]any{
+		"type": gate, "status": status, "lastTransitionTime": metav1.Now(),
+	}}}})
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	return err
+}
+
+// patchImage changes one container's image with a JSON patch that tests
+// the old image first, as Rollbook's actuator does.
+func patchImage(ctx context.Context, cs kubernetes.Interface, ns, name string, idx int, from, to string) error {
+	path := fmt.Sprintf("/spec/containers/%d/image", idx)
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": path, "value": from},
+		{"op": "replace", "path": path, "value": to},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Pods(ns).Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
+// parallel runs f over items with a few workers and returns the first error.
+func parallel[T any](items []T, workers int, f func(T) error) error {
+	work := make(chan T)
+	errs := make(chan error, len(items))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for it := range work {
+				if err := f(it); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	for _, it := range items {
+		work <- it
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func describe(p *corev1.Pod) string {
+	b, _ := json.Marshal(p.Status)
+	return fmt.Sprintf("%s/%s: %s", p.Namespace, p.Name, b)
+}
