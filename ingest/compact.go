@@ -33,6 +33,7 @@ func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error)
 		Generation:      u.GetGeneration(),
 		Labels:          u.GetLabels(),
 		Annotations:     keptAnnotations(u.GetAnnotations()),
+		HasAnnotations:  len(u.GetAnnotations()) > 0,
 		Created:         u.GetCreationTimestamp().UnixNano(),
 		ObjectHash:      sum[:],
 	}

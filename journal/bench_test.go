@@ -96,7 +96,7 @@ func BenchmarkOutboxPublish(b *testing.B) {
 	}
 	s := startNATS(b, dir+"-nats")
 	nc := connect(b, NATSConfig{Embedded: s})
-	ob, err := NewOutbox(j, nc, OutboxOptions{Stream: jetstream.StreamConfig{Name: "BENCH"}, Logger: discardLogger()})
+	ob, err := NewOutbox(j, nc, OutboxOptions{Stream: jetstream.StreamConfig{Name: "BENCH"}, Logger: testLogger(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

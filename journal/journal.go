@@ -41,6 +41,10 @@ type Journal struct {
 	tailHash [32]byte
 	tailTime time.Time
 
+	// applied is the highest sequence handed to Pebble (set just before
+	// Commit); committed <= applied, equal unless a commit is in flight
+	// (or failed: the next batch then reuses the sequences).
+	applied atomic.Uint64
 	// committed is the highest sequence whose batch commit has returned.
 	// Readers never look past it, so nothing is read (or published) before
 	// its synced commit has returned to the committer.
@@ -153,6 +157,7 @@ func (j *Journal) loadTail() error {
 	j.tailSeq, j.tailHash, j.tailTime = r.Seq, r.Hash, r.Time
 	j.lastHash = r.Hash
 	j.committed.Store(r.Seq)
+	j.applied.Store(r.Seq)
 	return nil
 }
 
@@ -179,6 +184,11 @@ func (j *Journal) Cursor(name string) (string, bool, error) {
 	// committer, and readers are bounded by committed, set just after. Wait
 	// out that window so a caller never holds a cursor ahead of what it can
 	// read. It is short: the batch is already durable.
+	if seq > j.applied.Load() {
+		// Only possible if the store was altered: no batch ever held it.
+		return "", false, fmt.Errorf("journal: cursor %q: %w: covers record %d, journal ends at %d",
+			name, ErrCorrupt, seq, j.applied.Load())
+	}
 	for {
 		ch := j.Notify()
 		if j.committed.Load() >= seq {

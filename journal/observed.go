@@ -33,6 +33,9 @@ type Observed struct {
 	Status []byte `cbor:"24,keyasint,omitempty"`
 	// Deleted marks the object's DELETED watch event: its last state.
 	Deleted bool `cbor:"25,keyasint,omitempty"`
+	// HasAnnotations says whether the object has any annotation at all
+	// (most are not kept): a JSON patch adding one must first create the map.
+	HasAnnotations bool `cbor:"26,keyasint,omitempty"`
 }
 
 type OwnerRef struct {

@@ -267,10 +267,26 @@ func (o *Outbox) session(ctx context.Context) error {
 		return err
 	}
 
-	window := make([]inflight, 0, o.opts.Window)
+	// window holds the publishes awaiting acks, oldest first, in buf. It is
+	// refilled only once it is down to low, so one iterator (and one cursor
+	// write) serves many records, while low keeps enough in flight that the
+	// server never waits for us.
+	buf := make([]inflight, 0, o.opts.Window)
+	window := buf
+	low := o.opts.Window / 2
+	saved := o.published.Load()
+	defer func() {
+		// Save progress made since the last step, so a restart that cannot
+		// trust the stream's last message (see resync) redoes little. Best
+		// effort: on failure the stream still dedupes the redone records.
+		if p := o.published.Load(); p != saved {
+			_ = o.j.SetCursor(Cursor{Name: o.opts.CursorName, Value: strconv.FormatUint(p, 10)})
+		}
+	}()
 	for {
 		notify := o.j.Notify() // before reading: no commit slips between read and wait
-		if hi := o.j.committed.Load(); len(window) < o.opts.Window && next <= hi {
+		if hi := o.j.committed.Load(); len(window) <= low && next <= hi {
+			window = append(buf[:0], window...) // move to the front: room to append
 			err := o.j.scan(ctx, next, hi, func(r Record, raw []byte) error {
 				id := MsgID(o.j.id, r.Seq)
 				popts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
@@ -303,7 +319,7 @@ func (o *Outbox) session(ctx context.Context) error {
 			}
 		}
 		var more <-chan struct{}
-		if len(window) < o.opts.Window {
+		if len(window) <= low {
 			more = notify // refill while acks are pending, not only after
 		}
 		select {
@@ -315,9 +331,16 @@ func (o *Outbox) session(ctx context.Context) error {
 				n++
 			}
 			acked := window[n-1].seq
-			window = append(window[:0], window[n:]...)
-			if err := o.j.SetCursor(Cursor{Name: o.opts.CursorName, Value: strconv.FormatUint(acked, 10)}); err != nil {
-				return err
+			window = window[n:]
+			// The cursor only saves a resync a little work (resync trusts
+			// the stream's last message over it), so it is written in
+			// steps, and always once the window is empty: an idle outbox's
+			// cursor is exact.
+			if len(window) == 0 || acked-saved > uint64(low) {
+				if err := o.j.SetCursor(Cursor{Name: o.opts.CursorName, Value: strconv.FormatUint(acked, 10)}); err != nil {
+					return err
+				}
+				saved = acked
 			}
 			o.published.Store(acked)
 		case err := <-window[0].fut.Err():

@@ -82,14 +82,14 @@ func KubernetesBinaries(ctx context.Context, progress io.Writer) (Bins, error) {
 		return Bins{}, err
 	}
 	mod := filepath.Join(src, "test", "k8s")
-	key, err := hashTree(mod)
+	key, err := hashTree(mod, ldflags)
 	if err != nil {
 		return Bins{}, err
 	}
 	dir, err := cachedBuild(ctx, progress, "kubernetes-"+KubernetesVersion+"-"+key,
 		[]string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"},
 		func(ctx context.Context, out string) *exec.Cmd {
-			cmd := exec.CommandContext(ctx, "go", "build", "-v", "-o", out+string(filepath.Separator), "./...")
+			cmd := exec.CommandContext(ctx, "go", "build", "-v", "-ldflags", ldflags, "-o", out+string(filepath.Separator), "./...")
 			cmd.Dir = mod
 			return cmd
 		})
@@ -237,9 +237,20 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 	}
 }
 
-// hashTree hashes the files of a small source tree (go.mod, go.sum, mains).
-func hashTree(dir string) (string, error) {
+// ldflags stamps the version, as the upstream release build does: without
+// it every component reports v0.0.0-master and clients that compare server
+// versions misjudge the cluster.
+const ldflags = "-X k8s.io/component-base/version.gitVersion=" + KubernetesVersion +
+	" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37" +
+	" -X k8s.io/component-base/version.gitTreeState=clean"
+
+// hashTree hashes the files of a small source tree (go.mod, go.sum, mains)
+// and any extra build inputs.
+func hashTree(dir string, extra ...string) (string, error) {
 	h := sha256.New()
+	for _, e := range extra {
+		fmt.Fprintf(h, "%s\x00", e)
+	}
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -271,7 +282,3 @@ func Tail(path string, n int) string {
 	}
 	return "--- tail of " + path + " ---\n" + strings.Join(lines, "\n")
 }
-
-// Extra lists builders of further components (kwok, containerd), registered
-// by their packages so `test/prepare` builds everything up front.
-var Extra []func(context.Context, io.Writer) (string, error)

@@ -49,14 +49,19 @@
 //     restart.
 //
 // How: kwok Stages (stages/) select pods with one jq classifier
-// (stages/pod.jq) that names the single next transition, in priority order,
-// so exactly one stage matches at a time (kwok picks at random among
-// matching stages); each stage patches pods/status with one Go template
-// (stages/pod-status.tmpl) that applies its transition and derives phase
-// and conditions. Every stage is level triggered: it matches while the
-// status disagrees with the spec, so nothing is lost when kwok drops a
-// pending delay on a newer event. CEL selectors cannot see container
-// statuses in kwok, hence jq.
+// (stages/pod.jq) that names the single next transition, in priority order
+// (delete, start, restart, resize, slowready, pullbackoff, crashloop, sync,
+// none), so exactly one stage matches at a time: kwok picks at random among
+// matching stages. Each stage but none patches pods/status with one Go
+// template (stages/pod-status.tmpl) that applies its transition and derives
+// phase and conditions; none does nothing, and exists so that every event
+// replaces a pod's pending delayed stage (kwok keeps it otherwise, and it
+// would replay a restart from an old snapshot). Every stage is level
+// triggered: it matches while the status disagrees with the spec, so a
+// patch made from a stale snapshot is corrected by the next event. A cheap
+// jq prefilter per stage spares most of the classifier runs (kwok tries
+// every stage on every event). CEL selectors cannot see container statuses
+// in kwok, hence jq.
 //
 // Not simulated: image changes of init containers, probes, pod IP
 // uniqueness across kwok restarts, resize conditions (PodResizePending,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +56,14 @@ func setup(t *testing.T) (kubernetes.Interface, string) {
 	if fleetErr != nil {
 		t.Fatalf("starting the fleet: %v", fleetErr)
 	}
+	if err := theFleet.Healthy(); err != nil {
+		t.Fatal(err)
+	}
+	logStart := logSize(theFleet)
 	t.Cleanup(func() {
+		if errs := kwokErrors(theFleet, logStart); len(errs) > 0 {
+			t.Errorf("kwok logged %d errors during the test, e.g.:\n%s", len(errs), strings.Join(errs[:min(len(errs), 5)], "\n"))
+		}
 		if t.Failed() {
 			t.Logf("kwok:\n%s", theFleet.LogTail(40))
 		}
@@ -63,13 +71,42 @@ func setup(t *testing.T) (kubernetes.Interface, string) {
 	return c.Clientset(), c.Namespace(t)
 }
 
+func logSize(f *fleet.Fleet) int64 {
+	st, err := os.Stat(f.Process().Log)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// kwokErrors returns kwok's ERROR and WARN log lines after offset: a
+// stage whose selector or template fails only shows there (kwok treats a
+// failing jq selector as not matching). NotFound is left out: a stage
+// played from a snapshot of a pod deleted meanwhile is a benign race.
+func kwokErrors(f *fleet.Fleet, offset int64) []string {
+	b, err := os.ReadFile(f.Process().Log)
+	if err != nil || int64(len(b)) < offset {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b[offset:]), "\n") {
+		if (strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`)) && !strings.Contains(l, `not found`) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// containerStatus returns the named container's status, or an empty one
+// (no state, not ready) before the kubelet reported it, so checks fail with
+// a message instead of a nil dereference.
 func containerStatus(p *corev1.Pod, name string) *corev1.ContainerStatus {
 	for i := range p.Status.ContainerStatuses {
 		if p.Status.ContainerStatuses[i].Name == name {
 			return &p.Status.ContainerStatuses[i]
 		}
 	}
-	return nil
+	return &corev1.ContainerStatus{Name: name}
 }
 
 func condition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {

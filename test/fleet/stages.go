@@ -14,13 +14,32 @@ var stageFiles embed.FS
 
 // Pod stage actions, in the classifier's priority order (stages/pod.jq).
 // Each is one kwok Stage named "pod-<action>".
-var podActions = []string{"delete", "start", "restart", "resize", "slowready", "pullbackoff", "crashloop", "sync"}
+var podActions = []string{"delete", "start", "restart", "resize", "slowready", "pullbackoff", "crashloop", "sync", "none"}
 
 type podStage struct {
 	Action      string
+	Prefilter   string // a cheap jq test the classifier's verdict implies
 	DelayMillis int64
 	DelayFrom   string // a jq expression giving an absolute deadline
 	Template    string
+}
+
+// prefilters are cheap necessary conditions of each action, checked before
+// the classifier: kwok evaluates every stage's selector on every pod event,
+// and the full classifier costs ~60µs a run, so without them each event
+// pays for nine. A prefilter may let through more than its action (the
+// classifier decides) but must never reject a pod the classifier would
+// give its action.
+var prefilters = map[string]string{
+	"delete": `.metadata.deletionTimestamp != null`,
+	"start": `((.status.containerStatuses // []) | length) != (.spec.containers | length)
+ or ((.status.initContainerStatuses // []) | length) != ((.spec.initContainers // []) | length)`,
+	"restart": `[.spec.containers[].image] != [(.status.containerStatuses // [])[].image]`,
+	"resize": `def res: {requests: ((. // {}).requests // {}), limits: ((. // {}).limits // {})};
+ [.spec.containers[].resources | res] != [(.status.containerStatuses // [])[].resources | res]`,
+	"slowready":   `any(.spec.containers[]; .image | test("slowstart"))`,
+	"pullbackoff": `any((.status.containerStatuses // [])[]; .state.waiting.reason == "ErrImagePull")`,
+	"crashloop":   `any((.status.containerStatuses // [])[]; .state.waiting.reason == "CrashLoopBackOff")`,
 }
 
 // Config renders kwok's configuration for opts: a KwokConfiguration, the
@@ -63,6 +82,7 @@ func Config(opts Options) ([]byte, error) {
 	for _, a := range podActions {
 		s := podStage{
 			Action:      a,
+			Prefilter:   prefilters[a],
 			DelayMillis: delays[a].Milliseconds(),
 			Template:    strings.ReplaceAll(status, "[[ .Action ]]", a),
 		}

@@ -174,7 +174,7 @@ func TestStatefulSetFleet(t *testing.T) {
 		resized := time.Now()
 		waitPod(t, cs, ns, name, 10*time.Second, "status resources to follow the resize", func(p *corev1.Pod) error {
 			s := containerStatus(p, "app")
-			if s == nil || s.Resources == nil {
+			if s.Resources == nil {
 				return fmt.Errorf("no status resources: %+v", s)
 			}
 			if got := s.Resources.Requests.Cpu().String(); got != "250m" {
@@ -208,7 +208,7 @@ func TestStatefulSetFleet(t *testing.T) {
 			if p.UID == old.UID {
 				return fmt.Errorf("still the old pod (deletionTimestamp %v)", p.DeletionTimestamp)
 			}
-			if p.Status.Phase != corev1.PodRunning || containerStatus(p, "app") == nil {
+			if p.Status.Phase != corev1.PodRunning || containerStatus(p, "app").State.Running == nil {
 				return fmt.Errorf("replacement phase %s", p.Status.Phase)
 			}
 			if isReady(p) {
@@ -221,6 +221,67 @@ func TestStatefulSetFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitReadyReplicas(t, cs, ns, "web", replicas)
+	})
+	t.Run("InPlaceRollAll", func(t *testing.T) {
+		// What Rollbook does to each pod, for all of them at once: gate
+		// False, patch the image, and once the container was rebuilt, gate
+		// True. Many writes racing the simulated kubelet must still give
+		// exactly one restart per pod.
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rolled := time.Now()
+		err = parallel(list.Items, 16, func(p corev1.Pod) error {
+			if p.Spec.Containers[0].Image == "app:v2" { // ImageChangeRestartsOneContainer did this one
+				return nil
+			}
+			if err := setGate(ctx, cs, ns, p.Name, corev1.ConditionFalse); err != nil {
+				return err
+			}
+			return patchImage(ctx, cs, ns, p.Name, 0, "app:v1", "app:v2")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rebuilt []string
+		cluster.Eventually(t, time.Minute, "every app container rebuilt on app:v2", func() error {
+			list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil {
+				return err
+			}
+			rebuilt = rebuilt[:0]
+			for i := range list.Items {
+				p := &list.Items[i]
+				s := containerStatus(p, "app")
+				if s.ImageID == fleet.ImageID("app:v2") && s.State.Running != nil && s.Ready {
+					rebuilt = append(rebuilt, p.Name)
+				}
+			}
+			if len(rebuilt) < replicas {
+				return fmt.Errorf("%d of %d rebuilt", len(rebuilt), replicas)
+			}
+			return nil
+		})
+		t.Logf("%d containers rebuilt %s after the first gate write", replicas, time.Since(rolled).Round(time.Millisecond))
+		if err := parallel(rebuilt, 16, func(n string) error { return setGate(ctx, cs, ns, n, corev1.ConditionTrue) }); err != nil {
+			t.Fatal(err)
+		}
+		waitReadyReplicas(t, cs, ns, "web", replicas)
+		t.Logf("all Ready again %s after the first gate write", time.Since(rolled).Round(time.Millisecond))
+		list, err = cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range list.Items {
+			p := &list.Items[i]
+			if s := containerStatus(p, "app"); s.RestartCount != 1 {
+				t.Errorf("%s: app restartCount %d, want 1", p.Name, s.RestartCount)
+			}
+			if s := containerStatus(p, "log"); s.RestartCount != 0 {
+				t.Errorf("%s: log restartCount %d, want 0", p.Name, s.RestartCount)
+			}
+		}
 	})
 }
 

@@ -26,9 +26,6 @@ type state struct {
 	// Owner is the process that started the node: while it lives the node
 	// is not stale.
 	Owner owner
-	// CreatedHostDirs were missing before the node started; teardown
-	// removes them again when they are empty.
-	CreatedHostDirs []string `json:",omitempty"`
 }
 
 // owner identifies a process across PID reuse by its start time.
@@ -172,6 +169,11 @@ func CleanupStale(parent string, progress io.Writer) error {
 			}
 		}
 	}
+	// Host settings left unrestored by a node that crashed after its
+	// directory was gone.
+	if err := restoreHost(parent, ""); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -214,16 +216,13 @@ func teardown(st state, progress io.Writer) error {
 		}
 	}
 	// 6. Files outside the directory: the kubelet's legacy log symlinks
-	// and libcni's result cache, then host directories we created.
+	// and libcni's result cache (left when a sandbox was never torn down).
 	removeLinksInto("/var/log/containers", st.Dir)
 	if st.Network != "" {
 		cached, _ := filepath.Glob(filepath.Join("/var/lib/cni/results", st.Network+"-*"))
 		for _, f := range cached {
 			os.Remove(f)
 		}
-	}
-	for i := len(st.CreatedHostDirs) - 1; i >= 0; i-- {
-		os.Remove(st.CreatedHostDirs[i]) // only when empty: someone else may use it now
 	}
 	// 7. The directory, unless something is still mounted inside it:
 	// RemoveAll would then delete through the mount (a hostPath volume
@@ -232,6 +231,10 @@ func teardown(st state, progress io.Writer) error {
 		errs = append(errs, fmt.Errorf("node: not removing %s: still mounted: %s", st.Dir, strings.Join(left, ", ")))
 	} else if err := os.RemoveAll(st.Dir); err != nil {
 		errs = append(errs, fmt.Errorf("node: removing %s: %w", st.Dir, err))
+	}
+	// 8. Host settings and directories, when this was the last node.
+	if err := restoreHost(filepath.Dir(st.Dir), st.Dir); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 )
 
 // tomlString quotes s as a TOML basic string (the same escapes as JSON for
@@ -86,6 +85,10 @@ imports = []
     bin_dirs = [` + q(n.opts.CNIBinDir) + `]
     conf_dir = ` + q(p.cniConf) + `
     max_conf_num = 1
+    # containerd brings lo up itself instead of running the CNI loopback
+    # plugin, which would leave a libcni cache entry for every sandbox
+    # that is never torn down through CNI.
+    use_internal_loopback = true
 
 [plugins.'io.containerd.grpc.v1.cri']
   disable_tcp_service = true
@@ -149,7 +152,9 @@ func (n *Node) cniConfig() ([]byte, error) {
 //   - syncFrequency and nodeStatusUpdateFrequency small, so status follows
 //     changes quickly.
 //   - makeIPTablesUtilChains false: no KUBE-IPTABLES-HINT chain on the host.
-//   - podLogsDir in the node's directory (/var/log/pods otherwise).
+//   - podLogsDir and volumePluginDir in the node's directory (otherwise
+//     /var/log/pods and /usr/libexec/kubernetes/kubelet-plugins, which the
+//     kubelet creates).
 func (n *Node) kubeletConfig() string {
 	p := n.paths
 	q := tomlString // JSON strings are valid YAML scalars
@@ -175,6 +180,7 @@ authorization:
 registerNode: true
 resolvConf: ` + q(p.resolvConf) + `
 podLogsDir: ` + q(p.podLogs) + `
+volumePluginDir: ` + q(filepath.Join(p.kubeletRoot, "volume-plugins")) + `
 staticPodPath: ""
 evictionHard:
   memory.available: "0%"
@@ -230,14 +236,13 @@ func (n *Node) writeConfigs() error {
 
 // kubeletArgs are the kubelet's flags: what KubeletConfiguration cannot say.
 // Every directory the kubelet would take from its defaults (/var/lib/kubelet,
-// its pki, the flexvolume plugin directory it creates) is the node's own.
+// its pki) is the node's own.
 func (n *Node) kubeletArgs() []string {
 	args := []string{
 		"--config=" + n.paths.kubeletConfig,
 		"--kubeconfig=" + n.cluster.Kubeconfig,
 		"--root-dir=" + n.paths.kubeletRoot,
 		"--cert-dir=" + filepath.Join(n.paths.kubeletRoot, "pki"),
-		"--volume-plugin-dir=" + filepath.Join(n.paths.kubeletRoot, "volume-plugins"),
 		"--hostname-override=" + n.Name,
 		"--node-labels=" + NodeLabel + "=true",
 		"--v=2",
@@ -255,11 +260,3 @@ func (n *Node) kubeletArgs() []string {
 
 // NodeLabel is set to "true" on every node this package starts.
 const NodeLabel = "rollbook.dev/real-node"
-
-// shortID keeps names within the kernel's 15-character interface name limit.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return strings.ToLower(id)
-}

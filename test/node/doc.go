@@ -17,11 +17,15 @@
 // imagePullPolicy: Never.
 //
 // Everything the node creates lives under one directory (containerd's root
-// and state, the kubelet's root, CNI configuration and IPAM state, logs)
-// plus a few things the kernel keeps elsewhere: a cgroup subtree named after
-// the node in every hierarchy, a bridge interface, and symlinks in
-// /var/log/containers. Stop removes all of it, and Start first removes what
-// a crashed earlier run left behind (see cleanup.go).
+// and state, shim sockets, runc state, network namespaces, the kubelet's
+// root, pod logs, CNI configuration and IPAM leases, component logs) except
+// what the kernel or the kubelet keep at fixed places: a cgroup subtree
+// named after the node in every hierarchy (the kubelet's cgroupRoot), a
+// bridge interface, legacy log symlinks in /var/log/containers, the
+// kubelet's device-plugin socket and a few kernel settings the kubelet
+// changes (vm.overcommit_memory, kernel.panic, ...). Stop removes or
+// restores all of it, and Start first removes what a crashed earlier run
+// left behind (see cleanup.go and host.go).
 //
 // It needs root, a Linux kernel with overlayfs (or it falls back to the
 // native snapshotter) and the Debian packages runc, containernetworking-

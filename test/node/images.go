@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -234,10 +235,15 @@ func layerFrom(entries []tarEntry) (v1.Layer, error) {
 }
 
 // importImages loads the tarballs into containerd's k8s.io namespace (the
-// one the CRI plugin serves) and unpacks them for the snapshotter in use.
-// --digests names each image repo@sha256:<manifest digest> as well, as a
-// pull from a registry would: the CRI plugin then reports that name as the
-// container's imageID. It returns every tag's digest name.
+// one the CRI plugin serves), unpacked for the snapshotter in use, and
+// names each image repo@sha256:<manifest digest> as well, as a pull from a
+// registry would: the CRI plugin then reports that name as the container's
+// imageID. It returns every tag's digest name.
+//
+// The digest names are added with `ctr images tag` rather than `ctr images
+// import --digests`: in containerd 2.4.2 the transfer-service import skips
+// digest names for images that have a name in the archive unless
+// --skip-digest-for-named is given, the opposite of what that flag says.
 func (n *Node) importImages(ctx context.Context) (map[string]string, error) {
 	dir := filepath.Join(n.Dir, "images")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -253,59 +259,57 @@ func (n *Node) importImages(ctx context.Context) (map[string]string, error) {
 	}
 	sort.Strings(repos)
 	for _, repo := range repos {
-		if _, err := n.ctr(ctx, "images", "import", "--digests", "--base-name", repo,
+		if _, err := n.ctr(ctx, "images", "import", "--base-name", repo,
 			"--snapshotter", n.snapshotter, tarballs[repo]); err != nil {
 			return nil, err
 		}
 	}
-	return n.imageDigests(ctx)
+	digests, err := n.imageDigests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range imageSpecs() {
+		if _, err := n.ctr(ctx, "images", "tag", "--local", "--force", s.ref, digests[s.ref]); err != nil {
+			return nil, err
+		}
+	}
+	// Read back: the names are containerd's, not our intention.
+	out, err := n.ctr(ctx, "images", "ls", "-q")
+	if err != nil {
+		return nil, err
+	}
+	have := strings.Fields(out)
+	for ref, d := range digests {
+		if !slices.Contains(have, d) {
+			return nil, fmt.Errorf("node: image %s has no digest name %s after tagging; containerd has %v", ref, d, have)
+		}
+	}
+	return digests, nil
 }
 
-// imageDigests maps each of our tags to the digest name that points at the
-// same manifest, from containerd's own image list.
+// imageDigests maps each of our tags to the digest name of its manifest,
+// repo@sha256:..., from containerd's own image list.
 func (n *Node) imageDigests(ctx context.Context) (map[string]string, error) {
 	out, err := n.ctr(ctx, "images", "ls")
 	if err != nil {
 		return nil, err
 	}
 	// REF TYPE DIGEST SIZE PLATFORMS LABELS
-	byDigest := map[string][]string{}
+	digestOf := map[string]string{}
 	for _, line := range strings.Split(out, "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
+		if f := strings.Fields(line); len(f) >= 3 && strings.HasPrefix(f[2], "sha256:") {
+			digestOf[f[0]] = f[2]
 		}
-		byDigest[f[2]] = append(byDigest[f[2]], f[0])
 	}
 	digests := map[string]string{}
 	for _, s := range imageSpecs() {
-		found := false
-		for digest, refs := range byDigest {
-			if !contains(refs, s.ref) {
-				continue
-			}
-			repo := s.ref[:strings.LastIndex(s.ref, ":")]
-			want := repo + "@" + digest
-			if !contains(refs, want) {
-				return nil, fmt.Errorf("node: image %s imported without its digest name %s (have %v)", s.ref, want, refs)
-			}
-			digests[s.ref] = want
-			found = true
-		}
-		if !found {
+		d, ok := digestOf[s.ref]
+		if !ok {
 			return nil, fmt.Errorf("node: image %s missing after import; containerd has:\n%s", s.ref, out)
 		}
+		digests[s.ref] = s.ref[:strings.LastIndex(s.ref, ":")] + "@" + d
 	}
 	return digests, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ctr runs containerd's CLI against this node's containerd, in the k8s.io

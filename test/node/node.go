@@ -302,14 +302,10 @@ func (n *Node) prepare() error {
 	if n.snapshotter, err = probeSnapshotter(n.Dir); err != nil {
 		return err
 	}
-	// Host directories the kubelet or CNI create if missing: note which
-	// were missing so teardown removes them again (when empty).
-	for _, d := range []string{"/var/lib/cni", "/var/lib/cni/results", "/var/log/containers"} {
-		if _, err := os.Stat(d); os.IsNotExist(err) {
-			n.state.CreatedHostDirs = append(n.state.CreatedHostDirs, d)
-		}
-	}
 	if err := n.saveState(); err != nil {
+		return err
+	}
+	if err := recordHost(n.opts.Dir); err != nil {
 		return err
 	}
 	if err := createCgroup(n.cgroup); err != nil {

@@ -6,10 +6,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"rollbook.dev/rollbook/test/cluster"
+	"rollbook.dev/rollbook/test/fleet"
+	"rollbook.dev/rollbook/test/node"
 )
 
 func main() {
@@ -20,7 +23,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range cluster.Extra {
+	for _, b := range []func(context.Context, io.Writer) (string, error){fleet.BuildKwok, node.BuildContainerd} {
 		if _, err := b(ctx, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

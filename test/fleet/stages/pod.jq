@@ -47,8 +47,13 @@ def needsSync:
     or condStatus("Ready") != (if $containersReady and $gates then "True" else "False" end)
     or ((.metadata.generation // 0) != 0 and (.status.observedGeneration // 0) != .metadata.generation);
 
+# A pod being deleted is deleted at once (grace 0), as the kubelet does once
+# its containers stopped. Once the grace period is 0 there is nothing left to
+# do: the apiserver removes the pod, or its finalizers' owners finish it; not
+# deleting again avoids a NotFound race with the apiserver's own removal.
 def podAction:
-  if .metadata.deletionTimestamp != null then "delete"
+  if .metadata.deletionTimestamp != null then
+    (if (.metadata.deletionGracePeriodSeconds // 0) > 0 then "delete" else "none" end)
   else
     ((.status.containerStatuses // []) | map({key: .name, value: .}) | from_entries) as $st
     | ([.spec.containers[] | containerAction(.; $st[.name])] | min) as $a

@@ -1,0 +1,170 @@
+package actuator
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/projections"
+)
+
+// The request bodies are the actuator's contract with the apiserver; these
+// pin their exact bytes (the cluster tests prove what they do).
+
+func TestPatchBody(t *testing.T) {
+	act := planner.Action{Kind: planner.Patch, Pod: "shop/web-0", UID: "u-1",
+		Images: []planner.ContainerChange{
+			{Name: "app", Index: 1, From: "web:1", To: "web:2"},
+			{Name: "setup", Init: true, Index: 0, From: "setup:1", To: "setup:2"},
+		},
+		Labels:       map[string]string{"z": "1", "controller-revision-hash": "abc"},
+		State:        `{"rev":"abc"}`,
+		CreateLabels: true, CreateAnnotations: true,
+	}
+	got, err := patchBody(act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"test","path":"/metadata/uid","value":"u-1"},` +
+		`{"op":"test","path":"/spec/containers/1/name","value":"app"},` +
+		`{"op":"test","path":"/spec/containers/1/image","value":"web:1"},` +
+		`{"op":"replace","path":"/spec/containers/1/image","value":"web:2"},` +
+		`{"op":"test","path":"/spec/initContainers/0/name","value":"setup"},` +
+		`{"op":"test","path":"/spec/initContainers/0/image","value":"setup:1"},` +
+		`{"op":"replace","path":"/spec/initContainers/0/image","value":"setup:2"},` +
+		`{"op":"test","path":"/metadata/labels","value":null},` +
+		`{"op":"add","path":"/metadata/labels","value":{}},` +
+		`{"op":"add","path":"/metadata/labels/controller-revision-hash","value":"abc"},` +
+		`{"op":"add","path":"/metadata/labels/z","value":"1"},` +
+		`{"op":"test","path":"/metadata/annotations","value":null},` +
+		`{"op":"add","path":"/metadata/annotations","value":{}},` +
+		`{"op":"add","path":"/metadata/annotations/rollbook.dev~1state","value":"{\"rev\":\"abc\"}"}]`
+	if string(got) != want {
+		t.Fatalf("patch body\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestEscapePointer(t *testing.T) {
+	for in, want := range map[string]string{
+		"app":                "app",
+		"rollbook.dev/state": "rollbook.dev~1state",
+		"a~b/c":              "a~0b~1c",
+		"~1":                 "~01", // '~' first, or "~1" would come back as "/"
+	} {
+		if got := escapePointer(in); got != want {
+			t.Errorf("escapePointer(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGateBody(t *testing.T) {
+	now := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
+	got, err := gateBody(planner.Action{Kind: planner.Gate, UID: "u-1", Reason: "InPlaceUpdating", Message: "m"}, false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"metadata":{"uid":"u-1"},"status":{"conditions":[{"type":"rollbook.dev/InPlaceUpdateReady","status":"False","reason":"InPlaceUpdating","message":"m","lastTransitionTime":"2031-01-02T03:04:05Z"}]}}`
+	if string(got) != want {
+		t.Fatalf("gate body\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestResizeBody(t *testing.T) {
+	got, err := resizeBody(planner.Action{Kind: planner.Resize, Pod: "shop/web-0", UID: "u-1",
+		Resources: []planner.ResourceChange{{Name: "app", Requests: map[string]string{"cpu": "500m"}, Limits: map[string]string{"memory": "1Gi"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"metadata":{"uid":"u-1"},"spec":{"containers":[{"name":"app","resources":{"limits":{"memory":"1Gi"},"requests":{"cpu":"500m"}}}]}}`
+	if string(got) != want {
+		t.Fatalf("resize body\n got %s\nwant %s", got, want)
+	}
+	_, err = resizeBody(planner.Action{Kind: planner.Resize, Pod: "shop/web-0", UID: "u-1",
+		Resources: []planner.ResourceChange{{Name: "app", Requests: map[string]string{"cpu": "lots"}}}})
+	if !errors.Is(err, ErrInvalidAction) {
+		t.Fatalf("a bad quantity: %v, want ErrInvalidAction", err)
+	}
+}
+
+func TestStatusBodyDoesNotMutateTheAction(t *testing.T) {
+	st := &projections.RolloutStatus{Phase: "Progressing", Conditions: []metav1.Condition{{Type: "Progressing", Status: "True", Reason: "R", Message: "m"}}}
+	act := planner.Action{Kind: planner.Status, Rollout: "shop/r", RolloutUID: "u-1", Status: st}
+	body, err := statusBody(act, time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"lastTransitionTime":"2031-01-02T03:04:05Z"`) ||
+		!strings.HasPrefix(string(body), `[{"op":"test","path":"/metadata/uid","value":"u-1"},{"op":"add","path":"/status","value":{`) {
+		t.Fatalf("status body %s", body)
+	}
+	if !st.Conditions[0].LastTransitionTime.IsZero() {
+		t.Fatal("statusBody stamped the planner's status in place")
+	}
+}
+
+func TestEventName(t *testing.T) {
+	act := planner.Action{Kind: planner.Event, Rollout: "shop/r", RolloutUID: "u-1", Reason: "Paused", Message: "step 1"}
+	a, b := eventName(act, "r"), eventName(act, "r")
+	if a != b || !strings.HasPrefix(a, "r.") {
+		t.Fatalf("event names %q, %q: want equal, deterministic, prefixed by the rollout", a, b)
+	}
+	other := act
+	other.Message = "step 2"
+	if eventName(other, "r") == a {
+		t.Fatal("different events share a name")
+	}
+	long := eventName(act, strings.Repeat("x", 253))
+	if len(long) > 253 {
+		t.Fatalf("event name of %d characters", len(long))
+	}
+}
+
+func TestInvalidActions(t *testing.T) {
+	for _, act := range []planner.Action{
+		{Kind: "frobnicate", Pod: "shop/web-0", UID: "u"},
+		{Kind: planner.Gate, Pod: "shop/web-0"},      // no UID
+		{Kind: planner.Gate, Pod: "web-0", UID: "u"}, // no namespace
+		{Kind: planner.Patch, Pod: "shop/web-0", UID: "u"},
+		{Kind: planner.Patch, Pod: "shop/web-0", UID: "u", Images: []planner.ContainerChange{{Name: "app", From: "a:1"}}},
+		{Kind: planner.Resize, Pod: "shop/web-0", UID: "u"},
+		{Kind: planner.Status, Rollout: "shop/r", RolloutUID: "u"},
+		{Kind: planner.Status, Rollout: "shop/r", Status: &projections.RolloutStatus{}},
+		{Kind: planner.Event, Rollout: "shop/r", RolloutUID: "u", Reason: "X", EventType: "Loud"},
+	} {
+		a := &Actuator{opts: Options{}.withDefaults()}
+		_, err := a.perform(t.Context(), act)
+		if !errors.Is(err, ErrInvalidAction) || Classify(err) != "invalid" {
+			t.Errorf("%s: %v (class %q), want ErrInvalidAction", act, err, Classify(err))
+		}
+	}
+}
+
+func TestRequestKey(t *testing.T) {
+	for _, c := range []struct{ method, path, want string }{
+		{"PATCH", "/api/v1/namespaces/shop/pods/web-0/status", "patch pods/status"},
+		{"PATCH", "/api/v1/namespaces/shop/pods/web-0", "patch pods"},
+		{"DELETE", "/api/v1/namespaces/shop/pods/web-0", "delete pods"},
+		{"POST", "/api/v1/namespaces/shop/events", "create events"},
+		{"PATCH", "/apis/rollbook.dev/v1alpha1/namespaces/shop/inplacerollouts/r/status", "patch inplacerollouts/status"},
+		{"GET", "/api/v1/namespaces/shop/pods", "list pods"},
+		{"GET", "/api/v1/namespaces/shop/pods/web-0", "get pods"},
+		{"GET", "/api/v1/nodes", "list nodes"},
+	} {
+		req := &http.Request{Method: c.method, URL: &url.URL{Path: c.path}}
+		if got := requestKey(req); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.method, c.path, got, c.want)
+		}
+	}
+}
+
+func TestOptions(t *testing.T) {
+	if _, err := New(Options{}); err == nil {
+		t.Fatal("New without Config and Journal")
+	}
+}

@@ -1,0 +1,165 @@
+package actuator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// ErrInvalidAction marks an action the actuator cannot turn into a request
+// (no UID, no status, a malformed reference). It classifies as invalid: the
+// planner produced it, and retrying it unchanged cannot succeed.
+var ErrInvalidAction = errors.New("actuator: invalid action")
+
+func invalidActionf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidAction, fmt.Sprintf(format, args...))
+}
+
+// Causes the pods/resize admission plugin (PodResizeValidator) attaches to
+// its 403 when a resize cannot fit the node or the node's platform.
+const (
+	causeNodeCapacity        metav1.CauseType = "NodeCapacity"
+	causeUnsupportedPlatform metav1.CauseType = "UnsupportedPlatform"
+)
+
+// Classify maps an error of an API write to a journal failure class, which
+// tells the planner what to do next:
+//
+//   - conflict: a precondition failed, replan from fresh state. 409 (a UID
+//     precondition of a delete, an optimistic-lock conflict, AlreadyExists),
+//     the bare 422 the apiserver answers when a JSON-patch `test` fails or
+//     a path the patch expects is missing (the pod moved on since the
+//     plan), and the 422 on metadata.uid that a patch carrying a stale UID
+//     gets.
+//   - gone: 404 for the named object (or its namespace is terminating).
+//   - invalid: 400, 422 otherwise, 413, a 403 from the resize admission
+//     plugin (does not fit the node), or an action the actuator refused to
+//     send (ErrInvalidAction).
+//   - throttled: 429, 5xx, server and client timeouts, connection errors:
+//     back off and retry.
+//   - abandoned: ctx was cancelled: whether the write landed is unknown,
+//     exactly as for an intent whose process died.
+//   - other: anything else (RBAC's 403, a 404 for a resource the server
+//     does not serve, e.g. the CRD is not installed).
+//
+// See the package doc for what the apiserver answers to each precondition.
+func Classify(err error) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, ErrInvalidAction) {
+		return journal.ClassInvalid
+	}
+	if errors.Is(err, context.Canceled) {
+		return journal.ClassAbandoned
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return journal.ClassThrottled
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return classifyStatus(status.Status())
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return journal.ClassThrottled
+	}
+	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) {
+		return journal.ClassThrottled
+	}
+	return journal.ClassOther
+}
+
+func classifyStatus(s metav1.Status) string {
+	err := &apierrors.StatusError{ErrStatus: s}
+	switch {
+	case patchPreconditionFailed(s):
+		return journal.ClassConflict
+	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
+		return journal.ClassConflict
+	case apierrors.IsNotFound(err):
+		// NB: a 404 that names no object means the server does not serve
+		// the resource at all (the CRD is missing, no resize subresource):
+		// that is not a vanished object, and dropping the action would
+		// hide it.
+		if s.Details == nil || s.Details.Name == "" {
+			return journal.ClassOther
+		}
+		return journal.ClassGone
+	case apierrors.IsGone(err), apierrors.IsResourceExpired(err):
+		return journal.ClassGone
+	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
+		apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err), apierrors.IsUnexpectedServerError(err),
+		s.Code >= 500:
+		return journal.ClassThrottled
+	case apierrors.IsForbidden(err):
+		if hasCause(s, corev1.NamespaceTerminatingCause) {
+			return journal.ClassGone
+		}
+		if hasCause(s, causeNodeCapacity) || hasCause(s, causeUnsupportedPlatform) {
+			return journal.ClassInvalid
+		}
+		return journal.ClassOther
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsRequestEntityTooLargeError(err),
+		s.Code == http.StatusUnprocessableEntity:
+		return journal.ClassInvalid
+	}
+	return journal.ClassOther
+}
+
+// patchPreconditionFailed reports whether a 422 is one of our preconditions
+// failing rather than bad content. Found against kube-apiserver v1.37.2:
+//
+// A JSON patch that cannot be applied — a `test` that fails, or an
+// operation on a path that is no longer there — is answered 422, reason
+// Invalid, message "the server rejected our request due to an error in our
+// request", and empty details: no name, no kind, no causes. The patch
+// handler wraps json-patch's error with NewGenericServerResponse and drops
+// its text (staging apiserver endpoints/handlers/patch.go, applyJSPatch).
+// Every 422 from validation instead names the object and carries a cause
+// per field, so an empty 422 is the applier's, and since the actuator's
+// patches are well formed, it is one of its preconditions.
+//
+// A strategic-merge or merge patch carrying metadata.uid, sent to an object
+// replaced under the same name, is answered 422, reason Invalid, with one
+// cause {reason: FieldValueInvalid, field: metadata.uid, message: "Invalid
+// value: \"<planned uid>\": field is immutable"}: the patched object's UID
+// differs from the stored one. The same holds for pods/status, pods/resize
+// and a custom resource's status.
+//
+// Both mean the object is not the one the plan saw.
+func patchPreconditionFailed(s metav1.Status) bool {
+	if s.Code != http.StatusUnprocessableEntity {
+		return false
+	}
+	d := s.Details
+	if d == nil || (d.Name == "" && d.Kind == "" && len(d.Causes) == 0) {
+		return true
+	}
+	for _, c := range d.Causes {
+		if c.Field == "metadata.uid" {
+			return true
+		}
+	}
+	return false
+}
+func hasCause(s metav1.Status, t metav1.CauseType) bool {
+	if s.Details == nil {
+		return false
+	}
+	for _, c := range s.Details.Causes {
+		if c.Type == t {
+			return true
+		}
+	}
+	return false
+}

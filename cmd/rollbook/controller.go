@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"rollbook.dev/rollbook/actuator"
+	"rollbook.dev/rollbook/ingest"
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/projections"
+)
+
+// controllerOptions wire one controller process.
+type controllerOptions struct {
+	Config     *rest.Config
+	JournalDir string
+	Namespaces []string
+	// NATS: an external URL, or an embedded server under JournalDir/nats
+	// unless NoNATS.
+	NATS   journal.NATSConfig
+	NoNATS bool
+	Stream jetstream.StreamConfig
+	// QPS and Burst bound the actuator's writes.
+	QPS     float32
+	Burst   int
+	Workers int
+	// Debounce gathers bursts of records into one plan.
+	Debounce time.Duration
+	Logger   *slog.Logger
+}
+
+// controller is the run loop: ingest → journal → projections → planner →
+// actuator → journal. It is the only place with goroutines and clocks.
+type controller struct {
+	opts  controllerOptions
+	j     *journal.Journal
+	in    *ingest.Ingester
+	act   *actuator.Actuator
+	log   *slog.Logger
+	nc    *nats.Conn
+	ob    *journal.Outbox
+	close []func()
+
+	mu    sync.Mutex
+	state *projections.State
+
+	folded   atomic.Uint64 // last sequence folded into state
+	foldedCh chan struct{} // closed and replaced at each fold
+	foldMu   sync.Mutex
+	dirty    chan struct{}
+
+	plans   atomic.Int64
+	ticks   atomic.Int64
+	started atomic.Bool
+}
+
+func newController(opts controllerOptions) (*controller, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 20 * time.Millisecond
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	j, err := journal.Open(opts.JournalDir, journal.Options{})
+	if err != nil {
+		return nil, err
+	}
+	c := &controller{opts: opts, j: j, log: opts.Logger, state: projections.New(), foldedCh: make(chan struct{}), dirty: make(chan struct{}, 1)}
+	c.close = append(c.close, func() { j.Close() })
+	cfg := rest.CopyConfig(opts.Config)
+	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
+	c.in, err = ingest.New(ingest.Options{
+		Client: dynamic.NewForConfigOrDie(cfg), Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
+		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.Nodes, ingest.Rollouts},
+	})
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.act, err = actuator.New(actuator.Options{Config: opts.Config, Journal: j, QPS: opts.QPS, Burst: opts.Burst, Logger: opts.Logger})
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	if !opts.NoNATS {
+		ncfg := opts.NATS
+		if ncfg.URL == "" {
+			srv, err := journal.StartEmbeddedNATS(filepath.Join(opts.JournalDir, "nats"))
+			if err != nil {
+				c.shutdown()
+				return nil, err
+			}
+			c.close = append(c.close, srv.Shutdown)
+			ncfg.Embedded = srv
+		}
+		if c.nc, err = journal.ConnectNATS(ncfg); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		c.close = append(c.close, c.nc.Close)
+		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger}); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *controller) shutdown() {
+	for i := len(c.close) - 1; i >= 0; i-- {
+		c.close[i]()
+	}
+}
+
+// run runs until ctx ends or a journal failure; then it closes everything.
+func (c *controller) run(ctx context.Context) error {
+	defer c.shutdown()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if err := c.abandonDangling(ctx); err != nil {
+		return err
+	}
+	// Fold what is on record before planning anything.
+	if err := c.j.Read(ctx, 1, c.fold); err != nil {
+		return err
+	}
+	c.started.Store(true)
+	var wg sync.WaitGroup
+	goFn := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				c.log.Error("controller: "+name+" stopped", "err", err)
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+	goFn("ingest", c.in.Run)
+	if c.ob != nil {
+		goFn("outbox", c.ob.Run)
+	}
+	goFn("projections", func(ctx context.Context) error {
+		return c.j.Follow(ctx, c.folded.Load()+1, c.fold)
+	})
+	work := make(chan job, 4096)
+	for range c.opts.Workers {
+		goFn("actuator", func(ctx context.Context) error { return c.worker(ctx, work) })
+	}
+	goFn("planner", func(ctx context.Context) error { return c.planLoop(ctx, work) })
+	<-ctx.Done()
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// abandonDangling journals, for every intent a previous process left
+// without an outcome, that nobody knows whether it happened: the planner
+// then re-derives what is needed from what the watch shows, and every
+// action's precondition makes doing it again safe.
+func (c *controller) abandonDangling(ctx context.Context) error {
+	open := map[string]journal.ActionFact{}
+	var order []string
+	err := c.j.Read(ctx, 1, func(r journal.Record) error {
+		switch r.Kind {
+		case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
+		default:
+			return nil
+		}
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			return err
+		}
+		if r.Kind == journal.KindActionIntended {
+			if _, ok := open[f.Key]; !ok {
+				order = append(order, f.Key)
+			}
+			open[f.Key] = f
+		} else {
+			delete(open, f.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var entries []journal.Entry
+	for _, k := range order {
+		f, ok := open[k]
+		if !ok {
+			continue
+		}
+		f.Action, f.Class, f.Error = nil, journal.ClassAbandoned, "the controller stopped before the outcome was known"
+		body, err := journal.EncodeBody(f)
+		if err != nil {
+			return err
+		}
+		entries = append(entries, journal.Entry{Kind: journal.KindActionFailed, Key: k, Body: body})
+	}
+	if len(entries) > 0 {
+		c.log.Info("controller: abandoning intents of a previous process", "count", len(entries))
+		_, err = c.j.Append(ctx, nil, entries...)
+	}
+	return err
+}
+
+// fold applies one record to the state and wakes the planner.
+func (c *controller) fold(r journal.Record) error {
+	c.mu.Lock()
+	err := c.state.Apply(r)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.folded.Store(r.Seq)
+	c.foldMu.Lock()
+	close(c.foldedCh)
+	c.foldedCh = make(chan struct{})
+	c.foldMu.Unlock()
+	select {
+	case c.dirty <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// waitFolded waits until the state includes record seq.
+func (c *controller) waitFolded(ctx context.Context, seq uint64) error {
+	for {
+		c.foldMu.Lock()
+		ch := c.foldedCh
+		c.foldMu.Unlock()
+		if c.folded.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+type job struct {
+	act    planner.Action
+	intent journal.ActionFact
+}
+
+func (c *controller) worker(ctx context.Context, work <-chan job) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case jb := <-work:
+			if _, err := c.act.Execute(ctx, jb.act, jb.intent); errors.Is(err, actuator.ErrJournal) {
+				return err
+			}
+		}
+	}
+}
+
+// tickEvery bounds how stale the planner's clock may be when it plans.
+const tickEvery = 100 * time.Millisecond
+
+// planLoop plans whenever records arrive (debounced) or a wake-up is due.
+// Time reaches the planner only as journaled Tick records, so replay sees
+// the same "now"; all of a plan's intents are journaled before any runs.
+func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
+	if err := c.in.WaitSynced(ctx); err != nil {
+		return nil
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.dirty:
+		case <-timer.C:
+		}
+		// Gather a burst of records into one plan.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.opts.Debounce):
+		}
+		c.mu.Lock()
+		last := c.state.Now
+		c.mu.Unlock()
+		if now := time.Now(); now.UnixNano()-last >= int64(tickEvery) {
+			recs, err := c.j.Append(ctx, nil, journal.Entry{Kind: journal.KindTick, Key: "tick", Body: mustBody(journal.TickFact{Reason: "plan"})})
+			if err != nil {
+				return err
+			}
+			c.ticks.Add(1)
+			if err := c.waitFolded(ctx, recs[0].Seq); err != nil {
+				return nil
+			}
+		}
+		c.mu.Lock()
+		res := planner.Plan(c.state)
+		seq := c.state.Seq
+		c.mu.Unlock()
+		c.plans.Add(1)
+		if len(res.Actions) > 0 {
+			facts, last, err := c.act.Intend(ctx, res.Actions, seq)
+			if err != nil {
+				return err
+			}
+			// The next plan must see these intents, or it would derive
+			// the same actions again.
+			if err := c.waitFolded(ctx, last); err != nil {
+				return nil
+			}
+			for i, a := range res.Actions {
+				select {
+				case work <- job{act: a, intent: facts[i]}:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+		wait := 30 * time.Second // a heartbeat plan even when idle
+		if res.WakeAt != 0 {
+			wait = min(wait, max(time.Until(time.Unix(0, res.WakeAt)), 0))
+		}
+		timer.Reset(wait)
+	}
+}
+
+func mustBody(v any) []byte {
+	b, err := journal.EncodeBody(v)
+	if err != nil {
+		panic(err) // static types that always encode
+	}
+	return b
+}
+
+// snapshot returns a summary of the state for status output and metrics.
+func (c *controller) snapshot() (rollouts map[string]projections.RolloutStatus, pods, gated int, seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rollouts = map[string]projections.RolloutStatus{}
+	for k, r := range c.state.Rollouts {
+		rollouts[k] = r.Status
+	}
+	for _, p := range c.state.Pods {
+		pods++
+		if p.Pod == nil {
+			continue
+		}
+		for _, cd := range p.Pod.Conditions {
+			if cd.Type == planner.GateCondition && cd.Status == "False" {
+				gated++
+			}
+		}
+	}
+	return rollouts, pods, gated, c.state.Seq
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (in-cluster config when empty)")
+	namespaces := fs.String("namespaces", "", "comma-separated namespaces to manage (all when empty)")
+	journalDir := fs.String("journal-dir", "/var/lib/rollbook/journal", "journal directory (a persistent volume)")
+	natsURL := fs.String("nats-url", "", "external NATS server or cluster URL(s); an embedded server when empty")
+	natsCreds := fs.String("nats-creds", "", "NATS credentials file")
+	natsCA := fs.String("nats-ca", "", "CA file to verify NATS servers")
+	natsCert := fs.String("nats-cert", "", "client certificate for NATS mutual TLS")
+	natsKey := fs.String("nats-key", "", "client key for NATS mutual TLS")
+	noNATS := fs.Bool("no-nats", false, "do not publish the journal to NATS")
+	streamReplicas := fs.Int("stream-replicas", 1, "JetStream stream replicas (3 on a NATS cluster)")
+	streamMaxAge := fs.Duration("stream-max-age", 30*24*time.Hour, "JetStream stream max age")
+	streamMaxBytes := fs.Int64("stream-max-bytes", 0, "JetStream stream max bytes (0 = unlimited)")
+	qps := fs.Float64("kube-api-qps", 100, "actuator write QPS")
+	burst := fs.Int("kube-api-burst", 200, "actuator write burst")
+	workers := fs.Int("workers", 32, "concurrent actuator writes")
+	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
+	leaderElect := fs.Bool("leader-elect", true, "elect a leader on a Lease; standbys wait")
+	leaseNS := fs.String("leader-elect-namespace", "", "namespace of the Lease (the pod's namespace when empty)")
+	leaseName := fs.String("leader-elect-name", "rollbook", "name of the Lease")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if *qps <= 0 || *burst <= 0 || *workers <= 0 {
+		return errors.New("--kube-api-qps, --kube-api-burst and --workers must be positive")
+	}
+	cfg, err := loadConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	opts := controllerOptions{
+		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), NoNATS: *noNATS,
+		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
+		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: *streamMaxBytes},
+		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log,
+	}
+	srv := &metricsServer{}
+	ln, err := net.Listen("tcp", *metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	hs := &http.Server{Handler: srv.mux(), ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	defer hs.Close()
+	log.Info("rollbook: serving metrics", "addr", ln.Addr().String())
+
+	lead := func(ctx context.Context) error {
+		c, err := newController(opts)
+		if err != nil {
+			return err
+		}
+		srv.set(c)
+		defer srv.set(nil)
+		log.Info("rollbook: controller running", "journal", *journalDir, "namespaces", opts.Namespaces)
+		return c.run(ctx)
+	}
+	if !*leaderElect {
+		return lead(ctx)
+	}
+	return withLeaderElection(ctx, cfg, *leaseNS, *leaseName, log, srv, lead)
+}
+
+// withLeaderElection runs lead while this process holds the Lease. A
+// standby serves /healthz and waits; losing the lease ends the process so
+// that it restarts clean (its journal stays on its own volume).
+func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, log *slog.Logger, srv *metricsServer, lead func(context.Context) error) error {
+	if ns == "" {
+		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+		if err != nil {
+			return errors.New("--leader-elect-namespace is required outside a pod")
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	id, _ := os.Hostname()
+	id = fmt.Sprintf("%s-%d", id, os.Getpid())
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metaName(ns, name),
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	var runErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv.setStandby(true)
+	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		Lock: lock, ReleaseOnCancel: true,
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				log.Info("rollbook: leading", "identity", id)
+				srv.setStandby(false)
+				runErr = lead(ctx)
+				cancel()
+			},
+			OnStoppedLeading: func() { log.Info("rollbook: stopped leading", "identity", id) },
+			OnNewLeader: func(l string) {
+				if l != id {
+					log.Info("rollbook: standing by", "leader", l)
+				}
+			},
+		},
+	})
+	return runErr
+}
+
+func loadConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,178 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"rollbook.dev/rollbook/projections"
+)
+
+// ActionKind is the closed set of things the planner asks for.
+type ActionKind string
+
+const (
+	// Gate sets the pod's rollbook.dev/InPlaceUpdateReady condition False
+	// (pods/status) so the pod leaves Service endpoints before it is touched.
+	Gate ActionKind = "gate"
+	// Ungate sets that condition True: after a verified update, or on a pod
+	// that declares the gate and has no condition yet.
+	Ungate ActionKind = "ungate"
+	// Patch changes images, the revision label and the state annotation in
+	// one JSON patch whose `test` operations make it apply only to the pod
+	// the plan saw (UID and the images it is replacing).
+	Patch ActionKind = "patch"
+	// Resize changes CPU/memory through the pods/resize subresource.
+	Resize ActionKind = "resize"
+	// Recreate deletes the pod with a UID precondition; its workload
+	// creates the replacement from the new template.
+	Recreate ActionKind = "recreate"
+	// Status writes the rollout's status subresource.
+	Status ActionKind = "status"
+	// Event records a Kubernetes Event on the rollout.
+	Event ActionKind = "event"
+)
+
+// Names of the things Rollbook writes on pods.
+const (
+	// GateCondition is the readiness gate condition type.
+	GateCondition = "rollbook.dev/InPlaceUpdateReady"
+	// StateAnnotation holds PodState as JSON: what the patch replaced.
+	StateAnnotation = "rollbook.dev/state"
+	// RevisionLabel is the StatefulSet/DaemonSet revision label.
+	RevisionLabel = "controller-revision-hash"
+	// Gate condition reasons.
+	ReasonUpdating = "InPlaceUpdating"
+	ReasonReady    = "InPlaceUpdateReady"
+)
+
+// ContainerChange is one container's image change in a Patch.
+type ContainerChange struct {
+	Name string `cbor:"1,keyasint" json:"name"`
+	Init bool   `cbor:"2,keyasint,omitempty" json:"init,omitempty"`
+	// Index is the container's position in spec.containers or
+	// spec.initContainers, for the JSON patch path.
+	Index int    `cbor:"3,keyasint" json:"index"`
+	From  string `cbor:"4,keyasint" json:"from"`
+	To    string `cbor:"5,keyasint" json:"to"`
+}
+
+// ResourceChange is one container's resources in a Resize.
+type ResourceChange struct {
+	Name     string            `cbor:"1,keyasint" json:"name"`
+	Index    int               `cbor:"2,keyasint" json:"index"`
+	Requests map[string]string `cbor:"3,keyasint,omitempty" json:"requests,omitempty"`
+	Limits   map[string]string `cbor:"4,keyasint,omitempty" json:"limits,omitempty"`
+}
+
+// Action is one thing to do. It is a value: equal actions are equal
+// structs, which is what replay compares. Which fields are set depends on
+// Kind; String is the canonical form used by golden tests, logs and spans.
+type Action struct {
+	Kind ActionKind `cbor:"1,keyasint"`
+	// Rollout is "namespace/name" of the rollout the action serves ("" for
+	// an ungate of a pod no rollout claims).
+	Rollout string `cbor:"2,keyasint,omitempty"`
+	// Pod is "namespace/name"; UID is the precondition every pod write
+	// carries, so an action never lands on a replacement pod.
+	Pod string `cbor:"3,keyasint,omitempty"`
+	UID string `cbor:"4,keyasint,omitempty"`
+	// Revision is the rollout's target revision the action moves toward.
+	Revision string `cbor:"5,keyasint,omitempty"`
+	// Gate and Ungate: the condition's reason and message.
+	Reason  string `cbor:"6,keyasint,omitempty"`
+	Message string `cbor:"7,keyasint,omitempty"`
+	// Patch.
+	Images []ContainerChange `cbor:"8,keyasint,omitempty"`
+	Labels map[string]string `cbor:"9,keyasint,omitempty"`
+	// State is the rollbook.dev/state annotation's new value.
+	State string `cbor:"10,keyasint,omitempty"`
+	// Resize.
+	Resources []ResourceChange `cbor:"11,keyasint,omitempty"`
+	// Status: the rollout status to write; Event: EventType is Normal or
+	// Warning, with Reason and Message.
+	Status    *projections.RolloutStatus `cbor:"12,keyasint,omitempty"`
+	EventType string                     `cbor:"13,keyasint,omitempty"`
+	// RolloutUID is the precondition of rollout writes.
+	RolloutUID string `cbor:"14,keyasint,omitempty"`
+	// CreateAnnotations: the pod has no annotations map yet, so the patch
+	// must create it before adding the state annotation.
+	CreateAnnotations bool `cbor:"15,keyasint,omitempty"`
+	// CreateLabels: likewise for the labels map.
+	CreateLabels bool `cbor:"16,keyasint,omitempty"`
+}
+
+// Key identifies the action for idempotence: an action with a key already
+// succeeded need not run again. It names the object, its UID, the kind and
+// the target, never a time.
+func (a Action) Key() string {
+	switch a.Kind {
+	case Status:
+		return fmt.Sprintf("status/%s/%s", a.Rollout, a.RolloutUID)
+	case Event:
+		return fmt.Sprintf("event/%s/%s/%s", a.Rollout, a.Reason, a.Message)
+	default:
+		return fmt.Sprintf("%s/%s/%s/%s", a.Kind, a.Pod, a.UID, a.Revision)
+	}
+}
+
+// String is the canonical one-line form.
+func (a Action) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s", a.Kind)
+	if a.Pod != "" {
+		fmt.Fprintf(&b, " pod=%s", a.Pod)
+	}
+	if a.Rollout != "" && a.Kind != Status && a.Kind != Event {
+		fmt.Fprintf(&b, " rollout=%s", a.Rollout)
+	}
+	if a.Revision != "" {
+		fmt.Fprintf(&b, " rev=%s", a.Revision)
+	}
+	switch a.Kind {
+	case Gate, Ungate:
+		fmt.Fprintf(&b, " reason=%s", a.Reason)
+	case Patch:
+		for _, c := range a.Images {
+			kind := "container"
+			if c.Init {
+				kind = "init"
+			}
+			fmt.Fprintf(&b, " %s[%s]=%s->%s", kind, c.Name, c.From, c.To)
+		}
+		for _, k := range sortedKeys(a.Labels) {
+			fmt.Fprintf(&b, " label[%s]=%s", k, a.Labels[k])
+		}
+	case Resize:
+		for _, r := range a.Resources {
+			fmt.Fprintf(&b, " resources[%s]=requests%v,limits%v", r.Name, kv(r.Requests), kv(r.Limits))
+		}
+	case Status:
+		s := a.Status
+		fmt.Fprintf(&b, " rollout=%s phase=%s updated=%d/%d ready=%d unavailable=%d failed=%d step=%d",
+			a.Rollout, s.Phase, s.Updated, s.Replicas, s.UpdatedReady, s.Unavailable, s.Failed, s.CurrentStep)
+		for _, c := range s.Conditions {
+			fmt.Fprintf(&b, " %s=%s(%s)", c.Type, c.Status, c.Reason)
+		}
+	case Event:
+		fmt.Fprintf(&b, " rollout=%s %s %s: %s", a.Rollout, a.EventType, a.Reason, a.Message)
+	}
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func kv(m map[string]string) string {
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, k+":"+m[k])
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}

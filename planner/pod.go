@@ -1,0 +1,331 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// stage is where a pod stands relative to its target.
+type stage int
+
+const (
+	stageDone      stage = iota // at target and verified (or never needed it)
+	stageIdle                   // needs an update, untouched
+	stageGated                  // gated, waiting out the grace period, not patched
+	stageResize                 // patched; resources still to change
+	stageVerifying              // patched, waiting for the containers
+	stageVerified               // verified, still gated: ungate
+	stageFailed                 // verification timed out
+	stageRecreate               // cannot change in place: delete it
+	stageBlocked                // cannot change in place and may not be recreated
+	stageSkipped                // no readiness gate and the rollout requires one
+)
+
+var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped"}
+
+func (s stage) String() string { return stageNames[s] }
+
+// podPlan is one pod's classification.
+type podPlan struct {
+	pod       *projections.Pod
+	stage     stage
+	images    []ContainerChange
+	resources []ResourceChange
+	labels    map[string]string
+	state     *PodState
+	hasGate   bool // declares the readiness gate
+	gated     bool // our condition is False
+	gatedAt   int64
+	ready     bool
+	skipDrain bool   // every changed container skips the drain
+	why       string // for verifying, failed and blocked
+	wakeAt    int64
+	before    []ContainerBefore
+	oldLabel  string
+}
+
+// podTarget is what one pod should become.
+type podTarget struct {
+	rev            string
+	containers     []want
+	label          string
+	templateLabels map[string]string
+	podSpecHash    []byte
+	canRecreate    bool
+}
+
+func gateCondition(p *journal.PodFacts) *journal.Condition {
+	for i := range p.Conditions {
+		if p.Conditions[i].Type == GateCondition {
+			return &p.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func podReady(p *journal.PodFacts) bool {
+	for _, c := range p.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+func declaresGate(p *journal.PodFacts) bool {
+	for _, g := range p.ReadinessGates {
+		if g == GateCondition {
+			return true
+		}
+	}
+	return false
+}
+
+func readState(p *projections.Pod) *PodState {
+	raw, ok := p.Annotations[StateAnnotation]
+	if !ok {
+		return nil
+	}
+	var st PodState
+	if json.Unmarshal([]byte(raw), &st) != nil {
+		return nil // unreadable: treated as never patched by us
+	}
+	return &st
+}
+
+// classify places a pod relative to its target at time now.
+func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
+	f := p.Pod
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: readState(p), labels: map[string]string{}, skipDrain: true}
+	pp.oldLabel = p.Labels[RevisionLabel]
+	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+		pp.gated, pp.gatedAt = true, c.LastTransition
+	}
+	notInPlace := diff(pp, t)
+	atTarget := len(pp.images) == 0 && len(pp.resources) == 0 && len(pp.labels) == 0
+	ours := pp.state != nil && pp.state.Revision == t.rev
+	switch {
+	case notInPlace != "":
+		pp.why = notInPlace
+		if t.canRecreate && spec.Strategy.Fallback != "Never" {
+			pp.stage = stageRecreate
+		} else {
+			pp.stage = stageBlocked
+		}
+	case atTarget && ours:
+		c := gateCondition(f)
+		if c != nil && c.Status == "True" && c.Reason == ReasonReady && strings.Contains(c.Message, t.rev) {
+			pp.stage = stageDone // verified before it was ungated
+			break
+		}
+		ok, why := verify(f, pp.state, t)
+		switch {
+		case ok:
+			pp.stage = stageVerified
+		case now-pp.state.PatchedAt >= verifyTimeout(spec):
+			pp.stage, pp.why = stageFailed, why
+		default:
+			pp.stage, pp.why, pp.wakeAt = stageVerifying, why, pp.state.PatchedAt+verifyTimeout(spec)
+		}
+	case atTarget:
+		pp.stage = stageDone
+		if pp.gated {
+			pp.stage = stageVerified // gated for a target it already has: ungate
+		}
+	case ours && len(pp.images) == 0 && len(pp.labels) == 0:
+		pp.stage = stageResize
+	case !pp.hasGate && spec.RequireReadinessGate:
+		pp.stage = stageSkipped
+	case pp.gated:
+		pp.stage = stageGated
+	default:
+		pp.stage = stageIdle
+	}
+	return pp
+}
+
+// diff fills the pod's image, resource and label changes, and says why
+// the change cannot be made in place ("" when it can).
+func diff(pp *podPlan, t podTarget) string {
+	f := pp.pod.Pod
+	for _, w := range t.containers {
+		c, idx := findContainer(f, w.Name, w.Init)
+		if c == nil {
+			return fmt.Sprintf("the pod has no container %q", w.Name)
+		}
+		if len(w.SpecHash) > 0 && len(c.SpecHash) > 0 && string(w.SpecHash) != string(c.SpecHash) {
+			return fmt.Sprintf("container %q differs in more than image and resources (env, command, ports, mounts, probes...)", w.Name)
+		}
+		changed := false
+		if w.Image != "" && c.Image != w.Image {
+			pp.images = append(pp.images, ContainerChange{Name: w.Name, Init: w.Init, Index: idx, From: c.Image, To: w.Image})
+			changed = true
+		}
+		if !sameQuantities(c.Requests, w.Requests) || !sameQuantities(c.Limits, w.Limits) {
+			if w.Init && !c.RestartAlways {
+				return fmt.Sprintf("init container %q cannot be resized in place", w.Name)
+			}
+			pp.resources = append(pp.resources, ResourceChange{Name: w.Name, Index: idx, Requests: merge(c.Requests, w.Requests), Limits: merge(c.Limits, w.Limits)})
+			changed = true
+		}
+		if changed {
+			pp.before = append(pp.before, ContainerBefore{Name: c.Name, Init: w.Init, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID, Restarts: c.RestartCount})
+			if !w.SkipDrain {
+				pp.skipDrain = false
+			}
+		}
+	}
+	if len(t.podSpecHash) > 0 && len(f.SpecHash) > 0 && string(t.podSpecHash) != string(f.SpecHash) {
+		return "pod-level fields differ from the template (volumes, security context, host settings...)"
+	}
+	if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
+		pp.labels[RevisionLabel] = t.label
+	}
+	for _, k := range sortedKeys(t.templateLabels) {
+		if pp.pod.Labels[k] != t.templateLabels[k] {
+			pp.labels[k] = t.templateLabels[k]
+		}
+	}
+	// NB: the kubelet does not restart a container when a label or
+	// annotation its env reads through fieldRef changes: the env would
+	// silently keep the old value.
+	for _, ref := range f.EnvFieldRefs {
+		if ref == "metadata.annotations" || strings.Contains(ref, StateAnnotation) {
+			return fmt.Sprintf("an env var reads %s through fieldRef, which an in-place update would leave stale", ref)
+		}
+		for k := range pp.labels {
+			if ref == "metadata.labels" || strings.Contains(ref, "'"+k+"'") {
+				return fmt.Sprintf("an env var reads label %s through fieldRef, which an in-place update would leave stale", k)
+			}
+		}
+	}
+	if len(pp.resources) > 0 {
+		if from, to := f.QOSClass, qosAfter(f, pp.resources); from != "" && from != to {
+			return fmt.Sprintf("the resize would change the pod's QoS class from %s to %s", from, to)
+		}
+	}
+	return ""
+}
+
+func sameQuantities(have, want map[string]string) bool {
+	for k, w := range want {
+		h, ok := have[k]
+		if !ok {
+			return false
+		}
+		hq, err1 := resource.ParseQuantity(h)
+		wq, err2 := resource.ParseQuantity(w)
+		if err1 != nil || err2 != nil {
+			if h != w {
+				return false
+			}
+			continue
+		}
+		if hq.Cmp(wq) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// qosAfter is the pod's QoS class with the resource changes applied.
+func qosAfter(f *journal.PodFacts, changes []ResourceChange) string {
+	guaranteed, any := true, false
+	for _, c := range f.Containers {
+		req, lim := c.Requests, c.Limits
+		for _, ch := range changes {
+			if ch.Name == c.Name {
+				req, lim = ch.Requests, ch.Limits
+			}
+		}
+		for _, r := range []string{"cpu", "memory"} {
+			if req[r] != "" || lim[r] != "" {
+				any = true
+			}
+			if lim[r] == "" || (req[r] != "" && !sameQuantities(map[string]string{r: req[r]}, map[string]string{r: lim[r]})) {
+				guaranteed = false
+			}
+		}
+	}
+	switch {
+	case !any:
+		return "BestEffort"
+	case guaranteed:
+		return "Guaranteed"
+	}
+	return "Burstable"
+}
+
+// verify says whether every container the patch changed really runs the
+// new state: a new imageID, or for a retag with the same digest a new
+// container; a digest pin must match exactly; then running and ready.
+func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
+	for _, b := range st.Before {
+		c, _ := findContainer(f, b.Name, b.Init)
+		if c == nil {
+			return false, fmt.Sprintf("container %q is gone", b.Name)
+		}
+		if c.Image != b.Image { // the image was changed
+			if _, digest, pinned := strings.Cut(c.Image, "@"); pinned && !strings.HasSuffix(c.ImageID, digest) {
+				return false, fmt.Sprintf("container %q runs %s, not the pinned %s", b.Name, orNone(c.ImageID), digest)
+			}
+			if c.ContainerID == b.ContainerID || c.ImageID == "" {
+				return false, fmt.Sprintf("container %q has not restarted with %s yet%s", b.Name, c.Image, waiting(c))
+			}
+			if c.ImageID == b.ImageID && c.RestartCount <= b.Restarts && c.ContainerID == b.ContainerID {
+				return false, fmt.Sprintf("container %q has not restarted yet (same digest)", b.Name)
+			}
+		}
+		for _, w := range t.containers {
+			if w.Name == b.Name && w.Init == b.Init && (len(w.Requests) > 0 || len(w.Limits) > 0) {
+				if !sameQuantities(c.ActualRequests, w.Requests) || !sameQuantities(c.ActualLimits, w.Limits) {
+					return false, fmt.Sprintf("container %q does not run with the new resources yet", b.Name)
+				}
+			}
+		}
+		if !b.Init && (!c.Ready || c.State != "running") {
+			return false, fmt.Sprintf("container %q is not ready%s", b.Name, waiting(c))
+		}
+	}
+	for _, c := range f.Conditions {
+		if (c.Type == "PodResizePending" || c.Type == "PodResizeInProgress") && c.Status == "True" {
+			return false, fmt.Sprintf("resize %s: %s", strings.TrimPrefix(c.Type, "PodResize"), c.Message)
+		}
+	}
+	return true, ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no image yet"
+	}
+	return s
+}
+
+func waiting(c *journal.Container) string {
+	if r, ok := strings.CutPrefix(c.State, "waiting:"); ok && r != "" {
+		return " (" + r + ")"
+	}
+	return ""
+}
+
+func verifyTimeout(spec projections.RolloutSpec) int64 {
+	s := int64(300)
+	if v := spec.Strategy.VerifyTimeoutSeconds; v != nil {
+		s = int64(*v)
+	}
+	return s * 1e9
+}
+
+func gracePeriod(spec projections.RolloutSpec) int64 {
+	if v := spec.Strategy.GracePeriodSeconds; v != nil {
+		return int64(*v) * 1e9
+	}
+	return 0
+}

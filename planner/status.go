@@ -1,0 +1,131 @@
+package planner
+
+import (
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rollbook.dev/rollbook/projections"
+)
+
+// conditions edits a rollout's conditions, keeping transition times of
+// conditions whose status does not change.
+type conditions struct {
+	list []metav1.Condition
+	now  int64
+}
+
+func newConditions(old []metav1.Condition, now int64) *conditions {
+	return &conditions{list: append([]metav1.Condition(nil), old...), now: now}
+}
+
+// set sets a condition; a False condition that was never set is left out,
+// so a healthy rollout does not carry a list of things that are fine.
+func (c *conditions) set(typ, status, reason, message string) {
+	for i := range c.list {
+		if c.list[i].Type == typ {
+			if c.list[i].Status != metav1.ConditionStatus(status) {
+				c.list[i].LastTransitionTime = *timeAt(c.now)
+			}
+			c.list[i].Status, c.list[i].Reason, c.list[i].Message = metav1.ConditionStatus(status), reason, message
+			return
+		}
+	}
+	if status == "False" {
+		return
+	}
+	c.list = append(c.list, metav1.Condition{Type: typ, Status: metav1.ConditionStatus(status), Reason: reason, Message: message, LastTransitionTime: *timeAt(c.now)})
+}
+
+func (c *conditions) is(typ string) bool {
+	for _, x := range c.list {
+		if x.Type == typ {
+			return x.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (c *conditions) sorted() []metav1.Condition {
+	out := append([]metav1.Condition(nil), c.list...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
+	return out
+}
+
+// timeAt is a Unix-ns time as the API stores it: whole seconds, UTC.
+func timeAt(ns int64) *metav1.Time {
+	t := metav1.NewTime(time.Unix(ns/1e9, 0).UTC())
+	return &t
+}
+
+// finishStatus writes the rollout's status when it changed, and records an
+// Event when the phase did. Count-only changes are written at most once a
+// second: a 10,000-pod rollout must not cost a status write per pod.
+func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutStatus, conds *conditions) {
+	st.Conditions = conds.sorted()
+	old := r.Status
+	if sameStatus(old, *st, true) {
+		return
+	}
+	rk := r.Key()
+	if p.s.Pending["rollout:"+rk] != nil {
+		return
+	}
+	if sameStatus(old, *st, false) {
+		if due := r.ObservedAt + 1e9; p.now < due {
+			p.wake(due)
+			return
+		}
+	}
+	st.JournalSequence = p.s.Seq
+	p.try(Action{Kind: Status, Rollout: rk, RolloutUID: r.UID, Status: st})
+	if st.Phase != old.Phase {
+		typ, msg := "Normal", "revision "+st.TargetRevision
+		var reason string
+		switch st.Phase {
+		case projections.PhaseFailed, projections.PhasePaused:
+			typ = "Warning"
+		}
+		for _, c := range st.Conditions {
+			if c.Status == metav1.ConditionTrue && c.Message != "" && (c.Type == "Invalid" || c.Type == "Failed" || c.Type == "WorkloadFound" || c.Type == "NotInPlace") {
+				msg = c.Message
+			}
+		}
+		reason = st.Phase
+		a := Action{Kind: Event, Rollout: rk, RolloutUID: r.UID, EventType: typ, Reason: reason, Message: msg}
+		if !p.s.Emitted[a.Key()] {
+			p.add(a)
+		}
+	}
+}
+
+// sameStatus compares statuses, ignoring the journal sequence and
+// condition times; with counts false it also ignores the counts.
+func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
+	if a.Phase != b.Phase || a.ObservedGeneration != b.ObservedGeneration || a.CurrentStep != b.CurrentStep ||
+		a.TargetRevision != b.TargetRevision || a.TraceID != b.TraceID || !sameTime(a.StepPausedAt, b.StepPausedAt) {
+		return false
+	}
+	if counts && (a.Replicas != b.Replicas || a.Updated != b.Updated || a.UpdatedReady != b.UpdatedReady ||
+		a.Unavailable != b.Unavailable || a.Failed != b.Failed) {
+		return false
+	}
+	if len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for i := range a.Conditions {
+		x, y := a.Conditions[i], b.Conditions[i]
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message {
+			return false
+		}
+	}
+	return true
+}
+
+func sameTime(a, b *metav1.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Unix() == b.Unix()
+}

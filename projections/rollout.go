@@ -1,0 +1,133 @@
+package projections
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// RolloutSpec is InPlaceRollout.spec (rollbook.dev/v1alpha1), as users
+// write it. deploy/crd.yaml is its schema; keep the two in step.
+type RolloutSpec struct {
+	Target Target `json:"target"`
+	// Containers is the desired state per container name: required with a
+	// selector target, overrides on top of the workload's template with a
+	// workloadRef target.
+	Containers []ContainerTarget `json:"containers,omitempty"`
+	Strategy   Strategy          `json:"strategy,omitempty"`
+	Paused     bool              `json:"paused,omitempty"`
+	// ApprovedSteps releases indefinite step pauses: step i (0-based) with
+	// `pause: {}` holds until ApprovedSteps > i.
+	ApprovedSteps int32 `json:"approvedSteps,omitempty"`
+	// RequireReadinessGate skips pods that do not declare the
+	// rollbook.dev/InPlaceUpdateReady readiness gate instead of updating
+	// them with a NoReadinessGate warning.
+	RequireReadinessGate bool `json:"requireReadinessGate,omitempty"`
+}
+
+// Target names the pods: exactly one of WorkloadRef and Selector.
+type Target struct {
+	WorkloadRef *WorkloadRef          `json:"workloadRef,omitempty"`
+	Selector    *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// WorkloadRef points at a StatefulSet or DaemonSet with updateStrategy OnDelete.
+type WorkloadRef struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+}
+
+// ContainerTarget is the desired image and resources of one container
+// (or init container) by name.
+type ContainerTarget struct {
+	Name      string     `json:"name"`
+	Image     string     `json:"image,omitempty"`
+	Resources *Resources `json:"resources,omitempty"`
+	// SkipDrain: restarting this container alone does not take the pod out
+	// of Service endpoints (a log sidecar). A pod whose changed containers
+	// all skip the drain is patched without being gated.
+	SkipDrain bool `json:"skipDrain,omitempty"`
+}
+
+// Resources are CPU and memory quantities as strings ("500m", "256Mi").
+type Resources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+}
+
+// Strategy says how fast and in which order pods are updated.
+type Strategy struct {
+	// Partition is how many pods (or what share) stay on the old version.
+	Partition *intstr.IntOrString `json:"partition,omitempty"`
+	// MaxUnavailable bounds the pods gated, updating or not ready at once
+	// (default 1). Pods already unavailable count against it.
+	MaxUnavailable     *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+	GracePeriodSeconds *int32              `json:"gracePeriodSeconds,omitempty"`
+	Priority           *Priority           `json:"priority,omitempty"`
+	Scatter            []ScatterTerm       `json:"scatter,omitempty"`
+	Steps              []Step              `json:"steps,omitempty"`
+	// Fallback is Recreate (default) or Never, for changes that cannot be
+	// applied in place.
+	Fallback             string `json:"fallback,omitempty"`
+	VerifyTimeoutSeconds *int32 `json:"verifyTimeoutSeconds,omitempty"`
+	// OnFailure is Pause (default) or Rollback.
+	OnFailure string `json:"onFailure,omitempty"`
+}
+
+// Priority orders pods: by weights of matching selectors (higher first), or
+// by a label's value (OrderKey, ascending, numbers compared as numbers).
+type Priority struct {
+	Weights  []WeightTerm `json:"weights,omitempty"`
+	OrderKey string       `json:"orderKey,omitempty"`
+}
+
+type WeightTerm struct {
+	Weight   int32                `json:"weight"`
+	Selector metav1.LabelSelector `json:"selector"`
+}
+
+// ScatterTerm spreads each batch over the values of a node label.
+type ScatterTerm struct {
+	Key string `json:"key"`
+}
+
+// Step caps the share of pods updated; a pause holds the rollout after it.
+type Step struct {
+	Percent      int32  `json:"percent"`
+	Pause        *Pause `json:"pause,omitempty"`
+	PauseSeconds *int32 `json:"pauseSeconds,omitempty"`
+}
+
+// Pause with no duration holds until approved (RolloutSpec.ApprovedSteps).
+type Pause struct{}
+
+// RolloutStatus is InPlaceRollout.status.
+type RolloutStatus struct {
+	ObservedGeneration int64  `json:"observedGeneration,omitempty"`
+	Phase              string `json:"phase,omitempty"`
+	Replicas           int32  `json:"replicas"`
+	Updated            int32  `json:"updated"`
+	UpdatedReady       int32  `json:"updatedReady"`
+	Unavailable        int32  `json:"unavailable"`
+	Failed             int32  `json:"failed"`
+	CurrentStep        int32  `json:"currentStep"`
+	// StepPausedAt is when the current step's pause began (its duration
+	// counts from here); unset when not pausing at a step.
+	StepPausedAt    *metav1.Time       `json:"stepPausedAt,omitempty"`
+	Conditions      []metav1.Condition `json:"conditions,omitempty"`
+	JournalSequence uint64             `json:"journalSequence,omitempty"`
+	TraceID         string             `json:"traceID,omitempty"`
+	// TargetRevision is a hash of the desired container state, the value
+	// written to pods' rollbook.dev/revision annotation.
+	TargetRevision string `json:"targetRevision,omitempty"`
+}
+
+// Phases of a rollout.
+const (
+	PhasePending     = "Pending"
+	PhaseProgressing = "Progressing"
+	PhasePaused      = "Paused"
+	PhaseSucceeded   = "Succeeded"
+	PhaseFailed      = "Failed"
+	PhaseRolledBack  = "RolledBack"
+)

@@ -1,0 +1,263 @@
+package projections
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// State is everything the planner knows, folded from the journal.
+type State struct {
+	// Seq is the last record folded; Now the time (Unix ns) of the last
+	// Tick, the planner's only clock.
+	Seq uint64
+	Now int64
+
+	Pods      map[string]*Pod      // "namespace/name"
+	Rollouts  map[string]*Rollout  // "namespace/name"
+	Workloads map[string]*Workload // "Kind/namespace/name"
+	Nodes     map[string]*Node     // name
+
+	// Pending holds the action in flight per object key (pod "ns/name" or
+	// "rollout:ns/name"): intended and not failed, or succeeded and its
+	// result not yet seen on the watch. The planner plans nothing new for
+	// an object with an action in flight.
+	Pending map[string]*Pending
+	// Failures counts failed attempts per action key, for backoff and for
+	// conditions; a success clears it.
+	Failures map[string]*Failure
+	// Emitted holds the keys of events already intended, so an event is
+	// recorded once.
+	Emitted map[string]bool
+}
+
+// Pod is a pod as last observed.
+type Pod struct {
+	journal.Observed
+	// ObservedAt is the time of the record that last changed it.
+	ObservedAt int64
+}
+
+// Key is "namespace/name".
+func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+
+// Rollout is an InPlaceRollout as last observed, its spec parsed.
+type Rollout struct {
+	journal.Observed
+	Spec RolloutSpec
+	// SpecError says why the spec could not be parsed (shown as a condition).
+	SpecError string
+	// Status is the status as last written and observed back.
+	Status     RolloutStatus
+	ObservedAt int64
+}
+
+// Key is "namespace/name".
+func (r *Rollout) Key() string { return r.Namespace + "/" + r.Name }
+
+// Workload is a StatefulSet or DaemonSet as last observed.
+type Workload struct {
+	journal.Observed
+}
+
+// Node is a node as last observed.
+type Node struct {
+	journal.Observed
+}
+
+// Pending is an action in flight.
+type Pending struct {
+	Key, Kind, Rollout, Revision string
+	IntentSeq                    uint64
+	IntentAt                     int64
+	// Succeeded: the write returned ResultVersion; the action stays
+	// pending until the watch shows the object at that version or later.
+	Succeeded     bool
+	ResultVersion string
+}
+
+// Failure is the failure history of one action key.
+type Failure struct {
+	Count  int
+	Class  string
+	Error  string
+	LastAt int64
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		Pods: map[string]*Pod{}, Rollouts: map[string]*Rollout{}, Workloads: map[string]*Workload{},
+		Nodes: map[string]*Node{}, Pending: map[string]*Pending{}, Failures: map[string]*Failure{},
+		Emitted: map[string]bool{},
+	}
+}
+
+// Apply folds one record. Records must come in sequence order; an unknown
+// kind or an undecodable body is an error, never skipped.
+func (s *State) Apply(r journal.Record) error {
+	if r.Seq <= s.Seq && s.Seq != 0 {
+		return fmt.Errorf("projections: record %d after %d", r.Seq, s.Seq)
+	}
+	s.Seq = r.Seq
+	at := r.Time.UnixNano()
+	switch r.Kind {
+	case journal.KindObserved:
+		var o journal.Observed
+		if err := r.Decode(&o); err != nil {
+			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+		}
+		s.observe(o, at)
+	case journal.KindVanished:
+		var v journal.Vanished
+		if err := r.Decode(&v); err != nil {
+			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+		}
+		s.forget(v.Resource, v.Namespace, v.Name)
+	case journal.KindTick:
+		if at > s.Now {
+			s.Now = at
+		}
+	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+		}
+		s.action(r.Kind, f, r.Seq, at)
+	case journal.KindCursor:
+	default:
+		return fmt.Errorf("projections: record %d: %w: %v", r.Seq, journal.ErrUnknownKind, r.Kind)
+	}
+	return nil
+}
+
+func (s *State) observe(o journal.Observed, at int64) {
+	if o.Deleted {
+		s.forget(o.Resource, o.Namespace, o.Name)
+		return
+	}
+	key := o.Namespace + "/" + o.Name
+	switch o.Resource {
+	case "pods":
+		s.Pods[key] = &Pod{Observed: o, ObservedAt: at}
+		s.settle(key, o.UID, o.ResourceVersion)
+	case "inplacerollouts.rollbook.dev":
+		r := &Rollout{Observed: o, ObservedAt: at}
+		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
+			r.SpecError = err.Error()
+		}
+		if len(o.Status) > 0 {
+			_ = json.Unmarshal(o.Status, &r.Status) // a status we cannot read is rewritten
+		}
+		s.Rollouts[key] = r
+		s.settle("rollout:"+key, o.UID, o.ResourceVersion)
+	case "statefulsets.apps":
+		s.Workloads["StatefulSet/"+key] = &Workload{Observed: o}
+	case "daemonsets.apps":
+		s.Workloads["DaemonSet/"+key] = &Workload{Observed: o}
+	case "nodes":
+		s.Nodes[o.Name] = &Node{Observed: o}
+	}
+}
+
+// settle ends a succeeded action once the watch shows its result.
+func (s *State) settle(key, uid, rv string) {
+	p, ok := s.Pending[key]
+	if !ok || !p.Succeeded {
+		return
+	}
+	if versionAtLeast(rv, p.ResultVersion) {
+		delete(s.Pending, key)
+	}
+}
+
+func (s *State) forget(resource, ns, name string) {
+	key := ns + "/" + name
+	switch resource {
+	case "pods":
+		delete(s.Pods, key)
+		delete(s.Pending, key)
+	case "inplacerollouts.rollbook.dev":
+		delete(s.Rollouts, key)
+		delete(s.Pending, "rollout:"+key)
+	case "statefulsets.apps":
+		delete(s.Workloads, "StatefulSet/"+key)
+	case "daemonsets.apps":
+		delete(s.Workloads, "DaemonSet/"+key)
+	case "nodes":
+		delete(s.Nodes, name)
+	}
+}
+
+// PendingKey is the Pending map key of an action's object.
+func PendingKey(f journal.ActionFact) string {
+	if f.Pod != "" {
+		return f.Pod
+	}
+	return "rollout:" + f.Rollout
+}
+
+func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at int64) {
+	key := PendingKey(f)
+	switch kind {
+	case journal.KindActionIntended:
+		if f.Kind == "event" {
+			s.Emitted[f.Key] = true
+			return // events are fire-and-forget: nothing waits on them
+		}
+		s.Pending[key] = &Pending{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Revision: f.Revision, IntentSeq: seq, IntentAt: at}
+	case journal.KindActionSucceeded:
+		delete(s.Failures, f.Key)
+		p, ok := s.Pending[key]
+		if !ok || p.Key != f.Key {
+			return
+		}
+		if f.ResultVersion == "" {
+			delete(s.Pending, key) // nothing to wait for (a delete)
+			return
+		}
+		p.Succeeded, p.ResultVersion = true, f.ResultVersion
+		// The watch may already have shown the result.
+		if obs := s.versionOf(key); obs != "" && versionAtLeast(obs, f.ResultVersion) {
+			delete(s.Pending, key)
+		}
+	case journal.KindActionFailed:
+		if p, ok := s.Pending[key]; ok && p.Key == f.Key {
+			delete(s.Pending, key)
+		}
+		fl := s.Failures[f.Key]
+		if fl == nil {
+			fl = &Failure{}
+			s.Failures[f.Key] = fl
+		}
+		fl.Count++
+		fl.Class, fl.Error, fl.LastAt = f.Class, f.Error, at
+	}
+}
+
+func (s *State) versionOf(key string) string {
+	if k, ok := strings.CutPrefix(key, "rollout:"); ok {
+		if r := s.Rollouts[k]; r != nil {
+			return r.ResourceVersion
+		}
+		return ""
+	}
+	if p := s.Pods[key]; p != nil {
+		return p.ResourceVersion
+	}
+	return ""
+}
+
+// versionAtLeast compares resourceVersions. They are opaque by contract but
+// etcd revisions in practice; anything unparsable compares by equality.
+func versionAtLeast(have, want string) bool {
+	h, err1 := strconv.ParseUint(have, 10, 64)
+	w, err2 := strconv.ParseUint(want, 10, 64)
+	if err1 != nil || err2 != nil {
+		return have == want
+	}
+	return h >= w
+}
