@@ -147,6 +147,9 @@ func New(opts Options) (*Actuator, error) {
 // tries of the same key from 1.
 func (a *Actuator) Do(ctx context.Context, act planner.Action, planSeq uint64, attempt int) (journal.ActionFact, error) {
 	key := act.Key()
+	if err := ctx.Err(); err != nil {
+		return journal.ActionFact{Key: key, Kind: string(act.Kind)}, fmt.Errorf("actuator: %s not started: %w", key, err)
+	}
 	base := journal.ActionFact{
 		Key:      key,
 		Kind:     string(act.Kind),
@@ -192,10 +195,13 @@ func (a *Actuator) Do(ctx context.Context, act planner.Action, planSeq uint64, a
 		return out, err
 	}
 	if callErr != nil {
-		a.log.Debug("actuator: action failed", "action", act.String(), "class", out.Class, "err", callErr)
-		return out, fmt.Errorf("actuator: %s: %w", act.Kind, callErr)
+		a.log.Debug("actuator: action failed", "action", describe(act), "class", out.Class, "err", callErr)
+		if errors.Is(callErr, ErrInvalidAction) {
+			return out, callErr // already says what and why
+		}
+		return out, fmt.Errorf("actuator: %s: %w", key, callErr)
 	}
-	a.log.Debug("actuator: action succeeded", "action", act.String(), "resourceVersion", rv)
+	a.log.Debug("actuator: action succeeded", "action", describe(act), "resourceVersion", rv)
 	return out, nil
 }
 
@@ -256,4 +262,14 @@ func podRef(act planner.Action) (ns, name string, err error) {
 		return "", "", invalidActionf("%s of %s has no UID precondition", act.Kind, act.Pod)
 	}
 	return ns, name, nil
+}
+
+// describe is act.String() for logs. NB: Action.String dereferences
+// Status for a Status action, and a malformed one without it must be
+// journaled as invalid, not crash the actuator while logging.
+func describe(act planner.Action) string {
+	if act.Kind == planner.Status && act.Status == nil {
+		return act.Key()
+	}
+	return act.String()
 }

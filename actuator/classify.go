@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -44,8 +45,11 @@ const (
 //   - invalid: 400, 422 otherwise, 413, a 403 from the resize admission
 //     plugin (does not fit the node), or an action the actuator refused to
 //     send (ErrInvalidAction).
-//   - throttled: 429, 5xx, server and client timeouts, connection errors:
-//     back off and retry.
+//   - throttled: 429, 5xx, server and client timeouts, the client-side rate
+//     limiter giving up before ctx's deadline, connection errors: back off
+//     and retry. Retrying is safe even when the lost write did land: it
+//     fails its precondition (conflict), finds the pod gone, or, for gates
+//     and events, is the same write again.
 //   - abandoned: ctx was cancelled: whether the write landed is unknown,
 //     exactly as for an intent whose process died.
 //   - other: anything else (RBAC's 403, a 404 for a resource the server
@@ -74,6 +78,11 @@ func Classify(err error) string {
 		return journal.ClassThrottled
 	}
 	if utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err) {
+		return journal.ClassThrottled
+	}
+	// NB: client-go wraps x/time/rate's "would exceed context deadline" as
+	// text only (%w of an error that wraps nothing), so no errors.Is holds.
+	if strings.Contains(err.Error(), "client rate limiter Wait returned an error") {
 		return journal.ClassThrottled
 	}
 	return journal.ClassOther

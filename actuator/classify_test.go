@@ -52,6 +52,7 @@ func TestClassifyTable(t *testing.T) {
 		{"deadline", fmt.Errorf("wrapped: %w", context.DeadlineExceeded), journal.ClassThrottled},
 		{"cancelled", &url.Error{Op: "Patch", URL: "https://x", Err: context.Canceled}, journal.ClassAbandoned},
 		{"connection refused", &url.Error{Op: "Patch", URL: "https://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, journal.ClassThrottled},
+		{"client rate limiter", fmt.Errorf("client rate limiter Wait returned an error: %w", errors.New("rate: Wait(n=1) would exceed context deadline")), journal.ClassThrottled},
 		{"invalid action", fmt.Errorf("x: %w", actuator.ErrInvalidAction), journal.ClassInvalid},
 		{"anything else", errors.New("what"), journal.ClassOther},
 	} {
@@ -106,6 +107,8 @@ func TestCancelledMidCall(t *testing.T) {
 func TestInvalidActionJournaled(t *testing.T) {
 	e := newEnv(t)
 	e.do(planner.Action{Kind: planner.Gate, Pod: e.ref("web-0"), Reason: planner.ReasonUpdating}, journal.ClassInvalid)
+	// A Status without a status (Action.String would dereference it).
+	e.do(planner.Action{Kind: planner.Status, Rollout: e.ref("r"), RolloutUID: "u"}, journal.ClassInvalid)
 	if got := e.reqs.all(); len(got) != 0 {
 		t.Fatalf("requests %q for an invalid action", got)
 	}

@@ -197,8 +197,14 @@ func (e *env) checkJournal(act planner.Action, fact journal.ActionFact) {
 	if err := journal.DecodeBody(intent.Action, &got); err != nil {
 		e.t.Fatalf("intent's action: %v", err)
 	}
-	if got.String() != act.String() || got.Key() != act.Key() {
-		e.t.Fatalf("intent carries %s, want %s", got, act)
+	// Deterministic CBOR: equal actions encode to equal bytes.
+	again, err := journal.EncodeBody(got)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	want, _ := journal.EncodeBody(act)
+	if !bytes.Equal(again, want) || got.Key() != act.Key() {
+		e.t.Fatalf("intent carries %+v, want %+v", got, act)
 	}
 	if intent.Key != act.Key() || outcome.Key != act.Key() || intent.PlanSeq != e.seq || intent.Attempt != 1 {
 		e.t.Fatalf("intent %+v / outcome %+v: keys or plan sequence do not match %s, seq %d", intent, outcome, act.Key(), e.seq)

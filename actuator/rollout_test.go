@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"rollbook.dev/rollbook/actuator"
 	"rollbook.dev/rollbook/journal"
@@ -129,4 +130,23 @@ func TestEvent(t *testing.T) {
 func equalJSON(t *testing.T, a, b any) bool {
 	t.Helper()
 	return mustJSON(t, a) == mustJSON(t, b)
+}
+
+// TestStatusMergePatchIgnoresUID pins the apiserver behaviour that makes
+// the Status action a JSON patch with `test /metadata/uid` rather than a
+// merge patch carrying metadata.uid (as pods' writes are): on a custom
+// resource's status subresource, metadata in a merge patch is dropped, so
+// a stale UID does not stop the write. If this test starts failing, the
+// apiserver now enforces it and either form would do.
+func TestStatusMergePatchIgnoresUID(t *testing.T) {
+	e := newEnv(t)
+	r := e.rollout("web")
+	body := []byte(`{"metadata":{"uid":"00000000-0000-0000-0000-000000000001"},"status":{"phase":"Progressing"}}`)
+	_, err := e.dyn.Resource(actuator.RolloutsGVR).Namespace(e.ns).Patch(context.Background(), "web", types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	if err != nil {
+		t.Fatalf("merge patch with a wrong uid: %v (the apiserver enforces it now)", err)
+	}
+	if got := e.getRollout("web"); got.GetUID() != r.GetUID() || got.Object["status"].(map[string]any)["phase"] != "Progressing" {
+		t.Fatalf("rollout after the patch: uid %s status %v", got.GetUID(), got.Object["status"])
+	}
 }

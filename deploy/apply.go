@@ -9,7 +9,6 @@ import (
 	"io"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -101,6 +100,11 @@ func Apply(ctx context.Context, cfg *rest.Config, manifest []byte, opts ApplyOpt
 	for _, obj := range objs {
 		gvk := obj.GroupVersionKind()
 		m, err := mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) {
+			// The discovery cache predates a CRD applied since; look again.
+			mapper.Reset()
+			m, err = mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+		}
 		if err != nil {
 			return out, fmt.Errorf("deploy: %s %s: %w", gvk.Kind, obj.GetName(), err)
 		}
@@ -154,11 +158,11 @@ func ApplyCRD(ctx context.Context, cfg *rest.Config) error {
 	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		got, err := crds.Get(ctx, CRDName, metav1.GetOptions{})
 		if err != nil {
-			if apierrors.IsNotFound(err) || ctx.Err() != nil {
-				last = err.Error()
-				return false, nil
-			}
-			return false, err
+			// A failed read (a restarting apiserver, a dropped
+			// connection) is retried until the deadline, which then
+			// reports it.
+			last = err.Error()
+			return false, nil
 		}
 		established, refused, summary := crdConditions(got)
 		last = summary

@@ -327,6 +327,9 @@ func TestInvalidRollouts(t *testing.T) {
 
 		// The rest of the spec.
 		{"approved-negative", wl + "approvedSteps: -1", []string{"spec.approvedSteps", "greater than or equal to 0"}},
+		{"approved-over-int32", wl + "approvedSteps: 3000000000", []string{"spec.approvedSteps", "format int32"}},
+		{"partition-over-int32", wl + "strategy: {partition: 3000000000}", []string{"spec.strategy.partition", "partition must be at most 2147483647"}},
+		{"maxunavailable-over-int32", wl + "strategy: {maxUnavailable: 3000000000}", []string{"spec.strategy.maxUnavailable", "at most 2147483647"}},
 		{"unknown-field", wl + "foo: bar", []string{`unknown field "spec.foo"`}},
 		{"misspelt-field", wl + "containers: [{name: app, imag: web:2}]", []string{`unknown field "spec.containers[0].imag"`}},
 		{"pause-with-duration", wl + "strategy: {steps: [{percent: 10, pause: {duration: 60}}, {percent: 100}]}", []string{`unknown field "spec.strategy.steps[0].pause.duration"`}},
@@ -452,6 +455,10 @@ func TestStatusSubresource(t *testing.T) {
 		if f := strings.Fields(lines[1]); len(f) != 6 || strings.Join(f[:5], " ") != "web Progressing 4 10 1" {
 			t.Errorf("kubectl %s: row %q", strings.Join(args, " "), lines[1])
 		}
+	}
+	// The schema's descriptions are what `kubectl explain` shows.
+	if out := kubectl("explain", "ipr.spec.strategy.maxUnavailable"); !strings.Contains(out, "percentage") {
+		t.Errorf("kubectl explain shows no description:\n%s", out)
 	}
 	out := kubectl("get", "ipr", "-o", "wide")
 	lines := strings.Split(strings.TrimSpace(out), "\n")

@@ -181,14 +181,26 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		conds.set("RollingBack", "False", "NewRevision", "")
 		conds.set("Failed", "False", "NewRevision", "")
 		st.StepPausedAt = nil
+		// FIX(test): a new target starts again from the first step; the old
+		// target's step index would otherwise skip the new one's pauses.
+		st.CurrentStep = 0
 	}
+	// FIX(test): once rolled back, the rollout stays put until its target
+	// changes; without this the next plan (no longer rolling back, no pod
+	// failing) rolled forward to the very revision that failed.
+	rolledBack := !rollingBack && r.Status.Phase == projections.PhaseRolledBack && r.Status.TargetRevision == t.rev
 	var plans []*podPlan
 	for _, pod := range mine {
 		pt := podTarget{rev: t.rev, containers: t.containers, label: t.label, templateLabels: t.templateLabels, podSpecHash: t.podSpecHash, canRecreate: t.workload != nil}
 		if rollingBack {
 			var ok bool
 			if pt, ok = rollbackTarget(pod, t.rev); !ok {
-				continue // never touched by this rollout: nothing to undo
+				// FIX(test): never updated by this rollout: nothing to undo,
+				// but it still counts toward replicas and availability, and
+				// if it was gated before the failure it must be released
+				// (it used to be skipped, left gated with nothing driving it).
+				plans = append(plans, untouched(pod))
+				continue
 			}
 		}
 		if pod.Pod.NodeName == "" && pod.Pod.Phase == "Pending" {
@@ -202,11 +214,25 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	replicas := int(st.Replicas)
 
 	// Count.
-	var done, started, failed, blocked, skipped, noGate, unavailable int
+	var done, started, failed, blocked, skipped, noGate int
+	// FIX(test): unscheduled pods were counted above and then overwritten
+	// below, and never counted against maxUnavailable.
+	unavailable := int(st.Unavailable)
 	var failedWhy, blockedWhy string
 	for _, pp := range plans {
 		pending := p.s.Pending[pp.pod.Key()]
-		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || (pending != nil && (pending.Kind == string(Gate) || pending.Kind == string(Recreate))) {
+		// FIX(test): a pod whose gate, patch or recreate is in flight has
+		// started, although the watch does not show it yet (a patch of a pod
+		// without the gate was not counted at all, so planning again before
+		// its result was seen started more pods); and a pod patched and not
+		// yet verified is updating, hence unavailable, even while the
+		// kubelet still reports it ready (no gate, or skipDrain).
+		inFlight := pending != nil && (pp.stage == stageIdle || pp.stage == stageRecreate) &&
+			(pending.Kind == string(Gate) || pending.Kind == string(Patch) || pending.Kind == string(Recreate))
+		if inFlight {
+			started++
+		}
+		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() {
 			unavailable++
 		}
 		if !pp.hasGate {
@@ -248,6 +274,20 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	} else {
 		conds.set("NoReadinessGate", "False", "AllGated", "")
 	}
+	// FIX(test): a write that failed as invalid or gone, or conflicted too
+	// often, is never retried for the same revision (see allowed); that was
+	// silent, and the rollout showed Progressing forever. Report it.
+	var stalled []string
+	for _, pp := range plans {
+		if why := p.stalled(pp); why != "" {
+			stalled = append(stalled, pp.pod.Name+": "+why)
+		}
+	}
+	if len(stalled) > 0 {
+		conds.set("Stalled", "True", "WriteFailed", fmt.Sprintf("%d pods cannot proceed with this revision: a write failed and is not retried; %s", len(stalled), firstN(stalled, 3)))
+	} else {
+		conds.set("Stalled", "False", "NoFailedWrites", "")
+	}
 	if blocked > 0 {
 		msg := fmt.Sprintf("%d pods need changes that cannot be made in place and fallback is Never (or there is no template to recreate from); first: %s", blocked, blockedWhy)
 		conds.set("NotInPlace", "True", "FallbackNever", msg)
@@ -256,10 +296,19 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	}
 
 	// Budgets.
+	// FIX(test): a rollout that cannot plan lets go of its pods, as an
+	// invalid target does; they used to stay claimed, so pods it had gated
+	// were left gated with nothing driving them.
+	unclaim := func() {
+		for _, pod := range mine {
+			delete(p.claimed, pod.Key())
+		}
+	}
 	maxUnavailable, err := scaled(spec.Strategy.MaxUnavailable, replicas, 1, false)
 	if err != nil {
 		conds.set("Invalid", "True", "InvalidSpec", "spec.strategy.maxUnavailable "+err.Error())
 		st.Phase = projections.PhaseFailed
+		unclaim()
 		return
 	}
 	maxUnavailable = max(maxUnavailable, 1)
@@ -267,6 +316,7 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	if err != nil {
 		conds.set("Invalid", "True", "InvalidSpec", "spec.strategy.partition "+err.Error())
 		st.Phase = projections.PhaseFailed
+		unclaim()
 		return
 	}
 	maxUpdated := max(replicas-partition, 0)
@@ -280,16 +330,21 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		if spec.Strategy.OnFailure == "Rollback" {
 			conds.set("RollingBack", "True", "VerifyTimeout", "rolling updated pods back in place to their recorded images")
 		}
-	} else if !rollingBack && r.Status.TargetRevision == t.rev && conds.is("Failed") && failed == 0 {
+	} else if !rollingBack && !rolledBack && r.Status.TargetRevision == t.rev && conds.is("Failed") && failed == 0 {
 		conds.set("Failed", "False", "Recovered", "")
 	}
-	allowance := min(capNow-done-started, maxUnavailable-unavailable)
+	// FIX(test): two budgets, not one. updates bounds how many more pods
+	// may start (steps, partition) and is spent by every start; budget
+	// bounds how many more ready pods may become unavailable and is spent
+	// only by starting a ready pod. With one allowance that unready pods did
+	// not spend, a fleet with unready pods was updated past its partition.
+	updates, budget := capNow-done-started, maxUnavailable-unavailable
 	switch {
 	case rollingBack:
 		// Undoing is not bound by steps or partition, only by availability.
-		allowance = maxUnavailable - unavailable
-	case spec.Paused || hold || failing:
-		allowance = 0
+		updates = len(plans)
+	case spec.Paused || hold || failing || rolledBack:
+		updates = 0
 	}
 
 	// Act on pods already under way, then start new ones in order.
@@ -303,7 +358,7 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		case stageVerified:
 			p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonReady, Message: "revision " + revOf(pp, t.rev) + " verified"})
 		case stageGated:
-			if (spec.Paused || failing) && !rollingBack {
+			if ((spec.Paused || failing || rolledBack) && !rollingBack) || pp.untouched {
 				// Nothing will drive a gated, unpatched pod while paused:
 				// give it back to its Service.
 				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: rollout paused before the patch"})
@@ -322,9 +377,9 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 			candidates = append(candidates, pp)
 		}
 	}
-	if allowance > 0 {
+	if updates > 0 && budget > 0 {
 		for _, pp := range order(p.s, spec, candidates) {
-			if allowance <= 0 {
+			if updates <= 0 || budget <= 0 {
 				break
 			}
 			if pp.pod.Deleting != 0 {
@@ -340,37 +395,89 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 			default:
 				a = p.patch(r, pp, revOf(pp, t.rev)) // nothing to drain: patch at once
 			}
-			if p.try(a) && pp.ready {
-				allowance-- // an unready pod is already counted unavailable
+			if p.try(a) {
+				updates--
+				if pp.ready {
+					budget-- // an unready pod is already counted unavailable
+				}
 			}
 		}
 	}
 
 	// Phase.
 	switch {
-	case rollingBack && started == 0:
+	case rollingBack && started == 0 && len(candidates) == 0: // FIX(test): not while pods wait to be rolled back
 		st.Phase = projections.PhaseRolledBack
 		conds.set("RollingBack", "False", "RolledBack", "updated pods were rolled back to their recorded images")
 	case rollingBack:
 		st.Phase = projections.PhaseProgressing
 	case failing || spec.Paused || hold:
 		st.Phase = projections.PhasePaused
-	case done >= maxUpdated && started == 0 && blocked == 0:
+	// FIX(test): Succeeded also needs the updated pods ready (a recreated
+	// pod still starting was reported Succeeded), and never while pods of
+	// the target are left to an older rollout (a rollout whose every pod
+	// was claimed by another reported Succeeded with 0/0 updated).
+	case done >= maxUpdated && started == 0 && blocked == 0 && int(st.UpdatedReady) == done && len(conflicts) > 0:
+		st.Phase = projections.PhasePending
+	case done >= maxUpdated && started == 0 && blocked == 0 && int(st.UpdatedReady) == done:
 		st.Phase = projections.PhaseSucceeded
+	// FIX(test): pods that cannot be changed in place (or are skipped for
+	// want of the readiness gate), with nothing else left to do, is a dead
+	// end: Failed, not Progressing forever.
+	case blocked+skipped > 0 && started == 0 && len(candidates) == 0:
+		st.Phase = projections.PhaseFailed
 	default:
 		st.Phase = projections.PhaseProgressing
 	}
-	if r.Status.Phase == projections.PhaseRolledBack && r.Status.TargetRevision == t.rev {
+	if rolledBack {
 		st.Phase = projections.PhaseRolledBack
 	}
-	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), "")
+	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), pauseMessage(spec, hold, failing, step))
 }
 
+// pauseMessage says what holds a paused rollout and how to release it.
+// FIX(test): the Paused condition had no message; it also makes the Event
+// of each step's pause distinct (events are deduplicated by message, so the
+// second step's pause recorded none).
+func pauseMessage(spec projections.RolloutSpec, hold, failing bool, step int32) string {
+	switch {
+	case spec.Paused:
+		return "spec.paused is true"
+	case failing:
+		return "an update failed: see the Failed condition"
+	case hold && int(step) < len(spec.Strategy.Steps):
+		s := spec.Strategy.Steps[step]
+		if s.Pause != nil {
+			return fmt.Sprintf("step %d (%d%%) is done: set spec.approvedSteps to %d to continue", step, s.Percent, step+1)
+		}
+		if s.PauseSeconds != nil {
+			return fmt.Sprintf("step %d (%d%%) is done: pausing %ds before the next step", step, s.Percent, *s.PauseSeconds)
+		}
+	}
+	return ""
+}
+
+// revOf is the revision a pod's actions move it toward.
+// FIX(test): the pod's target revision as classified ("rb-<rev>" for the
+// whole of a rollback); it used to return the forward revision for a
+// rollback's gate, before the rollback patch had recorded "rb-<rev>".
 func revOf(pp *podPlan, rev string) string {
-	if pp.state != nil && pp.state.Revision == "rb-"+rev {
-		return "rb-" + rev
+	if pp.rev != "" {
+		return pp.rev
 	}
 	return rev
+}
+
+// stalled says why a pod's next write for its target revision will not be
+// retried, or "".
+func (p *planning) stalled(pp *podPlan) string {
+	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
+		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: revOf(pp, pp.rev)}
+		if ok, why := p.allowed(a.Key()); !ok && why != "" {
+			return fmt.Sprintf("%s failed (%s): %s", k, p.s.Failures[a.Key()].Class, why)
+		}
+	}
+	return ""
 }
 
 // try adds an action unless its failure history says to wait or stop;
@@ -443,6 +550,10 @@ func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutSt
 		switch {
 		case s.Pause != nil && spec.ApprovedSteps <= int32(i):
 			return capI, true, int32(i)
+		case s.PauseSeconds != nil && st.CurrentStep > int32(i):
+			// FIX(test): this step's pause is over (the rollout moved past
+			// it); re-entering it restarted the pause from now, and the
+			// rollout went back and forth between the two steps forever.
 		case s.PauseSeconds != nil:
 			since := p.now
 			if st.CurrentStep == int32(i) && st.StepPausedAt != nil {

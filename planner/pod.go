@@ -25,11 +25,22 @@ const (
 	stageRecreate               // cannot change in place: delete it
 	stageBlocked                // cannot change in place and may not be recreated
 	stageSkipped                // no readiness gate and the rollout requires one
+	stageUntouched              // rolling back, and this rollout never updated the pod
 )
 
-var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped"}
+var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped", "untouched"}
 
 func (s stage) String() string { return stageNames[s] }
+
+// updating: patched and not yet verified and ungated, so unavailable
+// whatever the kubelet says of its readiness; or gated.
+func (s stage) updating() bool {
+	switch s {
+	case stageGated, stageResize, stageVerifying, stageVerified, stageFailed:
+		return true
+	}
+	return false
+}
 
 // podPlan is one pod's classification.
 type podPlan struct {
@@ -48,6 +59,18 @@ type podPlan struct {
 	wakeAt    int64
 	before    []ContainerBefore
 	oldLabel  string
+	rev       string // the target revision classified against
+	untouched bool   // rolling back a rollout that never updated this pod
+}
+
+// untouched is a pod a rolling-back rollout never updated.
+func untouched(p *projections.Pod) *podPlan {
+	pp := &podPlan{pod: p, stage: stageUntouched, untouched: true, hasGate: declaresGate(p.Pod), ready: podReady(p.Pod)}
+	if c := gateCondition(p.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+		pp.gated, pp.gatedAt = true, c.LastTransition
+		pp.stage = stageGated // released at once: see rolloutPods
+	}
+	return pp
 }
 
 // podTarget is what one pod should become.
@@ -102,7 +125,7 @@ func readState(p *projections.Pod) *PodState {
 // classify places a pod relative to its target at time now.
 func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
 	f := p.Pod
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: readState(p), labels: map[string]string{}, skipDrain: true}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: readState(p), labels: map[string]string{}, skipDrain: true, rev: t.rev}
 	pp.oldLabel = p.Labels[RevisionLabel]
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition

@@ -31,7 +31,7 @@ import (
 //	plan                    the actions, canonical form, and the next wake-up
 //	actuate [fail=conflict|gone|invalid|throttled pods=(web-1,...) kinds=(gate,...)]
 //	                        plan, then carry out every action (failing the chosen ones)
-//	kubelet                 every kubelet syncs its pods once
+//	kubelet [pods=(web-1,...)]  every kubelet syncs its pods (or only those) once
 //	tick 5s                 time passes
 //	run [rounds=N]          plan, actuate, kubelet, tick to the wake-up, until nothing changes
 //	status r1               the rollout's status as written
@@ -161,7 +161,7 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		return b.String()
 
 	case "kubelet":
-		changed := w.kubelet()
+		changed := w.kubelet(argList(d, "pods")...)
 		if len(changed) == 0 {
 			return "no change"
 		}

@@ -21,7 +21,7 @@ func newConditions(old []metav1.Condition, now int64) *conditions {
 }
 
 // set sets a condition; a False condition that was never set is left out,
-// so a healthy rollout does not carry a list of things that are fine.
+// so a healthy rollout does not carry a list of things that are fine...
 func (c *conditions) set(typ, status, reason, message string) {
 	for i := range c.list {
 		if c.list[i].Type == typ {
@@ -32,7 +32,9 @@ func (c *conditions) set(typ, status, reason, message string) {
 			return
 		}
 	}
-	if status == "False" {
+	// FIX(test): ...unless it says something: WorkloadFound=False carries
+	// the only explanation of a Pending rollout, and was dropped.
+	if status == "False" && message == "" {
 		return
 	}
 	c.list = append(c.list, metav1.Condition{Type: typ, Status: metav1.ConditionStatus(status), Reason: reason, Message: message, LastTransitionTime: *timeAt(c.now)})
@@ -83,13 +85,33 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 	if st.Phase != old.Phase {
 		typ, msg := "Normal", "revision "+st.TargetRevision
 		var reason string
-		switch st.Phase {
-		case projections.PhaseFailed, projections.PhasePaused:
+		// FIX(test): a pause the user asked for (spec.paused, a step) is
+		// Normal; only a pause on failure warns.
+		failed := false
+		for _, c := range st.Conditions {
+			if c.Type == "Failed" && c.Status == metav1.ConditionTrue {
+				failed = true
+			}
+		}
+		switch {
+		case st.Phase == projections.PhaseFailed, st.Phase == projections.PhasePaused && failed:
 			typ = "Warning"
 		}
-		for _, c := range st.Conditions {
-			if c.Status == metav1.ConditionTrue && c.Message != "" && (c.Type == "Invalid" || c.Type == "Failed" || c.Type == "WorkloadFound" || c.Type == "NotInPlace") {
-				msg = c.Message
+		// FIX(test): the most telling condition's message, by an explicit
+		// order (later wins); WorkloadFound tells when False (it was never
+		// used: a Pending event read "revision " with no revision).
+		for _, typ := range []string{"Paused", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
+			for _, c := range st.Conditions {
+				bad := c.Status == metav1.ConditionTrue
+				if typ == "NoReadinessGate" {
+					bad = bad && c.Reason == "Skipped"
+				}
+				if typ == "WorkloadFound" {
+					bad = c.Status == metav1.ConditionFalse
+				}
+				if c.Type == typ && bad && c.Message != "" {
+					msg = c.Message
+				}
 			}
 		}
 		reason = st.Phase

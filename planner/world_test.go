@@ -389,11 +389,15 @@ func (w *world) runContainers(p *journal.Observed) bool {
 	return changed
 }
 
-// kubelet runs every kubelet once and returns the pods it changed.
-func (w *world) kubelet() []string {
+// kubelet runs every kubelet once (or only for the named pods) and
+// returns the pods it changed.
+func (w *world) kubelet(only ...string) []string {
 	var out []string
 	for _, k := range sortedKeysOf(w.pods) {
 		p := w.pods[k]
+		if len(only) > 0 && !slices.Contains(only, p.Name) {
+			continue
+		}
 		c := w.runContainers(p)
 		if w.updateReady(p) || c {
 			w.write(p)
@@ -403,10 +407,14 @@ func (w *world) kubelet() []string {
 			delete(w.outside, k)
 		}
 	}
+	w.syncFleets()
+	return out
+}
+
+func (w *world) syncFleets() {
 	for _, n := range sortedKeysOf(w.sets) {
 		w.syncFleet(w.sets[n])
 	}
-	return out
 }
 
 func allContainersReady(f *journal.PodFacts) bool {
@@ -637,6 +645,7 @@ func (w *world) do(a Action, fail string) (class string) {
 	w.succeed(a, rv)
 	if !w.lagWatch {
 		w.flush()
+		w.syncFleets()
 	}
 	return ""
 }

@@ -125,7 +125,7 @@ func demoCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	var final map[string]any
-	if err := waitBar(ctx, out, "updated", func() (int, int, string, error) {
+	if err := waitBar(ctx, out, "updated and ready", func() (int, int, string, error) {
 		select {
 		case err := <-ctrlDone:
 			ctrlDone <- err
@@ -141,13 +141,14 @@ func demoCmd(ctx context.Context, args []string) error {
 		phase, _ := st["phase"].(string)
 		n := func(k string) int { v, _ := st[k].(int64); return int(v) }
 		label := fmt.Sprintf("step %d/2  unavailable %3d  %s", n("currentStep")+1, n("unavailable"), phase)
-		if phase == "Succeeded" {
-			return n("replicas"), n("replicas"), label, nil
-		}
 		if phase == "Failed" || phase == "Paused" && n("failed") > 0 {
 			return 0, 0, "", fmt.Errorf("rollout %s: %v", phase, st["conditions"])
 		}
-		return n("updated"), max(n("replicas"), 1), label, nil
+		done := n("updatedReady")
+		if phase != "Succeeded" {
+			done = min(done, n("replicas")-1) // not done until the rollout says so
+		}
+		return done, max(n("replicas"), 1), label, nil
 	}); err != nil {
 		return err
 	}

@@ -96,7 +96,7 @@ type Fleet struct {
 // the tail of kwok's log.
 func Start(ctx context.Context, c *cluster.Cluster, opts Options) (*Fleet, error) {
 	opts = opts.withDefaults()
-	binDir, err := cluster.GoInstall(ctx, opts.Progress, "kwok-"+cluster.KwokVersion, nil, "sigs.k8s.io/kwok/cmd/kwok@"+cluster.KwokVersion)
+	binDir, err := BuildKwok(ctx, opts.Progress)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,88 @@
+// Package actuator carries out the planner's actions against the apiserver,
+// idempotently, and journals every intent before the API call and every
+// outcome after it. It decides nothing: which action, when, and what to do
+// about a failure are the planner's, which learns the outcome only from the
+// journal (ActionSucceeded / ActionFailed records, folded by projections).
+//
+// # The caller's loop
+//
+//	act, err := actuator.New(actuator.Options{Config: cfg, Journal: j})
+//	...
+//	for _, a := range plan.Actions {
+//		fact, err := act.Do(ctx, a, plan.Seq, attempt(a.Key()))
+//		if errors.Is(err, actuator.ErrJournal) {
+//			return err // the journal no longer holds what was done: stop
+//		}
+//		// Any other err is already a journaled ActionFailed (fact.Class):
+//		// the next plan, folded from the journal, deals with it.
+//	}
+//
+// # What Do writes
+//
+// One API write per action, each with a precondition that makes it land
+// only on the object the plan saw:
+//
+//	action    request                                   precondition
+//	gate      strategic merge PATCH pods/status         metadata.uid in the body
+//	ungate    strategic merge PATCH pods/status         metadata.uid in the body
+//	patch     JSON PATCH pods (images, labels, state)   test /metadata/uid, test name+image per container
+//	resize    strategic merge PATCH pods/resize         metadata.uid in the body
+//	recreate  DELETE pods, propagation Background       Preconditions{UID}
+//	status    JSON PATCH inplacerollouts/status         test /metadata/uid, then add /status
+//	event     POST events                               a name derived from the action's key
+//
+// The gate writes only the rollbook.dev/InPlaceUpdateReady condition:
+// conditions merge on type, so Ready (the kubelet's) and every other
+// condition are never touched. The happy path of a pod is gate, patch,
+// ungate: three writes.
+//
+// The record of an intent and of its outcome share the action's Key as
+// their journal key, which begins "<kind>/<namespace>/", so the outbox
+// files both under the object's namespace. The intent carries the encoded
+// action and the plan's sequence, for replay; the success carries the
+// resourceVersion the write returned, so the action counts as in flight
+// until the watch shows that version.
+//
+// # Zero reads
+//
+// The actuator never GETs, LISTs or WATCHes. Everything a write needs is in
+// the action, and every precondition is checked by the apiserver in the
+// write itself; every read Rollbook makes is ingest's watch. The RBAC it
+// needs is patch on pods, pods/status, pods/resize and
+// inplacerollouts/status, delete on pods and create on events, and nothing
+// else; TestZeroReads runs every action as such a service account and
+// checks the wire. Stats.Requests counts what actually left, by verb.
+//
+// # What the apiserver answers
+//
+// Found against kube-apiserver v1.37.2 (the tests print each answer):
+//
+//   - A failed JSON-patch test (a stale image, a wrong container index, a
+//     label map the plan thought absent, a stale UID in the patch): 422,
+//     reason Invalid, message "the server rejected our request due to an
+//     error in our request", empty details. The handler drops json-patch's
+//     own message, so a failed test cannot be told from an operation on a
+//     missing path; both mean the pod moved on. Classified conflict.
+//   - A strategic merge patch with a stale metadata.uid (pods/status,
+//     pods/resize): 422 Invalid with one cause {FieldValueInvalid,
+//     metadata.uid, "field is immutable"}. Classified conflict.
+//   - A delete whose UID precondition fails: 409 Conflict, "the UID in the
+//     precondition (…) does not match the UID in record (…). The object
+//     might have been deleted and then recreated". Classified conflict.
+//   - NB: a merge patch of a custom resource's status with a stale
+//     metadata.uid succeeds: the CR status strategy keeps only .status
+//     from the patched object. Hence the Status action's JSON patch with
+//     `test /metadata/uid` (TestStatusMergePatchIgnoresUID pins this).
+//   - A missing pod or rollout: 404 NotFound naming it. Classified gone. A
+//     404 naming nothing (the resource is not served: the CRD is not
+//     installed) is other.
+//   - A resize that does not fit the node: 403 Forbidden from the
+//     PodResizeValidator admission plugin with cause NodeCapacity;
+//     classified invalid. A resize breaking validation (requests above
+//     limits): 422 naming the field; invalid. A pod not bound to a node
+//     is resized without admission checks.
+//   - Image references: the apiserver refuses only leading or trailing
+//     whitespace (422 on spec.containers[i].image); "App:V2" is accepted.
+//
+// See Classify for the full mapping.
+package actuator

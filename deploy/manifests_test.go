@@ -1,0 +1,193 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"rollbook.dev/rollbook/test/cluster"
+)
+
+// TestChartCRDIsCopy: Helm installs CRDs only from the chart's crds/, so
+// the chart carries a copy of crd.yaml; it must not drift.
+func TestChartCRDIsCopy(t *testing.T) {
+	b, err := os.ReadFile("chart/crds/inplacerollouts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, CRD) {
+		t.Fatal("chart/crds/inplacerollouts.yaml differs from crd.yaml: cp deploy/crd.yaml deploy/chart/crds/inplacerollouts.yaml")
+	}
+}
+
+// TestManifestsDecode: each embedded manifest holds what its doc says.
+func TestManifestsDecode(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		manifest []byte
+		want     string
+	}{
+		{"crd.yaml", CRD, "CustomResourceDefinition/inplacerollouts.rollbook.dev"},
+		{"rbac.yaml", RBAC, "ServiceAccount/rollbook ClusterRole/rollbook ClusterRoleBinding/rollbook Role/rollbook-leader-election RoleBinding/rollbook-leader-election"},
+		{"deployment.yaml", Controller, "Namespace/rollbook-system Service/rollbook StatefulSet/rollbook PodDisruptionBudget/rollbook"},
+		{"nats/nats.yaml", NATS, "ConfigMap/nats Service/nats-headless Service/nats StatefulSet/nats PodDisruptionBudget/nats"},
+	} {
+		objs, err := Decode(tc.manifest)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var got []string
+		for _, o := range objs {
+			got = append(got, o.GetKind()+"/"+o.GetName())
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%s holds %s, want %s", tc.name, strings.Join(got, " "), tc.want)
+		}
+	}
+}
+
+// TestManifestsServerDryRun: the apiserver accepts every manifest as
+// written (strict field validation: a misspelt field fails), and the pods
+// of both StatefulSets pass the restricted pod security profile that
+// deployment.yaml puts on rollbook-system.
+func TestManifestsServerDryRun(t *testing.T) {
+	c := cluster.Shared(t)
+	ensureSystemNamespace(t)
+	ctx := context.Background()
+	for name, m := range map[string][]byte{"rbac.yaml": RBAC, "deployment.yaml": Controller, "nats/nats.yaml": NATS} {
+		objs, err := Apply(ctx, c.Config(), m, ApplyOptions{DryRun: true})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		for _, o := range objs {
+			if o.GetKind() == "StatefulSet" {
+				podFromTemplate(t, name, o)
+			}
+		}
+	}
+}
+
+// podFromTemplate dry-run creates a pod from a StatefulSet's template in
+// rollbook-system, where PodSecurity admission enforces "restricted" (on
+// the StatefulSet itself it would only warn).
+func podFromTemplate(t *testing.T, manifest string, sts *unstructured.Unstructured) {
+	t.Helper()
+	tmpl, _, _ := unstructured.NestedMap(sts.Object, "spec", "template")
+	b, err := json.Marshal(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(b, &pod); err != nil {
+		t.Fatalf("%s: template of %s: %v", manifest, sts.GetName(), err)
+	}
+	pod.Name = sts.GetName() + "-0"
+	// The volume claim template becomes a claim the pod refers to.
+	for _, vct := range mustSlice(sts, "spec", "volumeClaimTemplates") {
+		name, _, _ := unstructured.NestedString(vct.(map[string]any), "metadata", "name")
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name + "-" + pod.Name},
+		}})
+	}
+	cs := cluster.Shared(t).Clientset()
+	_, err = cs.CoreV1().Pods(systemNamespace).Create(context.Background(), &pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Errorf("%s: a pod of StatefulSet %s is refused: %v", manifest, sts.GetName(), err)
+	}
+}
+
+func mustSlice(u *unstructured.Unstructured, path ...string) []any {
+	s, _, _ := unstructured.NestedSlice(u.Object, path...)
+	return s
+}
+
+// TestHelmChart renders the chart with helm, when helm is on PATH (it is
+// not a build dependency), and dry-runs the result against the apiserver,
+// cluster-wide and namespace-scoped. The chart's rules must be those of
+// rbac.yaml.
+func TestHelmChart(t *testing.T) {
+	helm, err := exec.LookPath("helm")
+	if err != nil {
+		t.Skip("helm not on PATH")
+	}
+	c := cluster.Shared(t)
+	ensureSystemNamespace(t)
+	ctx := context.Background()
+	shop := c.Namespace(t)
+	render := func(args ...string) []byte {
+		t.Helper()
+		args = append([]string{"template", "rb", "chart", "--namespace", systemNamespace, "--kube-version", cluster.KubernetesVersion}, args...)
+		out, err := exec.Command(helm, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	for name, out := range map[string][]byte{
+		"cluster-wide":     render(),
+		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=nats://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1"),
+	} {
+		objs, err := Apply(ctx, c.Config(), out, ApplyOptions{DryRun: true})
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var rules []any
+		for _, o := range objs {
+			switch o.GetKind() {
+			case "ClusterRole":
+				r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+				rules = append(rules, r...)
+			case "StatefulSet":
+				podFromTemplate(t, "chart "+name, o)
+			}
+		}
+		if want := clusterRules(t); !sameRules(rules, want) {
+			t.Errorf("%s: the chart's ClusterRole rules\n%v\ndiffer from rbac.yaml's\n%v", name, rules, want)
+		}
+	}
+}
+
+func clusterRules(t *testing.T) []any {
+	objs, err := Decode(RBAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" {
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			return r
+		}
+	}
+	t.Fatal("rbac.yaml has no ClusterRole")
+	return nil
+}
+
+// sameRules compares rule lists as sets of (group, resource, verb).
+func sameRules(a, b []any) bool {
+	flat := func(rules []any) map[string]bool {
+		m := map[string]bool{}
+		for _, r := range rules {
+			r := r.(map[string]any)
+			for _, g := range r["apiGroups"].([]any) {
+				for _, res := range r["resources"].([]any) {
+					for _, v := range r["verbs"].([]any) {
+						m[g.(string)+"/"+res.(string)+":"+v.(string)] = true
+					}
+				}
+			}
+		}
+		return m
+	}
+	return reflect.DeepEqual(flat(a), flat(b))
+}
