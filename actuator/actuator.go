@@ -115,8 +115,8 @@ func New(opts Options) (*Actuator, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "rollbook-actuator"
 	}
-	// The counting transport is innermost of the wrappers we add, so it
-	// sees every request that leaves, retries included.
+	// Counted at the transport, so each of client-go's own retries counts,
+	// and a read, were one ever added, would show.
 	cfg.Wrap(m.wrap)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -150,34 +150,31 @@ func (a *Actuator) Do(ctx context.Context, act planner.Action, planSeq uint64, a
 	if err := ctx.Err(); err != nil {
 		return journal.ActionFact{Key: key, Kind: string(act.Kind)}, fmt.Errorf("actuator: %s not started: %w", key, err)
 	}
-	base := journal.ActionFact{
-		Key:      key,
-		Kind:     string(act.Kind),
-		Rollout:  act.Rollout,
-		Pod:      act.Pod,
-		UID:      act.UID,
-		Revision: act.Revision,
-		PlanSeq:  planSeq,
-		Attempt:  attempt,
-	}
-	intent := base
-	body, err := journal.EncodeBody(act)
+	intent, err := intentFact(act, planSeq, attempt)
 	if err != nil {
-		return base, fmt.Errorf("%w: %s: %w", ErrJournal, key, err)
+		return intent, err
 	}
-	intent.Action = body
 	if err := a.append(ctx, journal.KindActionIntended, key, intent); err != nil {
-		return base, err
+		intent.Action = nil
+		return intent, err
 	}
 
-	// The request is built after the intent is durable, so that even a
-	// malformed action leaves an intent and a failure in the journal
-	// rather than vanishing: the planner must see it failed.
+	return a.finish(ctx, act, intent)
+}
+
+// finish makes the write of an action whose intent is durable and journals
+// its outcome: the second half of Do, and all of Execute. The request is
+// built only now, so that even a malformed action leaves an intent and a
+// failure in the journal rather than vanishing: the planner must see it
+// failed.
+func (a *Actuator) finish(ctx context.Context, act planner.Action, intent journal.ActionFact) (journal.ActionFact, error) {
+	key := intent.Key
 	start := time.Now()
 	rv, callErr := a.perform(ctx, act)
 	a.m.observe(act.Kind, time.Since(start), callErr)
 
-	out := base
+	out := intent
+	out.Action = nil // intents only: the outcome points back by key
 	kind := journal.KindActionSucceeded
 	if callErr != nil {
 		kind = journal.KindActionFailed
@@ -262,6 +259,26 @@ func podRef(act planner.Action) (ns, name string, err error) {
 		return "", "", invalidActionf("%s of %s has no UID precondition", act.Kind, act.Pod)
 	}
 	return ns, name, nil
+}
+
+// intentFact is the body of act's ActionIntended record.
+func intentFact(act planner.Action, planSeq uint64, attempt int) (journal.ActionFact, error) {
+	f := journal.ActionFact{
+		Key:      act.Key(),
+		Kind:     string(act.Kind),
+		Rollout:  act.Rollout,
+		Pod:      act.Pod,
+		UID:      act.UID,
+		Revision: act.Revision,
+		PlanSeq:  planSeq,
+		Attempt:  attempt,
+	}
+	body, err := journal.EncodeBody(act)
+	if err != nil {
+		return f, fmt.Errorf("%w: %s: %w", ErrJournal, f.Key, err)
+	}
+	f.Action = body
+	return f, nil
 }
 
 // describe is act.String() for logs. NB: Action.String dereferences

@@ -2,9 +2,7 @@ package actuator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
@@ -19,15 +17,10 @@ func (a *Actuator) Intend(ctx context.Context, acts []planner.Action, planSeq ui
 	facts := make([]journal.ActionFact, len(acts))
 	entries := make([]journal.Entry, len(acts))
 	for i, act := range acts {
-		f := journal.ActionFact{
-			Key: act.Key(), Kind: string(act.Kind), Rollout: act.Rollout, Pod: act.Pod,
-			UID: act.UID, Revision: act.Revision, PlanSeq: planSeq, Attempt: 1,
-		}
-		body, err := journal.EncodeBody(act)
+		f, err := intentFact(act, planSeq, 1)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %s: %w", ErrJournal, f.Key, err)
+			return nil, 0, err
 		}
-		f.Action = body
 		fb, err := journal.EncodeBody(f)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: %s: %w", ErrJournal, f.Key, err)
@@ -47,24 +40,5 @@ func (a *Actuator) Intend(ctx context.Context, acts []planner.Action, planSeq ui
 // Execute carries out an action whose intent Intend journaled and journals
 // its outcome; see Do for the error contract.
 func (a *Actuator) Execute(ctx context.Context, act planner.Action, intent journal.ActionFact) (journal.ActionFact, error) {
-	start := time.Now()
-	rv, callErr := a.perform(ctx, act)
-	a.m.observe(act.Kind, time.Since(start), callErr)
-	out := intent
-	out.Action = nil
-	kind := journal.KindActionSucceeded
-	if callErr != nil {
-		kind = journal.KindActionFailed
-		out.Class, out.Error = Classify(callErr), callErr.Error()
-	} else {
-		out.ResultVersion = rv
-	}
-	// NB: the write happened (or failed) whatever ctx says now.
-	if err := a.append(context.WithoutCancel(ctx), kind, out.Key, out); err != nil {
-		return out, errors.Join(callErr, err)
-	}
-	if callErr != nil {
-		return out, fmt.Errorf("actuator: %s: %w", act.Kind, callErr)
-	}
-	return out, nil
+	return a.finish(ctx, act, intent)
 }

@@ -8,16 +8,22 @@
 //
 //	act, err := actuator.New(actuator.Options{Config: cfg, Journal: j})
 //	...
-//	for _, a := range plan.Actions {
-//		fact, err := act.Do(ctx, a, plan.Seq, attempt(a.Key()))
+//	// All of a plan's intents in one append, before any write, so replay
+//	// finds the whole plan on record against the sequence it came from:
+//	intents, _, err := act.Intend(ctx, plan.Actions, plan.Seq)
+//	for i, a := range plan.Actions { // on workers, in any order
+//		_, err := act.Execute(ctx, a, intents[i])
 //		if errors.Is(err, actuator.ErrJournal) {
 //			return err // the journal no longer holds what was done: stop
 //		}
-//		// Any other err is already a journaled ActionFailed (fact.Class):
+//		// Any other err is already a journaled ActionFailed (its Class):
 //		// the next plan, folded from the journal, deals with it.
 //	}
 //
-// # What Do writes
+// Do is Intend and Execute of a single action, for retries (attempt > 1)
+// and tests.
+//
+// # What an action writes
 //
 // One API write per action, each with a precondition that makes it land
 // only on the object the plan saw:

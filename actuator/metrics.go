@@ -17,8 +17,9 @@ var kinds = []planner.ActionKind{
 	planner.Recreate, planner.Status, planner.Event,
 }
 
-// Latency is the sum and count of API round trips of one action kind (the
-// write only, journal appends excluded: those are the journal's metrics).
+// Latency is the sum and count of the API calls of one action kind: the
+// write, including client-side rate limiting and client-go's retries; the
+// journal appends around it are the journal's metrics.
 type Latency struct {
 	Count int64
 	Sum   time.Duration

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
 	"rollbook.dev/rollbook/test/cluster"
@@ -144,4 +146,40 @@ func allPrefixed(ss []string, prefix string) bool {
 		}
 	}
 	return true
+}
+
+// TestIntendExecute: a plan's intents are journaled together, before any of
+// its writes; each Execute then journals its outcome under the same key.
+func TestIntendExecute(t *testing.T) {
+	e := newEnv(t)
+	p0, p1 := e.pod("web-0"), e.pod("web-1")
+	acts := []planner.Action{
+		{Kind: planner.Gate, Pod: e.ref("web-0"), UID: string(p0.UID), Revision: "rev2", Reason: planner.ReasonUpdating},
+		{Kind: planner.Gate, Pod: e.ref("web-1"), UID: string(p1.UID), Revision: "rev2", Reason: planner.ReasonUpdating},
+	}
+	ctx := context.Background()
+	intents, last, err := e.act.Intend(ctx, acts, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(intents) != 2 || last != 2 || len(e.reqs.all()) != 0 {
+		t.Fatalf("Intend: %d intents, last seq %d, %d requests", len(intents), last, len(e.reqs.all()))
+	}
+	for i, act := range acts {
+		if _, err := e.act.Execute(ctx, act, intents[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := e.j.Read(ctx, 1, func(r journal.Record) error { got = append(got, r.Kind.String()+" "+r.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ActionIntended " + acts[0].Key(), "ActionIntended " + acts[1].Key(),
+		"ActionSucceeded " + acts[0].Key(), "ActionSucceeded " + acts[1].Key()}
+	if !slices.Equal(got, want) {
+		t.Fatalf("journal\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if c := condition(e.get("web-1"), planner.GateCondition); c == nil || c.Status != corev1.ConditionFalse {
+		t.Fatalf("web-1 gate condition %+v", c)
+	}
 }

@@ -116,9 +116,9 @@ func mustSlice(u *unstructured.Unstructured, path ...string) []any {
 // cluster-wide and namespace-scoped. The chart's rules must be those of
 // rbac.yaml.
 func TestHelmChart(t *testing.T) {
-	helm, err := exec.LookPath("helm")
+	helm, err := cluster.Helm(context.Background(), os.Stderr)
 	if err != nil {
-		t.Skip("helm not on PATH")
+		t.Fatalf("building helm: %v", err)
 	}
 	c := cluster.Shared(t)
 	ensureSystemNamespace(t)

@@ -100,7 +100,7 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 		// FIX(test): the most telling condition's message, by an explicit
 		// order (later wins); WorkloadFound tells when False (it was never
 		// used: a Pending event read "revision " with no revision).
-		for _, typ := range []string{"Paused", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
+		for _, typ := range []string{"Conflict", "Paused", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
 			for _, c := range st.Conditions {
 				bad := c.Status == metav1.ConditionTrue
 				if typ == "NoReadinessGate" {
@@ -113,6 +113,12 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 					msg = c.Message
 				}
 			}
+		}
+		// FIX(test): events are recorded once per key, and the key holds
+		// the message: without the revision, a condition's message (a step
+		// pause, a failure) recorded no event for any later revision.
+		if msg != "revision "+st.TargetRevision && st.TargetRevision != "" {
+			msg += " (revision " + st.TargetRevision + ")"
 		}
 		reason = st.Phase
 		a := Action{Kind: Event, Rollout: rk, RolloutUID: r.UID, EventType: typ, Reason: reason, Message: msg}

@@ -65,6 +65,10 @@ type world struct {
 	queue []journal.Observed
 	// lagWatch queues observations instead of journaling them at once.
 	lagWatch bool
+	// freshEvery: fold a fresh state and compare its plan every this many
+	// plans (0: every plan).
+	freshEvery int
+	plans      int
 
 	// Bookkeeping for invariants.
 	patches map[string]int // "uid/rev" → patches that landed
@@ -658,6 +662,10 @@ func (w *world) plan() Result {
 	res := Plan(w.state)
 	if again := Plan(w.state); !reflect.DeepEqual(res, again) {
 		w.tb.Fatalf("planning twice differs:\n%s\n----\n%s", formatResult(res, w.now), formatResult(again, w.now))
+	}
+	w.plans++
+	if w.freshEvery > 0 && w.plans%w.freshEvery != 0 {
+		return res
 	}
 	fresh := projections.New()
 	for _, r := range w.records {

@@ -100,7 +100,8 @@ func newController(opts controllerOptions) (*controller, error) {
 	if !opts.NoNATS {
 		ncfg := opts.NATS
 		if ncfg.URL == "" {
-			srv, err := journal.StartEmbeddedNATS(filepath.Join(opts.JournalDir, "nats"))
+			// Beside the journal, not in it: Pebble owns its directory.
+			srv, err := journal.StartEmbeddedNATS(filepath.Join(filepath.Dir(filepath.Clean(opts.JournalDir)), "nats"))
 			if err != nil {
 				c.shutdown()
 				return nil, err

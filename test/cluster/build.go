@@ -282,3 +282,15 @@ func Tail(path string, n int) string {
 	}
 	return "--- tail of " + path + " ---\n" + strings.Join(lines, "\n")
 }
+
+// HelmVersion is the helm CLI the chart tests render with.
+const HelmVersion = "v3.22.0"
+
+// Helm builds the helm CLI into the cache (once) and returns its path.
+func Helm(ctx context.Context, progress io.Writer) (string, error) {
+	dir, err := GoInstall(ctx, progress, "helm-"+HelmVersion, nil, "helm.sh/helm/v3/cmd/helm@"+HelmVersion)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "helm"), nil
+}

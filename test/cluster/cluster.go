@@ -54,7 +54,7 @@ type Cluster struct {
 // Start builds (once) and starts the control plane and waits until every
 // component is ready; on any failure it stops what it started and returns an
 // error naming the component with the tail of its log.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 2 * time.Minute
 	}
@@ -76,23 +76,19 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	c = &Cluster{Bins: bins, Dir: dir, opts: opts, token: randomToken()}
-	defer func() {
+	c := &Cluster{Bins: bins, Dir: dir, opts: opts, token: randomToken()}
+	for _, start := range []func(context.Context) error{c.startEtcd, c.startAPIServer, c.startControllerManager, c.startScheduler} {
+		err := start(ctx)
+		// NB: a port found free can be taken by another test package's
+		// cluster before the component binds it; try again with new ports.
+		for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && try < 3; try++ {
+			c.procs = c.procs[:len(c.procs)-1]
+			err = start(ctx)
+		}
 		if err != nil {
 			c.Stop()
+			return nil, err
 		}
-	}()
-	if err := c.startEtcd(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.startAPIServer(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.startControllerManager(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.startScheduler(ctx); err != nil {
-		return nil, err
 	}
 	return c, nil
 }

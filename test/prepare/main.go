@@ -23,7 +23,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range []func(context.Context, io.Writer) (string, error){fleet.BuildKwok, node.BuildContainerd} {
+	for _, b := range []func(context.Context, io.Writer) (string, error){fleet.BuildKwok, node.BuildContainerd, cluster.Helm} {
 		if _, err := b(ctx, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -1,0 +1,586 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// TestSimulation runs seeded simulations of a rollout over a random fleet
+// with a random strategy, interleaving plans, actions carried out now or
+// later, kubelet syncs, ticks, failed writes of every class, controller
+// restarts, a lagging watch, new template revisions, pods deleted and
+// recreated and pods made unready for outside reasons. After every step it
+// checks the invariants below (see check); then it heals the world and
+// checks that the rollout converges. Each seed runs twice and must journal
+// the very same records: the planner and projections are deterministic.
+//
+// A failing seed is replayed alone with -run 'TestSimulation/seed=N'.
+func TestSimulation(t *testing.T) {
+	seeds := 12
+	if testing.Short() {
+		seeds = 4
+	}
+	for seed := range uint64(seeds) {
+		faults := seed%3 != 0 // every third seed runs without injected failures
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			h1 := runSim(t, seed, faults)
+			if t.Failed() {
+				return
+			}
+			if h2 := runSim(t, seed, faults); h1 != h2 {
+				t.Fatalf("seed %d journaled different records on a second run: the planner or projections are not deterministic", seed)
+			}
+		})
+	}
+}
+
+type sim struct {
+	t      *testing.T
+	w      *world
+	rng    *rand.Rand
+	faults bool
+	f      *fleet
+	spec   projections.RolloutSpec
+	name   string
+
+	// inflight holds actions intended and not yet carried out.
+	inflight []Action
+	// injected counts injected failures per action key (conflicts are
+	// capped below the planner's give-up threshold).
+	injected  map[string]int
+	refused   bool // a failure the planner never retries was injected
+	restarts  int
+	templates int
+	imageN    int
+	pending   map[string]bool // pods deleted and not yet recreated
+	steps     int
+}
+
+func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
+	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), faults: faults,
+		injected: map[string]int{}, pending: map[string]bool{}, name: "r1"}
+	s.w = newWorld(t)
+	s.w.freshEvery = 97 // folding afresh at every plan is quadratic
+	s.setup()
+	for s.steps = 0; s.steps < 1500; s.steps++ {
+		s.step()
+		s.check()
+		if t.Failed() {
+			t.Logf("seed %d failed at step %d", seed, s.steps)
+			return [32]byte{}
+		}
+	}
+	s.heal()
+	s.converge()
+	h := sha256.New()
+	for _, r := range s.w.records {
+		fmt.Fprintf(h, "%d %d %s %s %x\n", r.Seq, r.Time.UnixNano(), r.Kind, r.Key, r.Body)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (s *sim) intn(n int) int { return s.rng.IntN(n) }
+
+func (s *sim) chance(p float64) bool { return s.rng.Float64() < p }
+
+func (s *sim) setup() {
+	w := s.w
+	replicas := 20 + s.intn(41)
+	nodes := w.addNodes(3+s.intn(4), 3)
+	spread := []string{"round", "block"}[s.intn(2)]
+	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", true, false,
+		[]containerSpec{{name: "app", image: "app:v1"}, {name: "log", image: "log:v1"}})
+	s.newTemplate()
+
+	st := projections.Strategy{Scatter: []projections.ScatterTerm{{Key: zoneLabel}}}
+	if s.chance(0.5) {
+		v := intstr.FromInt32(int32(1 + s.intn(5)))
+		st.MaxUnavailable = &v
+	} else {
+		v := intstr.FromString(fmt.Sprintf("%d%%", 5+s.intn(30)))
+		st.MaxUnavailable = &v
+	}
+	switch s.intn(3) {
+	case 1:
+		v := intstr.FromInt32(int32(s.intn(replicas / 3)))
+		st.Partition = &v
+	case 2:
+		v := intstr.FromString(fmt.Sprintf("%d%%", s.intn(40)))
+		st.Partition = &v
+	}
+	grace := int32(s.intn(3) * 5)
+	st.GracePeriodSeconds = &grace
+	timeout := int32(3600) // long: no pod is slow enough to fail
+	st.VerifyTimeoutSeconds = &timeout
+	if s.chance(0.5) {
+		p := int32(30)
+		st.Steps = []projections.Step{{Percent: 20, PauseSeconds: &p}, {Percent: 50, Pause: &projections.Pause{}}, {Percent: 100}}
+	}
+	s.spec = projections.RolloutSpec{
+		Target:   projections.Target{WorkloadRef: &projections.WorkloadRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web"}},
+		Strategy: st,
+	}
+	s.writeSpec()
+}
+
+func (s *sim) writeSpec() {
+	b, err := json.Marshal(s.spec)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.w.addRollout(s.name, b)
+}
+
+// newTemplate gives the fleet a new update revision: new images for one
+// or both containers (sometimes a retag with the same digest).
+func (s *sim) newTemplate() {
+	s.imageN++
+	cs := s.f.template()
+	tag := fmt.Sprintf("v%d", s.imageN+1)
+	if s.chance(0.2) {
+		tag += "-samedigest"
+	}
+	cs[0].image = "app:" + tag
+	if s.chance(0.5) {
+		cs[1].image = "log:" + tag
+	}
+	s.w.setTemplate(s.f, cs, "")
+	s.w.write(s.f.obs)
+}
+
+// replicas is the fleet's nominal size: the budgets are checked against it.
+func (s *sim) replicas() int { return s.f.replicas }
+
+// step does one random thing.
+func (s *sim) step() {
+	w := s.w
+	switch r := s.intn(100); {
+	case r < 30: // the controller plans and carries out, now or later
+		s.planAndAct()
+	case r < 42: // actions in flight complete
+		for len(s.inflight) > 0 && s.chance(0.7) {
+			i := s.intn(len(s.inflight))
+			a := s.inflight[i]
+			s.inflight = slices.Delete(s.inflight, i, i+1)
+			s.complete(a)
+		}
+	case r < 60: // some kubelets sync
+		var some []string
+		for _, k := range sortedKeysOf(w.pods) {
+			if s.chance(0.6) {
+				some = append(some, w.pods[k].Name)
+			}
+		}
+		if len(some) > 0 {
+			w.kubelet(some...)
+		}
+	case r < 72: // time passes
+		res := Plan(w.state)
+		if res.WakeAt > w.now && s.chance(0.5) {
+			w.tick(time.Duration(res.WakeAt - w.now))
+		} else {
+			w.tick(time.Duration(1+s.intn(10)) * time.Second)
+		}
+	case r < 80: // the watch delivers
+		w.flush()
+	case r < 83: // the watch starts or stops lagging
+		w.lagWatch = !w.lagWatch
+		if !w.lagWatch {
+			w.flush()
+		}
+	case r < 85 && s.faults && s.restarts < 3: // the controller restarts
+		s.restart()
+	case r < 87 && s.templates < 2 && s.steps > 100: // a new revision mid-rollout
+		s.templates++
+		s.newTemplate()
+	case r < 90 && s.faults: // a pod is deleted from outside; its workload recreates it, maybe later
+		keys := sortedKeysOf(w.pods)
+		k := keys[s.intn(len(keys))]
+		w.outside[k] = true
+		w.deletePod(k, false)
+		s.pending[k] = true
+		if s.chance(0.5) {
+			s.recreate()
+		}
+	case r < 92: // missing pods are recreated
+		s.recreate()
+	case r < 94 && s.faults: // a pod turns unready for its own reasons, or recovers
+		keys := sortedKeysOf(w.pods)
+		k := keys[s.intn(len(keys))]
+		if w.sick[k] {
+			delete(w.sick, k)
+		} else {
+			w.sick[k] = true
+			w.outside[k] = true
+		}
+	case r < 96: // someone approves the next step
+		if len(s.spec.Strategy.Steps) > 0 && s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) && s.chance(0.3) {
+			s.spec.ApprovedSteps++
+			s.writeSpec()
+		}
+	default:
+		w.tick(time.Second)
+	}
+}
+
+func (s *sim) recreate() {
+	for k := range s.pending {
+		delete(s.pending, k)
+	}
+	s.w.syncFleets()
+}
+
+// inflightFor returns the in-flight action on an object, if any.
+func (s *sim) inflightFor(obj string) *Action {
+	for i := range s.inflight {
+		if objectOf(s.inflight[i]) == obj {
+			return &s.inflight[i]
+		}
+	}
+	return nil
+}
+
+// objectOf names the object an action writes: a pod by key and UID (a
+// replacement pod under the same name is another object).
+func objectOf(a Action) string {
+	if a.Pod != "" {
+		return a.Pod + "@" + a.UID
+	}
+	if a.Kind == Event {
+		return "event:" + a.Key()
+	}
+	return "rollout:" + a.Rollout
+}
+
+// planAndAct plans, journals every intent, then carries each action out
+// now or leaves it in flight; and checks that planning again with the
+// intents in flight plans nothing for the objects they touch.
+func (s *sim) planAndAct() {
+	w := s.w
+	res := w.plan()
+	if len(res.Actions) == 0 {
+		return
+	}
+	s.checkStarts(res)
+	seen := map[string]bool{}
+	for _, a := range res.Actions {
+		obj := objectOf(a)
+		if seen[obj] {
+			s.t.Errorf("one plan holds two actions on %s", obj)
+		}
+		seen[obj] = true
+		if other := s.inflightFor(obj); other != nil {
+			s.t.Errorf("planned %s while %s is in flight on the same object", a, other)
+		}
+		w.intend(a)
+		s.inflight = append(s.inflight, a)
+	}
+	// Planning again with every intent in flight: nothing on those objects.
+	again := Plan(w.state)
+	for _, a := range again.Actions {
+		if seen[objectOf(a)] {
+			s.t.Errorf("planning again with the intents in flight repeats work on %s: %s", objectOf(a), a)
+		}
+	}
+	var keep []Action
+	for _, a := range s.inflight {
+		if seen[objectOf(a)] && s.chance(0.8) {
+			s.complete(a)
+			continue
+		}
+		keep = append(keep, a)
+	}
+	s.inflight = keep
+}
+
+// complete carries out an intended action, or fails it.
+func (s *sim) complete(a Action) {
+	w := s.w
+	class := ""
+	if s.faults && s.chance(0.08) {
+		switch s.intn(10) {
+		case 0, 1, 2, 3:
+			if s.injected[a.Key()] < 2 {
+				class = journal.ClassConflict
+			}
+		case 4, 5, 6, 7, 8:
+			class = journal.ClassThrottled
+		case 9:
+			if s.chance(0.3) {
+				class = journal.ClassInvalid
+			}
+		}
+	}
+	if class != "" {
+		s.injected[a.Key()]++
+		if class == journal.ClassInvalid && a.Kind != Event && a.Kind != Status {
+			s.refused = true
+		}
+		w.fail(a, class)
+		return
+	}
+	rv, class := w.perform(a)
+	if class != "" {
+		w.fail(a, class)
+		return
+	}
+	w.succeed(a, rv)
+	if !w.lagWatch {
+		w.flush()
+		w.syncFleets()
+	}
+}
+
+// restart drops every intent in flight, as a controller that died would:
+// some writes landed, some did not, and the new process journals each as
+// abandoned. NB: the new process's watch resumes from the journaled
+// resourceVersion before it plans (flush), so writes that landed are seen;
+// planning before the watch catches up would not see them (see the report).
+func (s *sim) restart() {
+	s.restarts++
+	for _, a := range s.inflight {
+		if s.chance(0.5) {
+			if _, class := s.w.perform(a); class != "" {
+				_ = class // it did not land
+			}
+		}
+	}
+	s.w.flush()
+	for _, a := range s.inflight {
+		f := s.w.fact(a)
+		f.Class, f.Error = journal.ClassAbandoned, "controller restarted"
+		s.w.emit(journal.KindActionFailed, a.Key(), f)
+	}
+	s.inflight = nil
+	s.w.syncFleets()
+}
+
+// budgets returns maxUnavailable and the most pods that may be updated.
+func (s *sim) budgets() (maxUnavailable, maxUpdated int) {
+	n := s.replicas()
+	mu, err := scaled(s.spec.Strategy.MaxUnavailable, n, 1, false)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	part, err := scaled(s.spec.Strategy.Partition, n, 0, true)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return max(mu, 1), max(n-part, 0)
+}
+
+// unavailable lists the pods that are, or are about to be, out of
+// service because of Rollbook: not Ready (gated, restarting, starting), or
+// a container the kubelet is about to restart, or a gate, patch or recreate
+// in flight; minus the pods unavailable for outside reasons (deleted or
+// sick, until their containers are ready again).
+func (s *sim) unavailable() []string {
+	var out []string
+	for i := range s.replicas() {
+		k := fmt.Sprintf("%s/web-%d", testNS, i)
+		if s.w.outside[k] {
+			continue
+		}
+		p := s.w.pods[k]
+		why := ""
+		switch {
+		case p == nil:
+			why = "deleted"
+		case !podReady(p.Pod):
+			why = "not ready"
+		case restartPending(p.Pod):
+			why = "restart pending"
+		default:
+			if a := s.inflightFor(k + "@" + p.UID); a != nil && (a.Kind == Gate || a.Kind == Patch || a.Kind == Recreate) {
+				why = string(a.Kind) + " in flight"
+			}
+		}
+		if why != "" {
+			out = append(out, "web-"+fmt.Sprint(i)+" ("+why+")")
+		}
+	}
+	return out
+}
+
+func restartPending(f *journal.PodFacts) bool {
+	for _, c := range f.Containers {
+		if c.Image != c.StatusImage {
+			return true
+		}
+	}
+	return false
+}
+
+// checkStarts: a plan disrupts no more ready pods than the budget left.
+// A start is a gate, a recreate, or a patch of a pod not gated (nothing
+// to drain); starting a pod that is not ready costs nothing.
+func (s *sim) checkStarts(res Result) {
+	maxU, _ := s.budgets()
+	before := len(s.unavailable())
+	n := 0
+	for _, a := range res.Actions {
+		p := s.w.pods[a.Pod]
+		if p == nil || !podReady(p.Pod) {
+			continue
+		}
+		if a.Kind == Gate || a.Kind == Recreate || a.Kind == Patch && !gated(p.Pod) {
+			n++
+		}
+	}
+	if n > 0 && before+n > maxU {
+		s.t.Errorf("the plan disrupts %d ready pods with %d unavailable already; maxUnavailable is %d", n, before, maxU)
+	}
+}
+
+func gated(f *journal.PodFacts) bool {
+	c := gateCondition(f)
+	return c != nil && c.Status == "False"
+}
+
+// check runs after every step. Invariants:
+//
+//  1. Availability: at most maxUnavailable of the fleet's pods are
+//     unavailable because of Rollbook (see unavailable) — pods unavailable
+//     for outside reasons are left out, as the planner starts no ready pod
+//     while they fill the budget.
+//  2. No pod (UID) is patched twice toward the same revision.
+//  3. Partition: the pods Rollbook updated to the current target (patched
+//     for it, or recreated for it) never exceed replicas - partition.
+//  4. No object has two actions in flight (checked as intents are made).
+func (s *sim) check() {
+	maxU, maxUpdated := s.budgets()
+	if u := s.unavailable(); len(u) > maxU {
+		s.t.Errorf("step %d: %d pods unavailable because of Rollbook, maxUnavailable is %d: %s", s.steps, len(u), maxU, strings.Join(u, ", "))
+	}
+	for k, n := range s.w.patches {
+		if n > 1 {
+			s.t.Errorf("step %d: pod %s patched %d times for the same revision", s.steps, k, n)
+		}
+	}
+	rev := s.targetRevision()
+	updated := 0
+	for _, p := range s.w.pods {
+		st := readState(&projections.Pod{Observed: *p})
+		if st != nil && st.Revision == rev || s.w.recreated[p.UID] == rev {
+			updated++
+		}
+	}
+	if updated > maxUpdated {
+		s.t.Errorf("step %d: %d pods updated to %s, partition allows %d", s.steps, updated, rev, maxUpdated)
+	}
+}
+
+// targetRevision is the rollout's target as the planner computes it from
+// the journal.
+func (s *sim) targetRevision() string {
+	r := s.w.state.Rollouts[testNS+"/"+s.name]
+	if r == nil {
+		return ""
+	}
+	t, problem, _ := resolveTarget(s.w.state, r)
+	if problem != "" {
+		s.t.Fatalf("rollout target: %s", problem)
+	}
+	return t.rev
+}
+
+// heal ends every fault: actions in flight complete, the watch catches up,
+// sick pods recover, missing pods are recreated, every step is approved.
+func (s *sim) heal() {
+	s.faults = false
+	for _, a := range s.inflight {
+		s.complete(a)
+	}
+	s.inflight = nil
+	s.w.lagWatch = false
+	s.w.flush()
+	clear(s.w.sick)
+	s.recreate()
+	if s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) {
+		s.spec.ApprovedSteps = int32(len(s.spec.Strategy.Steps))
+		s.writeSpec()
+	}
+}
+
+// converge runs the controller loop until the rollout settles, and checks
+// it succeeded: every pod it had to update is verified and ungated, and
+// every pod is ready.
+func (s *sim) converge() {
+	w := s.w
+	for i := 0; ; i++ {
+		if i == 3000 {
+			s.t.Fatalf("no convergence after %d rounds\n%s\n%s", i, w.statusText(s.name), w.podsTable(false))
+		}
+		res := w.plan()
+		for _, a := range res.Actions {
+			w.do(a, "")
+		}
+		s.check()
+		if len(res.Actions) > 0 {
+			continue
+		}
+		if len(w.kubelet()) > 0 {
+			continue
+		}
+		if res.WakeAt == 0 {
+			break
+		}
+		w.tick(time.Duration(res.WakeAt - w.now))
+	}
+	st, _ := w.rolloutStatus(s.name)
+	if s.refused {
+		// A write the planner does not retry was failed on purpose: the
+		// rollout may be stuck, but then it must say so.
+		if st.Phase != projections.PhaseSucceeded && !hasCondition(st, "Stalled") {
+			s.t.Errorf("rollout is %s without a Stalled condition\n%s", st.Phase, w.statusText(s.name))
+		}
+		return
+	}
+	if st.Phase != projections.PhaseSucceeded {
+		s.t.Fatalf("rollout did not succeed\n%s\n%s", w.statusText(s.name), w.podsTable(false))
+	}
+	_, maxUpdated := s.budgets()
+	template := s.f.obs.Workload.TemplateContainers
+	atTarget := 0
+	for _, k := range sortedKeysOf(w.pods) {
+		p := w.pods[k]
+		if !podReady(p.Pod) {
+			s.t.Errorf("%s is not ready after the rollout", p.Name)
+		}
+		if c := gateCondition(p.Pod); c == nil || c.Status != "True" {
+			s.t.Errorf("%s is still gated after the rollout", p.Name)
+		}
+		same := true
+		for i, c := range p.Pod.Containers {
+			same = same && c.Image == template[i].Image && c.StatusImage == c.Image
+		}
+		if same {
+			atTarget++
+		}
+	}
+	if atTarget < maxUpdated {
+		s.t.Errorf("%d pods run the target, want at least %d (replicas - partition)", atTarget, maxUpdated)
+	}
+}
+
+func hasCondition(st projections.RolloutStatus, typ string) bool {
+	for _, c := range st.Conditions {
+		if c.Type == typ && c.Status == "True" {
+			return true
+		}
+	}
+	return false
+}
