@@ -65,6 +65,15 @@ type sim struct {
 	imageN    int
 	pending   map[string]bool // pods deleted and not yet recreated
 	steps     int
+	// trace is what happened lately, printed when an invariant fails.
+	trace []string
+}
+
+func (s *sim) logf(format string, args ...any) {
+	s.trace = append(s.trace, fmt.Sprintf("%4d +%-6s ", s.steps, time.Duration(s.w.now-epoch))+fmt.Sprintf(format, args...))
+	if len(s.trace) > 60 {
+		s.trace = s.trace[1:]
+	}
 }
 
 func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
@@ -77,7 +86,7 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 		s.step()
 		s.check()
 		if t.Failed() {
-			t.Logf("seed %d failed at step %d", seed, s.steps)
+			t.Logf("seed %d failed at step %d; lately:\n%s", seed, s.steps, strings.Join(s.trace, "\n"))
 			return [32]byte{}
 		}
 	}
@@ -185,7 +194,7 @@ func (s *sim) step() {
 			}
 		}
 		if len(some) > 0 {
-			w.kubelet(some...)
+			s.logf("kubelet %v", w.kubelet(some...))
 		}
 	case r < 72: // time passes
 		res := Plan(w.state)
@@ -195,9 +204,11 @@ func (s *sim) step() {
 			w.tick(time.Duration(1+s.intn(10)) * time.Second)
 		}
 	case r < 80: // the watch delivers
+		s.logf("flush %d", len(w.queue))
 		w.flush()
 	case r < 83: // the watch starts or stops lagging
 		w.lagWatch = !w.lagWatch
+		s.logf("lag %v", w.lagWatch)
 		if !w.lagWatch {
 			w.flush()
 		}
@@ -206,10 +217,12 @@ func (s *sim) step() {
 	case r < 87 && s.templates < 2 && s.steps > 100: // a new revision mid-rollout
 		s.templates++
 		s.newTemplate()
+		s.logf("template %s", s.f.obs.Workload.UpdateRevision)
 	case r < 90 && s.faults: // a pod is deleted from outside; its workload recreates it, maybe later
 		keys := sortedKeysOf(w.pods)
 		k := keys[s.intn(len(keys))]
 		w.outside[k] = true
+		s.logf("delete %s", k)
 		w.deletePod(k, false)
 		s.pending[k] = true
 		if s.chance(0.5) {
@@ -225,6 +238,7 @@ func (s *sim) step() {
 		} else {
 			w.sick[k] = true
 			w.outside[k] = true
+			s.logf("sick %s", k)
 		}
 	case r < 96: // someone approves the next step
 		if len(s.spec.Strategy.Steps) > 0 && s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) && s.chance(0.3) {
@@ -286,6 +300,7 @@ func (s *sim) planAndAct() {
 			s.t.Errorf("planned %s while %s is in flight on the same object", a, other)
 		}
 		w.intend(a)
+		s.logf("intend %s", a)
 		s.inflight = append(s.inflight, a)
 	}
 	// Planning again with every intent in flight: nothing on those objects.
@@ -326,6 +341,7 @@ func (s *sim) complete(a Action) {
 	}
 	if class != "" {
 		s.injected[a.Key()]++
+		s.logf("inject %s: %s", class, a)
 		if class == journal.ClassInvalid && a.Kind != Event && a.Kind != Status {
 			s.refused = true
 		}
@@ -334,9 +350,11 @@ func (s *sim) complete(a Action) {
 	}
 	rv, class := w.perform(a)
 	if class != "" {
+		s.logf("failed %s: %s", class, a)
 		w.fail(a, class)
 		return
 	}
+	s.logf("done %s", a)
 	w.succeed(a, rv)
 	if !w.lagWatch {
 		w.flush()

@@ -229,8 +229,8 @@ func containerStatus(p corev1.Pod, name string) corev1.ContainerStatus {
 // audit is what a journal says happened, per pod, for assertions.
 type audit struct {
 	actions      map[string]map[string]int // pod → kind → succeeded count
-	maxGated     int                        // most pods gated at once (observed)
-	firstGated   []string                   // pods in order of first gating
+	maxGated     int                       // most pods gated at once (observed)
+	firstGated   []string                  // pods in order of first gating
 	patchedTwice []string
 }
 
