@@ -9,7 +9,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
 )
@@ -166,5 +168,15 @@ func TestRequestKey(t *testing.T) {
 func TestOptions(t *testing.T) {
 	if _, err := New(Options{}); err == nil {
 		t.Fatal("New without Config and Journal")
+	}
+	if err := (Options{Config: &rest.Config{}, Journal: &journal.Journal{}, QPS: -1}).validate(); err == nil {
+		t.Fatal("negative QPS accepted")
+	}
+	if err := (Options{Config: &rest.Config{}, Journal: &journal.Journal{}, Burst: -1}).validate(); err == nil {
+		t.Fatal("negative Burst accepted")
+	}
+	o := Options{}.withDefaults()
+	if o.QPS != DefaultQPS || o.Burst != DefaultBurst || o.FieldManager != "rollbook" || o.Clock == nil || o.Logger == nil {
+		t.Fatalf("defaults %+v", o)
 	}
 }

@@ -63,6 +63,25 @@ type podPlan struct {
 	untouched bool   // rolling back a rollout that never updated this pod
 }
 
+// restartPending: the pod carries a patch, of any revision, whose changed
+// containers the kubelet has not restarted yet, so it is about to go
+// unready whatever it reports now.
+// FIX(test): a pod patched without a gate (or with skipDrain) toward a
+// revision that then changed was idle for the new one and counted
+// available, so the sim saw more pods restart at once than maxUnavailable.
+func restartPending(pp *podPlan) bool {
+	if pp.state == nil {
+		return false
+	}
+	for _, b := range pp.state.Before {
+		c, _ := findContainer(pp.pod.Pod, b.Name, b.Init)
+		if c != nil && c.Image != b.Image && c.ContainerID == b.ContainerID {
+			return true
+		}
+	}
+	return false
+}
+
 // untouched is a pod a rolling-back rollout never updated.
 func untouched(p *projections.Pod) *podPlan {
 	pp := &podPlan{pod: p, stage: stageUntouched, untouched: true, hasGate: declaresGate(p.Pod), ready: podReady(p.Pod)}

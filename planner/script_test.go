@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"sigs.k8s.io/yaml"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
 
@@ -29,6 +30,10 @@ import (
 //	rollout name=r1         create or update a rollout; input: its spec (YAML or JSON)
 //	delete-rollout name=r1
 //	plan                    the actions, canonical form, and the next wake-up
+//	intend                  plan and journal the intents only (the writes are in flight)
+//	complete                carry out the intents in flight
+//	restart                 the controller dies: intents in flight are journaled abandoned
+//	unschedule pod=web-1    the pod is pending, not scheduled
 //	actuate [fail=conflict|gone|invalid|throttled pods=(web-1,...) kinds=(gate,...)]
 //	                        plan, then carry out every action (failing the chosen ones)
 //	kubelet [pods=(web-1,...)]  every kubelet syncs its pods (or only those) once
@@ -37,7 +42,7 @@ import (
 //	status r1               the rollout's status as written
 //	pods [ids=true]         the pods as the apiserver has them
 //	label pod=web-1 k=v     set a pod label
-//	delete-pod pod=web-1    delete a pod (its StatefulSet recreates it)
+//	delete-pod pod=web-1 [recreate=false]  delete a pod (its StatefulSet recreates it, at once or at the next kubelet)
 //	sick pod=web-1 [on=false]  the kubelet keeps the pod's containers unready
 //	pullfail pod=web-1 [on=false]  no new image pulls on the pod's node
 //	imageid image=.. id=..  the registry resolves image to id
@@ -120,7 +125,7 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		if s := argOr(d, "sidecar", ""); s != "" {
 			cs[1].image = s
 		}
-		w.setTemplate(f, cs, argOr(d, "podspec", f.podSpec))
+		w.setTemplate(f, cs, argOr(d, "podspec", ""))
 		w.write(f.obs)
 		return fmt.Sprintf("%s: update revision %s", f.obs.Name, f.obs.Workload.UpdateRevision)
 
@@ -159,6 +164,61 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 			return "nothing to do"
 		}
 		return b.String()
+
+	case "intend":
+		// The actuator has journaled its intents and not yet their outcomes.
+		res := w.plan()
+		var b strings.Builder
+		for _, a := range res.Actions {
+			w.intend(a)
+			w.held = append(w.held, a)
+			fmt.Fprintf(&b, "%s\n", a)
+		}
+		if b.Len() == 0 {
+			return "nothing to do"
+		}
+		return b.String()
+
+	case "complete":
+		var b strings.Builder
+		for _, a := range w.held {
+			rv, class := w.perform(a)
+			if class != "" {
+				w.fail(a, class)
+				fmt.Fprintf(&b, "FAILED %s: %s\n", class, a)
+				continue
+			}
+			w.succeed(a, rv)
+			w.flush()
+			w.syncFleets()
+			fmt.Fprintf(&b, "%s\n", a)
+		}
+		w.held = nil
+		return b.String()
+
+	case "restart":
+		// The controller died with intents in flight; the new one journals
+		// them as abandoned (the writes did not land).
+		var b strings.Builder
+		for _, a := range w.held {
+			f := w.fact(a)
+			f.Class, f.Error = journal.ClassAbandoned, "controller restarted"
+			w.emit(journal.KindActionFailed, a.Key(), f)
+			fmt.Fprintf(&b, "abandoned %s\n", a)
+		}
+		w.held = nil
+		return b.String()
+
+	case "unschedule":
+		p := w.pods[testNS+"/"+argOr(d, "pod", "")]
+		p.Pod.NodeName, p.Pod.Phase = "", "Pending"
+		for i := range p.Pod.Containers {
+			c := &p.Pod.Containers[i]
+			c.Ready, c.State = false, "waiting:ContainerCreating"
+		}
+		w.updateReady(p)
+		w.write(p)
+		return "ok"
 
 	case "kubelet":
 		changed := w.kubelet(argList(d, "pods")...)
@@ -202,7 +262,7 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		if w.pods[k] == nil {
 			d.Fatalf(t, "no pod %q", k)
 		}
-		w.deletePod(k, true)
+		w.deletePod(k, argOr(d, "recreate", "true") == "true")
 		return w.podsTable(false)
 
 	case "sick":

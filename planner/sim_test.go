@@ -3,6 +3,7 @@ package planner
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -25,13 +26,14 @@ import (
 // checks that the rollout converges. Each seed runs twice and must journal
 // the very same records: the planner and projections are deterministic.
 //
-// A failing seed is replayed alone with -run 'TestSimulation/seed=N'.
+// A failing seed is replayed alone with -run 'TestSimulation/seed=N';
+// a longer soak: -sim.seeds=200 -sim.first=1000.
 func TestSimulation(t *testing.T) {
-	seeds := 12
+	seeds, first := *simSeeds, *simFirst
 	if testing.Short() {
-		seeds = 4
+		seeds = min(seeds, 4)
 	}
-	for seed := range uint64(seeds) {
+	for seed := first; seed < first+uint64(seeds); seed++ {
 		faults := seed%3 != 0 // every third seed runs without injected failures
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			h1 := runSim(t, seed, faults)
@@ -44,6 +46,11 @@ func TestSimulation(t *testing.T) {
 		})
 	}
 }
+
+var (
+	simSeeds = flag.Int("sim.seeds", 12, "number of TestSimulation seeds")
+	simFirst = flag.Uint64("sim.first", 0, "first TestSimulation seed")
+)
 
 type sim struct {
 	t      *testing.T
@@ -67,6 +74,10 @@ type sim struct {
 	steps     int
 	// trace is what happened lately, printed when an invariant fails.
 	trace []string
+	// stats, logged to show what a seed exercised.
+	actions  map[ActionKind]int
+	failures map[string]int
+	peak     int // most pods unavailable because of Rollbook at once
 }
 
 func (s *sim) logf(format string, args ...any) {
@@ -78,7 +89,8 @@ func (s *sim) logf(format string, args ...any) {
 
 func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), faults: faults,
-		injected: map[string]int{}, pending: map[string]bool{}, name: "r1"}
+		injected: map[string]int{}, pending: map[string]bool{}, name: "r1",
+		actions: map[ActionKind]int{}, failures: map[string]int{}}
 	s.w = newWorld(t)
 	s.w.freshEvery = 97 // folding afresh at every plan is quadratic
 	s.setup()
@@ -92,6 +104,10 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	}
 	s.heal()
 	s.converge()
+	st, _ := s.w.rolloutStatus(s.name)
+	maxU, maxUpdated := s.budgets()
+	t.Logf("seed %d: %d pods (gate %v, skipDrain %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d records; phase %s",
+		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, len(s.w.records), st.Phase)
 	h := sha256.New()
 	for _, r := range s.w.records {
 		fmt.Fprintf(h, "%d %d %s %s %x\n", r.Seq, r.Time.UnixNano(), r.Kind, r.Key, r.Body)
@@ -110,7 +126,10 @@ func (s *sim) setup() {
 	replicas := 20 + s.intn(41)
 	nodes := w.addNodes(3+s.intn(4), 3)
 	spread := []string{"round", "block"}[s.intn(2)]
-	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", true, false,
+	// Some fleets do not declare the readiness gate: their pods are
+	// patched without a drain, and count as unavailable until verified.
+	gate := s.intn(4) != 0
+	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", gate, false,
 		[]containerSpec{{name: "app", image: "app:v1"}, {name: "log", image: "log:v1"}})
 	s.newTemplate()
 
@@ -142,6 +161,11 @@ func (s *sim) setup() {
 		Target:   projections.Target{WorkloadRef: &projections.WorkloadRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web"}},
 		Strategy: st,
 	}
+	if s.chance(0.5) {
+		// The log sidecar restarts without a drain: a revision that changes
+		// only it patches pods without gating them.
+		s.spec.Containers = []projections.ContainerTarget{{Name: "log", SkipDrain: true}}
+	}
 	s.writeSpec()
 }
 
@@ -162,9 +186,13 @@ func (s *sim) newTemplate() {
 	if s.chance(0.2) {
 		tag += "-samedigest"
 	}
-	cs[0].image = "app:" + tag
-	if s.chance(0.5) {
+	switch s.intn(3) {
+	case 0:
+		cs[0].image = "app:" + tag
+	case 1:
 		cs[1].image = "log:" + tag
+	default:
+		cs[0].image, cs[1].image = "app:"+tag, "log:"+tag
 	}
 	s.w.setTemplate(s.f, cs, "")
 	s.w.write(s.f.obs)
@@ -218,9 +246,16 @@ func (s *sim) step() {
 		s.templates++
 		s.newTemplate()
 		s.logf("template %s", s.f.obs.Workload.UpdateRevision)
-	case r < 90 && s.faults: // a pod is deleted from outside; its workload recreates it, maybe later
+	case r < 88 && s.faults && s.chance(0.2): // a pod is deleted from outside; its workload recreates it, maybe later
 		keys := sortedKeysOf(w.pods)
 		k := keys[s.intn(len(keys))]
+		// Half the time, a pod with a write in flight: the write then
+		// fails as gone (or conflicts with the replacement).
+		if len(s.inflight) > 0 && s.chance(0.5) {
+			if a := s.inflight[s.intn(len(s.inflight))]; a.Pod != "" && w.pods[a.Pod] != nil {
+				k = a.Pod
+			}
+		}
 		w.outside[k] = true
 		s.logf("delete %s", k)
 		w.deletePod(k, false)
@@ -230,16 +265,18 @@ func (s *sim) step() {
 		}
 	case r < 92: // missing pods are recreated
 		s.recreate()
-	case r < 94 && s.faults: // a pod turns unready for its own reasons, or recovers
+	case r < 94 && s.faults: // a pod turns unready for its own reasons, or one recovers
+		if sick := sortedKeysOf(w.sick); len(sick) > 0 && (len(sick) >= 2 || s.chance(0.5)) {
+			k := sick[s.intn(len(sick))]
+			delete(w.sick, k)
+			s.logf("cured %s", k)
+			break
+		}
 		keys := sortedKeysOf(w.pods)
 		k := keys[s.intn(len(keys))]
-		if w.sick[k] {
-			delete(w.sick, k)
-		} else {
-			w.sick[k] = true
-			w.outside[k] = true
-			s.logf("sick %s", k)
-		}
+		w.sick[k] = true
+		w.outside[k] = true
+		s.logf("sick %s", k)
 	case r < 96: // someone approves the next step
 		if len(s.spec.Strategy.Steps) > 0 && s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) && s.chance(0.3) {
 			s.spec.ApprovedSteps++
@@ -300,6 +337,7 @@ func (s *sim) planAndAct() {
 			s.t.Errorf("planned %s while %s is in flight on the same object", a, other)
 		}
 		w.intend(a)
+		s.actions[a.Kind]++
 		s.logf("intend %s", a)
 		s.inflight = append(s.inflight, a)
 	}
@@ -341,6 +379,7 @@ func (s *sim) complete(a Action) {
 	}
 	if class != "" {
 		s.injected[a.Key()]++
+		s.failures[class]++
 		s.logf("inject %s: %s", class, a)
 		if class == journal.ClassInvalid && a.Kind != Event && a.Kind != Status {
 			s.refused = true
@@ -350,6 +389,7 @@ func (s *sim) complete(a Action) {
 	}
 	rv, class := w.perform(a)
 	if class != "" {
+		s.failures[class]++
 		s.logf("failed %s: %s", class, a)
 		w.fail(a, class)
 		return
@@ -419,7 +459,7 @@ func (s *sim) unavailable() []string {
 			why = "deleted"
 		case !podReady(p.Pod):
 			why = "not ready"
-		case restartPending(p.Pod):
+		case kubeletWillRestart(p.Pod):
 			why = "restart pending"
 		default:
 			if a := s.inflightFor(k + "@" + p.UID); a != nil && (a.Kind == Gate || a.Kind == Patch || a.Kind == Recreate) {
@@ -433,7 +473,7 @@ func (s *sim) unavailable() []string {
 	return out
 }
 
-func restartPending(f *journal.PodFacts) bool {
+func kubeletWillRestart(f *journal.PodFacts) bool {
 	for _, c := range f.Containers {
 		if c.Image != c.StatusImage {
 			return true
@@ -480,7 +520,9 @@ func gated(f *journal.PodFacts) bool {
 //  4. No object has two actions in flight (checked as intents are made).
 func (s *sim) check() {
 	maxU, maxUpdated := s.budgets()
-	if u := s.unavailable(); len(u) > maxU {
+	u := s.unavailable()
+	s.peak = max(s.peak, len(u))
+	if len(u) > maxU {
 		s.t.Errorf("step %d: %d pods unavailable because of Rollbook, maxUnavailable is %d: %s", s.steps, len(u), maxU, strings.Join(u, ", "))
 	}
 	for k, n := range s.w.patches {
@@ -563,7 +605,12 @@ func (s *sim) converge() {
 		// A write the planner does not retry was failed on purpose: the
 		// rollout may be stuck, but then it must say so.
 		if st.Phase != projections.PhaseSucceeded && !hasCondition(st, "Stalled") {
-			s.t.Errorf("rollout is %s without a Stalled condition\n%s", st.Phase, w.statusText(s.name))
+			var fails []string
+			for _, k := range sortedKeysOf(w.state.Failures) {
+				f := w.state.Failures[k]
+				fails = append(fails, fmt.Sprintf("%s: %d %s", k, f.Count, f.Class))
+			}
+			s.t.Errorf("rollout is %s without a Stalled condition\n%s\n%s\nfailures:\n%s", st.Phase, w.statusText(s.name), w.podsTable(false), strings.Join(fails, "\n"))
 		}
 		return
 	}
@@ -578,7 +625,7 @@ func (s *sim) converge() {
 		if !podReady(p.Pod) {
 			s.t.Errorf("%s is not ready after the rollout", p.Name)
 		}
-		if c := gateCondition(p.Pod); c == nil || c.Status != "True" {
+		if c := gateCondition(p.Pod); c != nil && c.Status != "True" || c == nil && declaresGate(p.Pod) {
 			s.t.Errorf("%s is still gated after the rollout", p.Name)
 		}
 		same := true

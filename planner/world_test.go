@@ -69,6 +69,8 @@ type world struct {
 	// plans (0: every plan).
 	freshEvery int
 	plans      int
+	// held are actions intended (by the script's intend) and not carried out.
+	held []Action
 
 	// Bookkeeping for invariants.
 	patches map[string]int // "uid/rev" → patches that landed
@@ -76,7 +78,8 @@ type world struct {
 	// Recreate action that deleted its predecessor.
 	recreated map[string]string
 	// outside holds pods made unavailable by something other than
-	// Rollbook (a chaos delete, a sick container), until they are ready.
+	// Rollbook (a chaos delete, a sick container), until they are Ready
+	// again.
 	outside map[string]bool
 }
 
@@ -407,7 +410,7 @@ func (w *world) kubelet(only ...string) []string {
 			w.write(p)
 			out = append(out, p.Name)
 		}
-		if podReady(p.Pod) || allContainersReady(p.Pod) {
+		if podReady(p.Pod) {
 			delete(w.outside, k)
 		}
 	}
@@ -419,15 +422,6 @@ func (w *world) syncFleets() {
 	for _, n := range sortedKeysOf(w.sets) {
 		w.syncFleet(w.sets[n])
 	}
-}
-
-func allContainersReady(f *journal.PodFacts) bool {
-	for _, c := range f.Containers {
-		if !c.Ready {
-			return false
-		}
-	}
-	return len(f.Containers) > 0
 }
 
 // syncFleet is the StatefulSet controller: it recreates missing pods from

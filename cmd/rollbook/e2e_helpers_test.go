@@ -80,6 +80,10 @@ func (r *running) stop(t *testing.T) {
 func grantRollbook(t *testing.T, c *cluster.Cluster, ns string) {
 	t.Helper()
 	ctx := context.Background()
+	ns0 := `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"rollbook-system"}}`
+	if _, err := deploy.Apply(ctx, c.Config(), []byte(ns0), deploy.ApplyOptions{}); err != nil {
+		t.Fatalf("creating rollbook-system: %v", err)
+	}
 	if _, err := deploy.Apply(ctx, c.Config(), deploy.RBAC, deploy.ApplyOptions{}); err != nil {
 		t.Fatalf("applying deploy/rbac.yaml: %v", err)
 	}

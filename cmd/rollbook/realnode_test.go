@@ -10,6 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/client-go/dynamic"
+
+	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/test/cluster"
 	"rollbook.dev/rollbook/test/node"
@@ -72,6 +75,11 @@ func TestRealNodeInPlace(t *testing.T) {
 	}
 
 	// A missing image: never verifies, and Rollback puts v2 back in place.
+	// The first rollout would keep driving the StatefulSet (and the new
+	// one would report Conflict): it goes first.
+	if err := dynamic.NewForConfigOrDie(c.Config()).Resource(deploy.InPlaceRollouts).Namespace(ns).Delete(ctx, "real-v2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	startController(t, c, t.TempDir(), ns)
 	setImage(t, c, ns, "real", "app", node.Missing)
 	createRollout(t, c, ns, "real-missing", workloadRollout("real", map[string]any{"maxUnavailable": 1, "verifyTimeoutSeconds": int64(5), "onFailure": "Rollback"}))

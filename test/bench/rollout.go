@@ -1,0 +1,637 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"rollbook.dev/rollbook/deploy"
+	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/test/cluster"
+	"rollbook.dev/rollbook/test/fleet"
+)
+
+// OpenKruise v1.9.0 on a kwok fleet here (GROUND.md, "The bar").
+const (
+	kruisePodsPerSec   = 6.8
+	kruiseWritesPerPod = 4.4
+)
+
+func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
+	fs := newFlags("rollout")
+	pods := fs.Int("pods", 10000, "pods in total")
+	nodes := fs.Int("nodes", 100, "simulated nodes (3 zones)")
+	stsSize := fs.Int("sts-size", 1000, "pods per StatefulSet (one InPlaceRollout each)")
+	maxUnavailable := fs.String("max-unavailable", "10%", "each rollout's maxUnavailable")
+	grace := fs.Int("grace", 0, "each rollout's gracePeriodSeconds")
+	capSeconds := fs.Duration("capacity-time", 10*time.Second, "how long each write-capacity loop runs")
+	capWorkers := fs.Int("capacity-workers", 16, "parallel writers of the write-capacity loop")
+	capMax := fs.Int("capacity-max", 20000, "most writes of one write-capacity loop")
+	qps := fs.Int("kube-api-qps", 1000, "the controller's --kube-api-qps")
+	burst := fs.Int("kube-api-burst", 2000, "the controller's --kube-api-burst")
+	workers := fs.Int("workers", 64, "the controller's --workers")
+	withNATS := fs.Bool("nats", false, "run the controller with its embedded NATS outbox (default --no-nats)")
+	binary := fs.String("binary", "", "a built rollbook binary (default: go build ./cmd/rollbook)")
+	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers")
+	readyTimeout := fs.Duration("ready-timeout", 20*time.Minute, "bound on creating the pods and their becoming Ready")
+	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the rollout")
+	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *pods <= 0 || *stsSize <= 0 || *nodes <= 0 {
+		return nil, errors.New("--pods, --sts-size and --nodes must be positive")
+	}
+	root, err := os.MkdirTemp("", "rollbook-bench-rollout-")
+	if err != nil {
+		return nil, err
+	}
+	if *keep {
+		env.logf("work directory %s (kept)", root)
+	} else {
+		defer os.RemoveAll(root)
+	}
+
+	bin := *binary
+	if bin == "" {
+		src, err := cluster.SourceDir()
+		if err != nil {
+			return nil, err
+		}
+		bin = filepath.Join(root, "rollbook")
+		env.logf("building the rollbook binary")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rollbook")
+		build.Dir = src
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./cmd/rollbook: %v\n%s", err, out)
+		}
+	}
+
+	env.logf("starting a local control plane")
+	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	env.logf("starting kwok and %d nodes", *nodes)
+	fl, err := fleet.Start(ctx, c, fleet.Options{Progress: env.progress, Parallelism: *kwokWorkers})
+	if err != nil {
+		return nil, err
+	}
+	defer fl.Stop()
+	cs := c.Clientset()
+	if _, err := fleet.CreateNodes(ctx, cs, *nodes, fleet.Zones); err != nil {
+		return nil, err
+	}
+	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
+		return nil, err
+	}
+	if err := createNamespace(ctx, cs, benchNS); err != nil {
+		return nil, err
+	}
+
+	port, err := cluster.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	rargs := []string{"run", "--kubeconfig", c.Kubeconfig, "--journal-dir", filepath.Join(root, "journal"),
+		"--leader-elect=false", "--namespaces", benchNS,
+		"--kube-api-qps", strconv.Itoa(*qps), "--kube-api-burst", strconv.Itoa(*burst), "--workers", strconv.Itoa(*workers),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+	if !*withNATS {
+		rargs = append(rargs, "--no-nats")
+	}
+	env.logf("starting %s %s", bin, strings.Join(rargs, " "))
+	ctrl, err := cluster.StartProcess("rollbook", root, bin, rargs, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ctrl.Stop(10 * time.Second)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if err := ctrl.WaitFor(ctx, time.Minute, "serving /readyz", func(ctx context.Context) error {
+		_, err := scrape(ctx, hc, metricsURL+"/readyz")
+		return err
+	}); err != nil {
+		return nil, err
+	}
+
+	// The fleet: StatefulSets summing to pods.
+	var names []string
+	sizes := map[string]int32{}
+	for left, i := *pods, 0; left > 0; i++ {
+		n := min(left, *stsSize)
+		name := fmt.Sprintf("web-%02d", i)
+		names = append(names, name)
+		sizes[name] = int32(n)
+		left -= n
+	}
+	env.logf("creating %d StatefulSets (%d pods), waiting until Ready", len(names), *pods)
+	readyStart := time.Now()
+	for _, name := range names {
+		if _, err := cs.AppsV1().StatefulSets(benchNS).Create(ctx, benchStatefulSet(name, sizes[name]), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	if err := waitFor(ctx, env, *readyTimeout, "pods Ready", func() (int, int, error) {
+		if err := checkAlive(ctrl, fl); err != nil {
+			return 0, 0, err
+		}
+		list, err := cs.AppsV1().StatefulSets(benchNS).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		ready := 0
+		for _, s := range list.Items {
+			ready += int(s.Status.ReadyReplicas)
+		}
+		return ready, *pods, nil
+	}); err != nil {
+		return nil, err
+	}
+	readyTook := time.Since(readyStart)
+	env.logf("%d pods Ready in %s", *pods, readyTook.Round(time.Second))
+	before, err := podUIDs(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	podNames := make([]string, 0, len(before))
+	for n := range before {
+		podNames = append(podNames, n)
+	}
+	sort.Strings(podNames)
+
+	capBefore, err := writeCapacity(ctx, c, podNames, *capWorkers, *capSeconds, *capMax)
+	if err != nil {
+		return nil, err
+	}
+	env.logf("apiserver write capacity before: %.0f writes/s (%d writes, %d errors)", capBefore.rate(), capBefore.Writes, capBefore.Errors)
+	time.Sleep(3 * time.Second) // let kwok and the controller drain the label events
+
+	m0, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	cpu0 := cpuOf(c, fl, ctrl)
+	env.logf("rolling app:v1 → app:v2 in place (%d InPlaceRollouts, maxUnavailable %s, grace %ds, scatter zone)", len(names), *maxUnavailable, *grace)
+	rollStart := time.Now()
+	dyn := dynamic.NewForConfigOrDie(c.Config())
+	for _, name := range names {
+		patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/app:v2"}]}}}}`
+		if _, err := cs.AppsV1().StatefulSets(benchNS).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range names {
+		if _, err := dyn.Resource(deploy.InPlaceRollouts).Namespace(benchNS).Create(ctx, benchRollout(name, *maxUnavailable, *grace), metav1.CreateOptions{}); err != nil {
+			return nil, err
+		}
+	}
+	var t10, t90 time.Duration
+	err = waitFor(ctx, env, *timeout, "pods updated and ready", func() (int, int, error) {
+		if err := checkAlive(ctrl, fl); err != nil {
+			return 0, 0, err
+		}
+		list, err := dyn.Resource(deploy.InPlaceRollouts).Namespace(benchNS).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		done, succeeded := 0, 0
+		for _, u := range list.Items {
+			st, _, _ := unstructured.NestedMap(u.Object, "status")
+			phase, _ := st["phase"].(string)
+			ready, _ := st["updatedReady"].(int64)
+			failed, _ := st["failed"].(int64)
+			switch {
+			case phase == "Succeeded":
+				succeeded++
+				done += int(sizes[strings.TrimSuffix(u.GetName(), "-v2")])
+				continue
+			case phase == "Failed" || failed > 0:
+				return 0, 0, fmt.Errorf("rollout %s: phase %s, failed %d, conditions %v", u.GetName(), phase, failed, st["conditions"])
+			}
+			done += int(ready)
+		}
+		el := time.Since(rollStart)
+		if t10 == 0 && done >= *pods/10 {
+			t10 = el
+		}
+		if t90 == 0 && done >= *pods*9/10 {
+			t90 = el
+		}
+		if succeeded < len(names) {
+			done = min(done, *pods-1) // not done until every rollout says so
+		}
+		return done, *pods, nil
+	})
+	rollEnd := time.Now()
+	took := rollEnd.Sub(rollStart)
+	if err != nil {
+		return nil, fmt.Errorf("%w\ncontroller log:\n%s", err, cluster.Tail(ctrl.Log, 20))
+	}
+	cpu1 := cpuOf(c, fl, ctrl)
+	m1, err := scrapeMetrics(ctx, hc, metricsURL)
+	if err != nil {
+		return nil, err
+	}
+	env.logf("rollout Succeeded in %s (%.1f pods/s)", took.Round(100*time.Millisecond), float64(*pods)/took.Seconds())
+
+	// What the pods say.
+	after, err := listPods(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	var updated, recreated, ready int
+	for _, p := range after {
+		if len(p.Spec.Containers) > 0 && p.Spec.Containers[0].Image == "registry.example/app:v2" {
+			updated++
+		}
+		if uid, ok := before[p.Name]; !ok || uid != p.UID {
+			recreated++
+		}
+		for _, cd := range p.Status.Conditions {
+			if cd.Type == corev1.PodReady && cd.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+
+	capAfter, err := writeCapacity(ctx, c, podNames, *capWorkers, *capSeconds, *capMax)
+	if err != nil {
+		return nil, err
+	}
+	env.logf("apiserver write capacity after: %.0f writes/s (%d writes, %d errors)", capAfter.rate(), capAfter.Writes, capAfter.Errors)
+
+	rss := map[string]map[string]float64{}
+	for name, pid := range pids(c, fl, ctrl) {
+		hwm, _ := procStatusKB(pid, "VmHWM")
+		cur, _ := procStatusKB(pid, "VmRSS")
+		rss[name] = map[string]float64{"peak_mib": round(float64(hwm)/1024, 1), "now_mib": round(float64(cur)/1024, 1)}
+	}
+	ctrl.Stop(10 * time.Second)
+	if exited, werr := ctrl.Exited(); exited && werr != nil {
+		env.logf("controller exit: %v", werr)
+	}
+	loop, err := analyzeJournal(ctx, filepath.Join(root, "journal"), rollStart, rollEnd)
+	if err != nil {
+		return nil, fmt.Errorf("reading the controller's journal: %w", err)
+	}
+
+	// Figures.
+	writes := map[string]int64{}
+	for k, v := range m1.writes {
+		if d := v - m0.writes[k]; d > 0 {
+			writes[k] = d
+		}
+	}
+	podWrites := writes["patch pods"] + writes["patch pods/status"] + writes["delete pods"]
+	perPod := float64(podWrites) / float64(*pods)
+	rate := float64(*pods) / took.Seconds()
+	capacity := (capBefore.rate() + capAfter.rate()) / 2
+	bound := capacity / 3
+	var steady float64
+	if t90 > t10 {
+		steady = float64(*pods*8/10) / (t90 - t10).Seconds()
+	}
+
+	fmt.Printf("\nrollout: %d pods in %d StatefulSets of ≤%d on %d kwok nodes (3 zones), 2 containers, gate %s; one InPlaceRollout each: maxUnavailable %s, grace %ds, scatter zone; controller: the rollbook binary, --kube-api-qps %d --workers %d, NATS %v\n",
+		*pods, len(names), *stsSize, *nodes, planner.GateCondition, *maxUnavailable, *grace, *qps, *workers, *withNATS)
+	printMachine(env)
+	fmt.Printf("  setup: %d pods created and Ready in %s\n", *pods, readyTook.Round(time.Second))
+	fmt.Printf("  rollout: template patch → every rollout Succeeded in %s: %.1f pods/s (10%%→90%% of pods: %.1f pods/s)\n", took.Round(100*time.Millisecond), rate, steady)
+	fmt.Printf("  pods after: %d on app:v2, %d Ready, %d recreated (UID changed)\n", updated, ready, recreated)
+	fmt.Printf("  controller API writes during the rollout: %s\n", fmtCounts(writes))
+	fmt.Printf("  pod writes per pod: %.2f (patch pods %d + patch pods/status %d + delete pods %d); rollout status writes: %d\n",
+		perPod, writes["patch pods"], writes["patch pods/status"], writes["delete pods"], writes["patch inplacerollouts/status"])
+	fmt.Printf("  apiserver write capacity (%d workers, label merge-patches on these pods, ≤%s): %.0f writes/s before, %.0f after → %.0f; 3 writes/pod bound %.1f pods/s\n",
+		*capWorkers, *capSeconds, capBefore.rate(), capAfter.rate(), capacity, bound)
+	fmt.Printf("  ratio pods/s ÷ (capacity/3): %.2f\n", rate/bound)
+	fmt.Printf("  vs OpenKruise v1.9.0 here (GROUND.md): %.1f pods/s at 1,000 and 5,000 pods → %.1f× its speed; %.1f writes/pod → %.2f× its writes\n",
+		kruisePodsPerSec, rate/kruisePodsPerSec, kruiseWritesPerPod, perPod/kruiseWritesPerPod)
+	fmt.Printf("  peak RSS (VmHWM): rollbook %.1f MiB, kwok %.1f MiB, kube-apiserver %.1f MiB, etcd %.1f MiB\n",
+		rss["rollbook"]["peak_mib"], rss["kwok"]["peak_mib"], rss["kube-apiserver"]["peak_mib"], rss["etcd"]["peak_mib"])
+	cpu := map[string]float64{}
+	for k, v := range cpu1 {
+		cpu[k] = round(v-cpu0[k], 1)
+	}
+	fmt.Printf("  CPU seconds during the rollout: %s (wall %.0f s, 2 cores = %.0f CPU-s)\n", fmtFloats(cpu), took.Seconds(), 2*took.Seconds())
+	fmt.Printf("  controller journal during the rollout: %d records in %d commits (%.1f records/commit), %d ticks, %d observed, %d intents, %d succeeded, %d failed %v\n",
+		loop.Records, loop.Commits, float64(loop.Records)/float64(max(loop.Commits, 1)), loop.Ticks, loop.Observed, loop.Intents, loop.Succeeded, loop.Failed, loop.FailedByClass)
+	fmt.Printf("  per-pod cycle (from journal record times, %d pods): %s median %s, p90 %s; mean pods in flight ≈ %.0f\n",
+		loop.Pods, loop.Cycle.Name, loop.Cycle.Median.Round(time.Millisecond), loop.Cycle.P90.Round(time.Millisecond), rate*loop.Cycle.Median.Seconds())
+	for _, ph := range loop.Phases {
+		fmt.Printf("    %-36s median %7s   p90 %7s\n", ph.Name, ph.Median.Round(time.Millisecond), ph.P90.Round(time.Millisecond))
+	}
+	if updated != *pods || recreated != 0 {
+		fmt.Printf("  WARNING: %d of %d pods updated, %d recreated\n", updated, *pods, recreated)
+	}
+	return map[string]any{
+		"pods": *pods, "nodes": *nodes, "statefulsets": len(names), "max_unavailable": *maxUnavailable, "grace_seconds": *grace, "nats": *withNATS,
+		"ready_setup_s":              round(readyTook.Seconds(), 1),
+		"rollout_s":                  round(took.Seconds(), 1),
+		"pods_per_s":                 round(rate, 1),
+		"pods_per_s_10_90":           round(steady, 1),
+		"writes":                     writes,
+		"pod_writes_per_pod":         round(perPod, 2),
+		"status_writes":              writes["patch inplacerollouts/status"],
+		"capacity_before":            round(capBefore.rate(), 0),
+		"capacity_after":             round(capAfter.rate(), 0),
+		"ratio_vs_capacity_over_3":   round(rate/bound, 2),
+		"ratio_vs_kruise_pods_per_s": round(rate/kruisePodsPerSec, 1),
+		"updated":                    updated, "ready": ready, "recreated": recreated,
+		"rss": rss, "cpu_seconds": cpu,
+		"journal": map[string]any{
+			"records": loop.Records, "commits": loop.Commits, "ticks": loop.Ticks, "observed": loop.Observed,
+			"intents": loop.Intents, "succeeded": loop.Succeeded, "failed": loop.Failed, "failed_by_class": loop.FailedByClass,
+			"cycle_median_s": round(loop.Cycle.Median.Seconds(), 3), "cycle_p90_s": round(loop.Cycle.P90.Seconds(), 3),
+			"phases": phaseMap(loop.Phases),
+		},
+	}, nil
+}
+
+func benchStatefulSet(name string, replicas int32) *appsv1.StatefulSet {
+	labels := map[string]string{"app": name}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					NodeSelector:   map[string]string{fleet.TypeLabel: fleet.TypeValue},
+					ReadinessGates: []corev1.PodReadinessGate{{ConditionType: planner.GateCondition}},
+					Containers: []corev1.Container{
+						{Name: "app", Image: "registry.example/app:v1"},
+						{Name: "log", Image: "registry.example/log:v1"},
+					},
+				},
+			},
+		},
+	}
+}
+
+func benchRollout(sts, maxUnavailable string, grace int) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rollbook.dev/v1alpha1", "kind": "InPlaceRollout",
+		"metadata": map[string]any{"name": sts + "-v2"},
+		"spec": map[string]any{
+			"target": map[string]any{"workloadRef": map[string]any{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts}},
+			"strategy": map[string]any{
+				"maxUnavailable":     maxUnavailable,
+				"gracePeriodSeconds": int64(grace),
+				"scatter":            []any{map[string]any{"key": fleet.ZoneLabel}},
+			},
+		},
+	}}
+}
+
+// waitFor polls progress every 500 ms until done ≥ total, logging every 10 s.
+func waitFor(ctx context.Context, env *benchEnv, timeout time.Duration, what string, progress func() (done, total int, err error)) error {
+	start := time.Now()
+	var lastLog time.Time
+	for {
+		done, total, err := progress()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if total > 0 && done >= total {
+			return nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			env.logf("  %s: %d/%d after %s", what, done, total, time.Since(start).Round(time.Second))
+			lastLog = time.Now()
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("%s: %d/%d after %s", what, done, total, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func checkAlive(ctrl *cluster.Process, fl *fleet.Fleet) error {
+	if exited, err := ctrl.Exited(); exited {
+		return fmt.Errorf("the controller exited (%v)\n%s", err, cluster.Tail(ctrl.Log, 30))
+	}
+	return fl.Healthy()
+}
+
+func listPods(ctx context.Context, cs kubernetes.Interface) ([]corev1.Pod, error) {
+	list, err := cs.CoreV1().Pods(benchNS).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+func podUIDs(ctx context.Context, cs kubernetes.Interface) (map[string]types.UID, error) {
+	pods, err := listPods(ctx, cs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]types.UID, len(pods))
+	for _, p := range pods {
+		out[p.Name] = p.UID
+	}
+	return out, nil
+}
+
+type capacityRun struct {
+	Writes, Errors int64
+	Took           time.Duration
+}
+
+func (r capacityRun) rate() float64 { return float64(r.Writes) / r.Took.Seconds() }
+
+// writeCapacity measures the apiserver's write rate on this fleet: workers
+// parallel metadata label merge-patches over pods, for at most d and at
+// most maxWrites writes, with no client-side rate limit.
+func writeCapacity(ctx context.Context, c *cluster.Cluster, pods []string, workers int, d time.Duration, maxWrites int) (capacityRun, error) {
+	cfg := c.Config()
+	cfg.QPS, cfg.Burst = 1e6, 1e6
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return capacityRun{}, err
+	}
+	// NB: the deadline is checked between requests, not put on ctx, so no
+	// request is cut off half way (and counted as neither).
+	deadline := time.Now().Add(d)
+	var next, ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	stamp := time.Now().UnixNano()
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := next.Add(1) - 1
+				if i >= int64(maxWrites) {
+					return
+				}
+				patch := fmt.Sprintf(`{"metadata":{"labels":{"bench-touch":"%d-%d"}}}`, stamp, i)
+				_, err := cs.CoreV1().Pods(benchNS).Patch(ctx, pods[int(i)%len(pods)], types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+				if err == nil {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return capacityRun{Writes: ok.Load(), Errors: failed.Load(), Took: time.Since(start)}, nil
+}
+
+type scraped struct {
+	writes map[string]int64 // "<verb> <resource>"
+	values map[string]float64
+}
+
+func scrape(ctx context.Context, hc *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		b.WriteString(sc.Text())
+		b.WriteByte('\n')
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return b.String(), sc.Err()
+}
+
+// scrapeMetrics reads the controller's /metrics: API writes by verb and
+// resource, and every other sample by its full name with labels.
+func scrapeMetrics(ctx context.Context, hc *http.Client, base string) (scraped, error) {
+	text, err := scrape(ctx, hc, base+"/metrics")
+	if err != nil {
+		return scraped{}, err
+	}
+	s := scraped{writes: map[string]int64{}, values: map[string]float64{}}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		name, val := line[:i], line[i+1:]
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		s.values[name] = v
+		if rest, ok := strings.CutPrefix(name, "rollbook_api_writes_total{"); ok {
+			verb, res := labelValue(rest, "verb"), labelValue(rest, "resource")
+			s.writes[verb+" "+res] = int64(v)
+		}
+	}
+	return s, nil
+}
+
+func labelValue(labels, name string) string {
+	_, v, ok := strings.Cut(labels, name+`="`)
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, `"`)
+	return v
+}
+
+func pids(c *cluster.Cluster, fl *fleet.Fleet, ctrl *cluster.Process) map[string]int {
+	out := map[string]int{"rollbook": ctrl.Pid(), "kwok": fl.Process().Pid()}
+	for _, n := range []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"} {
+		if p := c.Process(n); p != nil {
+			out[n] = p.Pid()
+		}
+	}
+	return out
+}
+
+// cpuOf returns each process's CPU seconds so far (user + system).
+func cpuOf(c *cluster.Cluster, fl *fleet.Fleet, ctrl *cluster.Process) map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range pids(c, fl, ctrl) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[name] = (ut + st) / 100 // USER_HZ
+	}
+	return out
+}
+
+func fmtCounts(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtFloats(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func phaseMap(ps []phaseStat) map[string][]float64 {
+	out := map[string][]float64{}
+	for _, p := range ps {
+		out[p.Name] = []float64{round(p.Median.Seconds(), 3), round(p.P90.Seconds(), 3)}
+	}
+	return out
+}
