@@ -168,7 +168,7 @@ type rolloutTrace struct {
 	pods     map[string]*podSpan // pod UID → span, current run
 	podOrder []*podSpan
 	open     map[trace.SpanID]*actionSpan // intents awaiting an outcome
-	last     map[string]attempt           // action key → its latest attempt
+	last     map[string]attempt           // action key → its latest try, until one succeeds
 }
 
 // segment is one step span.
@@ -207,15 +207,16 @@ type actionSpan struct {
 	seq        uint64
 	start      time.Time
 	pod        *podSpan // nil for rollout-level actions
-	try        int      // intents of this key in the rollout so far, this one included
-	prev       attempt  // the attempt before, if try > 1
+	try        int      // tries of this key since it last succeeded, this one included
+	prev       attempt  // the try before, if try > 1
 }
 
-// attempt remembers an action key's latest attempt, for retry links.
+// attempt remembers the latest try of an action key that has not
+// succeeded (yet), for retry links.
 type attempt struct {
 	id    trace.SpanID
-	class string // failure class of its outcome, "" if none (yet)
-	tries int
+	class string // failure class of its outcome, "" while it has none
+	tries int    // tries of the key since it last succeeded, this one included
 }
 
 // outcome is an action's outcome record.
@@ -537,8 +538,13 @@ func (b *Builder) intend(rt *rolloutTrace, r journal.Record, f journal.ActionFac
 		}
 	}
 	a.fact.Action = nil
-	prev := rt.last[f.Key]
-	a.try, a.prev = prev.tries+1, prev
+	// A key intended again after it failed (or was abandoned) is a retry.
+	// After a success it is not: a status or an event key names the
+	// object, not the content, and comes back with every write.
+	a.try = 1
+	if prev, ok := rt.last[f.Key]; ok {
+		a.try, a.prev = prev.tries+1, prev
+	}
 	rt.last[f.Key] = attempt{id: a.id, tries: a.try}
 
 	a.parent = rt.root
@@ -584,9 +590,13 @@ func (b *Builder) finishAction(rt *rolloutTrace, a *actionSpan, o outcome) {
 			class = journal.ClassOther
 		}
 	}
-	if l := rt.last[a.fact.Key]; l.id == a.id {
-		l.class = class
-		rt.last[a.fact.Key] = l
+	if l, ok := rt.last[a.fact.Key]; ok && l.id == a.id {
+		if class == "" {
+			delete(rt.last, a.fact.Key) // succeeded: what comes next is no retry
+		} else {
+			l.class = class
+			rt.last[a.fact.Key] = l
+		}
 	}
 	if ps := a.pod; ps != nil {
 		ps.open--

@@ -300,35 +300,44 @@ func TestLiveBuilderMatchesBuild(t *testing.T) {
 
 // TestSecondRunAndDeletion: a rollout re-targeted after it succeeded gets
 // a second run in the same trace, with new step and pod spans under the
-// one root; deleting it mid-run finishes the run, an action in flight
-// still finishes at its outcome, and a Live builder then holds nothing.
+// one root, its first step the one the new plan set (not the step the
+// first run ended in); deleting it mid-run finishes the run, an action in
+// flight still finishes at its outcome, and a Live builder then holds
+// nothing.
 func TestSecondRunAndDeletion(t *testing.T) {
 	w := newWorld(t)
 	const key, uid, pod = "shop/web", "4e0d9a1c-0000-4000-8000-00000000000a", "shop/web-0"
 	pu := podUID(pod)
-	spec := rolloutSpec(img2)
+	spec := rolloutSpec(img2, 50, 100)
 	w.observePod(pod, pu, img1, 1)
 	w.observeRollout(key, uid, 10, spec, nil, false)
-	run1 := []*act{}
+	var run1 []*act
 	for _, a := range []planner.Action{gate(key, pod, pu, "r1"), patch(key, pod, pu, "r1", img1, img2), ungate(key, pod, pu, "r1")} {
 		w.clock.advance(time.Second)
 		x := w.intend(a)[0]
 		w.succeed(x, 2)
 		run1 = append(run1, x)
 	}
-	done := projections.RolloutStatus{Phase: projections.PhaseSucceeded, TargetRevision: "r1", Replicas: 1, Updated: 1}
+	done := projections.RolloutStatus{Phase: projections.PhaseSucceeded, TargetRevision: "r1", Replicas: 1, Updated: 1, CurrentStep: 1}
 	w.clock.advance(time.Second)
+	x := w.intend(status(key, uid, done))[0]
+	w.succeed(x, 11)
+	run1 = append(run1, x)
 	w.observeRollout(key, uid, 11, spec, &done, false)
-	// Retargeted to 3.0: the same rollout object, a second run.
+
+	// Re-targeted to 3.0: the same rollout object, a second run, whose
+	// first plan gates the pod and, after it, resets the status to step 0.
 	w.clock.advance(time.Minute)
-	spec = rolloutSpec("registry.example/web:3.0")
+	spec = rolloutSpec("registry.example/web:3.0", 50, 100)
 	w.observeRollout(key, uid, 12, spec, &done, false)
-	g := w.intend(gate(key, pod, pu, "r2"))[0]
-	w.succeed(g, 3)
+	again := projections.RolloutStatus{Phase: projections.PhaseProgressing, TargetRevision: "r2", Replicas: 1}
+	run2 := w.intend(gate(key, pod, pu, "r2"), status(key, uid, again))
+	w.succeed(run2[0], 3)
+	w.succeed(run2[1], 13)
 	w.clock.advance(time.Second)
 	p := w.intend(patch(key, pod, pu, "r2", img2, "registry.example/web:3.0"))[0]
 	w.clock.advance(time.Second)
-	w.observeRollout(key, uid, 13, spec, &done, true) // deleted, patch in flight
+	w.observeRollout(key, uid, 14, spec, &again, true) // deleted, patch in flight
 	w.clock.advance(time.Second)
 	w.fail(p, journal.ClassGone, `pods "web-0" not found`)
 
@@ -348,21 +357,30 @@ func TestSecondRunAndDeletion(t *testing.T) {
 		}
 		got := sdkSpans(finished)
 		byID := checkTrees(t, got)
-		checkActions(t, run1, map[string]string{key: uid}, byID)
-		if len(got) != 1+2+2+5 {
-			t.Errorf("live=%v: %d spans, want root, 2 steps, 2 pods, 5 actions", liveMode, len(got))
+		checkActions(t, w.acts, map[string]string{key: uid}, byID)
+		if len(got) != 1+3+2+7 {
+			t.Errorf("live=%v: %d spans, want root, 3 steps, 2 pods, 7 actions", liveMode, len(got))
 		}
 		root := byID[RolloutSpanID(uid).String()]
+		for _, id := range []string{StepSpanID(uid, 0, 1).String(), StepSpanID(uid, 1, 1).String()} {
+			if s, ok := byID[id]; !ok || s.Attrs[AttrRun] != "1" || s.Parent != root.SpanID {
+				t.Errorf("live=%v: first run's step %s: %v", liveMode, id, s)
+			}
+		}
+		pod1 := byID[PodSpanID(uid, pu, 1).String()]
+		if pod1.Parent != StepSpanID(uid, 0, 1).String() {
+			t.Errorf("live=%v: first run's pod under %s, want step 0", liveMode, pod1.Parent)
+		}
 		pod2, ok := byID[PodSpanID(uid, pu, 2).String()]
 		step2, ok2 := byID[StepSpanID(uid, 0, 2).String()]
-		if !ok || !ok2 || pod2.Parent != step2.SpanID || step2.Parent != root.SpanID || pod2.Attrs[AttrRun] != "2" {
+		if !ok || !ok2 || pod2.Parent != step2.SpanID || step2.Parent != root.SpanID || pod2.Attrs[AttrRun] != "2" || step2.Attrs[AttrRun] != "2" {
 			t.Fatalf("live=%v: second run: pod %v step %v", liveMode, pod2, step2)
 		}
 		if root.End.After(step2.Start) || root.Status != "Ok" {
 			t.Errorf("live=%v: the root keeps the first run's end %v (second run from %v), status %s", liveMode, root.End, step2.Start, root.Status)
 		}
 		gone := byID[ActionSpanID(uid, p.fact.Key, p.fact.PlanSeq, 1).String()]
-		if !gone.End.Equal(p.outAt) || gone.Status != "Error" || gone.Parent != pod2.SpanID {
+		if !gone.End.Equal(p.outAt) || gone.Status != "Error" || gone.Parent != pod2.SpanID || !pod2.End.Before(gone.End) {
 			t.Errorf("live=%v: the in-flight patch: %v..%v %s under %s", liveMode, gone.Start, gone.End, gone.Status, gone.Parent)
 		}
 		if liveMode && (len(b.Spans()) != 0 || len(b.byKey) != 0 || len(b.order) != 0) {

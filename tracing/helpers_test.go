@@ -329,8 +329,7 @@ func podUID(key string) string {
 // pods in two steps (50%, 100%), with a conflict and retry, a controller
 // restart that abandons an in-flight patch, a throttled retry after it, and
 // success; and rollout shop/api-1, whose only pod's patch is refused as
-// invalid, left paused (its trace still open). Returns the rollout's
-// status records' times for the checks.
+// invalid, left paused (its trace still open).
 func (w *world) scenario() {
 	w.t.Helper()
 	for _, p := range webPods {
@@ -509,7 +508,8 @@ func checkTrees(t *testing.T, spans []gotSpan) map[string]gotSpan {
 // parent, the record times, attributes, outcome, status and events.
 func checkActions(t *testing.T, acts []*act, uids map[string]string, byID map[string]gotSpan) {
 	t.Helper()
-	tries := map[string]int{}
+	tries := map[string]int{} // since the key last succeeded
+	succeeded := map[string]bool{}
 	prev := map[string]string{}
 	for _, a := range acts {
 		f := a.fact
@@ -518,7 +518,11 @@ func checkActions(t *testing.T, acts []*act, uids map[string]string, byID map[st
 			continue
 		}
 		id := ActionSpanID(uid, f.Key, f.PlanSeq, f.Attempt).String()
+		if succeeded[f.Key] {
+			tries[f.Key] = 0
+		}
 		tries[f.Key]++
+		succeeded[f.Key] = a.outKind == journal.KindActionSucceeded
 		s, ok := byID[id]
 		if !ok {
 			t.Errorf("no span for %s intended at %d", f.Key, a.seq)
@@ -528,12 +532,17 @@ func checkActions(t *testing.T, acts []*act, uids map[string]string, byID map[st
 		if s.TraceID != RolloutTraceID(uid).String() {
 			t.Errorf("%s: trace %s, want %s", where, s.TraceID, RolloutTraceID(uid))
 		}
-		wantParent := RolloutSpanID(uid).String()
-		if f.Pod != "" {
-			wantParent = PodSpanID(uid, f.UID, 1).String()
-		}
-		if s.Parent != wantParent {
-			t.Errorf("%s: parent %s, want %s", where, s.Parent, wantParent)
+		if f.Pod == "" {
+			if s.Parent != RolloutSpanID(uid).String() {
+				t.Errorf("%s: parent %s, want the rollout %s", where, s.Parent, RolloutSpanID(uid))
+			}
+		} else {
+			// Under its pod's span for the run it belongs to.
+			p := byID[s.Parent]
+			run, _ := strconv.Atoi(p.Attrs[AttrRun])
+			if p.Name != "pod "+f.Pod || p.Attrs[AttrPodUID] != f.UID || s.Parent != PodSpanID(uid, f.UID, run).String() {
+				t.Errorf("%s: parent %s %q (run %d), want the pod's span", where, s.Parent, p.Name, run)
+			}
 		}
 		if s.Name != f.Kind || s.Kind != "SPAN_KIND_CLIENT" {
 			t.Errorf("%s: name %q kind %s, want %q client", where, s.Name, s.Kind, f.Kind)

@@ -25,11 +25,11 @@ const ScopeName = "rollbook.dev/rollbook/tracing"
 // Attribute keys. The rollbook.* ones are ours; k8s.* follow the
 // OpenTelemetry semantic conventions.
 const (
-	AttrRollout       = "rollbook.rollout"     // "namespace/name"
-	AttrRolloutUID    = "rollbook.rollout.uid" //
-	AttrPhase         = "rollbook.phase"       // the rollout's phase when its span ended (or now)
-	AttrSteps         = "rollbook.steps"       // how many steps the spec has
-	AttrStep          = "rollbook.step"        // step index
+	AttrRollout       = "rollbook.rollout" // "namespace/name"
+	AttrRolloutUID    = "rollbook.rollout.uid"
+	AttrPhase         = "rollbook.phase" // the rollout's phase when its span ended (or now)
+	AttrSteps         = "rollbook.steps" // how many steps the spec has
+	AttrStep          = "rollbook.step"  // step index
 	AttrStepPercent   = "rollbook.step.percent"
 	AttrRun           = "rollbook.run"    // see Builder
 	AttrOpen          = "rollbook.open"   // true on a span not finished yet (Builder.Spans)
@@ -42,7 +42,7 @@ const (
 	AttrOutcomeSeq    = "rollbook.journal.outcome_seq" // the outcome (or last) record
 	AttrPlanSeq       = "rollbook.plan_seq"
 	AttrAttempt       = "rollbook.attempt" // ActionFact.Attempt as journaled
-	AttrTry           = "rollbook.try"     // intents of this key in the rollout, this one included
+	AttrTry           = "rollbook.try"     // tries of this key since it last succeeded, this one included
 	AttrOutcome       = "rollbook.outcome" // Outcome* values
 	AttrResultVersion = "rollbook.result_version"
 	AttrErrorClass    = "rollbook.error.class"
