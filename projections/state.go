@@ -145,6 +145,12 @@ func (s *State) observe(o journal.Observed, at int64) {
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
 	case "pods":
+		if old := s.Pods[key]; old != nil && old.UID == o.UID && old.ResourceVersion != o.ResourceVersion && versionAtLeast(old.ResourceVersion, o.ResourceVersion) {
+			// An older version after a newer one: a resumed watch catching
+			// up past a pod the controller refreshed at restart. Keep the
+			// newer view.
+			return
+		}
 		s.Pods[key] = &Pod{Observed: o, ObservedAt: at}
 		s.settle(key, o.UID, o.ResourceVersion)
 	case "inplacerollouts.rollbook.dev":
@@ -230,6 +236,11 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 	case journal.KindActionFailed:
 		if p, ok := s.Pending[key]; ok && p.Key == f.Key {
 			delete(s.Pending, key)
+		}
+		if f.Class == journal.ClassAbandoned {
+			// Not a failure of the action: its process died. Counting it
+			// would let a few controller restarts stall a pod for good.
+			return
 		}
 		fl := s.Failures[f.Key]
 		if fl == nil {

@@ -10,8 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"strings"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
@@ -44,14 +47,17 @@ type controllerOptions struct {
 // controller is the run loop: ingest → journal → projections → planner →
 // actuator → journal. It is the only place with goroutines and clocks.
 type controller struct {
-	opts  controllerOptions
-	j     *journal.Journal
-	in    *ingest.Ingester
-	act   *actuator.Actuator
-	log   *slog.Logger
-	nc    *nats.Conn
-	ob    *journal.Outbox
-	close []func()
+	opts controllerOptions
+	j    *journal.Journal
+	in   *ingest.Ingester
+	act  *actuator.Actuator
+	// readClient lists and watches (ingest), and lists a pod whose
+	// write was left in doubt by a crash.
+	readClient dynamic.Interface
+	log        *slog.Logger
+	nc         *nats.Conn
+	ob         *journal.Outbox
+	close      []func()
 
 	mu    sync.Mutex
 	state *projections.State
@@ -84,8 +90,9 @@ func newController(opts controllerOptions) (*controller, error) {
 	c.close = append(c.close, func() { j.Close() })
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
+	c.readClient = dynamic.NewForConfigOrDie(cfg)
 	c.in, err = ingest.New(ingest.Options{
-		Client: dynamic.NewForConfigOrDie(cfg), Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
+		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
 		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.Nodes, ingest.Rollouts},
 	})
 	if err != nil {
@@ -203,10 +210,25 @@ func (c *controller) abandonDangling(ctx context.Context) error {
 		return err
 	}
 	var entries []journal.Entry
+	refreshed := map[string]bool{}
 	for _, k := range order {
 		f, ok := open[k]
 		if !ok {
 			continue
+		}
+		// The write may have landed without its watch event reaching the
+		// journal before the crash: read the pod once (a restart is not
+		// the happy path) so the first plan sees what is really there and
+		// cannot, say, gate a second pod while the first is already gated.
+		if f.Pod != "" && !refreshed[f.Pod] {
+			refreshed[f.Pod] = true
+			e, err := c.refreshPod(ctx, f.Pod)
+			if err != nil {
+				return err
+			}
+			if e != nil {
+				entries = append(entries, *e)
+			}
 		}
 		f.Action, f.Class, f.Error = nil, journal.ClassAbandoned, "the controller stopped before the outcome was known"
 		body, err := journal.EncodeBody(f)
@@ -220,6 +242,28 @@ func (c *controller) abandonDangling(ctx context.Context) error {
 		_, err = c.j.Append(ctx, nil, entries...)
 	}
 	return err
+}
+
+// refreshPod lists one pod by name (list, not get: the controller's RBAC
+// grants only list and watch) and returns its Observed entry, nil if gone.
+func (c *controller) refreshPod(ctx context.Context, podKey string) (*journal.Entry, error) {
+	ns, name, _ := strings.Cut(podKey, "/")
+	list, err := c.readClient.Resource(ingest.Pods.GVR).Namespace(ns).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		return nil, fmt.Errorf("controller: refreshing pod %s after a restart: %w", podKey, err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	o, err := ingest.Compact(ingest.Pods, &list.Items[0])
+	if err != nil {
+		return nil, err
+	}
+	body, err := journal.EncodeBody(&o)
+	if err != nil {
+		return nil, err
+	}
+	return &journal.Entry{Kind: journal.KindObserved, Key: ingest.Key("pods", ns, name), Body: body}, nil
 }
 
 // fold applies one record to the state and wakes the planner.
