@@ -172,3 +172,11 @@ func unframe(value []byte) ([]byte, error) {
 	}
 	return value[1:n], nil
 }
+
+// Value returns the record's stored form (what DecodeRecord reads): the
+// same bytes Pebble holds and the outbox publishes, so an export that
+// carries it can be replayed and its chain verified elsewhere.
+func (r Record) Value() ([]byte, error) {
+	v, _, err := encodeRecord(&r)
+	return v, err
+}

@@ -23,6 +23,7 @@ import (
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
+	"rollbook.dev/rollbook/tracing"
 )
 
 // controllerOptions wire one controller process.
@@ -121,7 +122,15 @@ func newController(opts controllerOptions) (*controller, error) {
 			return nil, err
 		}
 		c.close = append(c.close, c.nc.Close)
-		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger}); err != nil {
+		// Each published record carries the traceparent of its span; the
+		// lookup learns rollout UIDs from every record before the outbox
+		// resumes, in order.
+		tp := tracing.NewTraceParents()
+		if err := j.Read(context.Background(), 1, func(r journal.Record) error { tp.Observe(r); return nil }); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger, TraceParent: tp.Of}); err != nil {
 			c.shutdown()
 			return nil, err
 		}
@@ -162,6 +171,11 @@ func (c *controller) run(ctx context.Context) error {
 	goFn("ingest", c.in.Run)
 	if c.ob != nil {
 		goFn("outbox", c.ob.Run)
+	}
+	if exp, err := tracing.NewExporter(ctx); err != nil {
+		c.log.Warn("tracing: not exporting", "err", err)
+	} else if exp != nil {
+		goFn("tracing", func(ctx context.Context) error { return c.traceLoop(ctx, exp) })
 	}
 	goFn("projections", func(ctx context.Context) error {
 		return c.j.Follow(ctx, c.folded.Load()+1, c.fold)

@@ -91,8 +91,10 @@ func startChild(t *testing.T, c *cluster.Cluster, dir, ns string, token string) 
 
 // TestKillNineMidRollout kills the controller process with SIGKILL at
 // random moments during a rollout, 8 times: the rollout still completes,
-// no pod is patched twice for one revision, no pod is left gated, and the
-// journal's chain verifies.
+// no pod is patched twice for one revision, no pod is left gated, the
+// journal's chain verifies, replay derives the recorded actions, and the
+// spans the successive processes exported to a real OTLP receiver form one
+// trace with every action the journal holds.
 func TestKillNineMidRollout(t *testing.T) {
 	c := cluster.Shared(t)
 	ns := c.Namespace(t)
@@ -103,6 +105,7 @@ func TestKillNineMidRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	grantRollbook(t, c, ns)
+	rc := startOTLPReceiver(t) // the children inherit OTEL_EXPORTER_OTLP_ENDPOINT
 	if _, err := c.Clientset().AppsV1().StatefulSets(ns).Create(ctx, kwokStatefulSet("web", stsOpts{replicas: 120, gate: true}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +122,8 @@ func TestKillNineMidRollout(t *testing.T) {
 	waitPhase(t, c, ns, "web", "Succeeded", 3*time.Minute)
 	ch.Process.Signal(syscall.SIGTERM)
 	ch.Wait()
+	checkReplay(t, dir)
+	checkSpans(t, rc, dir, ns+"/web")
 	au := readAudit(t, dir)
 	if len(au.patchedTwice) > 0 {
 		t.Fatalf("patched twice for one revision: %v", au.patchedTwice)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -72,6 +73,52 @@ func (r *running) stop(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("controller log tail:\n%s", cluster.Tail(filepath.Join(r.dir, "rollbook.log"), 30))
+		return
+	}
+	checkReplay(t, r.dir)
+}
+
+// checkReplay replays a test's journal through today's planner: every
+// end-to-end test also proves its rollout is replayable. With
+// ROLLBOOK_WRITE_FIXTURES=<dir> it also exports the journal there, as a
+// replay fixture (test/replay/testdata).
+func checkReplay(t *testing.T, dir string) {
+	t.Helper()
+	src := recordSource{dir: filepath.Join(dir, "journal")}
+	d, rp, n, err := replay(context.Background(), src, "", false)
+	if err != nil {
+		t.Fatalf("replaying the journal: %v", err)
+	}
+	if d != nil {
+		t.Fatalf("replay of %d records diverged: %s", n, d.String())
+	}
+	t.Logf("replay: %d records, %s", n, rp.Summary())
+	if out := os.Getenv("ROLLBOOK_WRITE_FIXTURES"); out != "" {
+		writeFixture(t, src, filepath.Join(out, strings.ReplaceAll(t.Name(), "/", "_")+".jsonl.gz"))
+	}
+}
+
+func writeFixture(t *testing.T, src recordSource, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz := gzip.NewWriter(f)
+	enc := json.NewEncoder(gz)
+	err = src.read(context.Background(), func(r journal.Record) error {
+		line, err := exportRecord(r)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(line)
+	})
+	if err == nil {
+		err = gz.Close()
+	}
+	if err != nil {
+		t.Fatalf("writing fixture %s: %v", path, err)
 	}
 }
 

@@ -66,9 +66,16 @@ func journalCmd(ctx context.Context, args []string) error {
 
 // exportRecord is a record as one JSON line, its body decoded.
 func exportRecord(r journal.Record) (map[string]any, error) {
+	raw, err := r.Value()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]any{
 		"seq": r.Seq, "time": r.Time.UTC().Format(time.RFC3339Nano), "kind": r.Kind.String(), "key": r.Key,
 		"hash": hex.EncodeToString(r.Hash[:]),
+		// raw is the stored record: `rollbook replay --export` reads it
+		// back and checks the chain; the rest is for people and jq.
+		"raw": raw,
 	}
 	var body any
 	switch r.Kind {

@@ -21,6 +21,11 @@ var commands = map[string]struct {
 	"run":     {runCmd, "run the controller against a cluster"},
 	"demo":    {demoCmd, "start a local cluster and fleet, roll a new image in place, report"},
 	"journal": {journalCmd, "tail | export | verify a journal directory"},
+	"replay":  {replayCmd, "replay a journal through today's planner; exit 1 on the first divergence"},
+	"trace":   {traceCmd, "rebuild a rollout's spans from the journal: a waterfall, or export to OTLP"},
+	"history": {historyCmd, "a rollout's per-pod timeline with the records behind each step"},
+	"report":  {reportCmd, "a rollout as one self-contained HTML page: summary, per-pod timeline, failures"},
+	"plan":    {planCmd, "dry run: which pods a rollout would update, in which batch, and why"},
 }
 
 func main() {
@@ -44,7 +49,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: rollbook <command> [flags]\n\ncommands:")
-	for _, name := range []string{"demo", "run", "journal"} {
+	for _, name := range []string{"demo", "run", "plan", "replay", "history", "trace", "report", "journal"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 }

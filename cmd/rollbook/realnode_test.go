@@ -29,6 +29,7 @@ func TestRealNodeInPlace(t *testing.T) {
 	ctx := context.Background()
 	cs := c.Clientset()
 	dir := t.TempDir()
+	rc := startOTLPReceiver(t)
 	r := startController(t, c, dir, ns)
 	const replicas = 2
 	sts := kwokStatefulSet("real", stsOpts{replicas: replicas, gate: true, image: node.AppV1})
@@ -70,6 +71,7 @@ func TestRealNodeInPlace(t *testing.T) {
 		}
 	}
 	r.stop(t)
+	checkSpans(t, rc, dir, ns+"/real-v2")
 	if drained := drainedWhileGated(t, dir); len(drained) != replicas {
 		t.Fatalf("pods seen NotReady while gated: %v, want all %d", drained, replicas)
 	}

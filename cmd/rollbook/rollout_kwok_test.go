@@ -42,6 +42,7 @@ func TestStatefulSetsInPlace(t *testing.T) {
 	ctx := context.Background()
 	cs := c.Clientset()
 	dir := t.TempDir()
+	rc := startOTLPReceiver(t)
 	r := startController(t, c, dir, ns)
 	const replicas = 500
 	for _, name := range []string{"web", "api"} {
@@ -94,6 +95,7 @@ func TestStatefulSetsInPlace(t *testing.T) {
 		}
 	}
 	r.stop(t)
+	checkSpans(t, rc, dir, ns+"/web-v2", ns+"/api-v2")
 	au := readAudit(t, dir)
 	for pod, kinds := range au.actions {
 		if kinds["gate"] != 1 || kinds["patch"] != 1 || kinds["ungate"] != 2 {

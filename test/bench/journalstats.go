@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"rollbook.dev/rollbook/journal"
@@ -27,8 +29,32 @@ type phaseStat struct {
 	Median, P90 time.Duration
 }
 
-// The per-pod milestones, in order.
-var milestones = []string{"gate intended", "gate succeeded", "patch intended", "patch succeeded", "ungate intended", "ungate succeeded"}
+// The per-pod milestones, in order. "seen" milestones are the first
+// Observed record of the pod (the watch, journaled by ingest) showing the
+// write's resourceVersion; "restarted seen" is the first showing the app
+// container running the new image and ready (kwok's restart).
+var milestones = []string{
+	"gate intended", "gate succeeded", "gate seen",
+	"patch intended", "patch succeeded", "patch seen", "restarted seen",
+	"ungate intended", "ungate succeeded",
+}
+
+const (
+	mGateIntended = iota
+	mGateSucceeded
+	mGateSeen
+	mPatchIntended
+	mPatchSucceeded
+	mPatchSeen
+	mRestartedSeen
+	mUngateIntended
+	mUngateSucceeded
+)
+
+type podTimeline struct {
+	at              [mUngateSucceeded + 1]time.Time
+	gateRV, patchRV int64
+}
 
 func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (loopStats, error) {
 	s := loopStats{FailedByClass: map[string]int{}}
@@ -37,8 +63,13 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 		return s, err
 	}
 	defer j.Close()
-	at := map[string][]time.Time{} // pod → milestone times (first of each)
+	pods := map[string]*podTimeline{} // "ns/name" → timeline
 	var last time.Time
+	mark := func(tl *podTimeline, m int, t time.Time) {
+		if tl.at[m].IsZero() {
+			tl.at[m] = t
+		}
+	}
 	err = j.Read(ctx, 1, func(r journal.Record) error {
 		if r.Time.Before(since) || r.Time.After(until) {
 			return nil
@@ -48,57 +79,81 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 			s.Commits++
 			last = r.Time
 		}
-		var step string
 		switch r.Kind {
 		case journal.KindTick:
 			s.Ticks++
-			return nil
 		case journal.KindObserved:
 			s.Observed++
-			return nil
-		case journal.KindActionIntended:
-			s.Intents++
-			step = "intended"
-		case journal.KindActionSucceeded:
-			s.Succeeded++
-			step = "succeeded"
+			key, ok := strings.CutPrefix(r.Key, "pods/")
+			if !ok {
+				return nil
+			}
+			tl := pods[key]
+			if tl == nil || (tl.gateRV == 0 && tl.patchRV == 0) {
+				return nil
+			}
+			var o journal.Observed
+			if err := r.Decode(&o); err != nil {
+				return fmt.Errorf("record %d: %w", r.Seq, err)
+			}
+			rv, _ := strconv.ParseInt(o.ResourceVersion, 10, 64)
+			if tl.gateRV != 0 && rv >= tl.gateRV {
+				mark(tl, mGateSeen, r.Time)
+			}
+			if tl.patchRV != 0 && rv >= tl.patchRV {
+				mark(tl, mPatchSeen, r.Time)
+				if o.Pod != nil {
+					for _, c := range o.Pod.Containers {
+						if c.Name == "app" && c.Ready && c.StatusImage == c.Image {
+							mark(tl, mRestartedSeen, r.Time)
+						}
+					}
+				}
+			}
+		case journal.KindActionIntended, journal.KindActionSucceeded:
+			if r.Kind == journal.KindActionIntended {
+				s.Intents++
+			} else {
+				s.Succeeded++
+			}
+			var f journal.ActionFact
+			if err := r.Decode(&f); err != nil {
+				return fmt.Errorf("record %d: %w", r.Seq, err)
+			}
+			if f.Pod == "" {
+				return nil
+			}
+			tl := pods[f.Pod]
+			if tl == nil {
+				if f.Kind != "gate" || r.Kind != journal.KindActionIntended {
+					return nil // a pod whose cycle began before the window
+				}
+				tl = &podTimeline{}
+				pods[f.Pod] = tl
+			}
+			rv, _ := strconv.ParseInt(f.ResultVersion, 10, 64)
+			switch {
+			case f.Kind == "gate" && r.Kind == journal.KindActionIntended:
+				mark(tl, mGateIntended, r.Time)
+			case f.Kind == "gate":
+				mark(tl, mGateSucceeded, r.Time)
+				tl.gateRV = rv
+			case f.Kind == "patch" && r.Kind == journal.KindActionIntended:
+				mark(tl, mPatchIntended, r.Time)
+			case f.Kind == "patch":
+				mark(tl, mPatchSucceeded, r.Time)
+				tl.patchRV = rv
+			case f.Kind == "ungate" && r.Kind == journal.KindActionIntended:
+				mark(tl, mUngateIntended, r.Time)
+			case f.Kind == "ungate":
+				mark(tl, mUngateSucceeded, r.Time)
+			}
 		case journal.KindActionFailed:
 			s.Failed++
 			var f journal.ActionFact
 			if err := r.Decode(&f); err == nil {
 				s.FailedByClass[f.Kind+" "+f.Class]++
 			}
-			return nil
-		default:
-			return nil
-		}
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return fmt.Errorf("record %d: %w", r.Seq, err)
-		}
-		if f.Pod == "" {
-			return nil
-		}
-		name := f.Kind + " " + step
-		idx := -1
-		for i, m := range milestones {
-			if m == name {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			return nil
-		}
-		ts := at[f.Pod]
-		if ts == nil {
-			if idx != 0 {
-				return nil // a pod whose cycle began before the window
-			}
-			ts = make([]time.Time, len(milestones))
-			at[f.Pod] = ts
-		}
-		if ts[idx].IsZero() {
-			ts[idx] = r.Time
 		}
 		return nil
 	})
@@ -107,9 +162,9 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 	}
 	phases := make([][]time.Duration, len(milestones)-1)
 	var cycles []time.Duration
-	for _, ts := range at {
+	for _, tl := range pods {
 		complete := true
-		for _, t := range ts {
+		for _, t := range tl.at {
 			if t.IsZero() {
 				complete = false
 			}
@@ -118,9 +173,9 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 			continue
 		}
 		for i := range phases {
-			phases[i] = append(phases[i], ts[i+1].Sub(ts[i]))
+			phases[i] = append(phases[i], tl.at[i+1].Sub(tl.at[i]))
 		}
-		cycles = append(cycles, ts[len(ts)-1].Sub(ts[0]))
+		cycles = append(cycles, tl.at[len(tl.at)-1].Sub(tl.at[0]))
 	}
 	s.Pods = len(cycles)
 	for i := range phases {

@@ -37,6 +37,7 @@ type command struct {
 var commands = map[string]command{
 	"ingest-memory": {ingestMemoryCmd, "heap per tracked pod: ingest vs a client-go SharedInformer"},
 	"restart":       {restartCmd, "resume from the journaled cursor vs a full relist"},
+	"plan-cost":     {planCostCmd, "planner.Plan's cost on a kept rollout journal's state, copied 1..k times"},
 	"rollout":       {rolloutCmd, "an in-place rollout by the rollbook binary on a kwok fleet vs the apiserver's write capacity"},
 }
 

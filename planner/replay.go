@@ -1,0 +1,169 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// Intent is a recorded ActionIntended, for replay.
+type Intent struct {
+	Seq     uint64 // the intent record's sequence
+	PlanSeq uint64
+	Action  Action
+}
+
+// Divergence is the first place where today's planner, fed the recorded
+// records, derives something other than what was recorded.
+type Divergence struct {
+	PlanSeq uint64
+	// Recorded and Derived are the actions at the first differing
+	// position; one is nil when a list is shorter.
+	Recorded, Derived *Action
+	RecordSeq         uint64 // the recorded intent's sequence (0 if none)
+	Index             int
+}
+
+func (d *Divergence) String() string {
+	show := func(a *Action) string {
+		if a == nil {
+			return "(nothing)"
+		}
+		return a.String()
+	}
+	return fmt.Sprintf("plan at record %d, action %d (intent record %d):\n  recorded: %s\n  derived:  %s",
+		d.PlanSeq, d.Index, d.RecordSeq, show(d.Recorded), show(d.Derived))
+}
+
+// Replayer folds records through projections and, after each record a
+// recorded plan was derived from, plans again and compares. It is pure:
+// the caller feeds records (from a journal directory or a NATS stream).
+type Replayer struct {
+	state   *projections.State
+	intents map[uint64][]Intent
+	rollout string
+	// Plans and Actions count what was compared.
+	Plans, Actions int
+	// Divergences holds every divergence when KeepGoing (what-if), else
+	// at most the first.
+	Divergences []Divergence
+	KeepGoing   bool
+}
+
+// CollectIntents is replay's first pass: the recorded intents by the
+// sequence their plan was derived at.
+func CollectIntents() (add func(journal.Record) error, result func() map[uint64][]Intent) {
+	m := map[uint64][]Intent{}
+	add = func(r journal.Record) error {
+		if r.Kind != journal.KindActionIntended {
+			return nil
+		}
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			return fmt.Errorf("planner: replay: record %d: %w", r.Seq, err)
+		}
+		var a Action
+		if err := journal.DecodeBody(f.Action, &a); err != nil {
+			return fmt.Errorf("planner: replay: intent %d: %w", r.Seq, err)
+		}
+		m[f.PlanSeq] = append(m[f.PlanSeq], Intent{Seq: r.Seq, PlanSeq: f.PlanSeq, Action: a})
+		return nil
+	}
+	return add, func() map[uint64][]Intent { return m }
+}
+
+// NewReplayer replays the given intents; rollout ("ns/name") limits the
+// comparison to one rollout's actions ("" for all).
+func NewReplayer(intents map[uint64][]Intent, rollout string) *Replayer {
+	return &Replayer{state: projections.New(), intents: intents, rollout: rollout}
+}
+
+// Add folds one record and, when a recorded plan was derived right after
+// it, compares. It returns false once a divergence is found (unless
+// KeepGoing).
+func (rp *Replayer) Add(r journal.Record) (bool, error) {
+	if err := rp.state.Apply(r); err != nil {
+		return false, err
+	}
+	recorded, ok := rp.intents[r.Seq]
+	if !ok {
+		return true, nil
+	}
+	derived := Plan(rp.state).Actions
+	rec, der := rp.filter(recorded), rp.filterActions(derived)
+	rp.Plans++
+	rp.Actions += len(rec)
+	n := max(len(rec), len(der))
+	for i := range n {
+		var ra, da *Action
+		var rs uint64
+		if i < len(rec) {
+			ra, rs = &rec[i].Action, rec[i].Seq
+		}
+		if i < len(der) {
+			da = &der[i]
+		}
+		if ra != nil && da != nil && ra.String() == da.String() && ra.Key() == da.Key() && sameAction(*ra, *da) {
+			continue
+		}
+		rp.Divergences = append(rp.Divergences, Divergence{PlanSeq: r.Seq, Recorded: ra, Derived: da, RecordSeq: rs, Index: i})
+		if !rp.KeepGoing {
+			return false, nil
+		}
+		break
+	}
+	return true, nil
+}
+
+func (rp *Replayer) filter(in []Intent) []Intent {
+	if rp.rollout == "" {
+		return in
+	}
+	var out []Intent
+	for _, i := range in {
+		if i.Action.Rollout == rp.rollout {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (rp *Replayer) filterActions(in []Action) []Action {
+	if rp.rollout == "" {
+		return in
+	}
+	var out []Action
+	for _, a := range in {
+		if a.Rollout == rp.rollout {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// sameAction compares the parts String does not show: the state
+// annotation and the status written.
+func sameAction(a, b Action) bool {
+	if a.State != b.State || a.UID != b.UID || a.Message != b.Message {
+		return false
+	}
+	if (a.Status == nil) != (b.Status == nil) {
+		return false
+	}
+	if a.Status != nil && !(sameStatus(*a.Status, *b.Status, true) && a.Status.JournalSequence == b.Status.JournalSequence) {
+		return false
+	}
+	return true
+}
+
+// Summary is one line for the end of a replay.
+func (rp *Replayer) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d plans, %d recorded actions compared", rp.Plans, rp.Actions)
+	if len(rp.Divergences) > 0 {
+		fmt.Fprintf(&b, ", %d divergent plans", len(rp.Divergences))
+	}
+	return b.String()
+}

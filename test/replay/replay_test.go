@@ -1,0 +1,189 @@
+// Package replay replays journals recorded by the end-to-end tests (real
+// rollouts on the real node and on kwok, written by
+// `ROLLBOOK_WRITE_FIXTURES=test/replay/testdata go test ./cmd/rollbook`)
+// through today's projections and planner. A planner change that alters
+// what Rollbook would do fails here, with the first divergence.
+package replay
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/planner"
+)
+
+func fixtures(t *testing.T) []string {
+	t.Helper()
+	paths, err := filepath.Glob("testdata/*.jsonl.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no replay fixtures in testdata: record them with ROLLBOOK_WRITE_FIXTURES")
+	}
+	return paths
+}
+
+// load reads a fixture's records, checking the hash chain.
+func load(t *testing.T, path string) []journal.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(gz)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var out []journal.Record
+	var prev [32]byte
+	for sc.Scan() {
+		var l struct {
+			Raw string `json:"raw"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(l.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := journal.DecodeRecord(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if r.Prev != prev || r.Seq != uint64(len(out)+1) {
+			t.Fatalf("%s: record %d breaks the chain", path, r.Seq)
+		}
+		prev = r.Hash
+		out = append(out, r)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func replay(t *testing.T, recs []journal.Record) *planner.Replayer {
+	t.Helper()
+	add, intents := planner.CollectIntents()
+	for _, r := range recs {
+		if err := add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := planner.NewReplayer(intents(), "")
+	for _, r := range recs {
+		ok, err := rp.Add(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+	}
+	return rp
+}
+
+// TestRecordedRolloutsReplay: every recorded rollout replays exactly.
+func TestRecordedRolloutsReplay(t *testing.T) {
+	for _, path := range fixtures(t) {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			recs := load(t, path)
+			rp := replay(t, recs)
+			if len(rp.Divergences) > 0 {
+				t.Fatalf("replay diverged (a planner change alters recorded behaviour; if intended, re-record the fixtures):\n%s", rp.Divergences[0].String())
+			}
+			if rp.Actions == 0 {
+				t.Fatalf("fixture has no recorded actions: nothing was compared")
+			}
+			t.Logf("%d records, %s", len(recs), rp.Summary())
+		})
+	}
+}
+
+// TestChangedPlanFixtureDiverges: a journal whose recorded plan differs from
+// what the planner derives (as after a planner change) fails replay with a
+// divergence that names the record and both actions. The fixture is
+// re-chained, so it is a valid journal: only the plan changed.
+func TestChangedPlanFixtureDiverges(t *testing.T) {
+	recs := load(t, fixtures(t)[0])
+	// Change the first patch intent's target image, as a planner that
+	// picked another image would have recorded.
+	changed := -1
+	for i, r := range recs {
+		if r.Kind != journal.KindActionIntended {
+			continue
+		}
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Kind != string(planner.Patch) {
+			continue
+		}
+		var a planner.Action
+		if err := journal.DecodeBody(f.Action, &a); err != nil {
+			t.Fatal(err)
+		}
+		a.Images[0].To += "-changed"
+		var err error
+		if f.Action, err = journal.EncodeBody(a); err != nil {
+			t.Fatal(err)
+		}
+		b, err := journal.EncodeBody(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i].Body = b
+		changed = i
+		break
+	}
+	if changed < 0 {
+		t.Fatal("fixture has no patch intent")
+	}
+	recs = rechain(t, recs)
+	rp := replay(t, recs)
+	if len(rp.Divergences) == 0 {
+		t.Fatal("replay did not notice the changed plan")
+	}
+	d := rp.Divergences[0].String()
+	if !strings.Contains(d, "-changed") || !strings.Contains(d, fmt.Sprintf("intent record %d", recs[changed].Seq)) {
+		t.Fatalf("divergence does not show the changed action and its record:\n%s", d)
+	}
+	t.Logf("divergence as printed:\n%s", d)
+}
+
+// rechain writes records into a real journal with their recorded times and
+// reads them back: a valid chain over the edited content.
+func rechain(t *testing.T, recs []journal.Record) []journal.Record {
+	t.Helper()
+	var now time.Time
+	j, err := journal.Open(t.TempDir(), journal.Options{Now: func() time.Time { return now }, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	out := make([]journal.Record, 0, len(recs))
+	for _, r := range recs {
+		now = r.Time
+		got, err := j.Append(t.Context(), nil, journal.Entry{Kind: r.Kind, Key: r.Key, Body: r.Body})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got...)
+	}
+	return out
+}
