@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,7 +40,10 @@ func childMain() int {
 		}
 		fmt.Println("planning")
 	}()
-	if err := ctrl.run(context.Background()); err != nil {
+	// SIGTERM ends the run gracefully (spans flushed); SIGKILL is the crash.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := ctrl.run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -48,7 +48,8 @@ var reportHTML string
 
 var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
 
-// reportDefaultMaxRows keeps a report of a large fleet around a megabyte.
+// reportDefaultMaxRows keeps the timeline of a large fleet to a few hundred
+// kilobytes (the pod table adds about a third of a kilobyte per pod).
 const reportDefaultMaxRows = 200
 
 func reportCmd(ctx context.Context, args []string) error {
@@ -214,8 +215,9 @@ type reportRollout struct {
 	Start, End, Duration string
 	FirstSeq, LastSeq    int64
 	Steps                int
+	Images               string // the image change of most pods
 	Pods, Updated        int
-	Failed, InProgress   int
+	Failed, NotDone      int
 	Writes               []*reportWrites
 	WritesTotal          reportWrites
 	WritesPerPod         string
@@ -226,7 +228,7 @@ type reportRollout struct {
 	RolloutTitle         string
 	Groups               []*reportGroup
 	Collapsed            bool
-	Hidden               int // pods with trouble left out of the rows
+	Hidden               int // pods with trouble left out of the rows (past MaxRows)
 	Failures             []reportFailure
 	MoreFailures         int
 	Table                []reportPodLine
@@ -331,25 +333,25 @@ func (m reportSpanAttrs) strs(k string) []string {
 	return nil
 }
 
-// rspan is a span with its attributes read once.
-type rspan struct {
+// reportSpan is a span with its attributes read once.
+type reportSpan struct {
 	s          sdktrace.ReadOnlySpan
 	a          reportSpanAttrs
 	id, parent trace.SpanID
 	start, end time.Time
 }
 
-func (r *rspan) isAction() bool { return r.a.has(tracing.AttrActionKind) }
-func (r *rspan) isPod() bool    { return r.a.has(tracing.AttrPod) && !r.isAction() }
-func (r *rspan) isStep() bool {
+func (r *reportSpan) isAction() bool { return r.a.has(tracing.AttrActionKind) }
+func (r *reportSpan) isPod() bool    { return r.a.has(tracing.AttrPod) && !r.isAction() }
+func (r *reportSpan) isStep() bool {
 	return r.a.has(tracing.AttrStep) && !r.a.has(tracing.AttrPod) && !r.isAction()
 }
-func (r *rspan) open() bool      { return r.a.str(tracing.AttrOpen) == "true" }
-func (r *rspan) outcome() string { return r.a.str(tracing.AttrOutcome) }
-func (r *rspan) kind() string    { return r.a.str(tracing.AttrActionKind) }
-func (r *rspan) try() int64      { return max(r.a.int(tracing.AttrTry), 1) }
+func (r *reportSpan) open() bool      { return r.a.str(tracing.AttrOpen) == "true" }
+func (r *reportSpan) outcome() string { return r.a.str(tracing.AttrOutcome) }
+func (r *reportSpan) kind() string    { return r.a.str(tracing.AttrActionKind) }
+func (r *reportSpan) try() int64      { return max(r.a.int(tracing.AttrTry), 1) }
 
-func (r *rspan) records() string {
+func (r *reportSpan) records() string {
 	s := "#" + r.a.str(tracing.AttrSeq)
 	if o := r.a.str(tracing.AttrOutcomeSeq); o != "" && o != r.a.str(tracing.AttrSeq) {
 		s += " → #" + o
@@ -357,7 +359,7 @@ func (r *rspan) records() string {
 	return s
 }
 
-func (r *rspan) errText() string {
+func (r *reportSpan) errText() string {
 	if st := r.s.Status(); st.Code == codes.Error {
 		return st.Description
 	}
@@ -375,14 +377,14 @@ func buildReportPage(spans []sdktrace.ReadOnlySpan, opts reportOptions) (*report
 		MaxRows:   opts.MaxRows,
 		Legend:    reportLegendItems,
 	}
-	byTrace := map[trace.TraceID][]*rspan{}
+	byTrace := map[trace.TraceID][]*reportSpan{}
 	var traces []trace.TraceID
 	for _, s := range spans {
 		tid := s.SpanContext().TraceID()
 		if _, ok := byTrace[tid]; !ok {
 			traces = append(traces, tid)
 		}
-		r := &rspan{s: s, a: reportAttrs(s), id: s.SpanContext().SpanID(), start: s.StartTime(), end: s.EndTime()}
+		r := &reportSpan{s: s, a: reportAttrs(s), id: s.SpanContext().SpanID(), start: s.StartTime(), end: s.EndTime()}
 		if s.Parent().IsValid() {
 			r.parent = s.Parent().SpanID()
 		}
@@ -442,25 +444,44 @@ func (sc reportScale) style(from, to time.Time) template.CSS {
 
 func reportPct(p float64) string { return strconv.FormatFloat(p, 'f', 3, 64) }
 
-func buildReportRollout(tid trace.TraceID, spans []*rspan, opts reportOptions) (*reportRollout, error) {
-	maxRows := opts.MaxRows
-	byID := map[trace.SpanID]*rspan{}
+// rolloutReport builds the page of one trace.
+type rolloutReport struct {
+	ro       *reportRollout
+	sc       reportScale
+	opts     reportOptions
+	root     *reportSpan
+	children map[trace.SpanID][]*reportSpan // by parent, in start order
+	writes   map[string]*reportWrites
+	failures []*reportSpan // failed and abandoned actions
+}
+
+// reportPodEntry is a pod's span with its actions.
+type reportPodEntry struct {
+	pod, step *reportSpan
+	acts      []*reportSpan
+	segs      []reportSeg
+	state     string
+	row       *reportRow
+}
+
+func buildReportRollout(tid trace.TraceID, spans []*reportSpan, opts reportOptions) (*reportRollout, error) {
+	byID := map[trace.SpanID]*reportSpan{}
 	for _, s := range spans {
 		byID[s.id] = s
 	}
-	var root *rspan
-	children := map[trace.SpanID][]*rspan{}
+	b := &rolloutReport{opts: opts, children: map[trace.SpanID][]*reportSpan{}, writes: map[string]*reportWrites{}}
 	for _, s := range spans {
 		if _, ok := byID[s.parent]; s.parent.IsValid() && ok {
-			children[s.parent] = append(children[s.parent], s)
-		} else if root == nil || s.start.Before(root.start) {
-			root = s
+			b.children[s.parent] = append(b.children[s.parent], s)
+		} else if b.root == nil || s.start.Before(b.root.start) {
+			b.root = s
 		}
 	}
+	root := b.root
 	if root == nil || root.isAction() || root.isPod() || root.isStep() {
 		return nil, fmt.Errorf("report: trace %s has no rollout span", tid)
 	}
-	for _, l := range children {
+	for _, l := range b.children {
 		sort.SliceStable(l, func(i, j int) bool {
 			if !l[i].start.Equal(l[j].start) {
 				return l[i].start.Before(l[j].start)
@@ -480,8 +501,7 @@ func buildReportRollout(tid trace.TraceID, spans []*rspan, opts reportOptions) (
 		// Its spans run on to the end of the journal, which was read whole.
 		lastSeq = max(lastSeq, int64(opts.HeadSeq))
 	}
-	sc := reportScale{t0: root.start, total: max(end.Sub(root.start), time.Millisecond)}
-
+	b.sc = reportScale{t0: root.start, total: max(end.Sub(root.start), time.Millisecond)}
 	ro := &reportRollout{
 		Key:      root.a.str(tracing.AttrRollout),
 		UID:      root.a.str(tracing.AttrRolloutUID),
@@ -496,215 +516,225 @@ func buildReportRollout(tid trace.TraceID, spans []*rspan, opts reportOptions) (
 		LastSeq:  lastSeq,
 		Steps:    int(root.a.int(tracing.AttrSteps)),
 	}
+	b.ro = ro
 	if ro.Phase == "" {
 		ro.Phase = projections.PhasePending
 	}
 	ro.PhaseClass = reportPhaseClass(ro.Phase)
-	ro.Axis, ro.Grid = reportAxis(sc)
+	ro.Axis, ro.Grid = reportAxis(b.sc)
 
-	// Rollout-level writes (status, events) on a track of their own, and
-	// the pods grouped by step.
-	writes := map[string]*reportWrites{}
-	count := func(a *rspan) {
-		k := a.kind()
-		w := writes[k]
-		if w == nil {
-			w = &reportWrites{Kind: k}
-			writes[k] = w
+	steps := b.rolloutTrack()
+	pods := b.pods(steps)
+	b.rows(pods)
+	b.groups(steps, pods)
+	b.marks()
+	b.failureTable()
+	for _, k := range reportKindOrder(b.writes) {
+		ro.Writes = append(ro.Writes, b.writes[k])
+	}
+	if ro.Pods > 0 {
+		podWrites := 0
+		for _, pe := range pods {
+			podWrites += len(pe.acts)
 		}
-		for _, x := range []*reportWrites{w, &ro.WritesTotal} {
-			x.Total++
-			switch a.outcome() {
-			case tracing.OutcomeSucceeded:
-				x.OK++
-			case tracing.OutcomeFailed:
-				x.Failed++
-			case tracing.OutcomeAbandoned:
-				x.Abandoned++
-			default:
-				x.Pending++
-			}
+		ro.WritesPerPod = strconv.FormatFloat(float64(podWrites)/float64(ro.Pods), 'f', 2, 64)
+	}
+	return ro, nil
+}
+
+// count adds an action to the writes table (and the failures, if it
+// failed).
+func (b *rolloutReport) count(a *reportSpan) {
+	k := a.kind()
+	w := b.writes[k]
+	if w == nil {
+		w = &reportWrites{Kind: k}
+		b.writes[k] = w
+	}
+	for _, x := range []*reportWrites{w, &b.ro.WritesTotal} {
+		x.Total++
+		switch a.outcome() {
+		case tracing.OutcomeSucceeded:
+			x.OK++
+		case tracing.OutcomeFailed:
+			x.Failed++
+		case tracing.OutcomeAbandoned:
+			x.Abandoned++
+		default:
+			x.Pending++
 		}
 	}
-	var failures []*rspan
+	if o := a.outcome(); o == tracing.OutcomeFailed || o == tracing.OutcomeAbandoned {
+		b.failures = append(b.failures, a)
+	}
+}
+
+// rolloutTrack draws the rollout's own row (its span, status writes and
+// events) and returns its step spans.
+func (b *rolloutReport) rolloutTrack() []*reportSpan {
+	root, ro, sc := b.root, b.ro, b.sc
+	ro.RolloutTitle = fmt.Sprintf("rollout %s, uid %s\nphase %s, records %s", ro.Key, ro.UID, ro.Phase, root.records())
 	ro.RolloutBars = append(ro.RolloutBars, reportBar{Class: "span", Style: sc.style(root.start, root.end),
 		Title: fmt.Sprintf("rollout %s\n%s → %s (%s)\nrecords %s", ro.Key, sc.offset(root.start), sc.offset(root.end), reportDur(root.end.Sub(root.start)), root.records())})
-	var steps []*rspan
-	rolloutWrites := 0
-	for _, c := range children[root.id] {
+	var steps []*reportSpan
+	for _, c := range b.children[root.id] {
 		switch {
 		case c.isAction():
-			count(c)
-			rolloutWrites++
-			if o := c.outcome(); o == tracing.OutcomeFailed || o == tracing.OutcomeAbandoned {
-				failures = append(failures, c)
-			}
+			b.count(c)
 			ro.RolloutBars = append(ro.RolloutBars, reportActionBar(sc, c, ro.Key))
 		case c.isStep():
 			steps = append(steps, c)
 		}
 	}
-	for _, e := range root.s.Events() {
-		ro.Markers = append(ro.Markers, reportBar{Class: "mark end", Style: template.CSS("left:" + reportPct(sc.pct(e.Time)) + "%"),
-			Title: e.Name + " at " + sc.offset(e.Time)})
-	}
-	ro.RolloutTitle = fmt.Sprintf("rollout %s, uid %s\nphase %s, records %s", ro.Key, ro.UID, ro.Phase, root.records())
+	return steps
+}
 
-	// Pods, by step.
-	type podEntry struct {
-		pod  *rspan
-		step *rspan
-		acts []*rspan
-		row  *reportRow
-		segs []reportSeg
-	}
-	var pods []*podEntry
-	stepPods := map[trace.SpanID][]*podEntry{}
+// pods reads every pod span under steps, with its actions.
+func (b *rolloutReport) pods(steps []*reportSpan) []*reportPodEntry {
+	var pods []*reportPodEntry
+	end := b.sc.t0.Add(b.sc.total)
 	for _, st := range steps {
-		for _, c := range children[st.id] {
+		for _, c := range b.children[st.id] {
 			if !c.isPod() {
 				continue
 			}
-			pe := &podEntry{pod: c, step: st}
-			for _, a := range children[c.id] {
+			pe := &reportPodEntry{pod: c, step: st}
+			for _, a := range b.children[c.id] {
 				if a.isAction() {
 					pe.acts = append(pe.acts, a)
-					count(a)
-					if o := a.outcome(); o == tracing.OutcomeFailed || o == tracing.OutcomeAbandoned {
-						failures = append(failures, a)
-					}
+					b.count(a)
 				}
 			}
-			pe.segs = reportSegments(pe.pod, pe.acts, end)
+			pe.segs = reportSegments(c, pe.acts, end)
+			pe.state = reportPodState(pe.acts)
 			pods = append(pods, pe)
-			stepPods[st.id] = append(stepPods[st.id], pe)
 		}
 	}
+	return pods
+}
+
+// rows sums the pods up and draws their rows: every pod's, or, past
+// MaxRows, only those of pods that had trouble (up to MaxRows).
+func (b *rolloutReport) rows(pods []*reportPodEntry) {
+	ro := b.ro
 	ro.Pods = len(pods)
-	ro.Collapsed = len(pods) > maxRows
-	rows := 0
+	ro.Collapsed = len(pods) > b.opts.MaxRows
+	images := map[string]int{}
 	for _, pe := range pods {
-		state := reportPodState(pe.acts)
-		switch state {
-		case podUpdated:
+		images[reportImages(pe.pod)]++
+	}
+	for img, n := range images {
+		if n > images[ro.Images] || (n == images[ro.Images] && img < ro.Images) {
+			ro.Images = img
+		}
+	}
+	drawn := 0
+	for _, pe := range pods {
+		switch pe.state {
+		case reportUpdated:
 			ro.Updated++
-		case podFailed:
+		case reportFailed:
 			ro.Failed++
 		default:
-			ro.InProgress++
+			ro.NotDone++
 		}
-		trouble := state != podUpdated || pe.pod.a.int(tracing.AttrFailures) > 0 || reportMaxTry(pe.acts) > 1
-		if !ro.Collapsed || (trouble && rows < maxRows) {
-			pe.row = reportPodRow(sc, pe.pod, pe.acts, pe.segs, state)
-			rows++
-		} else if trouble {
+		trouble := pe.state != reportUpdated || pe.pod.a.int(tracing.AttrFailures) > 0 || reportMaxTry(pe.acts) > 1
+		switch {
+		case !ro.Collapsed || (trouble && drawn < b.opts.MaxRows):
+			pe.row = reportPodRow(b.sc, pe)
+			drawn++
+		case trouble:
 			ro.Hidden++
 		}
-		ro.Table = append(ro.Table, reportTableLine(sc, pe.pod, pe.step, pe.acts, state))
+		line := reportTableLine(b.sc, pe)
+		if line.Images == ro.Images {
+			line.Images = "" // said once, in the summary
+		}
+		ro.Table = append(ro.Table, line)
 	}
+}
 
+// groups puts the rows under their steps and, past MaxRows, draws each
+// step's aggregate row.
+func (b *rolloutReport) groups(steps []*reportSpan, pods []*reportPodEntry) {
+	ro, sc := b.ro, b.sc
+	byStep := map[trace.SpanID][]*reportPodEntry{}
+	for _, pe := range pods {
+		byStep[pe.step.id] = append(byStep[pe.step.id], pe)
+	}
 	var peak float64
 	for _, st := range steps {
-		g := &reportGroup{Title: reportStepTitle(st)}
-		ps := stepPods[st.id]
+		ps := byStep[st.id]
+		g := &reportGroup{Title: reportStepTitle(st), Sub: fmt.Sprintf("%d pods · %s", len(ps), reportDur(st.end.Sub(st.start)))}
 		g.Bar = reportBar{Class: "span step", Style: sc.style(st.start, st.end),
 			Title: fmt.Sprintf("%s\n%s → %s (%s)\nbegun at record #%s", g.Title, sc.offset(st.start), sc.offset(st.end), reportDur(st.end.Sub(st.start)), st.a.str(tracing.AttrSeq))}
-		updated, failed := 0, 0
-		var durs []time.Duration
 		for _, pe := range ps {
-			switch reportPodState(pe.acts) {
-			case podUpdated:
-				updated++
-			case podFailed:
-				failed++
-			}
-			durs = append(durs, pe.pod.end.Sub(pe.pod.start))
 			if pe.row != nil {
 				g.Rows = append(g.Rows, pe.row)
 			}
 		}
-		g.Sub = fmt.Sprintf("%d pods · %s", len(ps), reportDur(st.end.Sub(st.start)))
 		if ro.Collapsed && len(ps) > 0 {
-			var segs [][]reportSeg
-			var fails []*rspan
-			for _, pe := range ps {
-				segs = append(segs, pe.segs)
-				for _, a := range pe.acts {
-					if o := a.outcome(); o == tracing.OutcomeFailed || o == tracing.OutcomeAbandoned {
-						fails = append(fails, a)
-					}
-				}
-			}
-			g.Agg = reportAggregate(sc, segs)
+			g.Agg = reportAggregate(sc, g.Title, ps)
 			peak = math.Max(peak, g.Agg.peak())
-			g.Agg.Label = fmt.Sprintf("%d pods", len(ps))
-			g.Agg.Title = fmt.Sprintf("%s: %d pods, %d updated, %d failed\npod time median %s, p95 %s, max %s",
-				g.Title, len(ps), updated, failed, reportDur(reportQuantile(durs, 0.5)), reportDur(reportQuantile(durs, 0.95)), reportDur(reportQuantile(durs, 1)))
-			for i, f := range fails {
-				if i == reportMaxAggMarks {
-					break
-				}
-				g.Agg.Bars = append(g.Agg.Bars, reportBar{Class: "tick fail", Style: template.CSS("left:" + reportPct(sc.pct(f.start)) + "%"),
-					Title: reportActionTitle(sc, f, f.a.str(tracing.AttrPod))})
-			}
 		}
 		ro.Groups = append(ro.Groups, g)
 	}
-	if ro.Collapsed {
-		for _, g := range ro.Groups {
-			if g.Agg != nil {
-				g.Agg.draw(peak)
-			}
+	for _, g := range ro.Groups {
+		if g.Agg != nil {
+			g.Agg.draw(peak)
 		}
 	}
+}
 
-	// Restarts: intents abandoned by a controller that stopped, marked where
-	// the next controller journaled them (all at once, as it starts).
-	var abandoned []*rspan
-	for _, f := range failures {
+// marks draws the vertical lines across the timeline: the rollout's end
+// events (deleted, replaced) and controller restarts, seen as intents
+// abandoned and journaled so by the next controller, all at once as it
+// starts.
+func (b *rolloutReport) marks() {
+	ro, sc := b.ro, b.sc
+	mark := func(class, label string, at time.Time, title string) {
+		ro.Markers = append(ro.Markers, reportBar{Class: "mark " + class, Label: label,
+			Style: template.CSS("left:" + reportPct(sc.pct(at)) + "%"), Title: title})
+	}
+	for _, e := range b.root.s.Events() {
+		mark("end", "end", e.Time, e.Name+" at "+sc.offset(e.Time))
+	}
+	var abandoned []*reportSpan
+	for _, f := range b.failures {
 		if f.outcome() == tracing.OutcomeAbandoned {
 			abandoned = append(abandoned, f)
 		}
 	}
 	sort.SliceStable(abandoned, func(i, j int) bool { return abandoned[i].end.Before(abandoned[j].end) })
 	for i := 0; i < len(abandoned); {
-		first := abandoned[i]
-		n := 0
+		first, n := abandoned[i], 0
 		for ; i < len(abandoned) && abandoned[i].end.Sub(first.end) < reportRestartWindow; i++ {
 			n++
 		}
-		ro.Markers = append(ro.Markers, reportBar{Class: "mark restart", Style: template.CSS("left:" + reportPct(sc.pct(first.end)) + "%"),
-			Title: fmt.Sprintf("controller restart: %d in-flight intent(s) journaled as abandoned at %s (from record #%s)",
-				n, sc.offset(first.end), first.a.str(tracing.AttrOutcomeSeq))})
+		mark("restart", "restart", first.end, fmt.Sprintf("controller restart: %d in-flight intent(s) journaled as abandoned at %s (from record #%s)",
+			n, sc.offset(first.end), first.a.str(tracing.AttrOutcomeSeq)))
 	}
+}
 
-	sort.SliceStable(failures, func(i, j int) bool { return failures[i].start.Before(failures[j].start) })
-	for i, f := range failures {
+func (b *rolloutReport) failureTable() {
+	ro := b.ro
+	sort.SliceStable(b.failures, func(i, j int) bool { return b.failures[i].start.Before(b.failures[j].start) })
+	for i, f := range b.failures {
 		if i == reportMaxFailures {
-			ro.MoreFailures = len(failures) - i
+			ro.MoreFailures = len(b.failures) - i
 			break
 		}
 		who := f.a.str(tracing.AttrPod)
 		if who == "" {
 			who = "rollout"
 		}
-		msg := f.errText()
 		class := f.a.str(tracing.AttrErrorClass)
-		msg = strings.TrimPrefix(msg, class+": ")
 		ro.Failures = append(ro.Failures, reportFailure{
-			At: sc.offset(f.start), Pod: who, Action: reportActionName(f), Class: class, Error: msg,
-			Records: f.records(), Abandoned: f.outcome() == tracing.OutcomeAbandoned,
+			At: b.sc.offset(f.start), Pod: who, Action: reportActionName(f), Class: class,
+			Error: strings.TrimPrefix(f.errText(), class+": "), Records: f.records(),
+			Abandoned: f.outcome() == tracing.OutcomeAbandoned,
 		})
 	}
-
-	for _, k := range reportKindOrder(writes) {
-		ro.Writes = append(ro.Writes, writes[k])
-	}
-	if ro.Pods > 0 {
-		podWrites := ro.WritesTotal.Total - rolloutWrites
-		ro.WritesPerPod = strconv.FormatFloat(float64(podWrites)/float64(ro.Pods), 'f', 2, 64)
-	}
-	return ro, nil
 }
 
 const (
@@ -745,20 +775,20 @@ func reportPhaseClass(phase string) string {
 
 // Pod states, as the report sums a pod up.
 const (
-	podUpdated    = "updated"     // a write that updates it (patch, resize, recreate) succeeded
-	podFailed     = "failed"      // not updated, and its last failure was one a retry does not cure
-	podGone       = "gone"        // not updated, and its last failure said the pod is gone
-	podInProgress = "in progress" // anything else: in flight, retrying, or left in doubt by a restart
+	reportUpdated = "updated"  // a write that updates it (patch, resize, recreate) succeeded
+	reportFailed  = "failed"   // not updated, and its last failure was one a retry does not cure
+	reportGone    = "gone"     // not updated, and its last failure said the pod is gone
+	reportNotDone = "not done" // anything else: in flight, retrying, or left in doubt by a restart
 )
 
-func reportPodState(acts []*rspan) string {
+func reportPodState(acts []*reportSpan) string {
 	last, open := "", false
 	for _, a := range acts {
 		switch a.outcome() {
 		case tracing.OutcomeSucceeded:
 			switch planner.ActionKind(a.kind()) {
 			case planner.Patch, planner.Resize, planner.Recreate:
-				return podUpdated
+				return reportUpdated
 			}
 		case tracing.OutcomeFailed:
 			last = a.a.str(tracing.AttrErrorClass)
@@ -769,18 +799,18 @@ func reportPodState(acts []*rspan) string {
 	}
 	switch {
 	case open:
-		return podInProgress
+		return reportNotDone
 	case last == journal.ClassGone:
-		return podGone
+		return reportGone
 	case last == journal.ClassInvalid || last == journal.ClassOther:
 		// Even when the pod was ungated after it (a paused rollout
 		// releases its gated pods): the update itself failed.
-		return podFailed
+		return reportFailed
 	}
-	return podInProgress
+	return reportNotDone
 }
 
-func reportMaxTry(acts []*rspan) int64 {
+func reportMaxTry(acts []*reportSpan) int64 {
 	var t int64
 	for _, a := range acts {
 		t = max(t, a.try())
@@ -794,8 +824,8 @@ type reportSeg struct {
 	class      string // CSS class: "a <kind> [fail|abandoned|pending] [retry]" or "w <wait>"
 	agg        int    // aggregate layer, see reportAggClasses
 	from, to   time.Time
-	act        *rspan // nil for a wait
-	prev, next *rspan // a wait's neighbours (next nil: until the journal's end)
+	act        *reportSpan // nil for a wait
+	prev, next *reportSpan // a wait's neighbours (next nil: until the journal's end)
 	wait       string
 }
 
@@ -803,21 +833,21 @@ type reportSeg struct {
 var reportAggClasses = []string{"w grace", "w verify", "w retry", "w other"}
 
 const (
-	aggGrace = iota
-	aggVerify
-	aggRetry
-	aggOther
+	reportAggGrace = iota
+	reportAggVerify
+	reportAggRetry
+	reportAggOther
 )
 
 // reportSegments lays a pod's actions out with the waits between them:
 // after a gate the grace period, after a patch the verify wait, after a
 // failure the wait before the retry. A pod still in flight at the end of
 // the journal waits until then.
-func reportSegments(pod *rspan, acts []*rspan, end time.Time) []reportSeg {
+func reportSegments(pod *reportSpan, acts []*reportSpan, end time.Time) []reportSeg {
 	var segs []reportSeg
 	for i, a := range acts {
 		segs = append(segs, reportSeg{class: reportActionClass(a), agg: reportActionAgg(a), from: a.start, to: a.end, act: a})
-		var next *rspan
+		var next *reportSpan
 		until := end
 		if i+1 < len(acts) {
 			next = acts[i+1]
@@ -835,26 +865,26 @@ func reportSegments(pod *rspan, acts []*rspan, end time.Time) []reportSeg {
 }
 
 // reportWaitAfter names the wait that follows action a.
-func reportWaitAfter(a *rspan) (string, int) {
+func reportWaitAfter(a *reportSpan) (string, int) {
 	switch a.outcome() {
 	case tracing.OutcomeFailed, tracing.OutcomeAbandoned:
-		return "retry", aggRetry
+		return "retry", reportAggRetry
 	case tracing.OutcomeSucceeded:
 	default:
 		return "", 0 // still in flight: the action's own bar runs on
 	}
 	switch planner.ActionKind(a.kind()) {
 	case planner.Gate:
-		return "grace", aggGrace
+		return "grace", reportAggGrace
 	case planner.Patch, planner.Resize:
-		return "verify", aggVerify
+		return "verify", reportAggVerify
 	case planner.Ungate:
 		return "", 0 // back in service: nothing to wait for
 	}
-	return "other", aggOther
+	return "other", reportAggOther
 }
 
-func reportActionClass(a *rspan) string {
+func reportActionClass(a *reportSpan) string {
 	c := "a " + a.kind()
 	switch a.outcome() {
 	case tracing.OutcomeFailed:
@@ -871,21 +901,21 @@ func reportActionClass(a *rspan) string {
 	return c
 }
 
-func reportActionAgg(a *rspan) int {
+func reportActionAgg(a *reportSpan) int {
 	switch a.outcome() {
 	case tracing.OutcomeFailed, tracing.OutcomeAbandoned:
-		return aggRetry
+		return reportAggRetry
 	}
 	switch planner.ActionKind(a.kind()) {
 	case planner.Gate:
-		return aggGrace
+		return reportAggGrace
 	case planner.Patch, planner.Resize, planner.Ungate:
-		return aggVerify
+		return reportAggVerify
 	}
-	return aggOther
+	return reportAggOther
 }
 
-func reportActionName(a *rspan) string {
+func reportActionName(a *reportSpan) string {
 	n := a.kind()
 	if t := a.try(); t > 1 {
 		n += " #" + strconv.FormatInt(t, 10)
@@ -895,7 +925,7 @@ func reportActionName(a *rspan) string {
 
 // reportActionTitle is an action's hover text: what, when, the records
 // behind it, and what went wrong.
-func reportActionTitle(sc reportScale, a *rspan, who string) string {
+func reportActionTitle(sc reportScale, a *reportSpan, who string) string {
 	var b strings.Builder
 	b.WriteString(reportActionName(a))
 	switch o := a.outcome(); o {
@@ -935,7 +965,7 @@ func reportActionTitle(sc reportScale, a *rspan, who string) string {
 	return b.String()
 }
 
-func reportActionBar(sc reportScale, a *rspan, who string) reportBar {
+func reportActionBar(sc reportScale, a *reportSpan, who string) reportBar {
 	bar := reportBar{Class: reportActionClass(a), Style: sc.style(a.start, a.end), Title: reportActionTitle(sc, a, who)}
 	if sc.pct(a.end)-sc.pct(a.start) >= reportLabelMin {
 		bar.Label = reportActionName(a) + " " + reportDur(a.end.Sub(a.start))
@@ -954,7 +984,8 @@ var reportWaitNames = map[string]string{
 	"other":  "wait",
 }
 
-func reportPodRow(sc reportScale, pod *rspan, acts []*rspan, segs []reportSeg, state string) *reportRow {
+func reportPodRow(sc reportScale, pe *reportPodEntry) *reportRow {
+	pod, acts, segs, state := pe.pod, pe.acts, pe.segs, pe.state
 	key := pod.a.str(tracing.AttrPod)
 	row := &reportRow{Pod: key, Name: pod.a.str(tracing.AttrPodName), Dur: reportDur(pod.end.Sub(pod.start))}
 	if run := pod.a.int(tracing.AttrRun); run > 1 {
@@ -971,11 +1002,11 @@ func reportPodRow(sc reportScale, pod *rspan, acts []*rspan, segs []reportSeg, s
 	row.Title = t.String()
 
 	switch state {
-	case podFailed:
+	case reportFailed:
 		row.Badges = append(row.Badges, reportBadge{"bad", "✗ failed", reportLastError(acts)})
-	case podGone:
+	case reportGone:
 		row.Badges = append(row.Badges, reportBadge{"info", "gone", reportLastError(acts)})
-	case podInProgress:
+	case reportNotDone:
 		row.Badges = append(row.Badges, reportBadge{"info", "… not done", "not updated by the end of the journal"})
 	}
 	abandoned, fails := 0, 0
@@ -1018,7 +1049,7 @@ func reportPodRow(sc reportScale, pod *rspan, acts []*rspan, segs []reportSeg, s
 }
 
 // reportLastError is the error of the pod's last failed action.
-func reportLastError(acts []*rspan) string {
+func reportLastError(acts []*reportSpan) string {
 	for i := len(acts) - 1; i >= 0; i-- {
 		if e := acts[i].errText(); e != "" {
 			return e
@@ -1027,7 +1058,7 @@ func reportLastError(acts []*rspan) string {
 	return ""
 }
 
-func reportImages(pod *rspan) string {
+func reportImages(pod *reportSpan) string {
 	names, from, to := pod.a.strs(tracing.AttrContainers), pod.a.strs(tracing.AttrImagesFrom), pod.a.strs(tracing.AttrImagesTo)
 	var parts []string
 	for i := range names {
@@ -1038,20 +1069,21 @@ func reportImages(pod *rspan) string {
 	return strings.Join(parts, "; ")
 }
 
-func reportTableLine(sc reportScale, pod, step *rspan, acts []*rspan, state string) reportPodLine {
-	class := map[string]string{podUpdated: "ok", podFailed: "bad"}[state]
+func reportTableLine(sc reportScale, pe *reportPodEntry) reportPodLine {
+	class := map[string]string{reportUpdated: "ok", reportFailed: "bad"}[pe.state]
 	if class == "" {
 		class = "info"
 	}
+	pod := pe.pod
 	return reportPodLine{
-		Pod: pod.a.str(tracing.AttrPod), Step: reportStepTitle(step), State: state, StateClass: class,
+		Pod: pod.a.str(tracing.AttrPod), Step: reportStepTitle(pe.step), State: pe.state, StateClass: class,
 		Start: sc.offset(pod.start), Dur: reportDur(pod.end.Sub(pod.start)),
-		Writes: len(acts), Failures: int(pod.a.int(tracing.AttrFailures)),
+		Writes: len(pe.acts), Failures: int(pod.a.int(tracing.AttrFailures)),
 		Images: reportImages(pod), Records: pod.records(),
 	}
 }
 
-func reportStepTitle(st *rspan) string {
+func reportStepTitle(st *reportSpan) string {
 	t := "Step " + st.a.str(tracing.AttrStep)
 	if st.a.has(tracing.AttrStepPercent) {
 		t += " · " + st.a.str(tracing.AttrStepPercent) + "%"
@@ -1062,16 +1094,26 @@ func reportStepTitle(st *rspan) string {
 	return t
 }
 
-// reportAggregate measures, per time bucket, how many of a step's pods
-// were in each layer on average.
-func reportAggregate(sc reportScale, pods [][]reportSeg) *reportAgg {
+// reportAggregate sums a step's pods up in one row: per time bucket, how
+// many of them were in each layer on average, and a tick per failure.
+func reportAggregate(sc reportScale, title string, pods []*reportPodEntry) *reportAgg {
 	values := make([][]float64, len(reportAggClasses))
 	for i := range values {
 		values[i] = make([]float64, reportAggBuckets)
 	}
 	w := float64(sc.total) / reportAggBuckets
-	for _, segs := range pods {
-		for _, s := range segs {
+	updated, failed := 0, 0
+	var durs []time.Duration
+	agg := &reportAgg{values: values, Label: fmt.Sprintf("%d pods", len(pods))}
+	for _, pe := range pods {
+		switch pe.state {
+		case reportUpdated:
+			updated++
+		case reportFailed:
+			failed++
+		}
+		durs = append(durs, pe.pod.end.Sub(pe.pod.start))
+		for _, s := range pe.segs {
 			a, b := float64(s.from.Sub(sc.t0)), float64(s.to.Sub(sc.t0))
 			for i := max(int(a/w), 0); i < reportAggBuckets && float64(i)*w < b; i++ {
 				lo, hi := math.Max(a, float64(i)*w), math.Min(b, float64(i+1)*w)
@@ -1080,8 +1122,16 @@ func reportAggregate(sc reportScale, pods [][]reportSeg) *reportAgg {
 				}
 			}
 		}
+		for _, a := range pe.acts {
+			if o := a.outcome(); (o == tracing.OutcomeFailed || o == tracing.OutcomeAbandoned) && len(agg.Bars) < reportMaxAggMarks {
+				agg.Bars = append(agg.Bars, reportBar{Class: "tick fail", Style: template.CSS("left:" + reportPct(sc.pct(a.start)) + "%"),
+					Title: reportActionTitle(sc, a, a.a.str(tracing.AttrPod))})
+			}
+		}
 	}
-	return &reportAgg{values: values}
+	agg.Title = fmt.Sprintf("%s: %d pods, %d updated, %d failed\npod time median %s, p95 %s, max %s",
+		title, len(pods), updated, failed, reportDur(reportQuantile(durs, 0.5)), reportDur(reportQuantile(durs, 0.95)), reportDur(reportQuantile(durs, 1)))
+	return agg
 }
 
 // peak is the most pods in flight in one bucket.

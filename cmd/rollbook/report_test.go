@@ -470,9 +470,6 @@ func TestReport(t *testing.T) {
 	w := newRepWorld(t)
 	firstSeq := w.scenario()
 	headSeq, headHash := w.close()
-	if k := os.Getenv("TMPKEEP"); k != "" { // TEMPHACK
-		exec.Command("cp", "-r", w.dir, k).Run() // TEMPHACK
-	} // TEMPHACK
 	out := filepath.Join(t.TempDir(), "report.html")
 	if err := runReport(t, "--dir", w.dir, "-o", out); err != nil {
 		t.Fatalf("report without --rollout on a journal of one rollout: %v", err)
@@ -523,6 +520,7 @@ func TestReport(t *testing.T) {
 		"start":          "2026-03-02 09:30:01.000 UTC",
 		"duration":       reportDur(w.clock.now().Sub(time.Date(2026, 3, 2, 9, 30, 1, 0, time.UTC))),
 		"writes-per-pod": strconv.FormatFloat(float64(podWrites)/6, 'f', 2, 64),
+		"images":         "app: " + repImg1 + " → " + repImg2,
 	}
 	got := figures(root)
 	for k, v := range want {
@@ -680,9 +678,14 @@ func TestReportRolloutChoice(t *testing.T) {
 	// A second rollout, of one pod.
 	spec := repSpec("registry.example/api:2.0", 0, 100)
 	w.observeRollout("shop/api-1", "0b7d4e21-5c6a-4f8e-a1d3-9e8c7b6a5f40", 400, spec, nil)
+	// Its pod is gated, and its patch was sent when the journal ends.
 	a := w.intend(repGate("shop/api-1", "shop/api-0", "3d2a1f0b"))
 	w.clock.advance(20 * time.Millisecond)
 	w.succeed(a...)
+	w.clock.advance(5 * time.Second)
+	w.intend(repPatch("shop/api-1", "shop/api-0", "3d2a1f0b", "registry.example/api:1.0", "registry.example/api:2.0"))
+	w.clock.advance(time.Second)
+	w.tick()
 	w.close()
 
 	out := filepath.Join(t.TempDir(), "r.html")
@@ -704,9 +707,20 @@ func TestReportRolloutChoice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := figures(parseReport(t, page))
+	root := parseReport(t, page)
+	got := figures(root)
 	if got["rollout"] != "shop/api-1" || got["pods"] != "1" || got["updated"] != "0" || got["not-done"] != "1" || got["phase"] != projections.PhasePending {
 		t.Errorf("report of shop/api-1: %v", got)
+	}
+	// The patch in flight runs to the end of the journal, drawn as such.
+	var pending []string
+	root.walk(func(n *repNode) {
+		if n.class() == "a patch pending" {
+			pending = append(pending, n.attrs["title"])
+		}
+	})
+	if len(pending) != 1 || !strings.Contains(pending[0], "no outcome in the journal") || !strings.Contains(pending[0], "(1s)") {
+		t.Errorf("bars of the patch in flight: %q", pending)
 	}
 	if bytes.Contains(page, []byte("web-2-0")) {
 		t.Error("report of shop/api-1 mentions the other rollout")
@@ -771,9 +785,6 @@ func TestReportLargeFleet(t *testing.T) {
 	w.clock.advance(10 * time.Millisecond)
 	w.observeRollout(key, uid, 21, spec, &st)
 	w.close()
-	if k := os.Getenv("TMPKEEP"); k != "" { // TEMPHACK
-		exec.Command("cp", "-r", w.dir, k+"-fleet").Run() // TEMPHACK
-	} // TEMPHACK
 
 	out := filepath.Join(t.TempDir(), "fleet.html")
 	if err := runReport(t, "--dir", w.dir, "-o", out); err != nil {
@@ -859,6 +870,8 @@ func screenshot(t *testing.T, page string) image.Image {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	outb, err := cmd.CombinedOutput()
+	// Helpers it forked and left behind go too (they would hold tmp open).
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	if err != nil {
 		t.Fatalf("chromium: %v\n%s", err, outb)
 	}
@@ -872,11 +885,15 @@ func screenshot(t *testing.T, page string) image.Image {
 		t.Fatalf("screenshot: %v", err)
 	}
 	if dst := os.Getenv("ROLLBOOK_REPORT_SHOT"); dst != "" {
-		// For a look by eye: ROLLBOOK_REPORT_SHOT=/tmp/shot.png go test -run TestReport$
-		b, _ := os.ReadFile(shot)
-		os.WriteFile(dst, b, 0o644)
-		pb, _ := os.ReadFile(page)
-		os.WriteFile(strings.TrimSuffix(dst, ".png")+".html", pb, 0o644)
+		// To look at it: ROLLBOOK_REPORT_SHOT=/tmp/shot.png go test ./cmd/rollbook -run 'TestReport$'
+		// keeps the picture, and the page beside it as /tmp/shot.html.
+		for from, to := range map[string]string{shot: dst, page: strings.TrimSuffix(dst, ".png") + ".html"} {
+			if b, err := os.ReadFile(from); err != nil {
+				t.Error(err)
+			} else if err := os.WriteFile(to, b, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 	return img
 }

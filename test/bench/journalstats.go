@@ -22,6 +22,13 @@ type loopStats struct {
 	Phases []phaseStat
 	Cycle  phaseStat
 	Pods   int
+	// With the bench's own watch: how long after an event reached the
+	// bench's watch did ingest journal it (IngestLag), and how long after
+	// the controller journaled a write's success did the event of that
+	// write reach the bench's watch (WatchDelay; negative when the event
+	// came before the outcome was journaled).
+	IngestLag, WatchDelay phaseStat
+	Matched               int
 }
 
 type phaseStat struct {
@@ -56,7 +63,7 @@ type podTimeline struct {
 	gateRV, patchRV int64
 }
 
-func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (loopStats, error) {
+func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arrivals map[string]time.Time) (loopStats, error) {
 	s := loopStats{FailedByClass: map[string]int{}}
 	j, err := journal.Open(dir, journal.Options{Logger: quiet})
 	if err != nil {
@@ -64,6 +71,7 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 	}
 	defer j.Close()
 	pods := map[string]*podTimeline{} // "ns/name" → timeline
+	var lags, delays []time.Duration
 	var last time.Time
 	mark := func(tl *podTimeline, m int, t time.Time) {
 		if tl.at[m].IsZero() {
@@ -88,13 +96,16 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 			if !ok {
 				return nil
 			}
-			tl := pods[key]
-			if tl == nil || (tl.gateRV == 0 && tl.patchRV == 0) {
-				return nil
-			}
 			var o journal.Observed
 			if err := r.Decode(&o); err != nil {
 				return fmt.Errorf("record %d: %w", r.Seq, err)
+			}
+			if t, ok := arrivals[o.ResourceVersion]; ok {
+				lags = append(lags, r.Time.Sub(t))
+			}
+			tl := pods[key]
+			if tl == nil || (tl.gateRV == 0 && tl.patchRV == 0) {
+				return nil
 			}
 			rv, _ := strconv.ParseInt(o.ResourceVersion, 10, 64)
 			if tl.gateRV != 0 && rv >= tl.gateRV {
@@ -132,6 +143,9 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 				pods[f.Pod] = tl
 			}
 			rv, _ := strconv.ParseInt(f.ResultVersion, 10, 64)
+			if t, ok := arrivals[f.ResultVersion]; ok && r.Kind == journal.KindActionSucceeded {
+				delays = append(delays, t.Sub(r.Time))
+			}
 			switch {
 			case f.Kind == "gate" && r.Kind == journal.KindActionIntended:
 				mark(tl, mGateIntended, r.Time)
@@ -182,6 +196,11 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time) (lo
 		m, p := quantiles(phases[i])
 		s.Phases = append(s.Phases, phaseStat{Name: milestones[i] + " → " + milestones[i+1], Median: m, P90: p})
 	}
+	s.Matched = len(lags)
+	s.IngestLag.Name = "event at the bench's watch → journaled by ingest"
+	s.IngestLag.Median, s.IngestLag.P90 = quantiles(lags)
+	s.WatchDelay.Name = "write's success journaled → its event at the bench's watch"
+	s.WatchDelay.Median, s.WatchDelay.P90 = quantiles(delays)
 	s.Cycle.Name = "gate intended → ungate succeeded"
 	s.Cycle.Median, s.Cycle.P90 = quantiles(cycles)
 	return s, nil

@@ -192,6 +192,15 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	cpu0 := cpuOf(c, fl, ctrl)
+	// The bench's own watch of the pods, to tell the apiserver's watch
+	// delivery from ingest's processing: every event's arrival by
+	// resourceVersion.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	arrivals, watchDone, err := watchArrivals(wctx, c)
+	if err != nil {
+		return nil, err
+	}
 	env.logf("rolling app:v1 → app:v2 in place (%d InPlaceRollouts, maxUnavailable %s, grace %ds, scatter zone)", len(names), *maxUnavailable, *grace)
 	rollStart := time.Now()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
@@ -245,6 +254,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	})
 	rollEnd := time.Now()
 	took := rollEnd.Sub(rollStart)
+	stopWatch()
+	<-watchDone
 	if err != nil {
 		return nil, fmt.Errorf("%w\ncontroller log:\n%s", err, cluster.Tail(ctrl.Log, 20))
 	}
@@ -291,7 +302,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if exited, werr := ctrl.Exited(); exited && werr != nil {
 		env.logf("controller exit: %v", werr)
 	}
-	loop, err := analyzeJournal(ctx, filepath.Join(root, "journal"), rollStart, rollEnd)
+	loop, err := analyzeJournal(ctx, filepath.Join(root, "journal"), rollStart, rollEnd, arrivals)
 	if err != nil {
 		return nil, fmt.Errorf("reading the controller's journal: %w", err)
 	}
@@ -341,6 +352,10 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	for _, ph := range loop.Phases {
 		fmt.Printf("    %-36s median %7s   p90 %7s\n", ph.Name, ph.Median.Round(time.Millisecond), ph.P90.Round(time.Millisecond))
 	}
+	fmt.Printf("  with the bench's own watch of the pods (%d events matched by resourceVersion):\n", loop.Matched)
+	for _, ph := range []phaseStat{loop.WatchDelay, loop.IngestLag} {
+		fmt.Printf("    %-58s median %7s   p90 %7s\n", ph.Name, ph.Median.Round(time.Millisecond), ph.P90.Round(time.Millisecond))
+	}
 	if updated != *pods || recreated != 0 {
 		fmt.Printf("  WARNING: %d of %d pods updated, %d recreated\n", updated, *pods, recreated)
 	}
@@ -363,7 +378,9 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 			"records": loop.Records, "commits": loop.Commits, "ticks": loop.Ticks, "observed": loop.Observed,
 			"intents": loop.Intents, "succeeded": loop.Succeeded, "failed": loop.Failed, "failed_by_class": loop.FailedByClass,
 			"cycle_median_s": round(loop.Cycle.Median.Seconds(), 3), "cycle_p90_s": round(loop.Cycle.P90.Seconds(), 3),
-			"phases": phaseMap(loop.Phases),
+			"phases":      phaseMap(loop.Phases),
+			"ingest_lag":  []float64{round(loop.IngestLag.Median.Seconds(), 3), round(loop.IngestLag.P90.Seconds(), 3)},
+			"watch_delay": []float64{round(loop.WatchDelay.Median.Seconds(), 3), round(loop.WatchDelay.P90.Seconds(), 3)},
 		},
 	}, nil
 }
@@ -634,4 +651,46 @@ func phaseMap(ps []phaseStat) map[string][]float64 {
 		out[p.Name] = []float64{round(p.Median.Seconds(), 3), round(p.P90.Seconds(), 3)}
 	}
 	return out
+}
+
+// watchArrivals watches the pods of benchNS from now on and records when
+// each event (by resourceVersion) arrived, until ctx ends; done is closed
+// then, after which the map may be read.
+func watchArrivals(ctx context.Context, c *cluster.Cluster) (map[string]time.Time, <-chan struct{}, error) {
+	cfg := c.Config()
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := cs.CoreV1().Pods(benchNS).List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	rv := list.ResourceVersion
+	arrivals := map[string]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			w, err := cs.CoreV1().Pods(benchNS).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				now := time.Now()
+				p, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				rv = p.ResourceVersion
+				if ev.Type != "BOOKMARK" {
+					arrivals[rv] = now
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return arrivals, done, nil
 }
