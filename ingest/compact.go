@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -304,6 +305,11 @@ func daemonSetFacts(d *appsv1.DaemonSet) *journal.WorkloadFacts {
 		ObservedGeneration: d.Status.ObservedGeneration,
 		UpdatedReplicas:    d.Status.UpdatedNumberScheduled,
 		ReadyReplicas:      d.Status.NumberReady,
+	}
+	// apps/v1 keeps the template generation in this annotation; the
+	// DaemonSet controller compares pods' pod-template-generation to it.
+	if g, err := strconv.ParseInt(d.Annotations["deprecated.daemonset.template.generation"], 10, 64); err == nil {
+		w.TemplateGeneration = g
 	}
 	if d.Spec.Selector != nil {
 		w.Selector = d.Spec.Selector.MatchLabels

@@ -115,6 +115,10 @@ type WorkloadFacts struct {
 	ObservedGeneration     int64             `cbor:"11,keyasint,omitempty"`
 	UpdatedReplicas        int32             `cbor:"12,keyasint,omitempty"`
 	ReadyReplicas          int32             `cbor:"13,keyasint,omitempty"`
+	// TemplateGeneration is a DaemonSet's spec.templateGeneration: the
+	// DaemonSet counts a pod updated when its pod-template-generation label
+	// matches it (DaemonSets publish no update revision in their status).
+	TemplateGeneration int64 `cbor:"14,keyasint,omitempty"`
 }
 
 type NodeFacts struct {

@@ -41,6 +41,8 @@ const (
 	StateAnnotation = "rollbook.dev/state"
 	// RevisionLabel is the StatefulSet/DaemonSet revision label.
 	RevisionLabel = "controller-revision-hash"
+	// TemplateGenerationLabel is the DaemonSet's revision label.
+	TemplateGenerationLabel = "pod-template-generation"
 	// Gate condition reasons.
 	ReasonUpdating = "InPlaceUpdating"
 	ReasonReady    = "InPlaceUpdateReady"

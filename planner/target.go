@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,6 +73,14 @@ func resolveTarget(s *projections.State, r *projections.Rollout) (t target, prob
 		for k, v := range w.Workload.TemplateLabels {
 			if k != RevisionLabel {
 				t.templateLabels[k] = v
+			}
+		}
+		if ref.Kind == "DaemonSet" {
+			// NB: a DaemonSet's status has no update revision; it counts
+			// a pod updated by its pod-template-generation label.
+			t.label = ""
+			if g := w.Workload.TemplateGeneration; g > 0 {
+				t.templateLabels[TemplateGenerationLabel] = strconv.FormatInt(g, 10)
 			}
 		}
 		for _, c := range w.Workload.TemplateInitContainers {

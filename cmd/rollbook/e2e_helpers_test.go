@@ -384,3 +384,14 @@ func walkPods(t *testing.T, dir string, fn func(name string, conds map[string]st
 		t.Fatal(err)
 	}
 }
+
+func daemonSet(name string, tmpl corev1.PodTemplateSpec) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DaemonSetSpec{
+			Selector:       &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType},
+			Template:       tmpl,
+		},
+	}
+}

@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
+	if os.Getenv(runArgsEnv) != "" {
+		os.Exit(runChildMain())
+	}
 	cluster.MainWith(m, func(ctx context.Context, c *cluster.Cluster) (func(), error) {
 		if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
 			return nil, err

@@ -214,6 +214,19 @@ func TestFailedImagePausesThenRecovers(t *testing.T) {
 	if touched > 2 {
 		t.Fatalf("%d pods patched to the failing image, budget 2", touched)
 	}
+	// kubectl describe shows why: a Warning Event on the rollout.
+	cluster.Eventually(t, 30*time.Second, "Warning event on the rollout", func() error {
+		evs, err := c.Clientset().CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=InPlaceRollout,involvedObject.name=web"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Type == "Warning" && e.Reason == "Paused" && strings.Contains(e.Message, "ImagePull") {
+				return nil
+			}
+		}
+		return fmt.Errorf("events: %+v", evs.Items)
+	})
 	setImage(t, c, ns, "web", "app", "registry.example/app:v3")
 	waitPhase(t, c, ns, "web", "Succeeded", 2*time.Minute)
 	if err := allReady(c, ns, 20); err != nil {
