@@ -189,6 +189,20 @@ func demoCmd(ctx context.Context, args []string) error {
 	if verr != nil {
 		chain = "BROKEN: " + verr.Error()
 	}
+	// The same journal, replayed through today's planner, and drawn.
+	jdir := filepath.Join(*dir, "journal")
+	replayed := "derives exactly the recorded actions"
+	if d, rp, _, err := replay(ctx, recordSource{dir: jdir}, "", false); err != nil {
+		replayed = "failed: " + err.Error()
+	} else if d != nil {
+		replayed = "DIVERGED: " + d.String()
+	} else {
+		replayed += " (" + rp.Summary() + ")"
+	}
+	reportPath := filepath.Join(*dir, "report.html")
+	if err := reportCmd(ctx, []string{"--dir", jdir, "--rollout", ns + "/web-v2", "-o", reportPath}); err != nil {
+		reportPath = "failed: " + err.Error()
+	}
 	fmt.Fprintf(out, "\n\033[1mReport\033[0m\n")
 	fmt.Fprintf(out, "  rollout          demo/web-v2  phase %v  trace %v\n", final["phase"], final["traceID"])
 	fmt.Fprintf(out, "  pods updated     %d of %d in %s (%.1f pods/s), in place: sidecar containers kept %d/%d\n",
@@ -200,6 +214,8 @@ func demoCmd(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(out, "\n  API reads        0 by the actuator (every read is the watch)\n")
 	fmt.Fprintf(out, "  journal          %d records, hash chain %s (%s)\n", records, chain, filepath.Join(*dir, "journal"))
+	fmt.Fprintf(out, "  replay           %s\n", replayed)
+	fmt.Fprintf(out, "  report           %s   (also: rollbook history|trace --dir %s %s/web-v2)\n", reportPath, jdir, ns)
 	fmt.Fprintf(out, "  logs             %s\n", *dir)
 	if *stay {
 		fmt.Fprintf(out, "\nThe cluster stays up: export KUBECONFIG=%s\nPress Ctrl-C to stop it.\n", c.Kubeconfig)
@@ -248,6 +264,7 @@ func waitBar(ctx context.Context, out io.Writer, what string, progress func() (d
 		}
 		if total > 0 {
 			const width = 40
+			done = max(done, 0)
 			filled := min(width, done*width/total)
 			fmt.Fprintf(out, "\r    [%s%s] %4d/%-4d %s  %s\033[K", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total, what, label)
 			if done >= total {
