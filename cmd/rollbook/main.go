@@ -3,6 +3,12 @@
 //
 //	rollbook demo       the whole system on this machine, with a rollout
 //	rollbook run        the controller
+//	rollbook status     rollouts as the journal last saw them
+//	rollbook plan       dry run: which pods in which batch, and why
+//	rollbook replay     fold a journal through today's planner, compare
+//	rollbook history    a rollout's per-pod timeline
+//	rollbook trace      a rollout's spans, rebuilt from the journal
+//	rollbook report     a rollout as one HTML page
 //	rollbook journal    tail | export | verify a journal
 package main
 
@@ -25,6 +31,7 @@ var commands = map[string]struct {
 	"trace":   {traceCmd, "rebuild a rollout's spans from the journal: a waterfall, or export to OTLP"},
 	"history": {historyCmd, "a rollout's per-pod timeline with the records behind each step"},
 	"report":  {reportCmd, "a rollout as one self-contained HTML page: summary, per-pod timeline, failures"},
+	"status":  {statusCmd, "every rollout as the journal last saw it"},
 	"plan":    {planCmd, "dry run: which pods a rollout would update, in which batch, and why"},
 }
 
@@ -49,7 +56,7 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: rollbook <command> [flags]\n\ncommands:")
-	for _, name := range []string{"demo", "run", "plan", "replay", "history", "trace", "report", "journal"} {
+	for _, name := range []string{"demo", "run", "status", "plan", "replay", "history", "trace", "report", "journal"} {
 		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
 	}
 }
