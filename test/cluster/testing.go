@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -20,20 +19,7 @@ var shared *Cluster
 // Main runs a test package against one shared control plane: call it from
 // TestMain. Each test takes its own namespace with Namespace.
 func Main(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	c, err := Start(ctx, Options{Progress: os.Stderr})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the local control plane: %v\n", err)
-		return 1
-	}
-	shared = c
-	defer c.Stop()
-	return m.Run()
+	MainWith(m, func(context.Context, *Cluster) (func(), error) { return nil, nil })
 }
 
 // Shared returns the package's control plane; it fails the test when
