@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,8 @@ func (n *clusterNode) start() error {
 			o.ServerName = n.name
 			o.Cluster = server.ClusterOpts{Name: "rollbook-r3", Host: "127.0.0.1", Port: n.clusterPort}
 			o.Routes = n.routes
+			o.NoLog = false // DEBUG
+			o.Debug = true // DEBUG
 		}))
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.name, err)
@@ -345,7 +348,8 @@ func TestOutboxR3Cluster(t *testing.T) {
 	}
 	stopOutbox := runOutbox(t, ob)
 
-	// Two writers append throughout, one record per call.
+	// Two writers append throughout, in calls of a few records, so the
+	// outbox has publishes in flight most of the time.
 	ctx := testCtx(t)
 	var appended sync.WaitGroup
 	stopAppends := make(chan struct{})
@@ -359,13 +363,19 @@ func TestOutboxR3Cluster(t *testing.T) {
 		appended.Add(1)
 		go func() {
 			defer appended.Done()
+			pace := time.NewTicker(4 * time.Millisecond) // ~2000 records/s in all
+			defer pace.Stop()
 			for c := 0; ; c++ {
 				select {
 				case <-stopAppends:
 					return
-				default:
+				case <-pace.C:
 				}
-				if _, err := j.Append(ctx, nil, entry(t, w*1000000+c)); err != nil {
+				es := make([]Entry, 4)
+				for k := range es {
+					es[k] = entry(t, w*1000000+c*len(es)+k)
+				}
+				if _, err := j.Append(ctx, nil, es...); err != nil {
 					t.Error(err)
 					return
 				}
@@ -376,6 +386,25 @@ func TestOutboxR3Cluster(t *testing.T) {
 	waitFor("the stream to exist at R3 with records published", func() bool {
 		return ob.Published() > 300 && replicasCurrent(streamState(js, "RB"), 3)
 	})
+	// Put the stream's leader on the meta leader, so that the shutdown takes
+	// both at once: the outbox's session start (CreateOrUpdateStream) then
+	// needs a new meta leader as well as a new stream leader.
+	var metaName string
+	for _, n := range nodes {
+		if n.server().JetStreamIsLeader() {
+			metaName = n.name
+		}
+	}
+	if info := streamState(js, "RB"); info == nil || info.Cluster.Leader != metaName {
+		req, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: metaName}})
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.RB", req, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitFor("the stream leader to move to the meta leader "+metaName, func() bool {
+			info := streamState(js, "RB")
+			return info != nil && info.Cluster.Leader == metaName && replicasCurrent(info, 3)
+		})
+	}
 	info := streamState(js, "RB")
 	if info == nil {
 		t.Fatal("stream info unavailable")
@@ -392,12 +421,60 @@ func TestOutboxR3Cluster(t *testing.T) {
 	}
 	metaLeader := victim.server().JetStreamIsLeader()
 
-	publishedAtKill := ob.Published()
-	lastAtKill, _ := j.Last()
+	// Shut the leader down at a moment the outbox has publishes awaiting
+	// their acks, so some are lost with it or acked by nobody.
+	var publishedAtKill, lastAtKill uint64
+	var inflightAtKill int
+	waitFor("publishes in flight", func() bool {
+		if inflightAtKill = ob.js.PublishAsyncPending(); inflightAtKill < 32 {
+			return false
+		}
+		victim.shutdown()
+		publishedAtKill = ob.Published()
+		lastAtKill, _ = j.Last()
+		return true
+	})
 	killed := time.Now()
-	victim.shutdown() // mid-run: publishes and acks are in flight
-	t.Logf("shut down stream leader %s (meta leader too: %v) at published=%d, journal last=%d",
-		oldLeader, metaLeader, publishedAtKill, lastAtKill)
+	dbgDone := make(chan struct{})
+	defer close(dbgDone)
+	go func() {
+		tk := time.NewTicker(time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-dbgDone:
+				return
+			case <-tk.C:
+			}
+			var b strings.Builder
+			for _, n := range nodes {
+				s := n.server()
+				if s == nil {
+					fmt.Fprintf(&b, "%s down; ", n.name)
+					continue
+				}
+				ji, _ := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, RaftGroups: true})
+				fmt.Fprintf(&b, "%s meta=%v cur=%v", n.name, s.JetStreamIsLeader(), s.JetStreamIsCurrent())
+				if ji != nil && ji.Meta != nil {
+					fmt.Fprintf(&b, " metaleader=%q", ji.Meta.Leader)
+				}
+				if ji != nil {
+					for _, a := range ji.AccountDetails {
+						for _, sd := range a.Streams {
+							if sd.Cluster != nil {
+								fmt.Fprintf(&b, " stream last=%d leader=%q", sd.State.LastSeq, sd.Cluster.Leader)
+							}
+						}
+					}
+				}
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "nc=%v %s published=%d", nc.Status(), nc.ConnectedUrl(), ob.Published())
+			t.Log(b.String())
+		}
+	}()
+	t.Logf("shut down stream leader %s (meta leader too: %v) with %d publishes in flight, published=%d, journal last=%d",
+		oldLeader, metaLeader, inflightAtKill, publishedAtKill, lastAtKill)
 
 	// Publishing resumes through a new leader on the two survivors, past
 	// what had been appended when the leader went away.
