@@ -190,7 +190,9 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 		seen = map[string]struct{}{}
 	}
 	cursor := cursorName(s.res, s.ns)
-	events := w.ResultChan()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the buffering goroutine with this watch
+	events := buffered(wctx, w.ResultChan(), 4*s.in.opts.BatchSize)
 	batch := make([]watch.Event, 0, s.in.opts.BatchSize)
 	for {
 		batch = batch[:0]
@@ -281,6 +283,27 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 			s.markSynced()
 		}
 	}
+}
+
+// buffered reads a watch's events into a buffer of n from its own
+// goroutine. NB: client-go's result channel is unbuffered, so without this
+// the loop below, blocked in an fsync, finds no second event waiting when
+// it comes back: one event per commit, and the journal falls seconds
+// behind the watch on a busy fleet. With it, whatever arrived during the
+// last fsync goes into the next one.
+func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan watch.Event {
+	out := make(chan watch.Event, n)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // observe turns an object into an Observed entry unless (uid,
