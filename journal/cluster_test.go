@@ -27,6 +27,7 @@ type clusterNode struct {
 	clientPort  int
 	clusterPort int
 	routes      []*url.URL // the other nodes' cluster ports
+	log         *serverErrors
 
 	mu  sync.Mutex
 	srv *server.Server // nil while down
@@ -40,20 +41,29 @@ func (n *clusterNode) server() *server.Server {
 	return n.srv
 }
 
-// start starts the node's server through StartEmbeddedNATS, the way the
-// binary would, with cluster and route options on top.
+// start starts the node's server: client and cluster listeners on
+// loopback, routes to the other nodes, JetStream on the node's store
+// directory. It waits until the server accepts clients, not until the
+// cluster has formed (see metaReady).
 func (n *clusterNode) start() error {
-	s, err := StartEmbeddedNATS(n.dir,
-		NATSListen("127.0.0.1", n.clientPort),
-		NATSServerOptions(func(o *server.Options) {
-			o.ServerName = n.name
-			o.Cluster = server.ClusterOpts{Name: "rollbook-r3", Host: "127.0.0.1", Port: n.clusterPort}
-			o.Routes = n.routes
-			o.NoLog = false // DEBUG
-			o.Debug = true // DEBUG
-		}))
+	s, err := server.NewServer(&server.Options{
+		ServerName: n.name,
+		Host:       "127.0.0.1",
+		Port:       n.clientPort,
+		Cluster:    server.ClusterOpts{Name: "rollbook-r3", Host: "127.0.0.1", Port: n.clusterPort},
+		Routes:     n.routes,
+		JetStream:  true,
+		StoreDir:   n.dir,
+		NoSigs:     true,
+	})
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.name, err)
+	}
+	s.SetLogger(n.log.named(n.name), false, false) // before Start: recovery errors count too
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return fmt.Errorf("start %s: not ready for connections after 10s", n.name)
 	}
 	n.mu.Lock()
 	n.srv = s
@@ -71,6 +81,59 @@ func (n *clusterNode) shutdown() {
 		s.WaitForShutdown()
 	}
 }
+
+// serverErrors keeps the error lines the cluster's servers log, so a test
+// can tell a halted stream from a slow one and show why.
+type serverErrors struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (e *serverErrors) named(name string) server.Logger { return serverLogger{e, name} }
+
+// halted returns the first error saying a stream stopped for good on a
+// server: after a "critical write error" the server no longer applies the
+// stream's entries, and no amount of waiting brings it back.
+func (e *serverErrors) halted() (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.lines {
+		if strings.Contains(l, "critical write error") {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// jetStream returns the logged errors about JetStream and streams (not the
+// route dial errors while a node is down).
+func (e *serverErrors) jetStream() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, l := range e.lines {
+		if strings.Contains(strings.ToLower(l), "stream") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+type serverLogger struct {
+	e    *serverErrors
+	name string
+}
+
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	l.e.lines = append(l.e.lines, l.name+": "+fmt.Sprintf(format, v...))
+}
+func (l serverLogger) Fatalf(format string, v ...any) { l.Errorf("FATAL: "+format, v...) }
+func (serverLogger) Noticef(string, ...any)            {}
+func (serverLogger) Warnf(string, ...any)              {}
+func (serverLogger) Debugf(string, ...any)             {}
+func (serverLogger) Tracef(string, ...any)             {}
 
 // freeLoopbackPorts returns n distinct free TCP ports on 127.0.0.1. They are
 // held open together while being picked, so they differ from each other;
@@ -102,9 +165,11 @@ func startCluster(t testing.TB, deadline time.Time) []*clusterNode {
 	t.Helper()
 	const size = 3
 	ports := freeLoopbackPorts(t, 2*size)
+	log := new(serverErrors)
 	nodes := make([]*clusterNode, size)
 	for i := range nodes {
 		nodes[i] = &clusterNode{
+			log:         log,
 			name:        fmt.Sprintf("rb-%d", i),
 			dir:         t.TempDir(),
 			clientPort:  ports[2*i],
@@ -306,27 +371,42 @@ func checkStreamOrdered(t testing.TB, j *Journal, js jetstream.JetStream, name, 
 }
 
 // TestOutboxR3Cluster: a real 3-node JetStream cluster on loopback, the
-// stream at 3 replicas, two writers appending throughout. The server leading
-// the stream is shut down mid-run (acks and publishes in flight): the two
-// others elect a new leader and publishing goes on through it; the old
-// leader comes back on the same store and ports and catches up. In the end
-// the stream holds exactly the journal's records 1..N, in order, no gap,
-// no duplicate, on all three replicas, and the outbox never stopped.
+// outbox's stream at 3 replicas, two writers appending throughout. The
+// server leading the stream (and, arranged beforehand, the meta layer) is
+// shut down while publishes await their acks: the two others elect new
+// leaders and publishing goes on through them; the old leader comes back on
+// the same store and ports and catches up. In the end the stream holds
+// exactly the journal's records 1..N, in order, no gap, no duplicate, on all
+// three replicas, and the outbox never gave up.
 func TestOutboxR3Cluster(t *testing.T) {
 	start := time.Now()
-	deadline := start.Add(55 * time.Second) // every wait below shares it
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		eventually(t, time.Until(deadline), what, cond)
-	}
-
+	deadline := start.Add(50 * time.Second) // every wait below shares it
 	nodes := startCluster(t, deadline)
 	t.Logf("cluster formed in %v", time.Since(start).Round(time.Millisecond))
+	srvLog := nodes[0].log
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range srvLog.jetStream() {
+				t.Log("server error: " + l)
+			}
+		}
+	})
+	// waitFor polls cond until the shared deadline, and fails at once when
+	// a server reports the stream halted: that never heals by waiting.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		eventually(t, time.Until(deadline), what, func() bool {
+			if l, ok := srvLog.halted(); ok {
+				t.Fatalf("waiting for %s: a server halted the stream: %s", what, l)
+			}
+			return cond()
+		})
+	}
+
 	urls := make([]string, len(nodes))
 	for i, n := range nodes {
 		urls[i] = n.url()
 	}
-
 	j, _ := openTemp(t, Options{})
 	nc := connect(t, NATSConfig{URL: strings.Join(urls, ","), ReconnectWait: 50 * time.Millisecond})
 	js, err := jetstream.New(nc)
@@ -348,8 +428,36 @@ func TestOutboxR3Cluster(t *testing.T) {
 	}
 	stopOutbox := runOutbox(t, ob)
 
-	// Two writers append throughout, in calls of a few records, so the
-	// outbox has publishes in flight most of the time.
+	// The outbox creates the stream even with nothing to publish. Before any
+	// record is in flight, put the stream's leader on the meta leader, so
+	// that the shutdown below takes both at once: the outbox's session start
+	// (CreateOrUpdateStream) then needs a new meta leader as well.
+	waitFor("the outbox to create the stream at R3", func() bool { return replicasCurrent(streamState(js, "RB"), 3) })
+	var metaName string
+	for _, n := range nodes {
+		if n.server().JetStreamIsLeader() {
+			metaName = n.name
+		}
+	}
+	if streamState(js, "RB").Cluster.Leader != metaName {
+		req, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: metaName}})
+		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.RB", req, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitFor("the stream leader to move to the meta leader "+metaName, func() bool {
+			info := streamState(js, "RB")
+			return replicasCurrent(info, 3) && info.Cluster.Leader == metaName
+		})
+	}
+	var victim *clusterNode
+	for _, n := range nodes {
+		if n.name == metaName {
+			victim = n
+		}
+	}
+
+	// Two writers append throughout, a few records per call, paced so that
+	// N stays in the tens of thousands at most.
 	ctx := testCtx(t)
 	var appended sync.WaitGroup
 	stopAppends := make(chan struct{})
@@ -382,51 +490,14 @@ func TestOutboxR3Cluster(t *testing.T) {
 			}
 		}()
 	}
-
-	waitFor("the stream to exist at R3 with records published", func() bool {
-		return ob.Published() > 300 && replicasCurrent(streamState(js, "RB"), 3)
-	})
-	// Put the stream's leader on the meta leader, so that the shutdown takes
-	// both at once: the outbox's session start (CreateOrUpdateStream) then
-	// needs a new meta leader as well as a new stream leader.
-	var metaName string
-	for _, n := range nodes {
-		if n.server().JetStreamIsLeader() {
-			metaName = n.name
-		}
-	}
-	if info := streamState(js, "RB"); info == nil || info.Cluster.Leader != metaName {
-		req, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: metaName}})
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.RB", req, 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-		waitFor("the stream leader to move to the meta leader "+metaName, func() bool {
-			info := streamState(js, "RB")
-			return info != nil && info.Cluster.Leader == metaName && replicasCurrent(info, 3)
-		})
-	}
-	info := streamState(js, "RB")
-	if info == nil {
-		t.Fatal("stream info unavailable")
-	}
-	oldLeader := info.Cluster.Leader
-	var victim *clusterNode
-	for _, n := range nodes {
-		if n.name == oldLeader {
-			victim = n
-		}
-	}
-	if victim == nil {
-		t.Fatalf("stream leader %q is none of the nodes", oldLeader)
-	}
-	metaLeader := victim.server().JetStreamIsLeader()
+	waitFor("records published", func() bool { return ob.Published() > 300 })
 
 	// Shut the leader down at a moment the outbox has publishes awaiting
-	// their acks, so some are lost with it or acked by nobody.
+	// their acks, so some are lost with it or answered by nobody.
 	var publishedAtKill, lastAtKill uint64
 	var inflightAtKill int
 	waitFor("publishes in flight", func() bool {
-		if inflightAtKill = ob.js.PublishAsyncPending(); inflightAtKill < 32 {
+		if inflightAtKill = ob.js.PublishAsyncPending(); inflightAtKill < 16 {
 			return false
 		}
 		victim.shutdown()
@@ -435,46 +506,8 @@ func TestOutboxR3Cluster(t *testing.T) {
 		return true
 	})
 	killed := time.Now()
-	dbgDone := make(chan struct{})
-	defer close(dbgDone)
-	go func() {
-		tk := time.NewTicker(time.Second)
-		defer tk.Stop()
-		for {
-			select {
-			case <-dbgDone:
-				return
-			case <-tk.C:
-			}
-			var b strings.Builder
-			for _, n := range nodes {
-				s := n.server()
-				if s == nil {
-					fmt.Fprintf(&b, "%s down; ", n.name)
-					continue
-				}
-				ji, _ := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true, RaftGroups: true})
-				fmt.Fprintf(&b, "%s meta=%v cur=%v", n.name, s.JetStreamIsLeader(), s.JetStreamIsCurrent())
-				if ji != nil && ji.Meta != nil {
-					fmt.Fprintf(&b, " metaleader=%q", ji.Meta.Leader)
-				}
-				if ji != nil {
-					for _, a := range ji.AccountDetails {
-						for _, sd := range a.Streams {
-							if sd.Cluster != nil {
-								fmt.Fprintf(&b, " stream last=%d leader=%q", sd.State.LastSeq, sd.Cluster.Leader)
-							}
-						}
-					}
-				}
-				b.WriteString("; ")
-			}
-			fmt.Fprintf(&b, "nc=%v %s published=%d", nc.Status(), nc.ConnectedUrl(), ob.Published())
-			t.Log(b.String())
-		}
-	}()
-	t.Logf("shut down stream leader %s (meta leader too: %v) with %d publishes in flight, published=%d, journal last=%d",
-		oldLeader, metaLeader, inflightAtKill, publishedAtKill, lastAtKill)
+	t.Logf("shut down %s, leader of the stream and the meta layer, with %d publishes in flight; published=%d, journal last=%d",
+		victim.name, inflightAtKill, publishedAtKill, lastAtKill)
 
 	// Publishing resumes through a new leader on the two survivors, past
 	// what had been appended when the leader went away.
@@ -484,14 +517,14 @@ func TestOutboxR3Cluster(t *testing.T) {
 			return false
 		}
 		info := streamState(js, "RB")
-		if info == nil || info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Leader == oldLeader {
+		if info == nil || info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Leader == victim.name {
 			return false
 		}
 		newLeader = info.Cluster.Leader
 		return true
 	})
-	failover := time.Since(killed)
-	t.Logf("new stream leader %s; publishing resumed %v after the shutdown, published=%d", newLeader, failover.Round(time.Millisecond), ob.Published())
+	t.Logf("new stream leader %s; published %d, past the shutdown's %d, %v after it",
+		newLeader, ob.Published(), lastAtKill, time.Since(killed).Round(time.Millisecond))
 
 	if err := victim.start(); err != nil {
 		t.Fatal(err)
@@ -501,7 +534,7 @@ func TestOutboxR3Cluster(t *testing.T) {
 	waitFor("the restarted node to rejoin: 3 current replicas, publishing going on", func() bool {
 		return metaReady(nodes) && ob.Published() > publishedAtRestart+100 && replicasCurrent(streamState(js, "RB"), 3)
 	})
-	t.Logf("%s rejoined and is current %v after its restart", oldLeader, time.Since(restarted).Round(time.Millisecond))
+	t.Logf("%s rejoined and is current %v after its restart", victim.name, time.Since(restarted).Round(time.Millisecond))
 
 	stopAppending()
 	last, _ := j.Last()
@@ -509,7 +542,7 @@ func TestOutboxR3Cluster(t *testing.T) {
 
 	// All three replicas current, and each server's own copy of the stream
 	// is exactly 1..last.
-	waitFor("3 current replicas, each storing 1..last", func() bool {
+	waitFor("3 current replicas, each storing exactly 1..last", func() bool {
 		info := streamState(js, "RB")
 		if !replicasCurrent(info, 3) || info.State.Msgs != last || info.State.LastSeq != last {
 			return false

@@ -509,6 +509,9 @@ func revOf(pp *podPlan, rev string) string {
 // stalled says why a pod's next write for its target revision will not be
 // retried, or "".
 func (p *planning) stalled(pp *podPlan) string {
+	if len(p.s.Failures) == 0 {
+		return "" // the common case: no key to build five times per pod
+	}
 	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
 		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: revOf(pp, pp.rev)}
 		if ok, why := p.allowed(a); !ok && why != "" {

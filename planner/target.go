@@ -170,13 +170,27 @@ func selectPods(s *projections.State, r *projections.Rollout, t target) ([]*proj
 		}
 		match = func(p *projections.Pod) bool { return sel.Matches(labels.Set(p.Labels)) }
 	}
-	for _, k := range sortedPodKeys(s) {
+	for _, k := range podKeysIn(s, r.Namespace) {
 		p := s.Pods[k]
 		if p.Namespace == r.Namespace && p.Pod != nil && match(p) {
 			out = append(out, p)
 		}
 	}
 	return out, ""
+}
+
+// podKeysIn returns the sorted keys of a namespace's pods ("ns/name"
+// sorts by namespace first, so they are one run of the sorted keys).
+func podKeysIn(s *projections.State, ns string) []string {
+	keys := make([]string, 0, len(s.Pods))
+	prefix := ns + "/"
+	for k := range s.Pods {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func sortedPodKeys(s *projections.State) []string {
