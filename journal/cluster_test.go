@@ -327,12 +327,17 @@ func checkStreamOrdered(t testing.TB, j *Journal, js jetstream.JetStream, name, 
 	// checked strictly.
 	var cons jetstream.Consumer
 	var lastErr error
+	retry := time.NewTicker(20 * time.Millisecond)
+	defer retry.Stop()
 	next := uint64(1)
 	for next <= n {
 		if ctx.Err() != nil {
 			t.Fatalf("reading the stream back: %v after %d of %d messages (last error: %v)", ctx.Err(), next-1, n, lastErr)
 		}
 		if cons == nil {
+			if lastErr != nil {
+				<-retry.C // not in a hot loop
+			}
 			if cons, err = st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 				DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next,
 			}); err != nil {
@@ -449,22 +454,38 @@ func TestOutboxR3Cluster(t *testing.T) {
 			metaName = n.name
 		}
 	}
-	if streamState(js, "RB").Cluster.Leader != metaName {
-		req, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: metaName}})
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.RB", req, 5*time.Second); err != nil {
-			t.Fatal(err)
+	// The stepdown request is repeated (at most once a second) until it
+	// took: a request can go unanswered while the group settles.
+	stepdown, _ := json.Marshal(server.JSApiLeaderStepdownRequest{Placement: &server.Placement{Preferred: metaName}})
+	var asked time.Time
+	waitFor("the stream leader to be the meta leader "+metaName, func() bool {
+		info := streamState(js, "RB")
+		if replicasCurrent(info, 3) && info.Cluster.Leader == metaName {
+			return true
 		}
-		waitFor("the stream leader to move to the meta leader "+metaName, func() bool {
-			info := streamState(js, "RB")
-			return replicasCurrent(info, 3) && info.Cluster.Leader == metaName
-		})
+		if time.Since(asked) > time.Second {
+			asked = time.Now()
+			if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN.RB", stepdown, time.Second); err != nil {
+				t.Logf("stream leader stepdown request: %v (will ask again)", err)
+			}
+		}
+		return false
+	})
+	// The server to shut down is the one the stream info names as leader.
+	info := streamState(js, "RB")
+	if info == nil || info.Cluster == nil {
+		t.Fatal("stream info unavailable")
 	}
 	var victim *clusterNode
 	for _, n := range nodes {
-		if n.name == metaName {
+		if n.name == info.Cluster.Leader {
 			victim = n
 		}
 	}
+	if victim == nil {
+		t.Fatalf("stream leader %q is none of the nodes", info.Cluster.Leader)
+	}
+	metaToo := victim.server().JetStreamIsLeader()
 
 	// Two writers append throughout, in bursts of 16 records (so the outbox
 	// often has many publishes in flight), paced so that N stays in the tens
@@ -517,8 +538,8 @@ func TestOutboxR3Cluster(t *testing.T) {
 		return true
 	})
 	killed := time.Now()
-	t.Logf("shut down %s, leader of the stream and the meta layer, with %d publishes in flight; published=%d, journal last=%d",
-		victim.name, inflightAtKill, publishedAtKill, lastAtKill)
+	t.Logf("shut down %s, the stream's leader (meta leader too: %v), with %d publishes in flight; published=%d, journal last=%d",
+		victim.name, metaToo, inflightAtKill, publishedAtKill, lastAtKill)
 
 	// Publishing resumes through a new leader on the two survivors, past
 	// what had been appended when the leader went away.

@@ -262,10 +262,20 @@ func (o *Outbox) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal: outbox: ensure stream %s: %w", o.opts.Stream.Name, err)
 	}
-	next, expect, err := o.resync(ctx, stream)
+	next, expect, lastSeq, err := o.resync(ctx, stream)
 	if err != nil {
 		return err
 	}
+	// Every publish names what it must follow, so a message lost in flight
+	// cannot let a later one land out of order. A single-replica stream
+	// checks the previous Msg-Id, which also catches a foreign message
+	// slipped in between. NB: a replicated stream (nats-server 2.15) checks
+	// an expected Msg-Id only as replicas apply the entry, and a mismatch
+	// there halts the stream for good (journal/cluster_test.go); there the
+	// leader's check of the expected sequence is used instead, which is
+	// refused cleanly but cannot tell a foreign message from ours: a
+	// replicated stream must have the outbox as its only writer.
+	replicated := stream.CachedInfo().Config.Replicas > 1
 
 	// window holds the publishes awaiting acks, oldest first, in buf. It is
 	// refilled only once it is down to low, so one iterator (and one cursor
@@ -290,7 +300,10 @@ func (o *Outbox) session(ctx context.Context) error {
 			err := o.j.scan(ctx, next, hi, func(r Record, raw []byte) error {
 				id := MsgID(o.j.id, r.Seq)
 				popts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
-				if expect != "" {
+				switch {
+				case replicated:
+					popts = append(popts, jetstream.WithExpectLastSequence(lastSeq))
+				case expect != "":
 					popts = append(popts, jetstream.WithExpectLastMsgID(expect))
 				}
 				// NB: copy raw: it aliases Pebble's memory, and the client
@@ -300,7 +313,7 @@ func (o *Outbox) session(ctx context.Context) error {
 					return fmt.Errorf("journal: outbox: publish %d: %w", r.Seq, err)
 				}
 				window = append(window, inflight{seq: r.Seq, fut: fut})
-				expect, next = id, r.Seq+1
+				expect, lastSeq, next = id, lastSeq+1, r.Seq+1
 				if len(window) == o.opts.Window {
 					return ErrStop
 				}
@@ -345,7 +358,7 @@ func (o *Outbox) session(ctx context.Context) error {
 			o.published.Store(acked)
 		case err := <-window[0].fut.Err():
 			var apiErr *jetstream.APIError
-			if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeWrongLastMsgID {
+			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeWrongLastMsgID || apiErr.ErrorCode == jsErrCodeWrongLastSequence) {
 				o.opts.Logger.Info("journal: outbox: resyncing with stream", "stream", o.opts.Stream.Name, "seq", window[0].seq, "err", err)
 				return errResync
 			}
@@ -361,6 +374,14 @@ func (o *Outbox) session(ctx context.Context) error {
 // (JSStreamWrongLastMsgIDErrF); nats.go has no constant for it.
 const jsErrCodeWrongLastMsgID jetstream.ErrorCode = 10070
 
+// jsErrCodeWrongLastSequence is "wrong last sequence": the stream's last
+// message is not the one this publish expected to follow. NB: the outbox
+// expects a sequence, not a Msg-Id: on a replicated stream (nats-server
+// 2.15) a wrong expected-last-msg-id is found only when replicas apply the
+// entry, and halts the stream for good; the expected sequence is checked by
+// the leader before replication, and refused cleanly.
+const jsErrCodeWrongLastSequence jetstream.ErrorCode = 10071
+
 // ackReady reports whether fut has its ack, without blocking or consuming
 // it for later readers. NB: Ok() hands out a channel holding at most the
 // one ack; receiving from it consumes it, so the head is the only future
@@ -373,40 +394,40 @@ func ackReady(fut jetstream.PubAckFuture) bool {
 // message if that is one of this journal's records, else after the cursor.
 // It returns the next sequence and the Msg-Id the stream's last message
 // must have for the next publish ("" for no expectation).
-func (o *Outbox) resync(ctx context.Context, stream jetstream.Stream) (next uint64, expect string, err error) {
+func (o *Outbox) resync(ctx context.Context, stream jetstream.Stream) (next uint64, expect string, lastSeq uint64, err error) {
 	cursor := o.published.Load()
 	cctx, cancel := context.WithTimeout(ctx, o.opts.AckTimeout)
 	defer cancel()
 	info, err := stream.Info(cctx)
 	if err != nil {
-		return 0, "", fmt.Errorf("journal: outbox: stream info: %w", err)
+		return 0, "", 0, fmt.Errorf("journal: outbox: stream info: %w", err)
 	}
 	if info.State.LastSeq == 0 {
 		// Empty (new, or purged): resume after the cursor. NB: a stream
 		// recreated empty after losing its store is indistinguishable from
 		// one purged on purpose; we do not flood it with the whole journal.
-		return cursor + 1, "", nil
+		return cursor + 1, "", info.State.LastSeq, nil
 	}
 	msg, err := stream.GetMsg(cctx, info.State.LastSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return cursor + 1, "", nil
+		return cursor + 1, "", info.State.LastSeq, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("journal: outbox: read stream's last message %d: %w", info.State.LastSeq, err)
+		return 0, "", 0, fmt.Errorf("journal: outbox: read stream's last message %d: %w", info.State.LastSeq, err)
 	}
 	id := msg.Header.Get(jetstream.MsgIDHeader)
 	tail, ok := strings.CutPrefix(id, o.j.id+"-")
 	if !ok {
 		// Another writer's message (or none with an ID): resume after the
 		// cursor and send the first message without an expectation.
-		return cursor + 1, "", nil
+		return cursor + 1, "", info.State.LastSeq, nil
 	}
 	k, err := strconv.ParseUint(tail, 10, 64)
 	if err != nil {
-		return cursor + 1, "", nil
+		return cursor + 1, "", info.State.LastSeq, nil
 	}
 	if last := o.j.committed.Load(); k > last {
-		return 0, "", &errPermanent{fmt.Errorf("journal: outbox: stream %s holds record %d but the journal ends at %d",
+		return 0, "", 0, &errPermanent{fmt.Errorf("journal: outbox: stream %s holds record %d but the journal ends at %d",
 			o.opts.Stream.Name, k, last)}
 	}
 	if k < cursor {
@@ -417,11 +438,11 @@ func (o *Outbox) resync(ctx context.Context, stream jetstream.Stream) (next uint
 	}
 	if k != cursor {
 		if err := o.j.SetCursor(Cursor{Name: o.opts.CursorName, Value: strconv.FormatUint(k, 10)}); err != nil {
-			return 0, "", err
+			return 0, "", 0, err
 		}
 		o.published.Store(k)
 	}
-	return k + 1, id, nil
+	return k + 1, id, info.State.LastSeq, nil
 }
 
 // message builds the NATS message for r; data is r's stored value, so a
