@@ -134,6 +134,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 		TraceID:            TraceID(r.UID),
 		CurrentStep:        r.Status.CurrentStep,
 		StepPausedAt:       r.Status.StepPausedAt,
+		ApprovedStepsBase:  r.Status.ApprovedStepsBase,
 	}
 	conds := newConditions(r.Status.Conditions, p.now)
 	t, problem, notFound := resolveTarget(p.s, r)
@@ -198,6 +199,11 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		conds.set("RollingBack", "False", "NewRevision", "")
 		conds.set("Failed", "False", "NewRevision", "")
 		st.StepPausedAt = nil
+		// Approvals so far were for the old revision (none for a new
+		// rollout, whose pre-approvals count).
+		if r.Status.TargetRevision != "" {
+			st.ApprovedStepsBase = spec.ApprovedSteps
+		}
 		// FIX(test): a new target starts again from the first step; the old
 		// target's step index would otherwise skip the new one's pauses.
 		st.CurrentStep = 0
@@ -470,14 +476,14 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	if rolledBack {
 		st.Phase = projections.PhaseRolledBack
 	}
-	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), pauseMessage(spec, hold, failing, step))
+	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), pauseMessage(spec, hold, failing, step, st.ApprovedStepsBase))
 }
 
 // pauseMessage says what holds a paused rollout and how to release it.
 // FIX(test): the Paused condition had no message; it also makes the Event
 // of each step's pause distinct (events are deduplicated by message, so the
 // second step's pause recorded none).
-func pauseMessage(spec projections.RolloutSpec, hold, failing bool, step int32) string {
+func pauseMessage(spec projections.RolloutSpec, hold, failing bool, step, base int32) string {
 	switch {
 	case spec.Paused:
 		return "spec.paused is true"
@@ -486,7 +492,7 @@ func pauseMessage(spec projections.RolloutSpec, hold, failing bool, step int32) 
 	case hold && int(step) < len(spec.Strategy.Steps):
 		s := spec.Strategy.Steps[step]
 		if s.Pause != nil {
-			return fmt.Sprintf("step %d (%d%%) is done: set spec.approvedSteps to %d to continue", step, s.Percent, step+1)
+			return fmt.Sprintf("step %d (%d%%) is done: set spec.approvedSteps to %d to continue", step, s.Percent, base+step+1)
 		}
 		if s.PauseSeconds != nil {
 			return fmt.Sprintf("step %d (%d%%) is done: pausing %ds before the next step", step, s.Percent, *s.PauseSeconds)
@@ -589,7 +595,7 @@ func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutSt
 			break
 		}
 		switch {
-		case s.Pause != nil && spec.ApprovedSteps <= int32(i):
+		case s.Pause != nil && spec.ApprovedSteps-st.ApprovedStepsBase <= int32(i):
 			return capI, true, int32(i)
 		case s.PauseSeconds != nil && st.CurrentStep > int32(i):
 			// FIX(test): this step's pause is over (the rollout moved past

@@ -278,7 +278,9 @@ func (s *sim) step() {
 		w.outside[k] = true
 		s.logf("sick %s", k)
 	case r < 96: // someone approves the next step
-		if len(s.spec.Strategy.Steps) > 0 && s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) && s.chance(0.3) {
+		// Approvals count per revision (status.approvedStepsBase), so a
+		// user approving again after a new revision is realistic.
+		if len(s.spec.Strategy.Steps) > 0 && s.chance(0.3) {
 			s.spec.ApprovedSteps++
 			s.writeSpec()
 		}
@@ -569,8 +571,10 @@ func (s *sim) heal() {
 	s.w.flush()
 	clear(s.w.sick)
 	s.recreate()
-	if s.spec.ApprovedSteps < int32(len(s.spec.Strategy.Steps)) {
-		s.spec.ApprovedSteps = int32(len(s.spec.Strategy.Steps))
+	// Approve every step of whatever revision is current: approvals are
+	// counted from status.approvedStepsBase.
+	if len(s.spec.Strategy.Steps) > 0 {
+		s.spec.ApprovedSteps += int32(len(s.spec.Strategy.Steps))
 		s.writeSpec()
 	}
 }

@@ -113,10 +113,14 @@ type RolloutStatus struct {
 	CurrentStep        int32  `json:"currentStep"`
 	// StepPausedAt is when the current step's pause began (its duration
 	// counts from here); unset when not pausing at a step.
-	StepPausedAt    *metav1.Time       `json:"stepPausedAt,omitempty"`
-	Conditions      []metav1.Condition `json:"conditions,omitempty"`
-	JournalSequence uint64             `json:"journalSequence,omitempty"`
-	TraceID         string             `json:"traceID,omitempty"`
+	StepPausedAt *metav1.Time `json:"stepPausedAt,omitempty"`
+	// ApprovedStepsBase is spec.approvedSteps when the current target
+	// revision began: approvals given for an earlier revision do not
+	// release this one's pauses (spec.approvedSteps - base do).
+	ApprovedStepsBase int32              `json:"approvedStepsBase,omitempty"`
+	Conditions        []metav1.Condition `json:"conditions,omitempty"`
+	JournalSequence   uint64             `json:"journalSequence,omitempty"`
+	TraceID           string             `json:"traceID,omitempty"`
 	// TargetRevision is a hash of the desired container state, the value
 	// written to pods' rollbook.dev/revision annotation.
 	TargetRevision string `json:"targetRevision,omitempty"`
