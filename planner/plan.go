@@ -453,6 +453,12 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	case rollingBack && started == 0 && len(candidates) == 0: // FIX(test): not while pods wait to be rolled back
 		st.Phase = projections.PhaseRolledBack
 		conds.set("RollingBack", "False", "RolledBack", "updated pods were rolled back to their recorded images")
+	case rollingBack && failed > 0 && started == failed && len(candidates) == 0:
+		// Everything that could be rolled back was; the rest does not
+		// verify on its recorded images either. A dead end, said so,
+		// rather than Progressing forever.
+		st.Phase = projections.PhaseFailed
+		conds.set("Failed", "True", "RollbackFailed", fmt.Sprintf("%d pods did not verify on their recorded images either; first: %s. They were released from the gate: repair them by hand, or change the target", failed, failedWhy))
 	case rollingBack:
 		st.Phase = projections.PhaseProgressing
 	case failing || spec.Paused || hold:
@@ -475,6 +481,15 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	}
 	if rolledBack {
 		st.Phase = projections.PhaseRolledBack
+	}
+	if rollingBack && st.Phase == projections.PhaseFailed {
+		// Nothing will drive these pods any more: no pod stays gated.
+		for _, pp := range plans {
+			key := pp.pod.Key()
+			if pp.stage == stageFailed && pp.gated && !p.busy[key] && p.s.Pending[key] == nil {
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: its rollback did not verify either"})
+			}
+		}
 	}
 	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), pauseMessage(spec, hold, failing, step, st.ApprovedStepsBase))
 }
