@@ -94,6 +94,18 @@ func TraceID(uid string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// RolloutTraceParent is the W3C traceparent of the rollout's root span:
+// TraceID and the root span's ID as the tracing package derives them
+// (tracing.RolloutTraceParent; a test keeps the two equal).
+func RolloutTraceParent(uid string) string {
+	sum := sha256.Sum256([]byte("rollbook/span/" + uid + "/rollout"))
+	id := sum[:8]
+	if string(id) == "\x00\x00\x00\x00\x00\x00\x00\x00" {
+		id[7] = 1
+	}
+	return "00-" + TraceID(uid) + "-" + hex.EncodeToString(id) + "-01"
+}
+
 // allowed says whether an action key may run now given its failures, and
 // until when to wait otherwise. Conflicts replan at once (the state they
 // conflicted with is new), but not forever.
@@ -132,6 +144,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 		ObservedGeneration: r.Generation,
 		Conditions:         r.Status.Conditions,
 		TraceID:            TraceID(r.UID),
+		TraceParent:        RolloutTraceParent(r.UID),
 		CurrentStep:        r.Status.CurrentStep,
 		StepPausedAt:       r.Status.StepPausedAt,
 		ApprovedStepsBase:  r.Status.ApprovedStepsBase,

@@ -133,7 +133,7 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
 	if a.Phase != b.Phase || a.ObservedGeneration != b.ObservedGeneration || a.CurrentStep != b.CurrentStep ||
 		a.TargetRevision != b.TargetRevision || a.TraceID != b.TraceID || !sameTime(a.StepPausedAt, b.StepPausedAt) ||
-		a.ApprovedStepsBase != b.ApprovedStepsBase {
+		a.ApprovedStepsBase != b.ApprovedStepsBase || a.TraceParent != b.TraceParent {
 		return false
 	}
 	if counts && (a.Replicas != b.Replicas || a.Updated != b.Updated || a.UpdatedReady != b.UpdatedReady ||

@@ -117,10 +117,15 @@ type RolloutStatus struct {
 	// ApprovedStepsBase is spec.approvedSteps when the current target
 	// revision began: approvals given for an earlier revision do not
 	// release this one's pauses (spec.approvedSteps - base do).
-	ApprovedStepsBase int32              `json:"approvedStepsBase,omitempty"`
-	Conditions        []metav1.Condition `json:"conditions,omitempty"`
-	JournalSequence   uint64             `json:"journalSequence,omitempty"`
-	TraceID           string             `json:"traceID,omitempty"`
+	ApprovedStepsBase int32 `json:"approvedStepsBase,omitempty"`
+	// TraceParent is the W3C traceparent of the rollout's root span, for
+	// tools that join the trace. NB: in the status, not an annotation: the
+	// status is written anyway, and an annotation would need a metadata
+	// write and RBAC to patch the rollout itself.
+	TraceParent     string             `json:"traceParent,omitempty"`
+	Conditions      []metav1.Condition `json:"conditions,omitempty"`
+	JournalSequence uint64             `json:"journalSequence,omitempty"`
+	TraceID         string             `json:"traceID,omitempty"`
 	// TargetRevision is a hash of the desired container state, the value
 	// written to pods' rollbook.dev/revision annotation.
 	TargetRevision string `json:"targetRevision,omitempty"`
