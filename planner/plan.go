@@ -154,6 +154,20 @@ func (p *planning) rollout(r *projections.Rollout) {
 	if problem == "" {
 		var pods []*projections.Pod
 		pods, problem = selectPods(p.s, r, t)
+		if problem == "" && t.workload != nil && t.workload.Workload.ObservedGeneration < t.workload.Generation {
+			// NB: the workload's controller has not yet observed its new
+			// template, so its update revision (the label pods must carry)
+			// is the old one. Planning now would patch pods toward a target
+			// that changes a moment later, and patch them a second time for
+			// the label. Hold, keeping the pods claimed: the status update
+			// arrives as a record and wakes the planner.
+			for _, pod := range pods {
+				if _, ok := p.claimed[pod.Key()]; !ok {
+					p.claimed[pod.Key()] = r.Key()
+				}
+			}
+			return
+		}
 		if problem == "" {
 			p.rolloutPods(r, t, pods, &st, conds)
 			p.finishStatus(r, &st, conds)

@@ -125,7 +125,28 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		if s := argOr(d, "sidecar", ""); s != "" {
 			cs[1].image = s
 		}
+		oldRev := f.obs.Workload.UpdateRevision
 		w.setTemplate(f, cs, argOr(d, "podspec", ""))
+		if argOr(d, "lag", "false") == "true" {
+			// The spec is written; the workload's controller has not yet
+			// observed it: old update revision, old observedGeneration.
+			f.lagged = f.obs.Workload.UpdateRevision
+			f.obs.Workload.UpdateRevision = oldRev
+			f.obs.Workload.ObservedGeneration = f.obs.Generation - 1
+			w.write(f.obs)
+			return fmt.Sprintf("%s: generation %d, observed %d, update revision still %s", f.obs.Name, f.obs.Generation, f.obs.Workload.ObservedGeneration, oldRev)
+		}
+		w.write(f.obs)
+		return fmt.Sprintf("%s: update revision %s", f.obs.Name, f.obs.Workload.UpdateRevision)
+
+	case "observe-template":
+		// The workload's controller catches up with a lagged template.
+		f := w.sets[argOr(d, "name", "web")]
+		if f == nil || f.lagged == "" {
+			d.Fatalf(t, "no lagged template for %q", argOr(d, "name", "web"))
+		}
+		f.obs.Workload.UpdateRevision, f.lagged = f.lagged, ""
+		f.obs.Workload.ObservedGeneration = f.obs.Generation
 		w.write(f.obs)
 		return fmt.Sprintf("%s: update revision %s", f.obs.Name, f.obs.Workload.UpdateRevision)
 

@@ -94,6 +94,7 @@ type fleet struct {
 	revN     int
 	podSpec  string
 	replicas int
+	lagged   string // update revision the controller has not published yet
 }
 
 func newWorld(tb testing.TB) *world {

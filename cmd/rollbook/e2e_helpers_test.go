@@ -395,3 +395,51 @@ func daemonSet(name string, tmpl corev1.PodTemplateSpec) *appsv1.DaemonSet {
 		},
 	}
 }
+
+// podRecords lists what the journal holds about one pod ("ns/name"): its
+// observed states (images, gate, ready, resourceVersion) and the actions,
+// for failure messages.
+func podRecords(t *testing.T, dir, pod string) string {
+	t.Helper()
+	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
+	if err != nil {
+		return err.Error()
+	}
+	defer j.Close()
+	var b strings.Builder
+	_ = j.Read(context.Background(), 1, func(r journal.Record) error {
+		switch r.Kind {
+		case journal.KindObserved:
+			if r.Key != "pods/"+pod {
+				return nil
+			}
+			var o journal.Observed
+			if r.Decode(&o) != nil || o.Pod == nil {
+				return nil
+			}
+			var imgs, conds []string
+			for _, c := range o.Pod.Containers {
+				imgs = append(imgs, c.Name+"="+c.Image+"@"+c.ContainerID)
+			}
+			for _, c := range o.Pod.Conditions {
+				conds = append(conds, c.Type+"="+c.Status)
+			}
+			fmt.Fprintf(&b, "%6d observed rv=%s label=%s %v %v\n", r.Seq, o.ResourceVersion, o.Labels[planner.RevisionLabel], imgs, conds)
+		case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
+			var f journal.ActionFact
+			if r.Decode(&f) != nil || f.Pod != pod {
+				return nil
+			}
+			what := ""
+			if len(f.Action) > 0 {
+				var a planner.Action
+				if journal.DecodeBody(f.Action, &a) == nil {
+					what = a.String()
+				}
+			}
+			fmt.Fprintf(&b, "%6d %s plan=%d rv=%s %s %s %s\n", r.Seq, r.Kind, f.PlanSeq, f.ResultVersion, f.Class, f.Error, what)
+		}
+		return nil
+	})
+	return b.String()
+}

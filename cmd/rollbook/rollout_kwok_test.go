@@ -99,7 +99,7 @@ func TestStatefulSetsInPlace(t *testing.T) {
 	au := readAudit(t, dir)
 	for pod, kinds := range au.actions {
 		if kinds["gate"] != 1 || kinds["patch"] != 1 || kinds["ungate"] != 2 {
-			t.Fatalf("pod %s: writes %v, want gate 1, patch 1, ungate 2 (one when first seen, one after verify)", pod, kinds)
+			t.Fatalf("pod %s: writes %v, want gate 1, patch 1, ungate 2 (one when first seen, one after verify); its records:\n%s", pod, kinds, podRecords(t, dir, pod))
 		}
 	}
 	if len(au.actions) != 2*replicas {
