@@ -146,15 +146,20 @@ func TestLeaderElectionStandbyTakesOver(t *testing.T) {
 	setImage(t, c, ns, "web", "app", "registry.example/app:v2")
 	createRollout(t, c, ns, "web", workloadRollout("web", map[string]any{"maxUnavailable": 2}))
 	waitPhase(t, c, ns, "web", "Succeeded", 2*time.Minute)
-	_, m, err = b.get("/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`rollbook_rollouts{phase="Succeeded"} 1`, `rollbook_api_writes_total{verb="patch",resource="pods"} 4`, `rollbook_action_seconds_count{kind="patch"} 4`} {
-		if !strings.Contains(m, want) {
-			t.Fatalf("new leader /metrics lacks %q:\n%s", want, m)
+	// The metrics read the controller's view, which sees the Succeeded
+	// status it wrote when the watch brings it back: poll.
+	cluster.Eventually(t, 30*time.Second, "new leader's /metrics", func() error {
+		_, m, err := b.get("/metrics")
+		if err != nil {
+			return err
 		}
-	}
+		for _, want := range []string{`rollbook_rollouts{phase="Succeeded"} 1`, `rollbook_api_writes_total{verb="patch",resource="pods"} 4`, `rollbook_action_seconds_count{kind="patch"} 4`} {
+			if !strings.Contains(m, want) {
+				return fmt.Errorf("lacks %q:\n%s", want, m)
+			}
+		}
+		return nil
+	})
 }
 
 // TestDaemonSetInPlace: a DaemonSet on OnDelete, one pod per node, rolled
