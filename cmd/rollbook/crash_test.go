@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -124,6 +125,14 @@ func TestKillNineMidRollout(t *testing.T) {
 		ch = startChild(t, c, dir, ns, cfg.BearerToken)
 	}
 	waitPhase(t, c, ns, "web", "Succeeded", 3*time.Minute)
+	// The rollout's root span ends when the controller sees Succeeded;
+	// the live exporter sends it within a second.
+	cluster.Eventually(t, 30*time.Second, "root span exported", func() error {
+		if !rc.hasRoot() {
+			return errors.New("no root span received yet")
+		}
+		return nil
+	})
 	ch.Process.Signal(syscall.SIGTERM)
 	ch.Wait()
 	checkReplay(t, dir)

@@ -443,3 +443,17 @@ func podRecords(t *testing.T, dir, pod string) string {
 	})
 	return b.String()
 }
+
+// waitSeen waits until the controller's own view (the status it wrote,
+// back through its watch) has the rollout in phase: spans of a rollout end
+// there, so a test that checks exported spans stops the controller after.
+func (r *running) waitSeen(t *testing.T, rollout, phase string) {
+	t.Helper()
+	cluster.Eventually(t, 30*time.Second, "controller sees "+rollout+" "+phase, func() error {
+		rollouts, _, _, _ := r.c.snapshot()
+		if got := rollouts[rollout].Phase; got != phase {
+			return fmt.Errorf("controller's view: %q", got)
+		}
+		return nil
+	})
+}

@@ -147,3 +147,15 @@ func parentHex(s sdktrace.ReadOnlySpan) string {
 	}
 	return s.Parent().SpanID().String()
 }
+
+// hasRoot reports whether a root (rollout) span has been received.
+func (rc *otlpReceiver) hasRoot() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, s := range rc.spans {
+		if len(s.ParentSpanId) == 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -70,6 +70,7 @@ func TestRealNodeInPlace(t *testing.T) {
 			t.Fatalf("%s: sidecar restarted", name)
 		}
 	}
+	r.waitSeen(t, ns+"/real-v2", "Succeeded")
 	r.stop(t)
 	checkSpans(t, rc, dir, ns+"/real-v2")
 	if drained := drainedWhileGated(t, dir); len(drained) != replicas {

@@ -94,6 +94,8 @@ func TestStatefulSetsInPlace(t *testing.T) {
 			t.Fatalf("pod %s: log sidecar restarted", name)
 		}
 	}
+	r.waitSeen(t, ns+"/web-v2", "Succeeded")
+	r.waitSeen(t, ns+"/api-v2", "Succeeded")
 	r.stop(t)
 	checkSpans(t, rc, dir, ns+"/web-v2", ns+"/api-v2")
 	au := readAudit(t, dir)
