@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -34,9 +35,14 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 	} else if ok {
 		done, _ = strconv.ParseUint(v, 10, 64)
 	}
-	var pending []sdktrace.ReadOnlySpan
-	var last uint64
-	flush := func() error {
+	var (
+		mu      sync.Mutex // pending, last, and the builder
+		pending []sdktrace.ReadOnlySpan
+		last    uint64
+	)
+	flush := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
 		if len(pending) == 0 {
 			return nil
 		}
@@ -47,9 +53,29 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 		pending = pending[:0]
 		return c.j.SetCursor(journal.Cursor{Name: traceCursor, Value: strconv.FormatUint(last, 10)})
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// NB: flush on a clock, not on the next record: the span that ends a
+	// rollout is often the last record for a long while.
+	flushed := make(chan error, 1)
+	fctx, stop := context.WithCancel(ctx)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-fctx.Done():
+				flushed <- nil
+				return
+			case <-tick.C:
+				if err := flush(fctx); err != nil {
+					flushed <- err
+					return
+				}
+			}
+		}
+	}()
 	err = c.j.Follow(ctx, 1, func(r journal.Record) error {
+		mu.Lock()
+		defer mu.Unlock()
 		if err := b.Add(r); err != nil {
 			return err
 		}
@@ -59,16 +85,14 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 		}
 		last = r.Seq
 		pending = append(pending, fin...)
-		select {
-		case <-tick.C:
-			return flush()
-		default:
-			return nil
-		}
+		return nil
 	})
+	stop()
+	if ferr := <-flushed; ferr != nil && err == nil {
+		err = ferr
+	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-		ctx = context.WithoutCancel(ctx)
-		return flush()
+		return flush(context.WithoutCancel(ctx))
 	}
 	return err
 }
