@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,5 +68,3 @@ func splitKey(r Resource, key string) (ns, name string) {
 	ns, name, _ = strings.Cut(rest, "/")
 	return ns, name
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"time"
 
@@ -348,7 +349,7 @@ func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Ent
 			keys = append(keys, k)
 		}
 	}
-	sortStrings(keys) // deterministic journal order
+	sort.Strings(keys) // deterministic journal order
 	var out []journal.Entry
 	for _, k := range keys {
 		o := s.known[k]

@@ -320,9 +320,6 @@ func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
 			if c.ContainerID == b.ContainerID || c.ImageID == "" {
 				return false, fmt.Sprintf("container %q has not restarted with %s yet%s", b.Name, c.Image, waiting(c))
 			}
-			if c.ImageID == b.ImageID && c.RestartCount <= b.Restarts && c.ContainerID == b.ContainerID {
-				return false, fmt.Sprintf("container %q has not restarted yet (same digest)", b.Name)
-			}
 		}
 		for _, w := range t.containers {
 			if w.Name == b.Name && w.Init == b.Init && (len(w.Requests) > 0 || len(w.Limits) > 0) {

@@ -134,14 +134,12 @@ func grantRollbook(t *testing.T, c *cluster.Cluster, ns string) {
 	if _, err := deploy.Apply(ctx, c.Config(), deploy.RBAC, deploy.ApplyOptions{}); err != nil {
 		t.Fatalf("applying deploy/rbac.yaml: %v", err)
 	}
-	cs := c.Clientset()
 	crb := fmt.Sprintf(`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"rollbook-test-%s"},
 		"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"rollbook"},
 		"subjects":[{"kind":"ServiceAccount","name":"rollbook","namespace":%q}]}`, ns, ns)
 	if _, err := deploy.Apply(ctx, c.Config(), []byte(crb), deploy.ApplyOptions{}); err != nil {
 		t.Fatalf("binding the rollbook ClusterRole: %v", err)
 	}
-	_ = cs
 }
 
 type stsOpts struct {

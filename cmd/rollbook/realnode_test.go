@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -110,5 +109,3 @@ func drainedWhileGated(t *testing.T, dir string) []string {
 	})
 	return out
 }
-
-var _ = appsv1.OnDeleteStatefulSetStrategyType

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/test/cluster"
 	"rollbook.dev/rollbook/test/fleet"
 )
@@ -345,8 +345,8 @@ func TestResizeInPlace(t *testing.T) {
 	for i := range 4 {
 		spec := kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec
 		spec.Containers[0].Resources = corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: mustQ("100m"), corev1.ResourceMemory: mustQ("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceCPU: mustQ("1"), corev1.ResourceMemory: mustQ("256Mi")},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("256Mi")},
 		}
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("r-%d", i), Labels: map[string]string{"resize": "yes"}}, Spec: spec}
 		if _, err := c.Clientset().CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
@@ -372,8 +372,6 @@ func TestResizeInPlace(t *testing.T) {
 		}
 	}
 }
-
-func mustQ(s string) resourceQuantity { return parseQ(s) }
 
 // TestBadInputReportedByConditions: what the schema cannot check is
 // reported on the rollout with what to fix, and the controller goes on
@@ -463,5 +461,3 @@ func TestConflictOlderRolloutWins(t *testing.T) {
 		}
 	}
 }
-
-var _ = planner.GateCondition

@@ -8,7 +8,6 @@ import (
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
-	"rollbook.dev/rollbook/projections"
 )
 
 // synthJournal writes n records shaped like a large rollout's journal into a
@@ -122,8 +121,6 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(replayRate, "replay-records/s")
 	b.ReportMetric(replayRate/scanRate, "replay/scan")
 }
-
-var _ = projections.New
 
 // benchRecords is the journal size of BenchmarkReplay (-replay.records).
 var benchRecords = 1_000_000
