@@ -24,8 +24,9 @@ const (
 	Patch ActionKind = "patch"
 	// Resize changes CPU/memory through the pods/resize subresource.
 	Resize ActionKind = "resize"
-	// Recreate deletes the pod with a UID precondition; its workload
-	// creates the replacement from the new template.
+	// Recreate evicts the pod (the Eviction API, so PodDisruptionBudgets
+	// hold) with a UID precondition; its workload creates the replacement
+	// from the new template.
 	Recreate ActionKind = "recreate"
 	// Status writes the rollout's status subresource.
 	Status ActionKind = "status"
@@ -102,6 +103,14 @@ type Action struct {
 	CreateAnnotations bool `cbor:"15,keyasint,omitempty"`
 	// CreateLabels: likewise for the labels map.
 	CreateLabels bool `cbor:"16,keyasint,omitempty"`
+	// RemoveLabels are label keys the target template dropped, present on
+	// the pod (a JSON-patch remove of an absent key fails the whole patch).
+	RemoveLabels []string `cbor:"17,keyasint,omitempty"`
+	// Annotations are template annotations added or changed between the
+	// pod's revision and the target; RemoveAnnotations those it dropped,
+	// present on the pod. Annotations no template named are never touched.
+	Annotations       map[string]string `cbor:"18,keyasint,omitempty"`
+	RemoveAnnotations []string          `cbor:"19,keyasint,omitempty"`
 }
 
 // Key identifies the action for idempotence: an action with a key already
@@ -144,6 +153,15 @@ func (a Action) String() string {
 		}
 		for _, k := range sortedKeys(a.Labels) {
 			fmt.Fprintf(&b, " label[%s]=%s", k, a.Labels[k])
+		}
+		for _, k := range a.RemoveLabels {
+			fmt.Fprintf(&b, " label[%s]-", k)
+		}
+		for _, k := range sortedKeys(a.Annotations) {
+			fmt.Fprintf(&b, " annotation[%s]=%s", k, a.Annotations[k])
+		}
+		for _, k := range a.RemoveAnnotations {
+			fmt.Fprintf(&b, " annotation[%s]-", k)
 		}
 	case Resize:
 		for _, r := range a.Resources {
