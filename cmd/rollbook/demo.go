@@ -95,6 +95,11 @@ func demoCmd(ctx context.Context, args []string) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	// The StatefulSet's pods are refused until the namespace's default
+	// ServiceAccount exists; its controller would retry, on its backoff.
+	if err := cluster.WaitDefaultServiceAccount(ctx, cs, ns); err != nil {
+		return err
+	}
 	step("creating StatefulSet %s/web: %d pods (app + log sidecar), updateStrategy OnDelete, readiness gate %s", ns, *pods, planner.GateCondition)
 	if _, err := cs.AppsV1().StatefulSets(ns).Create(ctx, demoStatefulSet(int32(*pods)), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err

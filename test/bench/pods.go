@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/test/cluster"
 )
 
 func createNamespace(ctx context.Context, cs kubernetes.Interface, name string) error {
@@ -28,7 +29,8 @@ func createNamespace(ctx context.Context, cs kubernetes.Interface, name string) 
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", name, err)
 	}
-	return nil
+	// Pods are refused until the namespace's default ServiceAccount exists.
+	return cluster.WaitDefaultServiceAccount(ctx, cs, name)
 }
 
 // barePod is a pod as a StatefulSet of a typical service makes it (labels,

@@ -166,10 +166,10 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true",
-		// Pods here carry no service-account token volume: the simulated
-		// fleet has no kubelet to mount one, and the real node's pods do
-		// not talk to the apiserver.
-		"--disable-admission-plugins=ServiceAccount",
+		// NB: the default admission plugins, none disabled: a real
+		// cluster's ServiceAccount plugin gives every pod a service account
+		// and a token volume its template never had, and the product must
+		// be proven against pods as a real apiserver stores them.
 		"--etcd-compaction-interval=" + c.opts.EtcdCompactionInterval.String(),
 		"--max-requests-inflight=2000",
 		"--max-mutating-requests-inflight=1000",
@@ -231,6 +231,12 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	args = append(args,
 		"--controllers=*,-serviceaccount-token",
 		"--service-account-private-key-file="+filepath.Join(c.Dir, "pki", "sa.key"),
+		// The apiserver's self-signed serving certificate (it writes the
+		// chain, CA included, to apiserver.crt in its cert-dir): the
+		// root-ca-cert-publisher puts it into every namespace's
+		// kube-root-ca.crt, which the token volume the ServiceAccount
+		// admission plugin adds to pods projects as ca.crt.
+		"--root-ca-file="+filepath.Join(c.Dir, "pki", "apiserver.crt"),
 		"--use-service-account-credentials=false",
 		"--concurrent-statefulset-syncs=20",
 		"--concurrent-daemonset-syncs=10",
@@ -296,6 +302,24 @@ func (c *Cluster) ServiceAccountConfig(ctx context.Context, ns, name string) (*r
 	cfg := rest.AnonymousClientConfig(c.Config())
 	cfg.BearerToken = tr.Status.Token
 	return cfg, nil
+}
+
+// WaitDefaultServiceAccount waits until the serviceaccount controller has
+// created the default ServiceAccount of namespace ns: until then the
+// ServiceAccount admission plugin refuses every pod in ns, and workload
+// controllers retry on their own backoff. Call it after creating a
+// namespace and before creating pods or workloads in it.
+func WaitDefaultServiceAccount(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	err := Poll(ctx, time.Minute, func() error {
+		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(gctx, "default", metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: default service account of namespace %s: %w", ns, err)
+	}
+	return nil
 }
 
 // Process returns a running component by name ("etcd", "kube-apiserver", ...).

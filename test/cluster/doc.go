@@ -7,7 +7,7 @@
 //
 //	func TestX(t *testing.T) {
 //		c := cluster.Shared(t)
-//		ns := c.Namespace(t)                      // deleted after; log tails on failure
+//		ns := c.Namespace(t)                      // default ServiceAccount ready; deleted after; log tails on failure
 //		cfg, _ := c.ServiceAccountConfig(ctx, ns, "rollbook") // RBAC applies
 //		cluster.Eventually(t, time.Minute, "pods ready", func() error { ... })
 //	}

@@ -35,8 +35,9 @@ func Shared(t testing.TB) *Cluster {
 var nsCounter atomic.Int64
 var nsUnsafe = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// Namespace creates a namespace for t, named after it, deleted when t ends.
-// When t fails, the tails of the component logs are printed.
+// Namespace creates a namespace for t, named after it, deleted when t ends,
+// and returns once pods can be created in it (its default ServiceAccount
+// exists). When t fails, the tails of the component logs are printed.
 func (c *Cluster) Namespace(t testing.TB) string {
 	t.Helper()
 	name := strings.Trim(nsUnsafe.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
@@ -55,6 +56,9 @@ func (c *Cluster) Namespace(t testing.TB) string {
 		}
 		_ = c.Clientset().CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+	if err := WaitDefaultServiceAccount(ctx, c.Clientset(), name); err != nil {
+		t.Fatal(err)
+	}
 	return name
 }
 
