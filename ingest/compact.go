@@ -53,6 +53,13 @@ func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error)
 			return o, fmt.Errorf("ingest: pod %s/%s: %w", o.Namespace, o.Name, err)
 		}
 		o.Pod = podFacts(&p)
+		o.AnnotationKeys = foreignAnnotationKeys(p.Annotations)
+	case "controllerrevisions.apps":
+		rev, err := revisionFacts(u)
+		if err != nil {
+			return o, fmt.Errorf("ingest: controllerrevision %s/%s: %w", o.Namespace, o.Name, err)
+		}
+		o.Revision = rev
 	case "statefulsets.apps":
 		var s appsv1.StatefulSet
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
@@ -123,7 +130,6 @@ func podFacts(p *corev1.Pod) *journal.PodFacts {
 	f.Containers = containers(p.Spec.Containers, p.Status.ContainerStatuses)
 	f.InitContainers = containers(p.Spec.InitContainers, p.Status.InitContainerStatuses)
 	f.EnvFieldRefs = envFieldRefs(p.Spec.Containers, p.Spec.InitContainers)
-	f.SpecHash = podSpecHash(&p.Spec)
 	return f
 }
 
@@ -156,63 +162,15 @@ func containers(spec []corev1.Container, statuses []corev1.ContainerStatus) []jo
 	return out
 }
 
-// containerSpec keeps a container's name, image and resources, and a hash
-// of everything else in its spec.
+// containerSpec keeps a container's name, image and resources.
 func containerSpec(c *corev1.Container) journal.Container {
 	return journal.Container{
 		Name:          c.Name,
 		Image:         c.Image,
 		Requests:      quantities(c.Resources.Requests),
 		Limits:        quantities(c.Resources.Limits),
-		SpecHash:      containerRestHash(c),
 		RestartAlways: c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways,
 	}
-}
-
-// containerRestHash hashes the container minus what can change in place.
-// NB: the ServiceAccount admission plugin adds a kube-api-access-* mount to
-// pods but not to templates; left in, every pod would look changed.
-func containerRestHash(c *corev1.Container) []byte {
-	cc := c.DeepCopy()
-	cc.Image = ""
-	cc.Resources = corev1.ResourceRequirements{}
-	cc.ResizePolicy = nil
-	mounts := cc.VolumeMounts[:0]
-	for _, m := range cc.VolumeMounts {
-		if !strings.HasPrefix(m.Name, "kube-api-access-") {
-			mounts = append(mounts, m)
-		}
-	}
-	cc.VolumeMounts = mounts
-	if len(cc.VolumeMounts) == 0 {
-		cc.VolumeMounts = nil
-	}
-	b, _ := json.Marshal(cc) // a typed struct always marshals
-	sum := sha256.Sum256(b)
-	return sum[:8]
-}
-
-// podSpecHash hashes the pod-level spec fields that cannot change in place
-// and that a template also has: volume names and sources, security context,
-// host settings. Fields the scheduler or admission fill in are left out.
-func podSpecHash(s *corev1.PodSpec) []byte {
-	var vols []corev1.Volume
-	for _, v := range s.Volumes {
-		if !strings.HasPrefix(v.Name, "kube-api-access-") {
-			vols = append(vols, v)
-		}
-	}
-	b, _ := json.Marshal(struct {
-		Volumes         []corev1.Volume
-		SecurityContext *corev1.PodSecurityContext
-		HostNetwork     bool
-		HostPID         bool
-		HostIPC         bool
-		RuntimeClass    *string
-		ServiceAccount  string
-	}{vols, s.SecurityContext, s.HostNetwork, s.HostPID, s.HostIPC, s.RuntimeClassName, s.ServiceAccountName})
-	sum := sha256.Sum256(b)
-	return sum[:8]
 }
 
 // envFieldRefs lists the label and annotation paths that env vars read
@@ -266,17 +224,6 @@ func quantities(l corev1.ResourceList) map[string]string {
 	return out
 }
 
-func templateFacts(t *corev1.PodTemplateSpec, w *journal.WorkloadFacts) {
-	for i := range t.Spec.Containers {
-		w.TemplateContainers = append(w.TemplateContainers, containerSpec(&t.Spec.Containers[i]))
-	}
-	for i := range t.Spec.InitContainers {
-		w.TemplateInitContainers = append(w.TemplateInitContainers, containerSpec(&t.Spec.InitContainers[i]))
-	}
-	w.TemplateLabels = t.Labels
-	w.TemplateSpecHash = podSpecHash(&t.Spec)
-}
-
 func statefulSetFacts(s *appsv1.StatefulSet) *journal.WorkloadFacts {
 	w := &journal.WorkloadFacts{
 		Kind:               "StatefulSet",
@@ -293,7 +240,6 @@ func statefulSetFacts(s *appsv1.StatefulSet) *journal.WorkloadFacts {
 	if s.Spec.Selector != nil {
 		w.Selector = s.Spec.Selector.MatchLabels
 	}
-	templateFacts(&s.Spec.Template, w)
 	return w
 }
 
@@ -314,7 +260,7 @@ func daemonSetFacts(d *appsv1.DaemonSet) *journal.WorkloadFacts {
 	if d.Spec.Selector != nil {
 		w.Selector = d.Spec.Selector.MatchLabels
 	}
-	templateFacts(&d.Spec.Template, w)
+	w.Template = TemplateFacts(&d.Spec.Template)
 	return w
 }
 

@@ -16,7 +16,10 @@ var (
 	Nodes        = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "nodes"}}
 	StatefulSets = Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, Namespaced: true}
 	DaemonSets   = Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, Namespaced: true}
-	Rollouts     = Resource{GVR: schema.GroupVersionResource{Group: "rollbook.dev", Version: "v1alpha1", Resource: "inplacerollouts"}, Namespaced: true}
+	// ControllerRevisions hold each StatefulSet and DaemonSet revision's
+	// pod template: what changed is decided between two of them.
+	ControllerRevisions = Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "controllerrevisions"}, Namespaced: true}
+	Rollouts            = Resource{GVR: schema.GroupVersionResource{Group: "rollbook.dev", Version: "v1alpha1", Resource: "inplacerollouts"}, Namespaced: true}
 )
 
 // Name is the resource's name as records carry it: "pods",

@@ -36,6 +36,49 @@ type Observed struct {
 	// HasAnnotations says whether the object has any annotation at all
 	// (most are not kept): a JSON patch adding one must first create the map.
 	HasAnnotations bool `cbor:"26,keyasint,omitempty"`
+	// AnnotationKeys lists a pod's annotation keys whose values are not
+	// kept, sorted: a JSON patch may remove only a key the pod has.
+	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
+	// Revision is a ControllerRevision's number and pod template.
+	Revision *RevisionFacts `cbor:"28,keyasint,omitempty"`
+}
+
+// RevisionFacts is a ControllerRevision of a StatefulSet or DaemonSet: the
+// pod template of one revision, which pods carrying its name (or hash) in
+// their controller-revision-hash label were created from.
+type RevisionFacts struct {
+	Revision int64          `cbor:"1,keyasint"`
+	Template *TemplateFacts `cbor:"2,keyasint,omitempty"`
+}
+
+// TemplateFacts is a pod template reduced to what an in-place update
+// compares between two revisions: labels and annotations whole (they are
+// applied in place), images and resources whole, and every other field as
+// a short hash under its path, so that what changed can be named without
+// keeping env values, volumes or commands.
+type TemplateFacts struct {
+	Labels         map[string]string   `cbor:"1,keyasint,omitempty"`
+	Annotations    map[string]string   `cbor:"2,keyasint,omitempty"`
+	Containers     []TemplateContainer `cbor:"3,keyasint,omitempty"`
+	InitContainers []TemplateContainer `cbor:"4,keyasint,omitempty"`
+	// Fields hashes each pod-level spec field other than the container
+	// lists, by path ("spec.volumes"); an empty field is absent.
+	Fields map[string][]byte `cbor:"5,keyasint,omitempty"`
+	// EnvFieldRefs lists the label and annotation paths env vars read
+	// through fieldRef.
+	EnvFieldRefs []string `cbor:"6,keyasint,omitempty"`
+}
+
+// TemplateContainer is one container of a template.
+type TemplateContainer struct {
+	Name          string            `cbor:"1,keyasint"`
+	Image         string            `cbor:"2,keyasint,omitempty"`
+	Requests      map[string]string `cbor:"3,keyasint,omitempty"`
+	Limits        map[string]string `cbor:"4,keyasint,omitempty"`
+	RestartAlways bool              `cbor:"5,keyasint,omitempty"`
+	// Fields hashes each other field of the container by name ("env",
+	// "command", "volumeMounts"); an empty field is absent.
+	Fields map[string][]byte `cbor:"6,keyasint,omitempty"`
 }
 
 type OwnerRef struct {
@@ -57,9 +100,9 @@ type PodFacts struct {
 	// EnvFieldRefs lists label/annotation paths that feed env vars through
 	// fieldRef ("metadata.labels['x']"): changing those is not in place.
 	EnvFieldRefs []string `cbor:"9,keyasint,omitempty"`
-	// SpecHash hashes the parts of the pod spec that cannot change in place
-	// (everything but images and resources), so the planner can tell a
-	// template change that needs a recreate without holding the spec.
+	// SpecHash is no longer written: what changed is decided between
+	// revisions (TemplateFacts), not between a pod and its template.
+	// Kept so that older journals decode.
 	SpecHash []byte `cbor:"10,keyasint,omitempty"`
 }
 
@@ -90,9 +133,7 @@ type Container struct {
 	Limits         map[string]string `cbor:"11,keyasint,omitempty"`
 	ActualRequests map[string]string `cbor:"12,keyasint,omitempty"`
 	ActualLimits   map[string]string `cbor:"13,keyasint,omitempty"`
-	// SpecHash hashes the container's spec minus image, resources and
-	// resizePolicy (what can change in place) and minus admission-injected
-	// service-account mounts: equal hashes mean only in-place fields differ.
+	// SpecHash is no longer written (see PodFacts.SpecHash).
 	SpecHash []byte `cbor:"14,keyasint,omitempty"`
 	// Init marks a restartable init container (a native sidecar) when the
 	// container is listed among InitContainers.
@@ -106,8 +147,9 @@ type WorkloadFacts struct {
 	UpdateRevision  string            `cbor:"4,keyasint,omitempty"`
 	CurrentRevision string            `cbor:"5,keyasint,omitempty"`
 	Selector        map[string]string `cbor:"6,keyasint,omitempty"`
-	// Template holds the pod template's containers (name, image, resources)
-	// and the template's labels; env and volumes are left out.
+	// TemplateContainers, TemplateInitContainers, TemplateLabels and
+	// TemplateSpecHash are no longer written: the planner reads templates
+	// from ControllerRevisions. Kept so that older journals decode.
 	TemplateContainers     []Container       `cbor:"7,keyasint,omitempty"`
 	TemplateInitContainers []Container       `cbor:"8,keyasint,omitempty"`
 	TemplateLabels         map[string]string `cbor:"9,keyasint,omitempty"`
@@ -119,6 +161,10 @@ type WorkloadFacts struct {
 	// DaemonSet counts a pod updated when its pod-template-generation label
 	// matches it (DaemonSets publish no update revision in their status).
 	TemplateGeneration int64 `cbor:"14,keyasint,omitempty"`
+	// Template is a DaemonSet's current pod template, to tell which of its
+	// ControllerRevisions is current (a DaemonSet names none in its
+	// status). Not set for StatefulSets, whose status names it.
+	Template *TemplateFacts `cbor:"15,keyasint,omitempty"`
 }
 
 type NodeFacts struct {

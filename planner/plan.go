@@ -154,19 +154,30 @@ func (p *planning) rollout(r *projections.Rollout) {
 	if problem == "" {
 		var pods []*projections.Pod
 		pods, problem = selectPods(p.s, r, t)
-		if problem == "" && t.workload != nil && t.workload.Workload.ObservedGeneration < t.workload.Generation {
+		if problem == "" && t.workload != nil && (t.workload.Workload.ObservedGeneration < t.workload.Generation || t.to == nil) {
 			// NB: the workload's controller has not yet observed its new
 			// template, so its update revision (the label pods must carry)
-			// is the old one. Planning now would patch pods toward a target
-			// that changes a moment later, and patch them a second time for
-			// the label. Hold, keeping the pods claimed: the status update
-			// arrives as a record and wakes the planner.
+			// is the old one; or the target revision's ControllerRevision
+			// has not come on its watch yet. Planning now would patch pods
+			// toward a target that changes a moment later, and patch them a
+			// second time. Hold, keeping the pods claimed: the records that
+			// end the wait wake the planner.
 			for _, pod := range pods {
 				if _, ok := p.claimed[pod.Key()]; !ok {
 					p.claimed[pod.Key()] = r.Key()
 				}
 			}
+			if t.workload.Workload.ObservedGeneration >= t.workload.Generation {
+				st.Phase = projections.PhasePending
+				conds.set("RevisionObserved", "False", "RevisionNotObserved", fmt.Sprintf(
+					"waiting for the ControllerRevision of %s %s's current template (%s): Rollbook decides what changed from revisions and needs list and watch on controllerrevisions.apps",
+					t.workload.Workload.Kind, t.workload.Name, orNone(t.label)))
+				p.finishStatus(r, &st, conds)
+			}
 			return
+		}
+		if t.workload != nil && conds.has("RevisionObserved") {
+			conds.set("RevisionObserved", "True", "Observed", "")
 		}
 		if problem == "" {
 			p.rolloutPods(r, t, pods, &st, conds)
@@ -241,7 +252,7 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	rolledBack := !rollingBack && r.Status.Phase == projections.PhaseRolledBack && r.Status.TargetRevision == t.rev
 	var plans []*podPlan
 	for _, pod := range mine {
-		pt := podTarget{rev: t.rev, containers: t.containers, label: t.label, templateLabels: t.templateLabels, podSpecHash: t.podSpecHash, canRecreate: t.workload != nil}
+		pt := t.forPod(p.s, pod)
 		if rollingBack {
 			var ok bool
 			if pt, ok = rollbackTarget(pod, t.rev); !ok {
@@ -588,9 +599,14 @@ func (p *planning) patch(r *projections.Rollout, pp *podPlan, rev string) Action
 	if len(pp.labels) > 0 {
 		labels = pp.labels
 	}
+	var annotations map[string]string
+	if len(pp.annotations) > 0 {
+		annotations = pp.annotations
+	}
 	return Action{
 		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: r.Key(), Revision: rev,
 		Images: pp.images, Labels: labels, State: string(raw),
+		RemoveLabels: pp.removeLabels, Annotations: annotations, RemoveAnnotations: pp.removeAnnotations,
 		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: len(pp.pod.Labels) == 0 && len(labels) > 0,
 	}
 }

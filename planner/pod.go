@@ -3,6 +3,7 @@ package planner
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -49,18 +50,21 @@ type podPlan struct {
 	images    []ContainerChange
 	resources []ResourceChange
 	labels    map[string]string
-	state     *PodState
-	hasGate   bool // declares the readiness gate
-	gated     bool // our condition is False
-	gatedAt   int64
-	ready     bool
-	skipDrain bool   // every changed container skips the drain
-	why       string // for verifying, failed and blocked
-	wakeAt    int64
-	before    []ContainerBefore
-	oldLabel  string
-	rev       string // the target revision classified against
-	untouched bool   // rolling back a rollout that never updated this pod
+	// Metadata changes of the patch besides labels (see podTarget).
+	removeLabels, removeAnnotations []string
+	annotations                     map[string]string
+	state                           *PodState
+	hasGate                         bool // declares the readiness gate
+	gated                           bool // our condition is False
+	gatedAt                         int64
+	ready                           bool
+	skipDrain                       bool   // every changed container skips the drain
+	why                             string // for verifying, failed and blocked
+	wakeAt                          int64
+	before                          []ContainerBefore
+	oldLabel                        string
+	rev                             string // the target revision classified against
+	untouched                       bool   // rolling back a rollout that never updated this pod
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -94,12 +98,22 @@ func untouched(p *projections.Pod) *podPlan {
 
 // podTarget is what one pod should become.
 type podTarget struct {
-	rev            string
-	containers     []want
+	rev        string
+	containers []want
+	// label is the controller-revision-hash the pod must carry ("" for
+	// selector targets); templateLabels other labels it must carry.
 	label          string
 	templateLabels map[string]string
-	podSpecHash    []byte
-	canRecreate    bool
+	// Metadata the template dropped, and annotations it set: removed only
+	// where the pod has them; annotations are set until applied.
+	removeLabels, removeAnnotations []string
+	annotations                     map[string]string
+	// applied: this rollout already patched the pod toward this target, so
+	// the template's annotations are on it (their values are not kept).
+	applied bool
+	// notInPlace names what the template changed that needs a new pod.
+	notInPlace  string
+	canRecreate bool
 }
 
 func gateCondition(p *journal.PodFacts) *journal.Condition {
@@ -150,7 +164,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		pp.gated, pp.gatedAt = true, c.LastTransition
 	}
 	notInPlace := diff(pp, t)
-	atTarget := len(pp.images) == 0 && len(pp.resources) == 0 && len(pp.labels) == 0
+	atTarget := len(pp.images) == 0 && len(pp.resources) == 0 && !pp.metadataChanges()
 	ours := pp.state != nil && pp.state.Revision == t.rev
 	switch {
 	case notInPlace != "":
@@ -180,7 +194,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		if pp.gated {
 			pp.stage = stageVerified // gated for a target it already has: ungate
 		}
-	case ours && len(pp.images) == 0 && len(pp.labels) == 0:
+	case ours && len(pp.images) == 0 && !pp.metadataChanges():
 		pp.stage = stageResize
 	case !pp.hasGate && spec.RequireReadinessGate:
 		pp.stage = stageSkipped
@@ -192,17 +206,22 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	return pp
 }
 
-// diff fills the pod's image, resource and label changes, and says why
+// metadataChanges: the patch has labels or annotations to set or remove.
+func (pp *podPlan) metadataChanges() bool {
+	return len(pp.labels)+len(pp.removeLabels)+len(pp.annotations)+len(pp.removeAnnotations) > 0
+}
+
+// diff fills the pod's image, resource and metadata changes, and says why
 // the change cannot be made in place ("" when it can).
 func diff(pp *podPlan, t podTarget) string {
 	f := pp.pod.Pod
+	if t.notInPlace != "" {
+		return t.notInPlace
+	}
 	for _, w := range t.containers {
 		c, idx := findContainer(f, w.Name, w.Init)
 		if c == nil {
 			return fmt.Sprintf("the pod has no container %q", w.Name)
-		}
-		if len(w.SpecHash) > 0 && len(c.SpecHash) > 0 && string(w.SpecHash) != string(c.SpecHash) {
-			return fmt.Sprintf("container %q differs in more than image and resources (env, command, ports, mounts, probes...)", w.Name)
 		}
 		changed := false
 		if w.Image != "" && c.Image != w.Image {
@@ -223,15 +242,25 @@ func diff(pp *podPlan, t podTarget) string {
 			}
 		}
 	}
-	if len(t.podSpecHash) > 0 && len(f.SpecHash) > 0 && string(t.podSpecHash) != string(f.SpecHash) {
-		return "pod-level fields differ from the template (volumes, security context, host settings...)"
-	}
 	if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
 		pp.labels[RevisionLabel] = t.label
 	}
 	for _, k := range sortedKeys(t.templateLabels) {
 		if pp.pod.Labels[k] != t.templateLabels[k] {
 			pp.labels[k] = t.templateLabels[k]
+		}
+	}
+	for _, k := range t.removeLabels {
+		if _, ok := pp.pod.Labels[k]; ok {
+			pp.removeLabels = append(pp.removeLabels, k)
+		}
+	}
+	if !t.applied && len(t.annotations) > 0 {
+		pp.annotations = t.annotations
+	}
+	for _, k := range t.removeAnnotations {
+		if _, ours := pp.pod.Annotations[k]; ours || slices.Contains(pp.pod.AnnotationKeys, k) {
+			pp.removeAnnotations = append(pp.removeAnnotations, k)
 		}
 	}
 	// NB: the kubelet does not restart a container when a label or
@@ -241,9 +270,14 @@ func diff(pp *podPlan, t podTarget) string {
 		if ref == "metadata.annotations" || strings.Contains(ref, StateAnnotation) {
 			return fmt.Sprintf("an env var reads %s through fieldRef, which an in-place update would leave stale", ref)
 		}
-		for k := range pp.labels {
+		for _, k := range append(sortedKeys(pp.labels), pp.removeLabels...) {
 			if ref == "metadata.labels" || strings.Contains(ref, "'"+k+"'") {
 				return fmt.Sprintf("an env var reads label %s through fieldRef, which an in-place update would leave stale", k)
+			}
+		}
+		for _, k := range append(sortedKeys(pp.annotations), pp.removeAnnotations...) {
+			if strings.Contains(ref, "'"+k+"'") {
+				return fmt.Sprintf("an env var reads annotation %s through fieldRef, which an in-place update would leave stale", k)
 			}
 		}
 	}

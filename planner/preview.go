@@ -74,7 +74,7 @@ func Preview(s *projections.State, rolloutKey string) PreviewResult {
 			res.Conflicts = append(res.Conflicts, pod.Name+" (claimed by "+owner+")")
 			continue
 		}
-		pt := podTarget{rev: t.rev, containers: t.containers, label: t.label, templateLabels: t.templateLabels, podSpecHash: t.podSpecHash, canRecreate: t.workload != nil}
+		pt := t.forPod(s, pod)
 		plans = append(plans, classify(pod, pt, spec, s.Now))
 	}
 	res.Replicas = len(plans)

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,8 +26,10 @@ import (
 //	      [sidecar=log:v1] [gate=true|false] [cond=none] [strategy=OnDelete]
 //	      [cpu=.. mem=.. limcpu=.. limmem=..]
 //	                        a StatefulSet and its pods, running and ready
+//	      [admission=true]  pods get what admission adds (zone label, injected sidecar and annotation)
 //	template name=web [image=..] [sidecar=..] [env=..] [podspec=..] [cpu=.. ...]
-//	                        a new pod template: a new update revision
+//	      [labels=(k:v,k-)] [annotations=(k:v,k-)] [restart=<time>]
+//	                        a new pod template: a new update revision and its ControllerRevision
 //	rollout name=r1         create or update a rollout; input: its spec (YAML or JSON)
 //	delete-rollout name=r1
 //	plan                    the actions, canonical form, and the next wake-up
@@ -54,6 +57,17 @@ func TestScripts(t *testing.T) {
 			return w.command(t, d)
 		})
 	})
+}
+
+// editMetadata applies "k:v" (set) and "k-" (remove) edits to m.
+func editMetadata(m map[string]string, edits []string) {
+	for _, e := range edits {
+		if k, v, ok := strings.Cut(e, ":"); ok {
+			m[k] = v
+		} else {
+			delete(m, strings.TrimSuffix(e, "-"))
+		}
+	}
 }
 
 func argOr(d *datadriven.TestData, key, def string) string {
@@ -110,7 +124,7 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 			cs = append(cs, containerSpec{name: "log", image: s})
 		}
 		w.addFleet(argOr(d, "name", "web"), replicas, nodes, argOr(d, "spread", "round"), argOr(d, "strategy", "OnDelete"),
-			argOr(d, "gate", "true") == "true", argOr(d, "cond", "") == "none", cs)
+			argOr(d, "gate", "true") == "true", argOr(d, "cond", "") == "none", argOr(d, "admission", "false") == "true", cs)
 		return w.podsTable(false)
 
 	case "template":
@@ -126,7 +140,16 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 			cs[1].image = s
 		}
 		oldRev := f.obs.Workload.UpdateRevision
-		w.setTemplate(f, cs, argOr(d, "podspec", ""))
+		labels, annotations := maps.Clone(f.tmpl.Labels), maps.Clone(f.tmpl.Annotations)
+		editMetadata(labels, argList(d, "labels"))
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		editMetadata(annotations, argList(d, "annotations"))
+		if at := argOr(d, "restart", ""); at != "" {
+			annotations[RestartedAtAnnotation] = at
+		}
+		w.setTemplate(f, cs, argOr(d, "podspec", ""), labels, annotations)
 		if argOr(d, "lag", "false") == "true" {
 			// The spec is written; the workload's controller has not yet
 			// observed it: old update revision, old observedGeneration.

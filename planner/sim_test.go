@@ -129,7 +129,7 @@ func (s *sim) setup() {
 	// Some fleets do not declare the readiness gate: their pods are
 	// patched without a drain, and count as unavailable until verified.
 	gate := s.intn(4) != 0
-	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", gate, false,
+	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", gate, false, true,
 		[]containerSpec{{name: "app", image: "app:v1"}, {name: "log", image: "log:v1"}})
 	s.newTemplate()
 
@@ -194,7 +194,7 @@ func (s *sim) newTemplate() {
 	default:
 		cs[0].image, cs[1].image = "app:"+tag, "log:"+tag
 	}
-	s.w.setTemplate(s.f, cs, "")
+	s.w.setTemplate(s.f, cs, "", s.f.tmpl.Labels, s.f.tmpl.Annotations)
 	s.w.write(s.f.obs)
 }
 
@@ -622,7 +622,7 @@ func (s *sim) converge() {
 		s.t.Fatalf("rollout did not succeed\n%s\n%s", w.statusText(s.name), w.podsTable(false))
 	}
 	_, maxUpdated := s.budgets()
-	template := s.f.obs.Workload.TemplateContainers
+	template := s.f.tmpl.Containers
 	atTarget := 0
 	for _, k := range sortedKeysOf(w.pods) {
 		p := w.pods[k]
@@ -633,8 +633,9 @@ func (s *sim) converge() {
 			s.t.Errorf("%s is still gated after the rollout", p.Name)
 		}
 		same := true
-		for i, c := range p.Pod.Containers {
-			same = same && c.Image == template[i].Image && c.StatusImage == c.Image
+		for _, tc := range template {
+			c, _ := findContainer(p.Pod, tc.Name, false)
+			same = same && c != nil && c.Image == tc.Image && c.StatusImage == c.Image
 		}
 		if same {
 			atTarget++

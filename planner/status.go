@@ -40,6 +40,15 @@ func (c *conditions) set(typ, status, reason, message string) {
 	c.list = append(c.list, metav1.Condition{Type: typ, Status: metav1.ConditionStatus(status), Reason: reason, Message: message, LastTransitionTime: *timeAt(c.now)})
 }
 
+func (c *conditions) has(typ string) bool {
+	for _, x := range c.list {
+		if x.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *conditions) is(typ string) bool {
 	for _, x := range c.list {
 		if x.Type == typ {

@@ -16,28 +16,38 @@ import (
 	"rollbook.dev/rollbook/projections"
 )
 
-// want is the desired state of one container.
+// want is the desired state of one container: for a selector target the
+// rollout's containers; for a workloadRef target what the template
+// changed between the pod's revision and the target, plus the rollout's
+// overrides. Unset fields are not compared.
 type want struct {
 	Name      string            `json:"n"`
 	Init      bool              `json:"i,omitempty"`
 	Image     string            `json:"im,omitempty"`
 	Requests  map[string]string `json:"rq,omitempty"`
 	Limits    map[string]string `json:"li,omitempty"`
-	SpecHash  []byte            `json:"h,omitempty"` // template's rest-of-spec hash (workloadRef)
 	SkipDrain bool              `json:"sd,omitempty"`
 }
 
 // target is what a rollout wants of its pods.
 type target struct {
+	// containers: a selector target's desired containers, or a workload
+	// target's overrides (spec.containers).
 	containers []want
-	// label is the controller-revision-hash the pods must carry
-	// (workloadRef), "" for selector targets.
+	// label is the controller-revision-hash pods of the target revision
+	// carry (workloadRef), "" for selector targets.
 	label string
-	// templateLabels are other template labels pods must carry.
-	templateLabels map[string]string
-	podSpecHash    []byte
-	workload       *projections.Workload
-	rev            string
+	// generation is a DaemonSet's template generation, which its pods
+	// carry in pod-template-generation, "" otherwise.
+	generation string
+	workload   *projections.Workload
+	// to is the target revision's template and toName its
+	// ControllerRevision; nil while that revision is not yet observed.
+	to     *journal.TemplateFacts
+	toName string
+	rev    string
+	// diffs caches the template difference per revision pods come from.
+	diffs map[string]revisionDiff
 }
 
 // resolveTarget validates what the schema cannot (the workload exists and
@@ -67,56 +77,129 @@ func resolveTarget(s *projections.State, r *projections.Rollout) (t target, prob
 			return t, fmt.Sprintf("%s %s uses updateStrategy %s: set spec.updateStrategy.type to OnDelete so that only Rollbook replaces its pods", ref.Kind, ref.Name, w.Workload.UpdateStrategy), false
 		}
 		t.workload = w
-		t.label = w.Workload.UpdateRevision
-		t.podSpecHash = w.Workload.TemplateSpecHash
-		t.templateLabels = map[string]string{}
-		for k, v := range w.Workload.TemplateLabels {
-			if k != RevisionLabel {
-				t.templateLabels[k] = v
-			}
+		t.diffs = map[string]revisionDiff{}
+		var cr *projections.Revision
+		cr, t.label = targetRevision(s, w)
+		if cr != nil {
+			t.to, t.toName = cr.Revision.Template, cr.Name
 		}
 		if ref.Kind == "DaemonSet" {
 			// NB: a DaemonSet's status has no update revision; it counts
-			// a pod updated by its pod-template-generation label.
-			t.label = ""
+			// a pod updated by its pod-template-generation label (or its
+			// controller-revision-hash).
 			if g := w.Workload.TemplateGeneration; g > 0 {
-				t.templateLabels[TemplateGenerationLabel] = strconv.FormatInt(g, 10)
+				t.generation = strconv.FormatInt(g, 10)
 			}
-		}
-		for _, c := range w.Workload.TemplateInitContainers {
-			t.containers = append(t.containers, want{Name: c.Name, Init: true, Image: c.Image, Requests: c.Requests, Limits: c.Limits, SpecHash: c.SpecHash})
-		}
-		for _, c := range w.Workload.TemplateContainers {
-			t.containers = append(t.containers, want{Name: c.Name, Image: c.Image, Requests: c.Requests, Limits: c.Limits, SpecHash: c.SpecHash})
 		}
 	} else if len(spec.Containers) == 0 {
 		return t, "spec.containers is empty: a selector target needs the desired image or resources of at least one container", false
 	}
 	for _, ct := range spec.Containers {
-		i := -1
-		for j := range t.containers {
-			if t.containers[j].Name == ct.Name {
-				i = j
-			}
+		if t.to != nil && !templateHas(t.to, ct.Name) {
+			return t, fmt.Sprintf("spec.containers names %q, which the %s template does not have (it has %s)", ct.Name, spec.Target.WorkloadRef.Kind, templateNames(t.to)), false
 		}
-		if t.workload != nil && i < 0 {
-			return t, fmt.Sprintf("spec.containers names %q, which the %s template does not have (it has %s)", ct.Name, spec.Target.WorkloadRef.Kind, names(t.containers)), false
-		}
-		if i < 0 {
-			t.containers = append(t.containers, want{Name: ct.Name})
-			i = len(t.containers) - 1
-		}
-		w := &t.containers[i]
-		if ct.Image != "" {
-			w.Image = ct.Image
+		w := want{Name: ct.Name, Image: ct.Image, SkipDrain: ct.SkipDrain}
+		if t.to != nil {
+			w.Init = !hasContainer(t.to.Containers, ct.Name)
 		}
 		if ct.Resources != nil {
-			w.Requests, w.Limits = merge(w.Requests, ct.Resources.Requests), merge(w.Limits, ct.Resources.Limits)
+			w.Requests, w.Limits = merge(nil, ct.Resources.Requests), merge(nil, ct.Resources.Limits)
 		}
-		w.SkipDrain = ct.SkipDrain
+		t.containers = append(t.containers, w)
 	}
 	t.rev = revision(t)
 	return t, "", false
+}
+
+func templateHas(tf *journal.TemplateFacts, name string) bool {
+	return hasContainer(tf.Containers, name) || hasContainer(tf.InitContainers, name)
+}
+
+func hasContainer(list []journal.TemplateContainer, name string) bool {
+	for _, c := range list {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func templateNames(tf *journal.TemplateFacts) string {
+	var n []string
+	for _, c := range append(append([]journal.TemplateContainer(nil), tf.InitContainers...), tf.Containers...) {
+		n = append(n, c.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// forPod is what one pod of the rollout should become. For a workload
+// target that is the template's change from the pod's own revision to the
+// target revision, never the difference between pod and template: the
+// pod's revision is its controller-revision-hash label, or, for a pod this
+// rollout already patched toward this target, the label it had before (so
+// a resize after the patch still knows what changed).
+func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
+	pt := podTarget{rev: t.rev, label: t.label, canRecreate: t.workload != nil, templateLabels: map[string]string{}}
+	if t.workload == nil {
+		pt.containers = t.containers
+		return pt
+	}
+	if t.generation != "" {
+		pt.templateLabels[TemplateGenerationLabel] = t.generation
+	}
+	from := pod.Labels[RevisionLabel]
+	if st := readState(pod); st != nil && st.Revision == t.rev {
+		from, pt.applied = st.Label, true
+	}
+	var d revisionDiff
+	if from != t.label {
+		key := revisionKey(t.workload, from)
+		var ok bool
+		if d, ok = t.diffs[key]; !ok {
+			cr := s.Revisions[key]
+			if cr == nil || cr.Revision == nil || cr.Revision.Template == nil {
+				d.notInPlace = fmt.Sprintf("the pod's revision %q has no ControllerRevision (deleted past revisionHistoryLimit?), so what changed cannot be told", from)
+			} else {
+				d = diffTemplates(cr.Revision.Template, t.to)
+			}
+			t.diffs[key] = d
+		}
+	}
+	pt.notInPlace = d.notInPlace
+	pt.containers = withOverrides(d.containers, t.containers)
+	for k, v := range d.labels {
+		pt.templateLabels[k] = v
+	}
+	pt.removeLabels, pt.annotations, pt.removeAnnotations = d.removeLabels, d.annotations, d.removeAnnotations
+	return pt
+}
+
+// withOverrides lays the rollout's per-container overrides over what the
+// template changed.
+func withOverrides(changed, overrides []want) []want {
+	out := make([]want, 0, len(changed)+len(overrides))
+	for _, c := range changed {
+		out = append(out, want{Name: c.Name, Init: c.Init, Image: c.Image, Requests: c.Requests, Limits: c.Limits})
+	}
+	for _, o := range overrides {
+		i := -1
+		for j := range out {
+			if out[j].Name == o.Name && out[j].Init == o.Init {
+				i = j
+			}
+		}
+		if i < 0 {
+			out = append(out, want{Name: o.Name, Init: o.Init})
+			i = len(out) - 1
+		}
+		w := &out[i]
+		if o.Image != "" {
+			w.Image = o.Image
+		}
+		w.Requests, w.Limits = merge(w.Requests, o.Requests), merge(w.Limits, o.Limits)
+		w.SkipDrain = o.SkipDrain
+	}
+	return out
 }
 
 func names(ws []want) string {
@@ -142,13 +225,15 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 // revision is a short hash of the target: the value of the pods' state
-// annotation and of the rollout's status.targetRevision.
+// annotation and of the rollout's status.targetRevision. A workload
+// target's template is identified by its ControllerRevision.
 func revision(t target) string {
 	b, _ := json.Marshal(struct {
-		C []want            `json:"c"`
-		L string            `json:"l,omitempty"`
-		T map[string]string `json:"t,omitempty"`
-	}{t.containers, t.label, t.templateLabels}) // json sorts map keys
+		C []want `json:"c"`
+		L string `json:"l,omitempty"`
+		G string `json:"g,omitempty"`
+		R string `json:"r,omitempty"`
+	}{t.containers, t.label, t.generation, t.toName})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:10]
 }

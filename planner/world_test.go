@@ -95,6 +95,10 @@ type fleet struct {
 	podSpec  string
 	replicas int
 	lagged   string // update revision the controller has not published yet
+	tmpl     *journal.TemplateFacts
+	// admission: pods get what a real cluster's admission adds to them (a
+	// topology label, an injected sidecar and annotation).
+	admission bool
 }
 
 func newWorld(tb testing.TB) *world {
@@ -205,21 +209,26 @@ type containerSpec struct {
 	requests, limits map[string]string
 }
 
-func (c containerSpec) container() journal.Container {
-	return journal.Container{Name: c.name, Image: c.image, Requests: maps.Clone(c.requests), Limits: maps.Clone(c.limits),
-		SpecHash: shortHash("env=" + c.env)}
+// container is the template's view of it, as ingest reduces it: env is
+// one of the fields kept only as a hash.
+func (c containerSpec) container() journal.TemplateContainer {
+	tc := journal.TemplateContainer{Name: c.name, Image: c.image, Requests: maps.Clone(c.requests), Limits: maps.Clone(c.limits)}
+	if c.env != "" {
+		tc.Fields = map[string][]byte{"env": shortHash("env=" + c.env)}
+	}
+	return tc
 }
 
 // addFleet creates a StatefulSet and its pods, running and ready.
-func (w *world) addFleet(name string, replicas int, nodes []string, spread, strategy string, gate, noCond bool, cs []containerSpec) *fleet {
-	f := &fleet{gate: gate, noCond: noCond, nodes: nodes, spread: spread, replicas: replicas}
+func (w *world) addFleet(name string, replicas int, nodes []string, spread, strategy string, gate, noCond, admission bool, cs []containerSpec) *fleet {
+	f := &fleet{gate: gate, noCond: noCond, nodes: nodes, spread: spread, replicas: replicas, admission: admission}
 	o := &journal.Observed{Resource: "statefulsets.apps", Namespace: testNS, Name: name, UID: w.uid("sts"), Generation: 1, Created: w.now,
 		Labels: map[string]string{"app": name},
 		Workload: &journal.WorkloadFacts{Kind: "StatefulSet", UpdateStrategy: strategy, Replicas: int32(replicas),
-			Selector: map[string]string{"app": name}, TemplateLabels: map[string]string{"app": name}}}
+			Selector: map[string]string{"app": name}}}
 	f.obs = o
 	w.sets[name] = f
-	w.setTemplate(f, cs, "")
+	w.setTemplate(f, cs, "", map[string]string{"app": name}, nil)
 	o.Workload.CurrentRevision = o.Workload.UpdateRevision
 	for i := range replicas {
 		p := w.newPod(f, i)
@@ -235,25 +244,32 @@ func (w *world) addFleet(name string, replicas int, nodes []string, spread, stra
 	return f
 }
 
-// setTemplate sets a new pod template: a new update revision.
-func (w *world) setTemplate(f *fleet, cs []containerSpec, podSpec string) {
+// setTemplate sets a new pod template: a new update revision, and its
+// ControllerRevision, as the StatefulSet controller writes it.
+func (w *world) setTemplate(f *fleet, cs []containerSpec, podSpec string, labels, annotations map[string]string) {
 	f.revN++
 	f.podSpec = podSpec
-	wf := f.obs.Workload
-	wf.TemplateContainers = nil
+	t := &journal.TemplateFacts{Labels: maps.Clone(labels), Annotations: maps.Clone(annotations)}
 	for _, c := range cs {
-		wf.TemplateContainers = append(wf.TemplateContainers, c.container())
+		t.Containers = append(t.Containers, c.container())
 	}
-	wf.TemplateSpecHash = shortHash("pod=" + podSpec)
+	if podSpec != "" {
+		t.Fields = map[string][]byte{"volumes": shortHash("pod=" + podSpec)}
+	}
+	f.tmpl = t
+	wf := f.obs.Workload
 	wf.UpdateRevision = fmt.Sprintf("%s-r%d", f.obs.Name, f.revN)
 	f.obs.Generation++
 	wf.ObservedGeneration = f.obs.Generation
+	w.write(&journal.Observed{Resource: "controllerrevisions.apps", Namespace: testNS, Name: wf.UpdateRevision, UID: w.uid("rev"), Created: w.now,
+		Owner:    &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: f.obs.Name, UID: f.obs.UID},
+		Revision: &journal.RevisionFacts{Revision: int64(f.revN), Template: t}})
 }
 
-// templateOf returns a fleet's template as container specs.
+// template returns a fleet's template containers as container specs.
 func (f *fleet) template() []containerSpec {
 	var out []containerSpec
-	for _, c := range f.obs.Workload.TemplateContainers {
+	for _, c := range f.tmpl.Containers {
 		out = append(out, containerSpec{name: c.Name, image: c.Image, requests: maps.Clone(c.Requests), limits: maps.Clone(c.Limits)})
 	}
 	return out
@@ -269,20 +285,32 @@ func (w *world) newPod(f *fleet, i int) *journal.Observed {
 	if f.spread == "block" {
 		node = f.nodes[i*len(f.nodes)/f.replicas]
 	}
-	labels := maps.Clone(wf.TemplateLabels)
+	labels := maps.Clone(f.tmpl.Labels)
 	labels[RevisionLabel] = wf.UpdateRevision
 	p := &journal.Observed{Resource: "pods", Namespace: testNS, Name: fmt.Sprintf("%s-%d", f.obs.Name, i), UID: w.uid("pod"),
 		Labels: labels, Created: w.now,
 		Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: f.obs.Name, UID: f.obs.UID},
-		Pod:   &journal.PodFacts{NodeName: node, Phase: "Pending", SpecHash: slices.Clone(wf.TemplateSpecHash)}}
+		Pod:   &journal.PodFacts{NodeName: node, Phase: "Pending"}}
+	for k := range f.tmpl.Annotations {
+		p.AnnotationKeys = append(p.AnnotationKeys, k)
+	}
+	if f.admission {
+		// What admission adds to a real pod and no template names: a
+		// label copied from its node, an injected sidecar, an annotation.
+		p.Labels[zoneLabel] = w.nodes[node].Node.TopologyLabels[zoneLabel]
+		p.AnnotationKeys = append(p.AnnotationKeys, "mesh.example/injected")
+	}
+	slices.Sort(p.AnnotationKeys)
+	p.HasAnnotations = len(p.AnnotationKeys) > 0
 	if f.gate {
 		p.Pod.ReadinessGates = []string{GateCondition}
 	}
-	for _, c := range wf.TemplateContainers {
-		c.SpecHash = slices.Clone(c.SpecHash)
-		c.Requests, c.Limits = maps.Clone(c.Requests), maps.Clone(c.Limits)
-		c.State = "waiting:ContainerCreating"
-		p.Pod.Containers = append(p.Pod.Containers, c)
+	for _, c := range f.tmpl.Containers {
+		p.Pod.Containers = append(p.Pod.Containers, journal.Container{Name: c.Name, Image: c.Image,
+			Requests: maps.Clone(c.Requests), Limits: maps.Clone(c.Limits), State: "waiting:ContainerCreating"})
+	}
+	if f.admission {
+		p.Pod.Containers = append(p.Pod.Containers, journal.Container{Name: "mesh-proxy", Image: "mesh-proxy:1.0", State: "waiting:ContainerCreating"})
 	}
 	p.Pod.QOSClass = qosAfter(p.Pod, nil)
 	setCondition(p.Pod, "Ready", "False", "ContainersNotReady", "", w.now)
@@ -587,6 +615,27 @@ func (w *world) perform(a Action) (rv, class string) {
 		if len(a.Labels) > 0 && a.CreateLabels != (len(p.Labels) == 0) {
 			return "", journal.ClassConflict
 		}
+		// A JSON-patch remove of an absent key fails the whole patch.
+		for _, k := range a.RemoveLabels {
+			if _, ok := p.Labels[k]; !ok {
+				return "", journal.ClassConflict
+			}
+		}
+		for _, k := range a.RemoveAnnotations {
+			if !slices.Contains(p.AnnotationKeys, k) {
+				return "", journal.ClassConflict
+			}
+		}
+		for _, k := range a.RemoveLabels {
+			delete(p.Labels, k)
+		}
+		p.AnnotationKeys = slices.DeleteFunc(p.AnnotationKeys, func(k string) bool { return slices.Contains(a.RemoveAnnotations, k) })
+		for k := range a.Annotations {
+			if !slices.Contains(p.AnnotationKeys, k) {
+				p.AnnotationKeys = append(p.AnnotationKeys, k)
+			}
+		}
+		slices.Sort(p.AnnotationKeys)
 		for _, c := range a.Images {
 			if c.Init {
 				f.InitContainers[c.Index].Image = c.To

@@ -20,6 +20,9 @@ type State struct {
 	Rollouts  map[string]*Rollout  // "namespace/name"
 	Workloads map[string]*Workload // "Kind/namespace/name"
 	Nodes     map[string]*Node     // name
+	// Revisions are ControllerRevisions, "namespace/name": the pod
+	// template of each StatefulSet and DaemonSet revision.
+	Revisions map[string]*Revision
 
 	// Pending holds the action in flight per object key (pod "ns/name" or
 	// "rollout:ns/name"): intended and not failed, or succeeded and its
@@ -63,6 +66,11 @@ type Workload struct {
 	journal.Observed
 }
 
+// Revision is a ControllerRevision as last observed.
+type Revision struct {
+	journal.Observed
+}
+
 // Node is a node as last observed.
 type Node struct {
 	journal.Observed
@@ -71,8 +79,10 @@ type Node struct {
 // Pending is an action in flight.
 type Pending struct {
 	Key, Kind, Rollout, Revision string
-	IntentSeq                    uint64
-	IntentAt                     int64
+	// UID is the pod's the action was for.
+	UID       string
+	IntentSeq uint64
+	IntentAt  int64
 	// Succeeded: the write returned ResultVersion; the action stays
 	// pending until the watch shows the object at that version or later.
 	Succeeded     bool
@@ -91,7 +101,7 @@ type Failure struct {
 func New() *State {
 	return &State{
 		Pods: map[string]*Pod{}, Rollouts: map[string]*Rollout{}, Workloads: map[string]*Workload{},
-		Nodes: map[string]*Node{}, Pending: map[string]*Pending{}, Failures: map[string]*Failure{},
+		Nodes: map[string]*Node{}, Revisions: map[string]*Revision{}, Pending: map[string]*Pending{}, Failures: map[string]*Failure{},
 		Emitted: map[string]bool{},
 	}
 }
@@ -152,7 +162,7 @@ func (s *State) observe(o journal.Observed, at int64) {
 			return
 		}
 		s.Pods[key] = &Pod{Observed: o, ObservedAt: at}
-		s.settle(key, o.UID, o.ResourceVersion)
+		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
 	case "inplacerollouts.rollbook.dev":
 		r := &Rollout{Observed: o, ObservedAt: at}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
@@ -162,20 +172,29 @@ func (s *State) observe(o journal.Observed, at int64) {
 			_ = json.Unmarshal(o.Status, &r.Status) // a status we cannot read is rewritten
 		}
 		s.Rollouts[key] = r
-		s.settle("rollout:"+key, o.UID, o.ResourceVersion)
+		s.settle("rollout:"+key, o.UID, o.ResourceVersion, 0)
 	case "statefulsets.apps":
 		s.Workloads["StatefulSet/"+key] = &Workload{Observed: o}
 	case "daemonsets.apps":
 		s.Workloads["DaemonSet/"+key] = &Workload{Observed: o}
+	case "controllerrevisions.apps":
+		s.Revisions[key] = &Revision{Observed: o}
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: o}
 	}
 }
 
 // settle ends a succeeded action once the watch shows its result.
-func (s *State) settle(key, uid, rv string) {
+func (s *State) settle(key, uid, rv string, deleting int64) {
 	p, ok := s.Pending[key]
 	if !ok || !p.Succeeded {
+		return
+	}
+	if p.ResultVersion == "" {
+		// A succeeded eviction: settled by the pod terminating or replaced.
+		if uid != p.UID || deleting != 0 {
+			delete(s.Pending, key)
+		}
 		return
 	}
 	if versionAtLeast(rv, p.ResultVersion) {
@@ -196,6 +215,8 @@ func (s *State) forget(resource, ns, name string) {
 		delete(s.Workloads, "StatefulSet/"+key)
 	case "daemonsets.apps":
 		delete(s.Workloads, "DaemonSet/"+key)
+	case "controllerrevisions.apps":
+		delete(s.Revisions, key)
 	case "nodes":
 		delete(s.Nodes, name)
 	}
@@ -217,15 +238,25 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 			s.Emitted[f.Key] = true
 			return // events are fire-and-forget: nothing waits on them
 		}
-		s.Pending[key] = &Pending{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Revision: f.Revision, IntentSeq: seq, IntentAt: at}
+		s.Pending[key] = &Pending{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Revision: f.Revision, UID: f.UID, IntentSeq: seq, IntentAt: at}
 	case journal.KindActionSucceeded:
 		delete(s.Failures, f.Key)
 		p, ok := s.Pending[key]
 		if !ok || p.Key != f.Key {
 			return
 		}
+		if f.ResultVersion == "" && f.Kind == "recreate" {
+			// An eviction answers with no resourceVersion: the recreate
+			// stays in flight until the watch shows the pod terminating,
+			// replaced or gone, so no plan evicts it twice.
+			p.Succeeded = true
+			if pod := s.Pods[key]; pod == nil || pod.UID != p.UID || pod.Deleting != 0 {
+				delete(s.Pending, key)
+			}
+			return
+		}
 		if f.ResultVersion == "" {
-			delete(s.Pending, key) // nothing to wait for (a delete)
+			delete(s.Pending, key) // nothing to wait for
 			return
 		}
 		p.Succeeded, p.ResultVersion = true, f.ResultVersion

@@ -94,7 +94,7 @@ func newController(opts controllerOptions) (*controller, error) {
 	c.readClient = dynamic.NewForConfigOrDie(cfg)
 	c.in, err = ingest.New(ingest.Options{
 		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
-		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.Nodes, ingest.Rollouts},
+		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},
 	})
 	if err != nil {
 		c.shutdown()

@@ -115,7 +115,7 @@ func planCmd(ctx context.Context, args []string) error {
 // foldCluster lists what the planner needs from a namespace into s.
 func foldCluster(ctx context.Context, client dynamic.Interface, ns string, s *projections.State, seq *uint64) error {
 	now := time.Now()
-	for _, res := range []ingest.Resource{ingest.Nodes, ingest.StatefulSets, ingest.DaemonSets, ingest.Pods, ingest.Rollouts} {
+	for _, res := range []ingest.Resource{ingest.Nodes, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Pods, ingest.Rollouts} {
 		ri := client.Resource(res.GVR)
 		var list *unstructured.UnstructuredList
 		var err error
