@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/journal"
@@ -49,6 +52,111 @@ func TestPatchBody(t *testing.T) {
 		`{"op":"add","path":"/metadata/annotations/rollbook.dev~1state","value":"{\"rev\":\"abc\"}"}]`
 	if string(got) != want {
 		t.Fatalf("patch body\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestPatchBodyMetadata: template annotations are added next to the state
+// annotation, removals are bare removes after the adds (sorted, escaped),
+// and nothing addresses a whole map except the creation of an absent one.
+func TestPatchBodyMetadata(t *testing.T) {
+	act := planner.Action{Kind: planner.Patch, Pod: "shop/web-0", UID: "u-1",
+		Labels:            map[string]string{"tier": "front"},
+		RemoveLabels:      []string{"zeta", "old/one"},
+		Annotations:       map[string]string{"b.example/x": "2", "a": "1"},
+		RemoveAnnotations: []string{"gone~it"},
+		State:             "{}",
+	}
+	got, err := patchBody(act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"test","path":"/metadata/uid","value":"u-1"},` +
+		`{"op":"add","path":"/metadata/labels/tier","value":"front"},` +
+		`{"op":"remove","path":"/metadata/labels/old~1one"},` +
+		`{"op":"remove","path":"/metadata/labels/zeta"},` +
+		`{"op":"add","path":"/metadata/annotations/a","value":"1"},` +
+		`{"op":"add","path":"/metadata/annotations/b.example~1x","value":"2"},` +
+		`{"op":"add","path":"/metadata/annotations/rollbook.dev~1state","value":"{}"},` +
+		`{"op":"remove","path":"/metadata/annotations/gone~0it"}]`
+	if string(got) != want {
+		t.Fatalf("patch body\n got %s\nwant %s", got, want)
+	}
+	if act.Annotations[planner.StateAnnotation] != "" || len(act.Annotations) != 2 {
+		t.Fatalf("patchBody changed the action's annotations: %v", act.Annotations)
+	}
+}
+
+// TestPatchBodyAnnotationsOnly: template annotations without a state still
+// create an absent map first; removals alone make a patch.
+func TestPatchBodyAnnotationsOnly(t *testing.T) {
+	got, err := patchBody(planner.Action{Kind: planner.Patch, Pod: "shop/web-0", UID: "u-1",
+		Annotations: map[string]string{"new": "v"}, CreateAnnotations: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"test","path":"/metadata/uid","value":"u-1"},` +
+		`{"op":"test","path":"/metadata/annotations","value":null},` +
+		`{"op":"add","path":"/metadata/annotations","value":{}},` +
+		`{"op":"add","path":"/metadata/annotations/new","value":"v"}]`
+	if string(got) != want {
+		t.Fatalf("patch body\n got %s\nwant %s", got, want)
+	}
+	got, err = patchBody(planner.Action{Kind: planner.Patch, Pod: "shop/web-0", UID: "u-1", RemoveLabels: []string{"old"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = `[{"op":"test","path":"/metadata/uid","value":"u-1"},{"op":"remove","path":"/metadata/labels/old"}]`
+	if string(got) != want {
+		t.Fatalf("patch body\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestPatchBodyContradictions: a patch that would fail every time as a
+// conflict, and so be planned again for ever, is refused as invalid.
+func TestPatchBodyContradictions(t *testing.T) {
+	base := planner.Action{Kind: planner.Patch, Pod: "shop/web-0", UID: "u-1"}
+	for name, mutate := range map[string]func(*planner.Action){
+		"nothing": func(a *planner.Action) {},
+		"empty maps and lists": func(a *planner.Action) {
+			a.Labels, a.Annotations, a.RemoveLabels = map[string]string{}, map[string]string{}, []string{}
+		},
+		"label set and removed": func(a *planner.Action) { a.Labels, a.RemoveLabels = map[string]string{"x": "1"}, []string{"x"} },
+		"label removed twice":   func(a *planner.Action) { a.RemoveLabels = []string{"x", "x"} },
+		"empty label removed":   func(a *planner.Action) { a.RemoveLabels = []string{""} },
+		"annotation set, removed": func(a *planner.Action) {
+			a.Annotations, a.RemoveAnnotations = map[string]string{"x": "1"}, []string{"x"}
+		},
+		"state removed": func(a *planner.Action) { a.State, a.RemoveAnnotations = "{}", []string{planner.StateAnnotation} },
+		"state twice": func(a *planner.Action) {
+			a.State, a.Annotations = "{}", map[string]string{planner.StateAnnotation: "{}"}
+		},
+		"removal from absent map": func(a *planner.Action) {
+			a.CreateLabels, a.Labels, a.RemoveLabels = true, map[string]string{"y": "1"}, []string{"x"}
+		},
+		"removal from absent annos": func(a *planner.Action) { a.CreateAnnotations, a.RemoveAnnotations = true, []string{"x"} },
+	} {
+		act := base
+		mutate(&act)
+		if _, err := patchBody(act); !errors.Is(err, ErrInvalidAction) {
+			t.Errorf("%s: %v, want ErrInvalidAction", name, err)
+		}
+	}
+}
+
+// TestBudgetError: an eviction the budget refuses reads with the budget's
+// own message, and still classifies through the wrapping; other errors
+// pass unchanged.
+func TestBudgetError(t *testing.T) {
+	refused := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	refused.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget web needs 2 healthy pods and has 2 currently"}}
+	err := budgetError(refused)
+	want := "Cannot evict pod as it would violate the pod's disruption budget: The disruption budget web needs 2 healthy pods and has 2 currently"
+	if err.Error() != want || !errors.Is(err, refused) || Classify(err) != journal.ClassBlocked {
+		t.Fatalf("budgetError = %q (class %q), want %q, wrapping the refusal", err, Classify(err), want)
+	}
+	conflict := apierrors.NewConflict(schema.GroupResource{Resource: "Pod"}, "web-0", errors.New("the UID in the precondition does not match"))
+	if got := budgetError(conflict); got != error(conflict) {
+		t.Fatalf("budgetError of a conflict = %v, want it unchanged", got)
 	}
 }
 
@@ -152,6 +260,7 @@ func TestRequestKey(t *testing.T) {
 		{"PATCH", "/api/v1/namespaces/shop/pods/web-0/status", "patch pods/status"},
 		{"PATCH", "/api/v1/namespaces/shop/pods/web-0", "patch pods"},
 		{"DELETE", "/api/v1/namespaces/shop/pods/web-0", "delete pods"},
+		{"POST", "/api/v1/namespaces/shop/pods/web-0/eviction", "create pods/eviction"},
 		{"POST", "/api/v1/namespaces/shop/events", "create events"},
 		{"PATCH", "/apis/rollbook.dev/v1alpha1/namespaces/shop/inplacerollouts/r/status", "patch inplacerollouts/status"},
 		{"GET", "/api/v1/namespaces/shop/pods", "list pods"},

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -32,6 +33,71 @@ const (
 	causeUnsupportedPlatform metav1.CauseType = "UnsupportedPlatform"
 )
 
+// budgetRefused reports whether the apiserver refused an eviction because
+// of the pod's PodDisruptionBudget. Found in kube-apiserver v1.37.2's
+// eviction handler (pkg/registry/core/pod/storage/eviction.go), each
+// checked against the real server by the tests:
+//
+//   - 429 TooManyRequests, "Cannot evict pod as it would violate the pod's
+//     disruption budget.", with one cause of type DisruptionBudget whose
+//     message names the budget and why ("The disruption budget web needs 2
+//     healthy pods and has 2 currently"); also while the budget's status
+//     lags its spec ("... is still being processed by the server").
+//   - 403 Forbidden on the poddisruptionbudget with a DisruptionBudget
+//     cause, when its disruptionsAllowed is negative or too many evictions
+//     await the disruption controller.
+//   - 500 with no reason and no details, "This pod has more than one
+//     PodDisruptionBudget, which the eviction subresource does not
+//     support.": the handler returns that Status as its result.
+//
+// NB: the 429 is not throttling: retrying at once cannot succeed until
+// the budget's pods are ready again, and the status code alone would send
+// it to the throttled class.
+func budgetRefused(s metav1.Status) bool {
+	if hasCause(s, policyv1.DisruptionBudgetCause) {
+		return true
+	}
+	return s.Code == http.StatusInternalServerError && strings.Contains(s.Message, morePDBsMessage)
+}
+
+// morePDBsMessage is the apiserver's refusal to evict a pod two budgets
+// select (see budgetRefused).
+const morePDBsMessage = "more than one PodDisruptionBudget"
+
+// budgetError adds to an eviction's refusal what the budget said: the
+// Status message is the same for every budget, the cause names it.
+func budgetError(err error) error {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || !budgetRefused(status.Status()) {
+		return err
+	}
+	var why []string
+	if d := status.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			if c.Type == policyv1.DisruptionBudgetCause && c.Message != "" {
+				why = append(why, c.Message)
+			}
+		}
+	}
+	if len(why) == 0 {
+		return err
+	}
+	return &blockedError{err: err, why: strings.Join(why, "; ")}
+}
+
+// blockedError is an eviction refused by a disruption budget, with the
+// budget's own words.
+type blockedError struct {
+	err error
+	why string
+}
+
+func (e *blockedError) Error() string {
+	return strings.TrimSuffix(e.err.Error(), ".") + ": " + e.why
+}
+
+func (e *blockedError) Unwrap() error { return e.err }
+
 // Classify maps an error of an API write to a journal failure class, which
 // tells the planner what to do next:
 //
@@ -42,6 +108,10 @@ const (
 //     plan), and the 422 on metadata.uid that a patch carrying a stale UID
 //     gets.
 //   - gone: 404 for the named object (or its namespace is terminating).
+//   - blocked: an eviction the pod's PodDisruptionBudget refuses (a 429 or
+//     403 with a DisruptionBudget cause; a pod two budgets select): wait
+//     until the budget allows a disruption. Checked before throttled,
+//     which the 429 would otherwise be.
 //   - invalid: 400, 422 otherwise, 413, a 403 from the resize admission
 //     plugin (does not fit the node), or an action the actuator refused to
 //     send (ErrInvalidAction).
@@ -91,6 +161,8 @@ func Classify(err error) string {
 func classifyStatus(s metav1.Status) string {
 	err := &apierrors.StatusError{ErrStatus: s}
 	switch {
+	case budgetRefused(s):
+		return journal.ClassBlocked
 	case patchPreconditionFailed(s):
 		return journal.ClassConflict
 	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -42,6 +43,10 @@ func TestClassifyTable(t *testing.T) {
 		{"404 unnamed (resource not served)", apierrors.NewGenericServerResponse(404, "PATCH", schema.GroupResource{}, "", "", 0, false), journal.ClassOther},
 		{"410", apierrors.NewGone("gone"), journal.ClassGone},
 		{"429", apierrors.NewTooManyRequests("slow down", 1), journal.ClassThrottled},
+		{"429 disruption budget", budgetRefusal(apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)), journal.ClassBlocked},
+		{"403 disruption budget", budgetRefusal(apierrors.NewForbidden(schema.GroupResource{Group: "policy", Resource: "poddisruptionbudget"}, "web", errors.New("pdb disruptions allowed is negative"))), journal.ClassBlocked},
+		{"500 two budgets", &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 500,
+			Message: "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."}}, journal.ClassBlocked},
 		{"500", apierrors.NewInternalError(errors.New("boom")), journal.ClassThrottled},
 		{"503", apierrors.NewServiceUnavailable("later"), journal.ClassThrottled},
 		{"504", apierrors.NewTimeoutError("slow", 1), journal.ClassThrottled},
@@ -60,6 +65,11 @@ func TestClassifyTable(t *testing.T) {
 			t.Errorf("%s: Classify = %q, want %q", c.name, got, c.want)
 		}
 	}
+}
+
+func budgetRefusal(err *apierrors.StatusError) error {
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget web needs 2 healthy pods and has 2 currently"})
+	return err
 }
 
 func forbiddenWith(cause metav1.CauseType) error {

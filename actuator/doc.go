@@ -28,14 +28,30 @@
 // One API write per action, each with a precondition that makes it land
 // only on the object the plan saw:
 //
-//	action    request                                   precondition
-//	gate      strategic merge PATCH pods/status         metadata.uid in the body
-//	ungate    strategic merge PATCH pods/status         metadata.uid in the body
-//	patch     JSON PATCH pods (images, labels, state)   test /metadata/uid, test name+image per container
-//	resize    strategic merge PATCH pods/resize         metadata.uid in the body
-//	recreate  DELETE pods, propagation Background       Preconditions{UID}
-//	status    JSON PATCH inplacerollouts/status         test /metadata/uid, then add /status
-//	event     POST events                               a name derived from the action's key
+//	action    request                                  precondition
+//	gate      strategic merge PATCH pods/status        metadata.uid in the body
+//	ungate    strategic merge PATCH pods/status        metadata.uid in the body
+//	patch     JSON PATCH pods (images, labels,         test /metadata/uid, test name+image per
+//	          annotations, state)                      container; a removed key must be there
+//	resize    strategic merge PATCH pods/resize        metadata.uid in the body
+//	recreate  POST pods/eviction (policy/v1 Eviction)  DeleteOptions.Preconditions{UID}, and
+//	                                                   the pod's PodDisruptionBudget
+//	status    JSON PATCH inplacerollouts/status        test /metadata/uid, then add /status
+//	event     POST events                              a name derived from the action's key
+//
+// A patch adds or replaces the labels and annotations the action sets and
+// removes those it lists, each by its own JSON-pointer path, so every key
+// the action does not name (a mesh injector's annotation, a topology label)
+// stays as it is. A removal has no value to test: a key that is no longer
+// there fails the whole patch, which is the same stale-plan conflict as a
+// failed test.
+//
+// A recreate is an eviction, not a DELETE, so PodDisruptionBudgets hold:
+// the apiserver deletes the pod only when its budget allows a disruption.
+// The eviction answers with a bare Status, no pod and no resourceVersion,
+// so its success journals an empty ResultVersion, and projections keep
+// the recreate pending until the watch shows the pod terminating or
+// replaced (a new UID under the name).
 //
 // The gate writes only the rollbook.dev/InPlaceUpdateReady condition:
 // conditions merge on type, so Ready (the kubelet's) and every other
@@ -47,7 +63,7 @@
 // files both under the object's namespace. The intent carries the encoded
 // action and the plan's sequence, for replay; the success carries the
 // resourceVersion the write returned, so the action counts as in flight
-// until the watch shows that version.
+// until the watch shows that version (a recreate has none: see above).
 //
 // # Zero reads
 //
@@ -55,9 +71,10 @@
 // the action, and every precondition is checked by the apiserver in the
 // write itself; every read Rollbook makes is ingest's watch. The RBAC it
 // needs is patch on pods, pods/status, pods/resize and
-// inplacerollouts/status, delete on pods and create on events, and nothing
-// else; TestZeroReads runs every action as such a service account and
-// checks the wire. Stats.Requests counts what actually left, by verb.
+// inplacerollouts/status, create on pods/eviction and events, and nothing
+// else (no delete: a recreate is an eviction); TestZeroReads runs every
+// action as such a service account and checks the wire. Stats.Requests
+// counts what actually left, by verb.
 //
 // # What the apiserver answers
 //
@@ -72,9 +89,28 @@
 //   - A strategic merge patch with a stale metadata.uid (pods/status,
 //     pods/resize): 422 Invalid with one cause {FieldValueInvalid,
 //     metadata.uid, "field is immutable"}. Classified conflict.
-//   - A delete whose UID precondition fails: 409 Conflict, "the UID in the
-//     precondition (…) does not match the UID in record (…). The object
+//   - An eviction whose UID precondition fails: 409 Conflict, "the UID in
+//     the precondition (…) does not match the UID in record (…). The object
 //     might have been deleted and then recreated". Classified conflict.
+//     NB: for a pod no budget guards (Pending, terminal or terminating),
+//     the handler retries conflicts itself, 20 times 500 ms: a stale UID
+//     is answered after about 10 s, so a request timeout must be longer.
+//     NB: for a pod a budget guards, the handler takes the disruption from
+//     the budget (status.disruptedPods) before it checks the UID: the 409
+//     leaves the budget one disruption short until the disruption
+//     controller gives it back (2 minutes), so the replanned eviction may
+//     be blocked meanwhile.
+//   - An eviction the pod's PodDisruptionBudget does not allow: 429
+//     TooManyRequests, "Cannot evict pod as it would violate the pod's
+//     disruption budget.", one cause {DisruptionBudget, "The disruption
+//     budget web needs 2 healthy pods and has 2 currently"}. Classified
+//     blocked; the journaled error ends with the cause's message. A pod
+//     two budgets select: 500, no reason, "This pod has more than one
+//     PodDisruptionBudget, which the eviction subresource does not
+//     support."; blocked too (see budgetRefused).
+//   - An eviction allowed: 201 with a bare Status Success. The pod gets
+//     the condition DisruptionTarget True, then is deleted: at once when
+//     no node is bound, else marked terminating for its kubelet.
 //   - NB: a merge patch of a custom resource's status with a stale
 //     metadata.uid succeeds: the CR status strategy keeps only .status
 //     from the patched object. Hence the Status action's JSON patch with

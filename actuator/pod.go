@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -81,6 +83,20 @@ type jsonOp struct {
 	Value any    `json:"value"`
 }
 
+// MarshalJSON writes "value" for every operation but remove, which has
+// none. NB: omitempty cannot do it: `test` of null (a map that must still
+// be absent) needs an explicit "value":null.
+func (o jsonOp) MarshalJSON() ([]byte, error) {
+	if o.Op == "remove" {
+		return json.Marshal(struct {
+			Op   string `json:"op"`
+			Path string `json:"path"`
+		}{o.Op, o.Path})
+	}
+	type plain jsonOp // no MarshalJSON: no recursion
+	return json.Marshal(plain(o))
+}
+
 // escapePointer escapes a JSON-pointer reference token (RFC 6901): '~'
 // first, then '/', so "rollbook.dev/state" becomes "rollbook.dev~1state".
 func escapePointer(s string) string {
@@ -95,8 +111,18 @@ func escapePointer(s string) string {
 // When the plan says a map must be created (CreateLabels,
 // CreateAnnotations), a `test` that it is still absent (null) comes first:
 // otherwise `add` of an empty map would wipe labels someone added since.
+//
+// Removals (RemoveLabels, RemoveAnnotations) are bare `remove` operations:
+// the plan knows a dropped key is on the pod, not which value it has now,
+// so there is nothing to `test`. A `remove` of a key that is no longer
+// there fails the whole patch with the same bare 422 as a failed `test`,
+// which classifies as conflict: the plan was stale, and the next one,
+// planned from the pod as the watch shows it, no longer lists that key.
+// Every label and annotation the action does not name is left as it is:
+// `add` and `remove` address single keys, never the whole map.
 func patchBody(act planner.Action) ([]byte, error) {
-	if len(act.Images) == 0 && len(act.Labels) == 0 && act.State == "" {
+	if len(act.Images) == 0 && len(act.Labels) == 0 && len(act.RemoveLabels) == 0 &&
+		act.State == "" && len(act.Annotations) == 0 && len(act.RemoveAnnotations) == 0 {
 		return nil, invalidActionf("patch of %s changes nothing", act.Pod)
 	}
 	ops := []jsonOp{{Op: "test", Path: "/metadata/uid", Value: act.UID}}
@@ -115,25 +141,69 @@ func patchBody(act planner.Action) ([]byte, error) {
 			jsonOp{Op: "replace", Path: base + "/image", Value: c.To},
 		)
 	}
-	if len(act.Labels) > 0 {
-		if act.CreateLabels {
-			ops = append(ops,
-				jsonOp{Op: "test", Path: "/metadata/labels", Value: nil},
-				jsonOp{Op: "add", Path: "/metadata/labels", Value: map[string]string{}})
-		}
-		for _, k := range sortedKeys(act.Labels) {
-			ops = append(ops, jsonOp{Op: "add", Path: "/metadata/labels/" + escapePointer(k), Value: act.Labels[k]})
-		}
+
+	labels, err := mapOps(act, "labels", act.CreateLabels, act.Labels, act.RemoveLabels)
+	if err != nil {
+		return nil, err
 	}
+	ops = append(ops, labels...)
+
+	annotations := act.Annotations
 	if act.State != "" {
-		if act.CreateAnnotations {
-			ops = append(ops,
-				jsonOp{Op: "test", Path: "/metadata/annotations", Value: nil},
-				jsonOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+		if _, ok := act.Annotations[planner.StateAnnotation]; ok {
+			return nil, invalidActionf("patch of %s sets %s both as State and as a template annotation", act.Pod, planner.StateAnnotation)
 		}
-		ops = append(ops, jsonOp{Op: "add", Path: "/metadata/annotations/" + escapePointer(planner.StateAnnotation), Value: act.State})
+		annotations = maps.Clone(act.Annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[planner.StateAnnotation] = act.State
 	}
+	anns, err := mapOps(act, "annotations", act.CreateAnnotations, annotations, act.RemoveAnnotations)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, anns...)
 	return json.Marshal(ops)
+}
+
+// mapOps are the operations on one metadata map (labels or annotations):
+// create it when the plan says it is absent and something is added to it,
+// then add the keys of set and remove those of remove, each in sorted
+// order so equal actions give equal bytes.
+func mapOps(act planner.Action, field string, create bool, set map[string]string, remove []string) ([]jsonOp, error) {
+	base := "/metadata/" + field
+	removed := slices.Sorted(slices.Values(remove))
+	for i, k := range removed {
+		// NB: a key removed twice, or removed and set, would fail the
+		// patch every time as a conflict; the replan would ask for it
+		// again, for ever. Refused here, it is reported.
+		if k == "" || (i > 0 && removed[i-1] == k) {
+			return nil, invalidActionf("patch of %s removes %s key %q twice or empty", act.Pod, field, k)
+		}
+		if _, ok := set[k]; ok {
+			return nil, invalidActionf("patch of %s both sets and removes %s key %q", act.Pod, field, k)
+		}
+	}
+	if create && len(removed) > 0 {
+		return nil, invalidActionf("patch of %s removes %s %q from a map it says is absent", act.Pod, field, removed)
+	}
+	var ops []jsonOp
+	if create && len(set) > 0 {
+		ops = append(ops,
+			jsonOp{Op: "test", Path: base, Value: nil},
+			jsonOp{Op: "add", Path: base, Value: map[string]string{}})
+	}
+	for _, k := range sortedKeys(set) {
+		if k == "" {
+			return nil, invalidActionf("patch of %s sets an empty %s key", act.Pod, field)
+		}
+		ops = append(ops, jsonOp{Op: "add", Path: base + "/" + escapePointer(k), Value: set[k]})
+	}
+	for _, k := range removed {
+		ops = append(ops, jsonOp{Op: "remove", Path: base + "/" + escapePointer(k)})
+	}
+	return ops, nil
 }
 
 func (a *Actuator) patch(ctx context.Context, act planner.Action) (string, error) {
@@ -205,31 +275,28 @@ func (a *Actuator) resize(ctx context.Context, act planner.Action) (string, erro
 	return pod.ResourceVersion, nil
 }
 
-// recreate deletes the pod if, and only if, it is still the one with the
-// planned UID; its workload creates the replacement. The request goes
-// through the REST client rather than the typed Delete, which drops the
-// response: the object the server returns carries the resourceVersion of
-// the deletion (or of the graceful-deletion mark), which the watch will
-// show.
+// recreate evicts the pod if, and only if, it is still the one with the
+// planned UID; its workload creates the replacement. An eviction, unlike a
+// DELETE, is refused while the pod's PodDisruptionBudget allows no
+// disruption: a recreate never takes more pods down than the budget says.
+//
+// The answer is a bare Status, without the pod: there is no resourceVersion
+// to return, so the success carries none, and the recreate stays pending
+// until the watch shows the pod terminating or replaced.
 func (a *Actuator) recreate(ctx context.Context, act planner.Action) (string, error) {
 	ns, name, err := podRef(act)
 	if err != nil {
 		return "", err
 	}
 	uid := types.UID(act.UID)
-	background := metav1.DeletePropagationBackground
-	opts := metav1.DeleteOptions{
-		Preconditions:     &metav1.Preconditions{UID: &uid},
-		PropagationPolicy: &background,
+	ev := &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Name: name, Namespace: ns},
+		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}},
 	}
-	var pod corev1.Pod
-	err = a.kube.CoreV1().RESTClient().Delete().
-		Namespace(ns).Resource("pods").Name(name).
-		Body(&opts).Do(ctx).Into(&pod)
-	if err != nil {
-		return "", err
+	if err := a.kube.PolicyV1().Evictions(ns).Evict(ctx, ev); err != nil {
+		return "", budgetError(err)
 	}
-	return pod.ResourceVersion, nil
+	return "", nil
 }
 
 func (a *Actuator) patchOptions() metav1.PatchOptions {

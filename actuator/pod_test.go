@@ -3,12 +3,17 @@ package actuator_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"rollbook.dev/rollbook/journal"
@@ -152,6 +157,47 @@ func TestPatchCreatesMaps(t *testing.T) {
 	}
 }
 
+// TestPatchMetadata: one patch removes label `old` and annotation `gone`
+// and adds annotation `new`; every other label and annotation, including
+// those no template names (an injector's, the state), stays as it was.
+// The same patch again, now stale (`old` is gone), fails as a conflict and
+// changes nothing.
+func TestPatchMetadata(t *testing.T) {
+	e := newEnv(t)
+	p := e.pod("web-0", func(p *corev1.Pod) {
+		p.Labels = map[string]string{"app": "web", "old": "1", "topology.kubernetes.io/zone": "z1"}
+		p.Annotations = map[string]string{"note": "keep", "gone": "x", "mesh.example/injected": "true"}
+	})
+	act := planner.Action{Kind: planner.Patch, Pod: e.ref("web-0"), UID: string(p.UID), Revision: "rev2",
+		Labels:            map[string]string{planner.RevisionLabel: "rev2"},
+		RemoveLabels:      []string{"old"},
+		Annotations:       map[string]string{"new": "v"},
+		RemoveAnnotations: []string{"gone"},
+		State:             "{}",
+	}
+	f := e.do(act, "")
+	got := e.get("web-0")
+	wantLabels := map[string]string{"app": "web", "topology.kubernetes.io/zone": "z1", planner.RevisionLabel: "rev2"}
+	wantAnnotations := map[string]string{"note": "keep", "mesh.example/injected": "true", "new": "v", planner.StateAnnotation: "{}"}
+	if !maps.Equal(got.Labels, wantLabels) || !maps.Equal(got.Annotations, wantAnnotations) {
+		t.Fatalf("labels %v annotations %v\nwant labels %v annotations %v", got.Labels, got.Annotations, wantLabels, wantAnnotations)
+	}
+	if got.Spec.Containers[0].Image != p.Spec.Containers[0].Image {
+		t.Fatalf("image changed to %s", got.Spec.Containers[0].Image)
+	}
+	if evs := e.eventsBetween("web-0", p.ResourceVersion, f.ResultVersion); len(evs) != 1 {
+		t.Fatalf("%d watch events for one patch", len(evs))
+	}
+
+	stale := act
+	stale.Revision = "rev3"
+	stale.Annotations = map[string]string{"new": "w"}
+	e.do(stale, journal.ClassConflict)
+	if after := e.get("web-0"); after.ResourceVersion != got.ResourceVersion {
+		t.Fatalf("a refused patch changed the pod: annotations %v", after.Annotations)
+	}
+}
+
 // TestPatchStaleImage: someone changed the image after the plan saw it; the
 // patch fails as a conflict and changes nothing (no label, no annotation).
 func TestPatchStaleImage(t *testing.T) {
@@ -251,25 +297,147 @@ func TestMissingPod(t *testing.T) {
 	}
 }
 
-// TestRecreate deletes the pod with the planned UID, and only it.
+// TestRecreate evicts the pod with the planned UID, and only it: an
+// unbound pod is deleted at once, a bound one (no kubelet here confirms
+// it) is marked terminating with the DisruptionTarget condition the
+// eviction sets. The eviction answers no resourceVersion.
 func TestRecreate(t *testing.T) {
 	e := newEnv(t)
 	victim := e.pod("web-0")
 	bystander := e.pod("web-1")
 	f := e.do(planner.Action{Kind: planner.Recreate, Pod: e.ref("web-0"), UID: string(victim.UID), Revision: "rev2"}, "")
-	if f.ResultVersion == "" {
-		t.Fatal("recreate returned no resourceVersion")
+	if f.ResultVersion != "" {
+		t.Fatalf("recreate returned resourceVersion %q; the eviction answers none", f.ResultVersion)
 	}
-	cluster.Eventually(t, wait, "web-0 deleted", func() error {
-		_, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), "web-0", metav1.GetOptions{})
+	if _, err := e.cs.CoreV1().Pods(e.ns).Get(context.Background(), "web-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("web-0 after its eviction: %v, want NotFound (an unbound pod is deleted without grace)", err)
+	}
+	if got := e.get("web-1"); got.ResourceVersion != bystander.ResourceVersion {
+		t.Fatal("recreate touched another pod")
+	}
+	if got := e.reqs.all(); !slices.Equal(got, []string{"POST /api/v1/namespaces/" + e.ns + "/pods/web-0/eviction"}) {
+		t.Fatalf("requests %q, want one eviction", got)
+	}
+
+	bound := e.pod("web-2", func(p *corev1.Pod) { p.Spec.NodeName = "nowhere" })
+	t.Cleanup(func() { e.deleteNow("web-2") })
+	e.do(planner.Action{Kind: planner.Recreate, Pod: e.ref("web-2"), UID: string(bound.UID), Revision: "rev2"}, "")
+	got := e.get("web-2")
+	if got.DeletionTimestamp == nil {
+		t.Fatal("a bound pod's eviction left it without a deletionTimestamp")
+	}
+	if c := condition(got, corev1.DisruptionTarget); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("conditions %+v, want DisruptionTarget True", got.Status.Conditions)
+	}
+}
+
+// TestRecreateBlockedByBudget: with a PodDisruptionBudget whose
+// minAvailable equals the ready pods, the eviction is refused, classified
+// blocked, and its error names the budget; the pod stays. Two budgets over
+// the pod are refused too. Once the budget allows a disruption, the same
+// eviction goes through: it was the budget that held.
+func TestRecreateBlockedByBudget(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var pods []*corev1.Pod
+	for _, name := range []string{"web-0", "web-1"} {
+		p := e.pod(name)
+		// What a kubelet would report: running and ready. The disruption
+		// controller counts pods with Ready True as healthy.
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+		p, err := e.cs.CoreV1().Pods(e.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	two := intstr.FromInt32(2)
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: &two,
+			Selector:     &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		},
+	}
+	pdb, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Create(ctx, pdb, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitBudget("web", 2, 0)
+
+	evict := planner.Action{Kind: planner.Recreate, Pod: e.ref("web-0"), UID: string(pods[0].UID), Rollout: e.ref("r"), Revision: "rev2"}
+	f := e.do(evict, journal.ClassBlocked)
+	if want := "The disruption budget web needs 2 healthy pods and has 2 currently"; !strings.Contains(f.Error, want) {
+		t.Fatalf("journaled error %q does not name the budget (%q)", f.Error, want)
+	}
+	if got := e.get("web-0"); got.DeletionTimestamp != nil || got.ResourceVersion != pods[0].ResourceVersion {
+		t.Fatal("a refused eviction changed the pod")
+	}
+
+	other := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-too"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: pdb.Spec.Selector},
+	}
+	if _, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.do(evict, journal.ClassBlocked)
+	if err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Delete(ctx, "web-too", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	lower := []byte(`{"spec":{"minAvailable":1}}`)
+	if _, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Patch(ctx, "web", types.MergePatchType, lower, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitBudget("web", 2, 1)
+	e.do(evict, "")
+	cluster.Eventually(t, wait, "web-0 evicted", func() error {
+		_, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, "web-0", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("web-0 still there (%v)", err)
 	})
-	if got := e.get("web-1"); got.ResourceVersion != bystander.ResourceVersion {
-		t.Fatal("recreate touched another pod")
+	if got := e.get("web-1"); got.DeletionTimestamp != nil {
+		t.Fatal("the eviction of web-0 took web-1 too")
 	}
+
+	// A stale UID on a pod the budget guards: a conflict, but the handler
+	// has taken the disruption from the budget before it checked the UID.
+	zero := []byte(`{"spec":{"minAvailable":0}}`)
+	if _, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Patch(ctx, "web", types.MergePatchType, zero, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitBudget("web", 1, 1)
+	stale := planner.Action{Kind: planner.Recreate, Pod: e.ref("web-1"), UID: string(pods[0].UID), Rollout: e.ref("r"), Revision: "rev2"}
+	e.do(stale, journal.ClassConflict)
+	b, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken := b.Status.DisruptedPods["web-1"]; !taken || e.get("web-1").DeletionTimestamp != nil {
+		t.Fatalf("after a stale-UID eviction: budget status %+v; want web-1 among its disrupted pods, and web-1 kept", b.Status)
+	}
+}
+
+// waitBudget polls until the disruption controller has computed the
+// budget's status for its current spec: healthy pods counted and
+// disruptionsAllowed as wanted.
+func (e *env) waitBudget(name string, healthy, allowed int32) {
+	e.t.Helper()
+	cluster.Eventually(e.t, wait, "PodDisruptionBudget "+name+" computed", func() error {
+		b, err := e.cs.PolicyV1().PodDisruptionBudgets(e.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		st := b.Status
+		if st.ObservedGeneration != b.Generation || st.CurrentHealthy != healthy || st.DisruptionsAllowed != allowed {
+			return fmt.Errorf("generation %d, status %+v; want observed, %d healthy, %d allowed", b.Generation, st, healthy, allowed)
+		}
+		return nil
+	})
 }
 
 // TestResizeUnboundPod: pods/resize of a pod no node runs yet.

@@ -34,6 +34,7 @@ const (
 	ClassGone      = "gone"      // the object no longer exists: drop the action
 	ClassInvalid   = "invalid"   // the server refused the content: report on the rollout
 	ClassThrottled = "throttled" // 429 or timeouts: back off and retry
+	ClassBlocked   = "blocked"   // a PodDisruptionBudget refused the eviction: retry once it allows one
 	ClassAbandoned = "abandoned" // intended by a process that died before the outcome
 	ClassOther     = "other"
 )
