@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -100,6 +101,17 @@ func podFromTemplate(t *testing.T, manifest string, sts *unstructured.Unstructur
 		}})
 	}
 	cs := cluster.Shared(t).Clientset()
+	// NB: the ServiceAccount admission plugin looks the pod's account up
+	// even on a dry run, and a dry-run apply of the manifests created
+	// none; so the account the manifests would create (rbac.yaml's, the
+	// chart's serviceaccount.yaml) is created here for real.
+	if sa := pod.Spec.ServiceAccountName; sa != "" && sa != "default" {
+		_, err := cs.CoreV1().ServiceAccounts(systemNamespace).Create(context.Background(),
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("%s: service account %s: %v", manifest, sa, err)
+		}
+	}
 	_, err = cs.CoreV1().Pods(systemNamespace).Create(context.Background(), &pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		t.Errorf("%s: a pod of StatefulSet %s is refused: %v", manifest, sts.GetName(), err)

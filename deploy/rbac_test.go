@@ -11,6 +11,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -47,7 +48,11 @@ func ensureSystemNamespace(t *testing.T) {
 			systemNSErr = err
 			return
 		}
-		_, systemNSErr = Apply(context.Background(), c.Config(), ns, ApplyOptions{})
+		if _, systemNSErr = Apply(context.Background(), c.Config(), ns, ApplyOptions{}); systemNSErr != nil {
+			return
+		}
+		// Pods that name no account (NATS's) are refused until it exists.
+		systemNSErr = cluster.WaitDefaultServiceAccount(context.Background(), c.Clientset(), systemNamespace)
 	})
 	if systemNSErr != nil {
 		t.Fatalf("rollbook-system namespace: %v", systemNSErr)
@@ -104,13 +109,15 @@ func TestRBAC(t *testing.T) {
 		{verb: "list", resource: "pods"}, // all namespaces at once
 		{verb: "watch", resource: "pods"},
 		{verb: "patch", resource: "pods", namespace: ns},
-		{verb: "delete", resource: "pods", namespace: ns},
+		{verb: "create", resource: "pods", subresource: "eviction", namespace: ns},
 		{verb: "patch", resource: "pods", subresource: "status", namespace: ns},
 		{verb: "patch", resource: "pods", subresource: "resize", namespace: ns},
 		{verb: "list", group: "apps", resource: "statefulsets"},
 		{verb: "watch", group: "apps", resource: "statefulsets"},
 		{verb: "list", group: "apps", resource: "daemonsets"},
 		{verb: "watch", group: "apps", resource: "daemonsets"},
+		{verb: "list", group: "apps", resource: "controllerrevisions"},
+		{verb: "watch", group: "apps", resource: "controllerrevisions"},
 		{verb: "list", resource: "nodes"},
 		{verb: "watch", resource: "nodes"},
 		{verb: "list", group: Group, resource: "inplacerollouts"},
@@ -125,22 +132,27 @@ func TestRBAC(t *testing.T) {
 		// Reads are the watch: no get.
 		{verb: "get", resource: "pods", namespace: ns},
 		{verb: "get", group: "apps", resource: "statefulsets", namespace: ns},
+		{verb: "get", group: "apps", resource: "controllerrevisions", namespace: ns},
 		{verb: "get", resource: "nodes"},
 		{verb: "get", group: Group, resource: "inplacerollouts", namespace: ns},
-		// Pods change by patch only; none is created (the workload does).
+		// Pods change by patch only; none is created (the workload does)
+		// and none deleted outright: a recreate is an eviction, which the
+		// pod's disruption budget can refuse.
 		{verb: "update", resource: "pods", namespace: ns},
 		{verb: "create", resource: "pods", namespace: ns},
+		{verb: "delete", resource: "pods", namespace: ns},
 		{verb: "deletecollection", resource: "pods", namespace: ns},
 		{verb: "update", resource: "pods", subresource: "status", namespace: ns},
 		{verb: "update", resource: "pods", subresource: "resize", namespace: ns},
-		{verb: "create", resource: "pods", subresource: "eviction", namespace: ns},
 		{verb: "create", resource: "pods", subresource: "exec", namespace: ns},
 		{verb: "get", resource: "pods", subresource: "log", namespace: ns},
-		// Workloads, nodes and rollouts are read only.
+		// Workloads, their revisions, nodes and rollouts are read only.
 		{verb: "patch", group: "apps", resource: "statefulsets", namespace: ns},
 		{verb: "update", group: "apps", resource: "daemonsets", namespace: ns},
 		{verb: "list", group: "apps", resource: "deployments"},
-		{verb: "list", group: "apps", resource: "controllerrevisions"},
+		{verb: "create", group: "apps", resource: "controllerrevisions", namespace: ns},
+		{verb: "patch", group: "apps", resource: "controllerrevisions", namespace: ns},
+		{verb: "delete", group: "apps", resource: "controllerrevisions", namespace: ns},
 		{verb: "delete", resource: "nodes"},
 		{verb: "patch", resource: "nodes"},
 		{verb: "patch", group: Group, resource: "inplacerollouts", namespace: ns},
@@ -274,11 +286,23 @@ func TestRBACRealRequests(t *testing.T) {
 	_, err = cs.CoordinationV1().Leases(ns).Create(ctx, lease, metav1.CreateOptions{})
 	forbidden("create lease in another namespace", err)
 
-	// Recreate: delete with a UID precondition. (Grace 0: no kubelet
-	// here would confirm a graceful one.)
+	// Revisions: listed and watched across namespaces, like the workloads.
+	revs, err := cs.AppsV1().ControllerRevisions("").List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		t.Errorf("list controllerrevisions: %v", err)
+	} else if w, err := cs.AppsV1().ControllerRevisions("").Watch(ctx, metav1.ListOptions{ResourceVersion: revs.ResourceVersion}); err != nil {
+		t.Errorf("watch controllerrevisions: %v", err)
+	} else {
+		w.Stop()
+	}
+
+	// Recreate: an eviction with a UID precondition, never a delete.
+	// (Grace 0: no kubelet here would confirm a graceful one.)
 	zero := int64(0)
 	del := metav1.DeleteOptions{Preconditions: metav1.NewUIDPreconditions(string(pod.UID)), GracePeriodSeconds: &zero}
-	if err := cs.CoreV1().Pods(ns).Delete(ctx, "web-0", del); err != nil {
-		t.Errorf("delete pod: %v", err)
+	forbidden("delete pod", cs.CoreV1().Pods(ns).Delete(ctx, "web-0", del))
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: ns}, DeleteOptions: &del}
+	if err := cs.PolicyV1().Evictions(ns).Evict(ctx, ev); err != nil {
+		t.Errorf("evict pod: %v", err)
 	}
 }
