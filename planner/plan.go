@@ -269,17 +269,25 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 			st.Unavailable++
 			continue // not scheduled: nothing to update in place yet
 		}
-		plans = append(plans, classify(pod, pt, spec, p.now))
+		pp := classify(pod, pt, spec, p.now)
+		if pp.stage == stageRecreate && p.recreatedForTarget(pod, rk, t) {
+			// A pod its workload made from the target revision (or that
+			// replaced one this rollout recreated for it) is never recreated
+			// again for that revision: another recreate would make the same
+			// pod, and the next, in a loop at maxUnavailable pods a time.
+			pp.stage = stageDiverged
+		}
+		plans = append(plans, pp)
 	}
 	st.Replicas += int32(len(plans))
 	replicas := int(st.Replicas)
 
 	// Count.
-	var done, started, failed, blocked, skipped, noGate int
+	var done, started, failed, blocked, skipped, noGate, diverged, recreating int
 	// FIX(test): unscheduled pods were counted above and then overwritten
 	// below, and never counted against maxUnavailable.
 	unavailable := int(st.Unavailable)
-	var failedWhy, blockedWhy string
+	var failedWhy, blockedWhy, divergedWhy, recreateWhy, evictionBlocked string
 	for _, pp := range plans {
 		pending := p.s.Pending[pp.pod.Key()]
 		// FIX(test): a pod whose gate, patch or recreate is in flight has
@@ -324,6 +332,19 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 			}
 		case stageSkipped:
 			skipped++
+		case stageDiverged:
+			diverged++
+			if divergedWhy == "" {
+				divergedWhy = pp.pod.Name + ": " + pp.why
+			}
+		case stageRecreate:
+			recreating++
+			if recreateWhy == "" {
+				recreateWhy = pp.why // no pod name or count: the message stays put while pods are recreated
+			}
+			if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: t.rev}.Key()]; f != nil && f.Class == "blocked" && evictionBlocked == "" {
+				evictionBlocked = pp.pod.Name + ": " + f.Error
+			}
 		}
 	}
 	st.Unavailable, st.Failed = int32(unavailable), int32(failed)
@@ -349,11 +370,25 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	} else {
 		conds.set("Stalled", "False", "NoFailedWrites", "")
 	}
-	if blocked > 0 {
+	// A recreate is never silent: the condition and an Event name the
+	// field that forced it.
+	switch {
+	case diverged > 0:
+		conds.set("NotInPlace", "True", "RecreatedPodDiffers", fmt.Sprintf("%d pods were created from the target revision and still cannot take it in place; first: %s. Recreating them again would loop, so the rollout stopped and released its gates: fix the template or the rollout", diverged, divergedWhy))
+	case blocked > 0:
 		msg := fmt.Sprintf("%d pods need changes that cannot be made in place and fallback is Never (or there is no template to recreate from); first: %s", blocked, blockedWhy)
 		conds.set("NotInPlace", "True", "FallbackNever", msg)
-	} else {
+	case recreating > 0:
+		msg := "pods are recreated through eviction (fallback Recreate), not updated in place: " + recreateWhy
+		conds.set("NotInPlace", "True", "Recreating", msg)
+		p.event(r, "Warning", "Recreating", fmt.Sprintf("pods are recreated, not updated in place: %s (revision %s)", recreateWhy, t.rev))
+	default:
 		conds.set("NotInPlace", "False", "InPlace", "")
+	}
+	if evictionBlocked != "" {
+		conds.set("EvictionBlocked", "True", "DisruptionBudget", "an eviction is refused and retried with backoff until the PodDisruptionBudget allows it; first: "+evictionBlocked)
+	} else {
+		conds.set("EvictionBlocked", "False", "Evicting", "")
 	}
 
 	// Budgets.
@@ -384,8 +419,10 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	capNow, hold, step := p.steps(spec, st, replicas, maxUpdated, done)
 	st.CurrentStep = step
 
-	failing := failed > 0 && !rollingBack
-	if failing {
+	failing := (failed > 0 || diverged > 0) && !rollingBack
+	if diverged > 0 && !rollingBack {
+		conds.set("Failed", "True", "RecreatedPodDiffers", "a pod made from the target revision still differs: see the NotInPlace condition")
+	} else if failing {
 		conds.set("Failed", "True", "VerifyTimeout", fmt.Sprintf("%d pods did not verify within %ds; first: %s. Fix the image (a new spec revision re-plans gated pods) or set strategy.onFailure: Rollback",
 			failed, verifyTimeout(spec)/1e9, failedWhy))
 		if spec.Strategy.OnFailure == "Rollback" {
@@ -440,7 +477,7 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		// container it lacks) stayed gated for good: blocked and skipped
 		// pods were never released, and a gated pod to recreate waited for
 		// a budget its own gate was holding (deadlock at maxUnavailable 1).
-		case stageBlocked, stageSkipped:
+		case stageBlocked, stageSkipped, stageDiverged:
 			if pp.gated {
 				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why})
 			}
@@ -499,6 +536,8 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		conds.set("Failed", "True", "RollbackFailed", fmt.Sprintf("%d pods did not verify on their recorded images either; first: %s. They were released from the gate: repair them by hand, or change the target", failed, failedWhy))
 	case rollingBack:
 		st.Phase = projections.PhaseProgressing
+	case diverged > 0:
+		st.Phase = projections.PhaseFailed
 	case failing || spec.Paused || hold:
 		st.Phase = projections.PhasePaused
 	// FIX(test): Succeeded also needs the updated pods ready (a recreated
@@ -530,6 +569,25 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		}
 	}
 	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, failing), pauseMessage(spec, hold, failing, step, st.ApprovedStepsBase))
+}
+
+// recreatedForTarget: the pod was made for the rollout's target, by its
+// workload from the target revision, or as the replacement of a pod this
+// rollout recreated for this revision.
+func (p *planning) recreatedForTarget(pod *projections.Pod, rk string, t target) bool {
+	if t.label != "" && pod.Labels[RevisionLabel] == t.label {
+		return true
+	}
+	rc, ok := p.s.Recreated[pod.Key()]
+	return ok && rc.Rollout == rk && rc.Revision == t.rev && rc.UID != pod.UID
+}
+
+// event records an Event on the rollout once per reason and message.
+func (p *planning) event(r *projections.Rollout, typ, reason, msg string) {
+	a := Action{Kind: Event, Rollout: r.Key(), RolloutUID: r.UID, EventType: typ, Reason: reason, Message: msg}
+	if !p.s.Emitted[a.Key()] {
+		p.add(a)
+	}
 }
 
 // pauseMessage says what holds a paused rollout and how to release it.

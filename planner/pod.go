@@ -27,9 +27,10 @@ const (
 	stageBlocked                // cannot change in place and may not be recreated
 	stageSkipped                // no readiness gate and the rollout requires one
 	stageUntouched              // rolling back, and this rollout never updated the pod
+	stageDiverged               // created from the target and still cannot take it in place
 )
 
-var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped", "untouched"}
+var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped", "untouched", "diverged"}
 
 func (s stage) String() string { return stageNames[s] }
 

@@ -26,7 +26,10 @@ import (
 //	      [sidecar=log:v1] [gate=true|false] [cond=none] [strategy=OnDelete]
 //	      [cpu=.. mem=.. limcpu=.. limmem=..]
 //	                        a StatefulSet and its pods, running and ready
+//	      [labels=(k:v,..)] [annotations=(k:v,..)] template metadata
 //	      [admission=true]  pods get what admission adds (zone label, injected sidecar and annotation)
+//	forget-revision rev=web-r1  the ControllerRevision is deleted
+//	metadata                each pod's labels and annotation keys
 //	template name=web [image=..] [sidecar=..] [env=..] [podspec=..] [cpu=.. ...]
 //	      [labels=(k:v,k-)] [annotations=(k:v,k-)] [restart=<time>]
 //	                        a new pod template: a new update revision and its ControllerRevision
@@ -123,9 +126,33 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		if s := argOr(d, "sidecar", ""); s != "" {
 			cs = append(cs, containerSpec{name: "log", image: s})
 		}
-		w.addFleet(argOr(d, "name", "web"), replicas, nodes, argOr(d, "spread", "round"), argOr(d, "strategy", "OnDelete"),
-			argOr(d, "gate", "true") == "true", argOr(d, "cond", "") == "none", argOr(d, "admission", "false") == "true", cs)
+		name := argOr(d, "name", "web")
+		labels, annotations := map[string]string{"app": name}, map[string]string{}
+		editMetadata(labels, argList(d, "labels"))
+		editMetadata(annotations, argList(d, "annotations"))
+		w.addFleet(name, replicas, nodes, argOr(d, "spread", "round"), argOr(d, "strategy", "OnDelete"),
+			argOr(d, "gate", "true") == "true", argOr(d, "cond", "") == "none", argOr(d, "admission", "false") == "true", cs, labels, annotations)
 		return w.podsTable(false)
+
+	case "metadata":
+		// Each pod's labels (the revision label aside) and annotation keys.
+		var b strings.Builder
+		for _, k := range sortedKeysOf(w.pods) {
+			p := w.pods[k]
+			var ls []string
+			for _, l := range sortedKeysOf(p.Labels) {
+				if l != RevisionLabel {
+					ls = append(ls, l+"="+p.Labels[l])
+				}
+			}
+			fmt.Fprintf(&b, "%s: labels %s annotations %v\n", p.Name, strings.Join(ls, ","), p.AnnotationKeys)
+		}
+		return b.String()
+
+	case "forget-revision":
+		// The ControllerRevision is gone (pruned past revisionHistoryLimit).
+		w.forgetRevision(argOr(d, "rev", ""))
+		return "ok"
 
 	case "template":
 		f := w.sets[argOr(d, "name", "web")]

@@ -67,6 +67,7 @@ type sim struct {
 	// capped below the planner's give-up threshold).
 	injected  map[string]int
 	refused   bool // a failure the planner never retries was injected
+	diverge   bool // no pod can take the target, and no replacement either
 	restarts  int
 	templates int
 	imageN    int
@@ -129,8 +130,22 @@ func (s *sim) setup() {
 	// Some fleets do not declare the readiness gate: their pods are
 	// patched without a drain, and count as unavailable until verified.
 	gate := s.intn(4) != 0
-	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", gate, false, true,
-		[]containerSpec{{name: "app", image: "app:v1"}, {name: "log", image: "log:v1"}})
+	app, log := containerSpec{name: "app", image: "app:v1"}, containerSpec{name: "log", image: "log:v1"}
+	// One seed in four runs the world where recreating cannot help: the
+	// rollout overrides resources so that no pod can take them in place
+	// (its QoS class would change) and every replacement, made from the
+	// template, differs the same way.
+	s.diverge = s.intn(4) == 0
+	if s.diverge {
+		app.requests = map[string]string{"cpu": "100m", "memory": "64Mi"}
+		app.limits = map[string]string{"cpu": "200m", "memory": "64Mi"}
+		log.requests = map[string]string{"cpu": "50m", "memory": "32Mi"}
+		log.limits = map[string]string{"cpu": "50m", "memory": "32Mi"}
+	}
+	// Admission's sidecar (no limits) keeps every pod Burstable, so the
+	// diverging world has none.
+	s.f = w.addFleet("web", replicas, nodes, spread, "OnDelete", gate, false, !s.diverge,
+		[]containerSpec{app, log}, map[string]string{"app": "web"}, nil)
 	s.newTemplate()
 
 	st := projections.Strategy{Scatter: []projections.ScatterTerm{{Key: zoneLabel}}}
@@ -166,6 +181,10 @@ func (s *sim) setup() {
 		// only it patches pods without gating them.
 		s.spec.Containers = []projections.ContainerTarget{{Name: "log", SkipDrain: true}}
 	}
+	if s.diverge {
+		s.spec.Containers = append(s.spec.Containers, projections.ContainerTarget{Name: "app",
+			Resources: &projections.Resources{Requests: map[string]string{"cpu": "200m"}}})
+	}
 	s.writeSpec()
 }
 
@@ -193,6 +212,10 @@ func (s *sim) newTemplate() {
 		cs[1].image = "log:" + tag
 	default:
 		cs[0].image, cs[1].image = "app:"+tag, "log:"+tag
+	}
+	if s.chance(0.25) {
+		// A change no in-place update can make: pods are recreated.
+		cs[0].env = fmt.Sprintf("e%d", s.imageN)
 	}
 	s.w.setTemplate(s.f, cs, "", s.f.tmpl.Labels, s.f.tmpl.Annotations)
 	s.w.write(s.f.obs)
@@ -520,6 +543,10 @@ func gated(f *journal.PodFacts) bool {
 //  3. Partition: the pods Rollbook updated to the current target (patched
 //     for it, or recreated for it) never exceed replicas - partition.
 //  4. No object has two actions in flight (checked as intents are made).
+//  5. No pod is recreated twice for a revision; where no replacement can
+//     take the target, a revision costs at most maxUnavailable recreates.
+//  6. What admission added to the pods (a sidecar, a label, an
+//     annotation) is never touched.
 func (s *sim) check() {
 	maxU, maxUpdated := s.budgets()
 	u := s.unavailable()
@@ -530,6 +557,32 @@ func (s *sim) check() {
 	for k, n := range s.w.patches {
 		if n > 1 {
 			s.t.Errorf("step %d: pod %s patched %d times for the same revision", s.steps, k, n)
+		}
+	}
+	// 6. What admission added, no template named: never touched.
+	if s.f.admission {
+		for _, p := range s.w.pods {
+			c, _ := findContainer(p.Pod, "mesh-proxy", false)
+			if c == nil || c.Image != "mesh-proxy:1.0" || p.Labels[zoneLabel] == "" || !slices.Contains(p.AnnotationKeys, "mesh.example/injected") {
+				s.t.Errorf("step %d: %s lost what admission added (sidecar %v, zone label %q, annotations %v)", s.steps, p.Name, c, p.Labels[zoneLabel], p.AnnotationKeys)
+			}
+		}
+	}
+	// 5. No pod is recreated twice for the same revision; where no
+	// replacement can take the target either, a revision costs at most
+	// maxUnavailable recreates before the rollout stops.
+	perRev := map[string]int{}
+	for k, n := range s.w.recreates {
+		if n > 1 {
+			s.t.Errorf("step %d: pod %s recreated %d times for the same revision", s.steps, k, n)
+		}
+		perRev[k[strings.LastIndex(k, "/")+1:]] += n
+	}
+	if s.diverge {
+		for rev, n := range perRev {
+			if n > maxU {
+				s.t.Errorf("step %d: %d pods recreated for revision %s where no replacement can take it; maxUnavailable is %d", s.steps, n, rev, maxU)
+			}
 		}
 	}
 	rev := s.targetRevision()
@@ -605,6 +658,18 @@ func (s *sim) converge() {
 		w.tick(time.Duration(res.WakeAt - w.now))
 	}
 	st, _ := w.rolloutStatus(s.name)
+	if s.diverge {
+		// Stopped, saying which pod and why, with no pod left gated.
+		if st.Phase != projections.PhaseFailed || !hasConditionReason(st, "NotInPlace", "RecreatedPodDiffers") {
+			s.t.Fatalf("a rollout no pod can take did not stop with RecreatedPodDiffers\n%s\n%s", w.statusText(s.name), w.podsTable(false))
+		}
+		for _, k := range sortedKeysOf(w.pods) {
+			if p := w.pods[k]; gated(p.Pod) || !podReady(p.Pod) {
+				s.t.Errorf("%s is gated or not ready after the rollout stopped", p.Name)
+			}
+		}
+		return
+	}
 	if s.refused {
 		// A write the planner does not retry was failed on purpose: the
 		// rollout may be stuck, but then it must say so.
@@ -644,6 +709,15 @@ func (s *sim) converge() {
 	if atTarget < maxUpdated {
 		s.t.Errorf("%d pods run the target, want at least %d (replicas - partition)", atTarget, maxUpdated)
 	}
+}
+
+func hasConditionReason(st projections.RolloutStatus, typ, reason string) bool {
+	for _, c := range st.Conditions {
+		if c.Type == typ && c.Status == "True" && c.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
 
 func hasCondition(st projections.RolloutStatus, typ string) bool {

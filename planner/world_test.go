@@ -77,6 +77,8 @@ type world struct {
 	// recreated maps a replacement pod's UID to the revision of the
 	// Recreate action that deleted its predecessor.
 	recreated map[string]string
+	// recreates counts recreates that landed, by "pod key/revision".
+	recreates map[string]int
 	// outside holds pods made unavailable by something other than
 	// Rollbook (a chaos delete, a sick container), until they are Ready
 	// again.
@@ -107,7 +109,7 @@ func newWorld(tb testing.TB) *world {
 		nodes: map[string]*journal.Observed{}, sets: map[string]*fleet{},
 		pods: map[string]*journal.Observed{}, rollouts: map[string]*journal.Observed{},
 		imageIDs: map[string]string{}, sick: map[string]bool{}, pullFail: map[string]bool{}, started: map[string]bool{},
-		patches: map[string]int{}, recreated: map[string]string{}, outside: map[string]bool{},
+		patches: map[string]int{}, recreated: map[string]string{}, recreates: map[string]int{}, outside: map[string]bool{},
 	}
 	w.tick(0)
 	return w
@@ -220,7 +222,7 @@ func (c containerSpec) container() journal.TemplateContainer {
 }
 
 // addFleet creates a StatefulSet and its pods, running and ready.
-func (w *world) addFleet(name string, replicas int, nodes []string, spread, strategy string, gate, noCond, admission bool, cs []containerSpec) *fleet {
+func (w *world) addFleet(name string, replicas int, nodes []string, spread, strategy string, gate, noCond, admission bool, cs []containerSpec, labels, annotations map[string]string) *fleet {
 	f := &fleet{gate: gate, noCond: noCond, nodes: nodes, spread: spread, replicas: replicas, admission: admission}
 	o := &journal.Observed{Resource: "statefulsets.apps", Namespace: testNS, Name: name, UID: w.uid("sts"), Generation: 1, Created: w.now,
 		Labels: map[string]string{"app": name},
@@ -228,7 +230,7 @@ func (w *world) addFleet(name string, replicas int, nodes []string, spread, stra
 			Selector: map[string]string{"app": name}}}
 	f.obs = o
 	w.sets[name] = f
-	w.setTemplate(f, cs, "", map[string]string{"app": name}, nil)
+	w.setTemplate(f, cs, "", labels, annotations)
 	o.Workload.CurrentRevision = o.Workload.UpdateRevision
 	for i := range replicas {
 		p := w.newPod(f, i)
@@ -264,6 +266,11 @@ func (w *world) setTemplate(f *fleet, cs []containerSpec, podSpec string, labels
 	w.write(&journal.Observed{Resource: "controllerrevisions.apps", Namespace: testNS, Name: wf.UpdateRevision, UID: w.uid("rev"), Created: w.now,
 		Owner:    &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: f.obs.Name, UID: f.obs.UID},
 		Revision: &journal.RevisionFacts{Revision: int64(f.revN), Template: t}})
+}
+
+// forgetRevision deletes a ControllerRevision.
+func (w *world) forgetRevision(name string) {
+	w.write(&journal.Observed{Resource: "controllerrevisions.apps", Namespace: testNS, Name: name, UID: "gone", Deleted: true})
 }
 
 // template returns a fleet's template containers as container specs.
@@ -662,6 +669,7 @@ func (w *world) perform(a Action) (rv, class string) {
 			c.Requests, c.Limits = maps.Clone(r.Requests), maps.Clone(r.Limits)
 		}
 	case Recreate:
+		w.recreates[a.Pod+"/"+a.Revision]++
 		rv := w.deletePod(a.Pod, false)
 		if p.Owner != nil {
 			if fl := w.sets[p.Owner.Name]; fl != nil {

@@ -35,6 +35,15 @@ type State struct {
 	// Emitted holds the keys of events already intended, so an event is
 	// recorded once.
 	Emitted map[string]bool
+	// Recreated remembers, per pod key, the last recreate that succeeded:
+	// a pod under that key with another UID is its replacement.
+	Recreated map[string]Recreation
+}
+
+// Recreation is a recreate that succeeded: the rollout and target revision
+// it served and the UID of the pod it replaced.
+type Recreation struct {
+	Rollout, Revision, UID string
 }
 
 // Pod is a pod as last observed.
@@ -102,7 +111,7 @@ func New() *State {
 	return &State{
 		Pods: map[string]*Pod{}, Rollouts: map[string]*Rollout{}, Workloads: map[string]*Workload{},
 		Nodes: map[string]*Node{}, Revisions: map[string]*Revision{}, Pending: map[string]*Pending{}, Failures: map[string]*Failure{},
-		Emitted: map[string]bool{},
+		Emitted: map[string]bool{}, Recreated: map[string]Recreation{},
 	}
 }
 
@@ -211,6 +220,11 @@ func (s *State) forget(resource, ns, name string) {
 	case "inplacerollouts.rollbook.dev":
 		delete(s.Rollouts, key)
 		delete(s.Pending, "rollout:"+key)
+		for k, rc := range s.Recreated {
+			if rc.Rollout == key {
+				delete(s.Recreated, k)
+			}
+		}
 	case "statefulsets.apps":
 		delete(s.Workloads, "StatefulSet/"+key)
 	case "daemonsets.apps":
@@ -241,6 +255,9 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 		s.Pending[key] = &Pending{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Revision: f.Revision, UID: f.UID, IntentSeq: seq, IntentAt: at}
 	case journal.KindActionSucceeded:
 		delete(s.Failures, f.Key)
+		if f.Kind == "recreate" {
+			s.Recreated[key] = Recreation{Rollout: f.Rollout, Revision: f.Revision, UID: f.UID}
+		}
 		p, ok := s.Pending[key]
 		if !ok || p.Key != f.Key {
 			return
