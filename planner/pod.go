@@ -71,9 +71,8 @@ type podPlan struct {
 // restartPending: the pod carries a patch, of any revision, whose changed
 // containers the kubelet has not restarted yet, so it is about to go
 // unready whatever it reports now.
-// FIX(test): a pod patched without a gate (or with skipDrain) toward a
-// revision that then changed was idle for the new one and counted
-// available, so the sim saw more pods restart at once than maxUnavailable.
+// Such a pod counts as unavailable even when idle for a newer revision
+// (patched without a gate, or with skipDrain, toward the old one).
 func restartPending(pp *podPlan) bool {
 	if pp.state == nil {
 		return false

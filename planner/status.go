@@ -32,8 +32,8 @@ func (c *conditions) set(typ, status, reason, message string) {
 			return
 		}
 	}
-	// FIX(test): ...unless it says something: WorkloadFound=False carries
-	// the only explanation of a Pending rollout, and was dropped.
+	// ...unless it says something (WorkloadFound=False explains a Pending
+	// rollout).
 	if status == "False" && message == "" {
 		return
 	}
@@ -94,8 +94,8 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 	if st.Phase != old.Phase {
 		typ, msg := "Normal", "revision "+st.TargetRevision
 		var reason string
-		// FIX(test): a pause the user asked for (spec.paused, a step) is
-		// Normal; only a pause on failure warns.
+		// A pause the user asked for (spec.paused, a step) is Normal; only
+		// a pause on failure warns.
 		failed := false
 		for _, c := range st.Conditions {
 			if c.Type == "Failed" && c.Status == metav1.ConditionTrue {
@@ -106,9 +106,8 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 		case st.Phase == projections.PhaseFailed, st.Phase == projections.PhasePaused && failed:
 			typ = "Warning"
 		}
-		// FIX(test): the most telling condition's message, by an explicit
-		// order (later wins); WorkloadFound tells when False (it was never
-		// used: a Pending event read "revision " with no revision).
+		// The most telling condition's message, by an explicit order
+		// (later wins); WorkloadFound tells when False.
 		for _, typ := range []string{"Conflict", "Paused", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
 			for _, c := range st.Conditions {
 				bad := c.Status == metav1.ConditionTrue
@@ -123,9 +122,9 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 				}
 			}
 		}
-		// FIX(test): events are recorded once per key, and the key holds
-		// the message: without the revision, a condition's message (a step
-		// pause, a failure) recorded no event for any later revision.
+		// Events are recorded once per key, which holds the message: the
+		// revision in it lets the same condition record an Event again for
+		// a later revision.
 		if msg != "revision "+st.TargetRevision && st.TargetRevision != "" {
 			msg += " (revision " + st.TargetRevision + ")"
 		}

@@ -149,9 +149,9 @@ func (s *State) Apply(r journal.Record) error {
 	default:
 		return fmt.Errorf("projections: record %d: %w: %v", r.Seq, journal.ErrUnknownKind, r.Kind)
 	}
-	// FIX(test): advanced only once the record is folded; a record that
-	// failed used to count as folded, so a caller retrying it (after, say,
-	// upgrading the binary) was refused as out of order.
+	// Seq advances only once the record is folded: a record that failed
+	// can be folded again (say, by a newer binary) without being refused
+	// as out of order.
 	s.Seq = r.Seq
 	return nil
 }

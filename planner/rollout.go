@@ -1,0 +1,453 @@
+package planner
+
+import (
+	"fmt"
+
+	"rollbook.dev/rollbook/projections"
+)
+
+// A rollout's pods are planned in stages that pass values, each a small
+// function: select (claim the pods), classify (where each pod stands),
+// count (what that adds up to, and which conditions it sets), budget (how
+// many pods may start now), act (drive the pods under way, then start new
+// ones in order) and phase (the status). rolloutPods runs them in order.
+
+// rolloutPlan is one rollout's plan as it passes through the stages.
+type rolloutPlan struct {
+	r     *projections.Rollout
+	t     target
+	spec  projections.RolloutSpec
+	st    *projections.RolloutStatus
+	conds *conditions
+
+	mine      []*projections.Pod // the pods this rollout drives
+	conflicts []string           // pods an older rollout drives
+	// rollingBack: onFailure is Rollback and this target failed (recorded
+	// in a status written and observed back). rolledBack: the rollback is
+	// over; the rollout holds until its target changes.
+	rollingBack, rolledBack bool
+	plans                   []*podPlan
+	n                       tally
+}
+
+// tally counts the pods of a rollout by stage.
+type tally struct {
+	done, started, failed, blocked, skipped, noGate, diverged, recreating int
+	// unavailable counts pods out of service, for whatever reason: not
+	// ready, gated, deleting, a start in flight, updating, or a restart
+	// the kubelet is about to make.
+	unavailable int
+	// The first pod (and why) of each kind, for condition messages.
+	failedWhy, blockedWhy, divergedWhy, recreateWhy, evictionBlocked string
+}
+
+// stopped: a failure holds the rollout (verification timed out, or a pod
+// made for the target still differs), unless it is rolling back.
+func (rp *rolloutPlan) stopped() bool {
+	return (rp.n.failed > 0 || rp.n.diverged > 0) && !rp.rollingBack
+}
+
+// holding: no new pod starts, and gated pods not yet patched are released.
+func (rp *rolloutPlan) holding() bool {
+	return (rp.spec.Paused || rp.stopped() || rp.rolledBack) && !rp.rollingBack
+}
+
+func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*projections.Pod, st *projections.RolloutStatus, conds *conditions) {
+	rp := &rolloutPlan{r: r, t: t, spec: r.Spec, st: st, conds: conds}
+	conds.set("Invalid", "False", "Valid", "")
+	if t.workload != nil {
+		conds.set("WorkloadFound", "True", "Found", "")
+	}
+	st.TargetRevision = t.rev
+	if !p.selectPods(rp, pods) {
+		return
+	}
+	p.enterRevision(rp)
+	p.classifyPods(rp)
+	p.count(rp)
+	p.report(rp)
+	updates, budget, maxUpdated, hold, ok := p.budgets(rp)
+	if !ok {
+		// A rollout that cannot plan lets go of its pods, as an invalid
+		// target does, so a pod it gated is released by Plan.
+		for _, pod := range rp.mine {
+			delete(p.claimed, pod.Key())
+		}
+		return
+	}
+	candidates := p.drive(rp)
+	p.start(rp, candidates, updates, budget)
+	p.phase(rp, len(candidates), maxUpdated, hold)
+}
+
+// selectPods claims the rollout's pods; a pod an older rollout claimed is
+// left to it. It reports false when the rollout cannot plan at all.
+func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
+	if rp.t.workload == nil {
+		// A selector target names containers the schema cannot check: one
+		// that no selected pod has is a typo, not a per-pod problem, and
+		// such a rollout claims nothing.
+		for _, ct := range rp.spec.Containers {
+			if len(pods) > 0 && !anyHas(pods, ct.Name) {
+				rp.conds.set("Invalid", "True", "UnknownContainer", fmt.Sprintf("spec.containers names %q, which none of the %d selected pods has: fix the name or the selector", ct.Name, len(pods)))
+				rp.st.Phase = projections.PhaseFailed
+				return false
+			}
+		}
+	}
+	for _, pod := range pods {
+		if owner, ok := p.claimed[pod.Key()]; ok {
+			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
+			continue
+		}
+		p.claimed[pod.Key()] = rp.r.Key()
+		rp.mine = append(rp.mine, pod)
+	}
+	if len(rp.conflicts) > 0 {
+		rp.conds.set("Conflict", "True", "ClaimedByOlderRollout", fmt.Sprintf("%d pods belong to an older rollout and are left to it: %s", len(rp.conflicts), firstN(rp.conflicts, 3)))
+	} else {
+		rp.conds.set("Conflict", "False", "NoConflict", "")
+	}
+	return true
+}
+
+// enterRevision sets what a rollout's target revision carries over: a new
+// target starts from its first step, with the failures, pauses and step
+// approvals of the old one left behind; the same target keeps rolling
+// back, or stays rolled back, until it changes.
+func (p *planning) enterRevision(rp *rolloutPlan) {
+	r, st, conds := rp.r, rp.st, rp.conds
+	rp.rollingBack = rp.spec.Strategy.OnFailure == "Rollback" && r.Status.TargetRevision == rp.t.rev && conds.is("RollingBack")
+	if r.Status.TargetRevision != rp.t.rev {
+		conds.set("RollingBack", "False", "NewRevision", "")
+		conds.set("Failed", "False", "NewRevision", "")
+		st.StepPausedAt = nil
+		st.CurrentStep = 0
+		// Approvals so far were for the old revision (none for a new
+		// rollout, whose pre-approvals count).
+		if r.Status.TargetRevision != "" {
+			st.ApprovedStepsBase = rp.spec.ApprovedSteps
+		}
+	}
+	rp.rolledBack = !rp.rollingBack && r.Status.Phase == projections.PhaseRolledBack && r.Status.TargetRevision == rp.t.rev
+}
+
+// classifyPods places every pod relative to its target. Invariants: a pod
+// this rollout never updated is untouched by its rollback (but counted,
+// and released if gated); an unscheduled pod counts as unavailable and is
+// not planned; a pod made for the target is never recreated again for it.
+func (p *planning) classifyPods(rp *rolloutPlan) {
+	for _, pod := range rp.mine {
+		pt := rp.t.forPod(p.s, pod)
+		if rp.rollingBack {
+			var ok bool
+			if pt, ok = rollbackTarget(pod, rp.t.rev); !ok {
+				rp.plans = append(rp.plans, untouched(pod))
+				continue
+			}
+		}
+		if pod.Pod.NodeName == "" && pod.Pod.Phase == "Pending" {
+			rp.st.Replicas++
+			rp.st.Unavailable++
+			continue
+		}
+		pp := classify(pod, pt, rp.spec, p.now)
+		if pp.stage == stageRecreate && p.recreatedForTarget(pod, rp.r.Key(), rp.t) {
+			// Another recreate would make the same pod, and the next, in a
+			// loop at maxUnavailable pods a time.
+			pp.stage = stageDiverged
+		}
+		rp.plans = append(rp.plans, pp)
+	}
+	rp.st.Replicas += int32(len(rp.plans))
+}
+
+// count tallies the pods. Invariant: a pod whose gate, patch or recreate
+// is in flight has started and is unavailable although the watch does not
+// show it yet, and a patched pod not yet verified is unavailable even while
+// the kubelet still reports it ready (no gate, or skipDrain): planning
+// again before results arrive never starts more pods than the budget.
+func (p *planning) count(rp *rolloutPlan) {
+	n, st := &rp.n, rp.st
+	n.unavailable = int(st.Unavailable) // unscheduled pods
+	for _, pp := range rp.plans {
+		pending := p.s.Pending[pp.pod.Key()]
+		inFlight := pending != nil && (pp.stage == stageIdle || pp.stage == stageRecreate) &&
+			(pending.Kind == string(Gate) || pending.Kind == string(Patch) || pending.Kind == string(Recreate))
+		if inFlight {
+			n.started++
+		}
+		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() || restartPending(pp) {
+			n.unavailable++
+		}
+		if !pp.hasGate {
+			n.noGate++
+		}
+		switch pp.stage {
+		case stageDone:
+			n.done++
+			st.Updated++
+			if pp.ready {
+				st.UpdatedReady++
+			}
+		case stageVerified, stageVerifying:
+			st.Updated++
+			n.started++
+		case stageGated, stageResize:
+			n.started++
+		case stageFailed:
+			n.started++
+			n.failed++
+			n.failedWhy = first(n.failedWhy, pp.pod.Name+": "+pp.why)
+		case stageBlocked:
+			n.blocked++
+			n.blockedWhy = first(n.blockedWhy, pp.pod.Name+": "+pp.why)
+		case stageSkipped:
+			n.skipped++
+		case stageDiverged:
+			n.diverged++
+			n.divergedWhy = first(n.divergedWhy, pp.pod.Name+": "+pp.why)
+		case stageRecreate:
+			n.recreating++
+			// No pod name or count: the message stays put while pods are
+			// recreated, and costs no status write per pod.
+			n.recreateWhy = first(n.recreateWhy, pp.why)
+			if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
+				n.evictionBlocked = first(n.evictionBlocked, pp.pod.Name+": "+f.Error)
+			}
+		}
+	}
+	st.Unavailable, st.Failed = int32(n.unavailable), int32(n.failed)
+}
+
+func first(have, candidate string) string {
+	if have != "" {
+		return have
+	}
+	return candidate
+}
+
+// report sets the conditions the tally implies. Invariants: a write that
+// is never retried (see allowed) is reported, never silent; a recreate is
+// never silent: the condition and a Warning Event name the field that
+// forced it.
+func (p *planning) report(rp *rolloutPlan) {
+	n, conds, spec := &rp.n, rp.conds, rp.spec
+	switch {
+	case n.noGate > 0 && spec.RequireReadinessGate:
+		conds.set("NoReadinessGate", "True", "Skipped", fmt.Sprintf("%d pods do not declare readiness gate %s and are skipped (requireReadinessGate)", n.skipped, GateCondition))
+	case n.noGate > 0:
+		conds.set("NoReadinessGate", "True", "UpdatedWithoutDrain", fmt.Sprintf("%d pods do not declare readiness gate %s: they are updated without leaving Service endpoints first; add the gate to the pod template", n.noGate, GateCondition))
+	default:
+		conds.set("NoReadinessGate", "False", "AllGated", "")
+	}
+	var stalled []string
+	for _, pp := range rp.plans {
+		if why := p.stalled(pp); why != "" {
+			stalled = append(stalled, pp.pod.Name+": "+why)
+		}
+	}
+	if len(stalled) > 0 {
+		conds.set("Stalled", "True", "WriteFailed", fmt.Sprintf("%d pods cannot proceed with this revision: a write failed and is not retried; %s", len(stalled), firstN(stalled, 3)))
+	} else {
+		conds.set("Stalled", "False", "NoFailedWrites", "")
+	}
+	switch {
+	case n.diverged > 0:
+		conds.set("NotInPlace", "True", "RecreatedPodDiffers", fmt.Sprintf("%d pods were created from the target revision and still cannot take it in place; first: %s. Recreating them again would loop, so the rollout stopped and released its gates: fix the template or the rollout", n.diverged, n.divergedWhy))
+	case n.blocked > 0:
+		conds.set("NotInPlace", "True", "FallbackNever", fmt.Sprintf("%d pods need changes that cannot be made in place and fallback is Never (or there is no template to recreate from); first: %s", n.blocked, n.blockedWhy))
+	case n.recreating > 0:
+		conds.set("NotInPlace", "True", "Recreating", "pods are recreated through eviction (fallback Recreate), not updated in place: "+n.recreateWhy)
+		p.event(rp.r, "Warning", "Recreating", fmt.Sprintf("pods are recreated, not updated in place: %s (revision %s)", n.recreateWhy, rp.t.rev))
+	default:
+		conds.set("NotInPlace", "False", "InPlace", "")
+	}
+	if n.evictionBlocked != "" {
+		conds.set("EvictionBlocked", "True", "DisruptionBudget", "an eviction is refused and retried with backoff until the PodDisruptionBudget allows it; first: "+n.evictionBlocked)
+	} else {
+		conds.set("EvictionBlocked", "False", "Evicting", "")
+	}
+}
+
+// budgets returns how many more pods may start now (updates: steps and
+// partition, spent by every start) and how many more ready pods may
+// become unavailable (budget: maxUnavailable, spent only by starting a
+// ready pod), with the rollout's update ceiling and whether a step pause
+// holds it. Two allowances, not one: pods already unready spend no budget
+// but still count toward the partition. ok is false for a strategy that
+// cannot be computed (reported as Invalid).
+func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, hold, ok bool) {
+	spec, st, conds, n := rp.spec, rp.st, rp.conds, &rp.n
+	replicas := int(st.Replicas)
+	maxUnavailable, err := scaled(spec.Strategy.MaxUnavailable, replicas, 1, false)
+	if err != nil {
+		conds.set("Invalid", "True", "InvalidSpec", "spec.strategy.maxUnavailable "+err.Error())
+		st.Phase = projections.PhaseFailed
+		return 0, 0, 0, false, false
+	}
+	maxUnavailable = max(maxUnavailable, 1)
+	partition, err := scaled(spec.Strategy.Partition, replicas, 0, true)
+	if err != nil {
+		conds.set("Invalid", "True", "InvalidSpec", "spec.strategy.partition "+err.Error())
+		st.Phase = projections.PhaseFailed
+		return 0, 0, 0, false, false
+	}
+	maxUpdated = max(replicas-partition, 0)
+	capNow, hold, step := p.steps(spec, st, replicas, maxUpdated, n.done)
+	st.CurrentStep = step
+
+	switch {
+	case n.diverged > 0 && !rp.rollingBack:
+		conds.set("Failed", "True", "RecreatedPodDiffers", "a pod made from the target revision still differs: see the NotInPlace condition")
+	case rp.stopped():
+		conds.set("Failed", "True", "VerifyTimeout", fmt.Sprintf("%d pods did not verify within %ds; first: %s. Fix the image (a new spec revision re-plans gated pods) or set strategy.onFailure: Rollback",
+			n.failed, verifyTimeout(spec)/1e9, n.failedWhy))
+		if spec.Strategy.OnFailure == "Rollback" {
+			conds.set("RollingBack", "True", "VerifyTimeout", "rolling updated pods back in place to their recorded images")
+		}
+	case !rp.rollingBack && !rp.rolledBack && rp.r.Status.TargetRevision == rp.t.rev && conds.is("Failed") && n.failed == 0:
+		conds.set("Failed", "False", "Recovered", "")
+	}
+	updates, budget = capNow-n.done-n.started, maxUnavailable-n.unavailable
+	switch {
+	case rp.rollingBack:
+		// Undoing is not bound by steps or partition, only by availability.
+		updates = len(rp.plans)
+	case spec.Paused || hold || rp.stopped() || rp.rolledBack:
+		updates = 0
+	}
+	return updates, budget, maxUpdated, hold, true
+}
+
+// drive acts on the pods already under way and returns those that may
+// start. Invariant: no pod stays gated with nothing driving it: a gated
+// pod is patched after its grace period, released while the rollout
+// holds, and released when its target turns out not to be reachable in
+// place (blocked, skipped, diverged) or needs a recreate the rollout will
+// not start now.
+func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
+	rk, t, spec := rp.r.Key(), rp.t, rp.spec
+	for _, pp := range rp.plans {
+		key := pp.pod.Key()
+		if p.busy[key] || p.s.Pending[key] != nil {
+			continue
+		}
+		switch pp.stage {
+		case stageVerified:
+			p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonReady, Message: "revision " + revOf(pp, t.rev) + " verified"})
+		case stageGated:
+			if rp.holding() || pp.untouched {
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: rollout paused before the patch"})
+				continue
+			}
+			if due := pp.gatedAt + gracePeriod(spec); p.now < due {
+				p.wake(due)
+				continue
+			}
+			p.try(p.patch(rp.r, pp, revOf(pp, t.rev)))
+		case stageResize:
+			p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.resources})
+		case stageVerifying:
+			p.wake(pp.wakeAt)
+		case stageBlocked, stageSkipped, stageDiverged:
+			if pp.gated {
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why})
+			}
+		case stageRecreate:
+			switch {
+			case !pp.gated:
+				candidates = append(candidates, pp)
+			case rp.holding():
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: rollout paused before the recreate"})
+			case pp.pod.Deleting == 0:
+				// Gated for an in-place target that changed to one needing
+				// a new pod: its own gate already spent the budget.
+				p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why})
+			}
+		case stageIdle:
+			candidates = append(candidates, pp)
+		}
+	}
+	return candidates
+}
+
+// start starts candidates in the rollout's order (priority, scatter)
+// while both allowances last. A pod with nothing to drain (no gate, or
+// every changed container skips the drain) is patched at once.
+func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget int) {
+	if updates <= 0 || budget <= 0 {
+		return
+	}
+	rk, t := rp.r.Key(), rp.t
+	for _, pp := range order(p.s, rp.spec, candidates) {
+		if updates <= 0 || budget <= 0 {
+			return
+		}
+		if pp.pod.Deleting != 0 {
+			continue
+		}
+		key := pp.pod.Key()
+		var a Action
+		switch {
+		case pp.stage == stageRecreate:
+			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why}
+		case pp.hasGate && !pp.skipDrain:
+			a = Action{Kind: Gate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonUpdating, Message: "rollout " + rk + " revision " + revOf(pp, t.rev)}
+		default:
+			a = p.patch(rp.r, pp, revOf(pp, t.rev))
+		}
+		if p.try(a) {
+			updates--
+			if pp.ready {
+				budget-- // an unready pod is already counted unavailable
+			}
+		}
+	}
+}
+
+// phase sets the rollout's phase. Invariants: Succeeded needs every pod
+// it had to update done and ready, and no pod left to an older rollout; a
+// dead end (a rollback that does not verify, pods that cannot be changed
+// in place with nothing else to do, a pod made for the target that still
+// differs) is Failed, never Progressing forever; a failed rollback
+// releases its gates.
+func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool) {
+	st, conds, n, spec := rp.st, rp.conds, &rp.n, rp.spec
+	switch {
+	case len(rp.mine) == 0 && len(rp.conflicts) > 0:
+		st.Phase = projections.PhasePending
+	case rp.rollingBack && n.started == 0 && candidates == 0:
+		st.Phase = projections.PhaseRolledBack
+		conds.set("RollingBack", "False", "RolledBack", "updated pods were rolled back to their recorded images")
+	case rp.rollingBack && n.failed > 0 && n.started == n.failed && candidates == 0:
+		st.Phase = projections.PhaseFailed
+		conds.set("Failed", "True", "RollbackFailed", fmt.Sprintf("%d pods did not verify on their recorded images either; first: %s. They were released from the gate: repair them by hand, or change the target", n.failed, n.failedWhy))
+	case rp.rollingBack:
+		st.Phase = projections.PhaseProgressing
+	case n.diverged > 0:
+		st.Phase = projections.PhaseFailed
+	case rp.stopped() || spec.Paused || hold:
+		st.Phase = projections.PhasePaused
+	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done && len(rp.conflicts) > 0:
+		st.Phase = projections.PhasePending
+	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done:
+		st.Phase = projections.PhaseSucceeded
+	case n.blocked+n.skipped > 0 && n.started == 0 && candidates == 0:
+		st.Phase = projections.PhaseFailed
+	default:
+		st.Phase = projections.PhaseProgressing
+	}
+	if rp.rolledBack {
+		st.Phase = projections.PhaseRolledBack
+	}
+	if rp.rollingBack && st.Phase == projections.PhaseFailed {
+		for _, pp := range rp.plans {
+			key := pp.pod.Key()
+			if pp.stage == stageFailed && pp.gated && !p.busy[key] && p.s.Pending[key] == nil {
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rp.r.Key(), Reason: ReasonReady, Message: "released: its rollback did not verify either"})
+			}
+		}
+	}
+	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, rp.stopped()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase))
+}
