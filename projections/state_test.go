@@ -226,11 +226,27 @@ func TestActionsInFlight(t *testing.T) {
 		t.Fatal("an action on a deleted pod is still pending")
 	}
 
-	// A success with no version to wait for (a delete, an event) ends at once.
+	// An eviction answers with no version: the recreate stays in flight
+	// until the watch shows the pod terminating (or replaced, or gone), so
+	// no plan evicts it twice; and its replacement is remembered.
 	f.pod("b", "u2", "20")
-	del := journal.ActionFact{Key: "recreate/ns/b/u2/rev1", Kind: "recreate", Rollout: "ns/r1", Pod: "ns/b", UID: "u2"}
+	del := journal.ActionFact{Key: "recreate/ns/b/u2/rev1", Kind: "recreate", Rollout: "ns/r1", Pod: "ns/b", UID: "u2", Revision: "rev1"}
 	f.action(journal.KindActionIntended, del)
 	f.action(journal.KindActionSucceeded, del)
+	if f.s.Pending["ns/b"] == nil {
+		t.Fatal("an eviction that succeeded is not in flight until the pod is seen terminating")
+	}
+	f.apply(journal.KindObserved, "pods/ns/b", journal.Observed{Resource: "pods", Namespace: "ns", Name: "b", UID: "u2", ResourceVersion: "21", Deleting: 1})
+	if f.s.Pending["ns/b"] != nil {
+		t.Fatal("the recreate is still in flight after the pod was seen terminating")
+	}
+	if rc := f.s.Recreated["ns/b"]; rc.UID != "u2" || rc.Revision != "rev1" || rc.Rollout != "ns/r1" {
+		t.Fatalf("recreation not remembered: %+v", rc)
+	}
+	// A success with no version on anything else ends at once.
+	ev := journal.ActionFact{Key: "resize/ns/b/u2/rev1", Kind: "resize", Rollout: "ns/r1", Pod: "ns/b", UID: "u2"}
+	f.action(journal.KindActionIntended, ev)
+	f.action(journal.KindActionSucceeded, ev)
 	if f.s.Pending["ns/b"] != nil {
 		t.Fatal("a success without a result version left the action pending")
 	}
