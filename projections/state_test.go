@@ -244,9 +244,9 @@ func TestActionsInFlight(t *testing.T) {
 		t.Fatalf("recreation not remembered: %+v", rc)
 	}
 	// A success with no version on anything else ends at once.
-	ev := journal.ActionFact{Key: "resize/ns/b/u2/rev1", Kind: "resize", Rollout: "ns/r1", Pod: "ns/b", UID: "u2"}
-	f.action(journal.KindActionIntended, ev)
-	f.action(journal.KindActionSucceeded, ev)
+	rs := journal.ActionFact{Key: "resize/ns/b/u2/rev1", Kind: "resize", Rollout: "ns/r1", Pod: "ns/b", UID: "u2"}
+	f.action(journal.KindActionIntended, rs)
+	f.action(journal.KindActionSucceeded, rs)
 	if f.s.Pending["ns/b"] != nil {
 		t.Fatal("a success without a result version left the action pending")
 	}
