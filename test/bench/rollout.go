@@ -314,7 +314,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 			writes[k] = d
 		}
 	}
-	podWrites := writes["patch pods"] + writes["patch pods/status"] + writes["delete pods"]
+	podWrites := writes["patch pods"] + writes["patch pods/status"] + writes["create pods/eviction"]
 	perPod := float64(podWrites) / float64(*pods)
 	rate := float64(*pods) / took.Seconds()
 	capacity := (capBefore.rate() + capAfter.rate()) / 2
@@ -331,8 +331,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fmt.Printf("  rollout: template patch → every rollout Succeeded in %s: %.1f pods/s (10%%→90%% of pods: %.1f pods/s)\n", took.Round(100*time.Millisecond), rate, steady)
 	fmt.Printf("  pods after: %d on app:v2, %d Ready, %d recreated (UID changed)\n", updated, ready, recreated)
 	fmt.Printf("  controller API writes during the rollout: %s\n", fmtCounts(writes))
-	fmt.Printf("  pod writes per pod: %.2f (patch pods %d + patch pods/status %d + delete pods %d); rollout status writes: %d\n",
-		perPod, writes["patch pods"], writes["patch pods/status"], writes["delete pods"], writes["patch inplacerollouts/status"])
+	fmt.Printf("  pod writes per pod: %.2f (patch pods %d + patch pods/status %d + create pods/eviction %d); rollout status writes: %d\n",
+		perPod, writes["patch pods"], writes["patch pods/status"], writes["create pods/eviction"], writes["patch inplacerollouts/status"])
 	fmt.Printf("  apiserver write capacity (%d workers, label merge-patches on these pods, ≤%s): %.0f writes/s before, %.0f after → %.0f; 3 writes/pod bound %.1f pods/s\n",
 		*capWorkers, *capSeconds, capBefore.rate(), capAfter.rate(), capacity, bound)
 	fmt.Printf("  ratio pods/s ÷ (capacity/3): %.2f\n", rate/bound)
