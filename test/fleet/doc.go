@@ -57,11 +57,16 @@
 // phase and conditions; none does nothing, and exists so that every event
 // replaces a pod's pending delayed stage (kwok keeps it otherwise, and it
 // would replay a restart from an old snapshot). Every stage is level
-// triggered: it matches while the status disagrees with the spec, so a
-// patch made from a stale snapshot is corrected by the next event. A cheap
-// jq prefilter per stage spares most of the classifier runs (kwok tries
-// every stage on every event). CEL selectors cannot see container statuses
-// in kwok, hence jq.
+// triggered: it matches while the status disagrees with the spec. Each
+// patch carries the resourceVersion of the snapshot it was rendered from,
+// so the apiserver refuses it once anything else wrote the pod (kwok does
+// not cancel a stage a worker already took): a stale play would rewrite
+// every container's status from the older snapshot, renaming containers
+// the kubelet never restarted, and nothing in the spec would tell the
+// next event to undo it. The newer event replays the stage from fresh
+// state. A cheap jq prefilter per stage spares most of the classifier runs
+// (kwok tries every stage on every event). CEL selectors cannot see
+// container statuses in kwok, hence jq.
 //
 // Not simulated: image changes of init containers, probes, pod IP
 // uniqueness across kwok restarts, resize conditions (PodResizePending,

@@ -81,8 +81,10 @@ func logSize(f *fleet.Fleet) int64 {
 
 // kwokErrors returns kwok's ERROR and WARN log lines after offset: a
 // stage whose selector or template fails only shows there (kwok treats a
-// failing jq selector as not matching). NotFound is left out: a stage
-// played from a snapshot of a pod deleted meanwhile is a benign race.
+// failing jq selector as not matching). NotFound and Conflict are left
+// out: a stage played from a snapshot of a pod deleted or written meanwhile
+// is refused by design (stages/pod-status.tmpl), and the newer event has
+// rescheduled it.
 func kwokErrors(f *fleet.Fleet, offset int64) []string {
 	b, err := os.ReadFile(f.Process().Log)
 	if err != nil || int64(len(b)) < offset {
@@ -90,7 +92,7 @@ func kwokErrors(f *fleet.Fleet, offset int64) []string {
 	}
 	var out []string
 	for _, l := range strings.Split(string(b[offset:]), "\n") {
-		if (strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`)) && !strings.Contains(l, `not found`) {
+		if (strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`)) && !strings.Contains(l, `not found`) && !strings.Contains(l, `the object has been modified`) {
 			out = append(out, l)
 		}
 	}
