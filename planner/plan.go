@@ -126,6 +126,10 @@ func (p *planning) allowed(a Action) (ok bool, reason string) {
 			return false, fmt.Sprintf("%d conflicts in a row: %s", f.Count, f.Error)
 		}
 		return true, ""
+	case f.Class == "other" && f.Count >= 5:
+		// A refusal nobody classified (RBAC, an admission webhook or policy
+		// denying the write) that five tries with backoff did not change.
+		return false, fmt.Sprintf("%d failures in a row: %s", f.Count, f.Error)
 	}
 	backoff := int64(500e6) << min(f.Count, 6) // 1 s .. 32 s
 	if p.now < f.LastAt+backoff {
@@ -354,12 +358,12 @@ func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutSt
 	return maxUpdated, false, int32(len(spec.Strategy.Steps) - 1)
 }
 
-func pauseReason(spec projections.RolloutSpec, hold, failing bool) string {
+func pauseReason(spec projections.RolloutSpec, hold bool, stop string) string {
 	switch {
 	case spec.Paused:
 		return "SpecPaused"
-	case failing:
-		return "VerifyFailed"
+	case stop != "":
+		return stop
 	case hold:
 		return "StepPause"
 	}

@@ -33,18 +33,48 @@ type rolloutPlan struct {
 // tally counts the pods of a rollout by stage.
 type tally struct {
 	done, started, failed, blocked, skipped, noGate, diverged, recreating int
+	// stalled counts pods whose next write for this revision will not be
+	// retried (see allowed).
+	stalled int
 	// unavailable counts pods out of service, for whatever reason: not
 	// ready, gated, deleting, a start in flight, updating, or a restart
 	// the kubelet is about to make.
 	unavailable int
 	// The first pod (and why) of each kind, for condition messages.
 	failedWhy, blockedWhy, divergedWhy, recreateWhy, evictionBlocked string
+	stalledWhy                                                       []string
 }
 
-// stopped: a failure holds the rollout (verification timed out, or a pod
-// made for the target still differs), unless it is rolling back.
+// stopped: a failure holds the rollout (verification timed out, a pod
+// made for the target still differs, a write that cannot succeed), unless
+// it is rolling back.
 func (rp *rolloutPlan) stopped() bool {
-	return (rp.n.failed > 0 || rp.n.diverged > 0) && !rp.rollingBack
+	return (rp.n.failed > 0 || rp.n.diverged > 0 || rp.n.stalled > 0) && !rp.rollingBack
+}
+
+// stopReason names what stopped the rollout, "" when nothing did.
+func (rp *rolloutPlan) stopReason() string {
+	switch {
+	case !rp.stopped():
+		return ""
+	case rp.n.failed > 0:
+		return "VerifyFailed"
+	case rp.n.diverged > 0:
+		return "RecreatedPodDiffers"
+	}
+	return "WriteFailed"
+}
+
+// releaseMessage is the gate condition's message on a pod released before
+// its patch.
+func (rp *rolloutPlan) releaseMessage(before string) string {
+	switch {
+	case rp.n.stalled > 0 && !rp.rollingBack:
+		return "released: rollout stopped, a write cannot succeed: " + rp.n.stalledWhy[0]
+	case rp.n.diverged > 0 && !rp.rollingBack:
+		return "released: rollout stopped: " + rp.n.divergedWhy
+	}
+	return "released: rollout paused before the " + before
 }
 
 // holding: no new pod starts, and gated pods not yet patched are released.
@@ -183,6 +213,10 @@ func (p *planning) count(rp *rolloutPlan) {
 		if !pp.hasGate {
 			n.noGate++
 		}
+		if why := p.stalled(pp); why != "" {
+			n.stalled++
+			n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
+		}
 		switch pp.stage {
 		case stageDone:
 			n.done++
@@ -241,14 +275,8 @@ func (p *planning) report(rp *rolloutPlan) {
 	default:
 		conds.set("NoReadinessGate", "False", "AllGated", "")
 	}
-	var stalled []string
-	for _, pp := range rp.plans {
-		if why := p.stalled(pp); why != "" {
-			stalled = append(stalled, pp.pod.Name+": "+why)
-		}
-	}
-	if len(stalled) > 0 {
-		conds.set("Stalled", "True", "WriteFailed", fmt.Sprintf("%d pods cannot proceed with this revision: a write failed and is not retried; %s", len(stalled), firstN(stalled, 3)))
+	if n.stalled > 0 {
+		conds.set("Stalled", "True", "WriteFailed", fmt.Sprintf("%d pods cannot proceed with this revision: a write failed and is not retried; %s", n.stalled, firstN(n.stalledWhy, 3)))
 	} else {
 		conds.set("Stalled", "False", "NoFailedWrites", "")
 	}
@@ -300,6 +328,8 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 	switch {
 	case n.diverged > 0 && !rp.rollingBack:
 		conds.set("Failed", "True", "RecreatedPodDiffers", "a pod made from the target revision still differs: see the NotInPlace condition")
+	case n.stalled > 0 && n.failed == 0 && !rp.rollingBack:
+		conds.set("Failed", "True", "WriteFailed", fmt.Sprintf("a write cannot succeed and the rollout stopped, releasing its gates; first: %s. Fix the cause (the pods' admission, RBAC) and change the target or the rollout", n.stalledWhy[0]))
 	case rp.stopped():
 		conds.set("Failed", "True", "VerifyTimeout", fmt.Sprintf("%d pods did not verify within %ds; first: %s. Fix the image (a new spec revision re-plans gated pods) or set strategy.onFailure: Rollback",
 			n.failed, verifyTimeout(spec)/1e9, n.failedWhy))
@@ -338,7 +368,7 @@ func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
 			p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonReady, Message: "revision " + revOf(pp, t.rev) + " verified"})
 		case stageGated:
 			if rp.holding() || pp.untouched {
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: rollout paused before the patch"})
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")})
 				continue
 			}
 			if due := pp.gatedAt + gracePeriod(spec); p.now < due {
@@ -359,7 +389,7 @@ func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
 			case !pp.gated:
 				candidates = append(candidates, pp)
 			case rp.holding():
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: rollout paused before the recreate"})
+				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")})
 			case pp.pod.Deleting == 0:
 				// Gated for an in-place target that changed to one needing
 				// a new pod: its own gate already spent the budget.
@@ -425,7 +455,7 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		conds.set("Failed", "True", "RollbackFailed", fmt.Sprintf("%d pods did not verify on their recorded images either; first: %s. They were released from the gate: repair them by hand, or change the target", n.failed, n.failedWhy))
 	case rp.rollingBack:
 		st.Phase = projections.PhaseProgressing
-	case n.diverged > 0:
+	case n.diverged > 0, n.stalled > 0 && n.failed == 0:
 		st.Phase = projections.PhaseFailed
 	case rp.stopped() || spec.Paused || hold:
 		st.Phase = projections.PhasePaused
@@ -449,5 +479,5 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 			}
 		}
 	}
-	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, rp.stopped()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase))
+	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, rp.stopReason()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase))
 }
