@@ -280,7 +280,10 @@ func (c *controller) refreshPod(ctx context.Context, podKey string) (*journal.En
 	return &journal.Entry{Kind: journal.KindObserved, Key: ingest.Key("pods", ns, name), Body: body}, nil
 }
 
-// fold applies one record to the state and wakes the planner.
+// fold applies one record to the state and wakes the planner, unless the
+// record is the planner's own (a Tick it appended to plan, the intents of
+// a plan it made, which it waits for): waking on those would make an idle
+// controller tick forever once a plan takes longer than tickEvery.
 func (c *controller) fold(r journal.Record) error {
 	c.mu.Lock()
 	err := c.state.Apply(r)
@@ -293,6 +296,9 @@ func (c *controller) fold(r journal.Record) error {
 	close(c.foldedCh)
 	c.foldedCh = make(chan struct{})
 	c.foldMu.Unlock()
+	if r.Kind == journal.KindTick || r.Kind == journal.KindActionIntended || r.Kind == journal.KindCursor {
+		return nil
+	}
 	select {
 	case c.dirty <- struct{}{}:
 	default:
