@@ -281,3 +281,32 @@ func nodeFacts(n *corev1.Node) *journal.NodeFacts {
 	}
 	return f
 }
+
+// truncate keeps what identifies an object and its state and drops the
+// maps and lists that can grow without bound, saying so in Truncated.
+// Pod facts are trimmed of conditions' messages; a workload's template and
+// a revision's are dropped (the planner holds such a rollout, waiting for
+// a template it can read).
+func truncate(o journal.Observed, why error) *journal.Observed {
+	t := o
+	t.Labels, t.Annotations, t.AnnotationKeys, t.Spec, t.Status = nil, nil, nil, nil, nil
+	if t.Pod != nil {
+		p := *t.Pod
+		p.Conditions = append([]journal.Condition(nil), p.Conditions...)
+		for i := range p.Conditions {
+			p.Conditions[i].Message = ""
+		}
+		p.EnvFieldRefs = nil
+		t.Pod = &p
+	}
+	if t.Workload != nil {
+		w := *t.Workload
+		w.Template, w.Selector = nil, nil
+		t.Workload = &w
+	}
+	if t.Revision != nil {
+		t.Revision = &journal.RevisionFacts{Revision: t.Revision.Revision}
+	}
+	t.Truncated = "labels, annotations, spec, status, templates and messages dropped: " + why.Error()
+	return &t
+}

@@ -329,6 +329,12 @@ func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.En
 	}
 	o.Deleted = deleted
 	body, err := journal.EncodeBody(&o)
+	if errors.Is(err, journal.ErrTooLarge) {
+		// A hostile or runaway object (a label map of a million entries)
+		// must not stop ingest, nor poison the journal: keep its identity
+		// and say what was dropped.
+		body, err = journal.EncodeBody(truncate(o, err))
+	}
 	if err != nil {
 		return journal.Entry{}, false, fmt.Errorf("ingest: %w", err)
 	}

@@ -29,6 +29,19 @@ var encMode = func() cbor.EncMode {
 	return m
 }()
 
+// MaxBodyBytes bounds an encoded record body. What is encoded always
+// decodes: a body this size cannot hold more map pairs or array elements
+// than decMode accepts (each takes at least two bytes), and a record stays
+// well under NATS's default 1 MiB payload, so the outbox can always
+// publish it.
+const MaxBodyBytes = 256 << 10
+
+// Decoder limits, stated rather than left to the library's defaults.
+const (
+	maxPairs  = 1 << 17
+	maxNested = 32
+)
+
 // decMode rejects anything the encoder would not have produced in shape:
 // duplicate map keys, indefinite lengths, tags, invalid UTF-8, fields the
 // target type does not have, trailing bytes. NB: rejecting unknown fields
@@ -42,6 +55,9 @@ var decMode = func() cbor.DecMode {
 		TagsMd:            cbor.TagsForbidden,
 		UTF8:              cbor.UTF8RejectInvalid,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		MaxMapPairs:       maxPairs,
+		MaxArrayElements:  maxPairs,
+		MaxNestedLevels:   maxNested,
 	}.DecMode()
 	if err != nil {
 		panic("journal: cbor dec mode: " + err.Error())
@@ -51,10 +67,14 @@ var decMode = func() cbor.DecMode {
 
 // EncodeBody encodes a record body (Observed, Vanished, CursorFact, an
 // action, ...) as core deterministic CBOR.
+// A body over MaxBodyBytes is refused with ErrTooLarge.
 func EncodeBody(v any) ([]byte, error) {
 	b, err := encMode.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("journal: encode body: %w", err)
+	}
+	if len(b) > MaxBodyBytes {
+		return nil, fmt.Errorf("journal: encode body: %w: %d bytes, the bound is %d", ErrTooLarge, len(b), MaxBodyBytes)
 	}
 	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -245,4 +246,34 @@ func TestUnknownKindIsAnError(t *testing.T) {
 	if Kind(42).String() != "Kind(42)" || KindActionFailed.String() != "ActionFailed" {
 		t.Fatal("Kind.String")
 	}
+}
+
+// TestWhatIsEncodedDecodes: the largest body the encoder accepts decodes;
+// a larger one is refused at encoding, never stored to fail later.
+func TestWhatIsEncodedDecodes(t *testing.T) {
+	m := map[string]string{}
+	for i := 0; ; i++ {
+		m[fmt.Sprintf("%x", i)] = ""
+		if i%1000 == 0 {
+			if _, err := EncodeBody(m); err != nil {
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	for k := range m { // back under the bound
+		delete(m, k)
+		if len(m)%1000 == 0 {
+			if b, err := EncodeBody(m); err == nil {
+				var back map[string]string
+				if err := DecodeBody(b, &back); err != nil || len(back) != len(m) {
+					t.Fatalf("%d pairs encoded in %d bytes do not decode: %v", len(m), len(b), err)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("nothing under the bound")
 }

@@ -11,6 +11,8 @@ var (
 	// ErrCorrupt means stored bytes fail their checksum, carry an unknown
 	// format version or do not decode.
 	ErrCorrupt = errors.New("journal: corrupt record")
+	// ErrTooLarge means a record body would exceed MaxBodyBytes.
+	ErrTooLarge = errors.New("journal: record body too large")
 	// ErrUnknownKind means a record (or an entry handed to Append) has a Kind
 	// this binary does not know. It is never skipped: see Kind.
 	ErrUnknownKind = errors.New("journal: unknown kind")

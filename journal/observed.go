@@ -41,6 +41,9 @@ type Observed struct {
 	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
 	// Revision is a ControllerRevision's number and pod template.
 	Revision *RevisionFacts `cbor:"28,keyasint,omitempty"`
+	// Truncated says what was left out of an object too large to journal
+	// whole (its labels, annotations, spec...): identity and state stay.
+	Truncated string `cbor:"29,keyasint,omitempty"`
 }
 
 // RevisionFacts is a ControllerRevision of a StatefulSet or DaemonSet: the

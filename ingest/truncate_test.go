@@ -1,0 +1,48 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// TestHugeObjectIsJournaledTruncated: a pod whose labels alone exceed the
+// record bound is journaled by identity and state, saying what was left
+// out, and what is journaled decodes.
+func TestHugeObjectIsJournaledTruncated(t *testing.T) {
+	labels := map[string]any{}
+	for i := range 200_000 {
+		labels[fmt.Sprintf("k%d", i)] = "v"
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "huge", "namespace": "ns", "uid": "u1", "resourceVersion": "7", "labels": labels},
+		"spec":     map[string]any{"nodeName": "n1", "containers": []any{map[string]any{"name": "app", "image": "app:v1"}}},
+		"status":   map[string]any{"phase": "Running"},
+	}}
+	o, err := Compact(Pods, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := journal.EncodeBody(&o); !errors.Is(err, journal.ErrTooLarge) {
+		t.Fatalf("encoding %d labels: %v, want ErrTooLarge", len(o.Labels), err)
+	}
+	body, err := journal.EncodeBody(truncate(o, journal.ErrTooLarge))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back journal.Observed
+	if err := journal.DecodeBody(body, &back); err != nil {
+		t.Fatalf("a truncated record does not decode: %v", err)
+	}
+	if back.UID != "u1" || back.ResourceVersion != "7" || back.Pod == nil || back.Pod.NodeName != "n1" || len(back.Pod.Containers) != 1 {
+		t.Fatalf("identity or state lost: %+v", back)
+	}
+	if back.Truncated == "" || len(back.Labels) != 0 {
+		t.Fatalf("truncation not said (%q) or labels kept (%d)", back.Truncated, len(back.Labels))
+	}
+}
