@@ -17,6 +17,7 @@ func (s *stream) paginatedList(ctx context.Context) error {
 	seen := map[string]struct{}{}
 	var listRV string
 	var pending []journal.Entry
+	clear(s.staged) // what a failed round built was never appended
 	opts := metav1.ListOptions{Limit: s.in.opts.PageSize}
 	// Pages are handled one at a time so a 10k-pod list never sits in
 	// memory whole; every page comes from the first page's snapshot.

@@ -30,10 +30,12 @@ var errStreamingRefused = errors.New("ingest: server refused a streaming list")
 
 // stream is one resource in one scope: one watch, one cursor, one known set.
 type stream struct {
-	in         *Ingester
-	res        Resource
-	ns         string
-	known      known
+	in    *Ingester
+	res   Resource
+	ns    string
+	known known
+	// staged holds known-set changes of entries not yet appended.
+	staged     map[string]staged
 	syncedOnce sync.Once
 	noStream   bool // the server refused WatchList once: stop asking
 	probed     bool // the cursor was found valid once (see probe)
@@ -171,6 +173,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 		opts.SendInitialEvents = &yes
 		opts.ResourceVersionMatch = metav1.ResourceVersionMatchNotOlderThan
 	}
+	clear(s.staged) // what a failed round built was never appended
 	s.in.Stats.Watches.Add(1)
 	w, err := s.client().Watch(ctx, opts)
 	if err != nil {
@@ -312,38 +315,60 @@ func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan watch.Ev
 func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.Entry, bool, error) {
 	key := Key(s.res.Name(), u.GetNamespace(), u.GetName())
 	uid, rv := string(u.GetUID()), u.GetResourceVersion()
-	if !deleted && s.known.seen(key, uid, rv) {
+	if o, ok := s.lookup(key); !deleted && ok && o.uid == uid && o.rv == rv {
 		s.in.Stats.Duplicates.Add(1)
 		return journal.Entry{}, false, nil
 	}
 	if deleted {
-		if _, ok := s.known[key]; !ok {
+		if _, ok := s.lookup(key); !ok {
 			// Already journaled as deleted or vanished.
 			s.in.Stats.Duplicates.Add(1)
 			return journal.Entry{}, false, nil
 		}
 	}
 	o, err := Compact(s.res, u)
-	if err != nil {
-		return journal.Entry{}, false, err
-	}
 	o.Deleted = deleted
-	body, err := journal.EncodeBody(&o)
-	if errors.Is(err, journal.ErrTooLarge) {
-		// A hostile or runaway object (a label map of a million entries)
-		// must not stop ingest, nor poison the journal: keep its identity
-		// and say what was dropped.
+	var body []byte
+	if err == nil {
+		body, err = journal.EncodeBody(&o)
+	}
+	if err != nil {
+		// A hostile or runaway object (a label map of a million entries,
+		// a field that does not convert) must not stop ingest, nor poison
+		// the journal: keep its identity and say what was dropped.
 		body, err = journal.EncodeBody(truncate(o, err))
 	}
 	if err != nil {
 		return journal.Entry{}, false, fmt.Errorf("ingest: %w", err)
 	}
-	if deleted {
-		delete(s.known, key)
-	} else {
-		s.known[key] = knownObj{uid: uid, rv: rv}
-	}
+	s.stage(key, knownObj{uid: uid, rv: rv}, deleted)
 	return journal.Entry{Kind: journal.KindObserved, Key: key, Body: body}, true, nil
+}
+
+// stage records what the known set becomes once the entries being built
+// are appended. Invariant: the known set holds only what the journal
+// holds, so an object whose record failed to append (an error later in
+// the batch, a List failing between pages) is journaled when it is seen
+// again, never skipped as a duplicate.
+func (s *stream) stage(key string, o knownObj, deleted bool) {
+	if s.staged == nil {
+		s.staged = map[string]staged{}
+	}
+	s.staged[key] = staged{obj: o, deleted: deleted}
+}
+
+type staged struct {
+	obj     knownObj
+	deleted bool
+}
+
+// lookup is the known set with the staged changes laid over it.
+func (s *stream) lookup(key string) (knownObj, bool) {
+	if st, ok := s.staged[key]; ok {
+		return st.obj, !st.deleted
+	}
+	o, ok := s.known[key]
+	return o, ok
 }
 
 // vanished journals every known object a complete list did not contain:
@@ -352,13 +377,15 @@ func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Ent
 	var keys []string
 	for k := range s.known {
 		if _, ok := seen[k]; !ok {
-			keys = append(keys, k)
+			if _, still := s.lookup(k); still {
+				keys = append(keys, k)
+			}
 		}
 	}
 	sort.Strings(keys) // deterministic journal order
 	var out []journal.Entry
 	for _, k := range keys {
-		o := s.known[k]
+		o, _ := s.lookup(k)
 		ns, name := splitKey(s.res, k)
 		body, err := journal.EncodeBody(&journal.Vanished{
 			Resource: s.res.Name(), Namespace: ns, Name: name, UID: o.uid,
@@ -367,7 +394,7 @@ func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Ent
 		if err != nil {
 			continue // a struct of strings always encodes
 		}
-		delete(s.known, k)
+		s.stage(k, o, true)
 		s.in.Stats.Vanished.Add(1)
 		out = append(out, journal.Entry{Kind: journal.KindVanished, Key: k, Body: body})
 	}
@@ -379,10 +406,20 @@ func cursorEntry(name, rv string) journal.Entry {
 	return journal.Entry{Kind: journal.KindCursor, Key: name, Body: body}
 }
 
+// append journals entries with cursors, then makes what they record known.
 func (s *stream) append(ctx context.Context, cursors []journal.Cursor, entries []journal.Entry) error {
 	if _, err := s.in.opts.Journal.Append(ctx, cursors, entries...); err != nil {
+		clear(s.staged)
 		return &journalError{err}
 	}
+	for k, st := range s.staged {
+		if st.deleted {
+			delete(s.known, k)
+		} else {
+			s.known[k] = st.obj
+		}
+	}
+	clear(s.staged)
 	s.in.Stats.Records.Add(int64(len(entries)))
 	return nil
 }
