@@ -278,6 +278,12 @@ func TestPreviewSaysWhyNot(t *testing.T) {
 		}
 	}
 
+	w.addRollout("r1", jsonSpec(t, workloadTarget+"paused: true"))
+	pv = Preview(w.state, testNS+"/r1")
+	if len(pv.Pods) == 0 || pv.Pods[0].Batch != 1 || !strings.Contains(pv.Pods[0].Why, "once spec.paused is false") {
+		t.Errorf("a paused rollout: %+v; want its batches as once unpaused, said so on the first", pv.Pods)
+	}
+
 	w.addRollout("r1", jsonSpec(t, workloadTarget+"strategy: {maxUnavailable: 'ten'}"))
 	if pv := Preview(w.state, testNS+"/r1"); !strings.Contains(pv.Problem, "maxUnavailable") {
 		t.Errorf("problem %q, want it to name spec.strategy.maxUnavailable", pv.Problem)
