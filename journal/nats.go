@@ -120,6 +120,9 @@ func ConnectNATS(cfg NATSConfig, extra ...nats.Option) (*nats.Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.RetryOnFailedConnect(true),
+		// NB: by default two auth errors in a row close the connection for
+		// good; credentials revoked and restored must not need a restart.
+		nats.IgnoreAuthErrorAbort(),
 	}
 	url := cfg.URL
 	if url == "" {

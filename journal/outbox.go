@@ -187,20 +187,15 @@ func MsgID(journalID string, seq uint64) string {
 	return journalID + "-" + strconv.FormatUint(seq, 10)
 }
 
-// errPermanent marks errors retrying cannot fix.
-type errPermanent struct{ err error }
-
-func (e *errPermanent) Error() string { return e.err.Error() }
-func (e *errPermanent) Unwrap() error { return e.err }
-
 // errResync asks for a resync without backoff: the server refused a message
 // because its predecessor is not the stream's last.
 var errResync = errors.New("journal: outbox: stream order changed, resyncing")
 
-// Run publishes until ctx ends (returning ctx.Err()), the journal closes
-// (ErrClosed) or the stream and journal disagree in a way retrying cannot
-// fix (the stream holds records the journal does not). Every other failure
-// is retried with backoff. Only one Run may be active at a time.
+// Run publishes until ctx ends (returning ctx.Err()) or the journal closes
+// (ErrClosed). Every other failure (NATS down for hours, auth refused, a
+// stream holding records past the journal's end) is retried with backoff:
+// the outbox degrades, it never stops the controller. Only one Run may be
+// active at a time.
 func (o *Outbox) Run(ctx context.Context) error {
 	if !o.running.CompareAndSwap(false, true) {
 		return errors.New("journal: outbox already running")
@@ -220,8 +215,6 @@ func (o *Outbox) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, ErrClosed):
-			return err
-		case errors.As(err, new(*errPermanent)):
 			return err
 		case errors.Is(err, errResync):
 			bo.Reset()
@@ -254,7 +247,9 @@ type inflight struct {
 // session resumes from what the stream holds, not from them.
 func (o *Outbox) session(ctx context.Context) error {
 	if o.nc.IsClosed() {
-		return &errPermanent{errors.New("journal: outbox: NATS connection closed")}
+		// Retried like any outage: the connection reconnects forever and
+		// is closed only at shutdown, when ctx ends Run anyway.
+		return errors.New("journal: outbox: NATS connection closed")
 	}
 	cctx, cancel := context.WithTimeout(ctx, o.opts.AckTimeout)
 	stream, err := o.js.CreateOrUpdateStream(cctx, o.opts.Stream)
@@ -427,8 +422,12 @@ func (o *Outbox) resync(ctx context.Context, stream jetstream.Stream) (next uint
 		return cursor + 1, "", info.State.LastSeq, nil
 	}
 	if last := o.j.committed.Load(); k > last {
-		return 0, "", 0, &errPermanent{fmt.Errorf("journal: outbox: stream %s holds record %d but the journal ends at %d",
-			o.opts.Stream.Name, k, last)}
+		// A journal restored from an old backup, or a forged Msg-Id:
+		// publishing would write over the stream's history. The outbox
+		// waits (with backoff, saying why) until the journal passes that
+		// record; the controller goes on rolling and gating meanwhile.
+		return 0, "", 0, fmt.Errorf("journal: outbox: stream %s holds record %d but the journal ends at %d: waiting for the journal to pass it",
+			o.opts.Stream.Name, k, last)
 	}
 	if k < cursor {
 		// The server acknowledged messages it then lost (its default file

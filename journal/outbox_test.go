@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -269,10 +268,11 @@ func TestOutboxRestartPublishesNothingTwice(t *testing.T) {
 	}
 }
 
-// TestOutboxStreamAheadIsPermanent: a stream holding a record of this
-// journal beyond its end (a journal restored from an old backup) stops Run
-// with an error instead of retrying forever or publishing over it.
-func TestOutboxStreamAheadIsPermanent(t *testing.T) {
+// TestOutboxStreamAheadWaits: a stream holding a record of this journal
+// beyond its end (a journal restored from an old backup, a forged Msg-Id)
+// does not stop Run, nor is it written over: the outbox waits, retrying,
+// and resumes after that record once the journal has passed it.
+func TestOutboxStreamAheadWaits(t *testing.T) {
 	j, dir := openTemp(t, Options{})
 	s := startNATS(t, dir+"-nats")
 	nc := connect(t, NATSConfig{Embedded: s})
@@ -281,18 +281,30 @@ func TestOutboxStreamAheadIsPermanent(t *testing.T) {
 	if _, err := js.CreateStream(testCtx(t), jetstream.StreamConfig{Name: "RB", Subjects: []string{"rb.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(testCtx(t), "rb.tick._", nil, jetstream.WithMsgID(MsgID(j.ID(), 99))); err != nil {
+	if _, err := js.Publish(testCtx(t), "rb.tick._", nil, jetstream.WithMsgID(MsgID(j.ID(), 20))); err != nil {
 		t.Fatal(err)
 	}
-	ob, err := NewOutbox(j, nc, OutboxOptions{Stream: jetstream.StreamConfig{Name: "RB"}, SubjectPrefix: "rb", Logger: discardLogger()})
+	ob, err := NewOutbox(j, nc, OutboxOptions{Stream: jetstream.StreamConfig{Name: "RB"}, SubjectPrefix: "rb", Logger: discardLogger(),
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = ob.Run(ctx)
-	if err == nil || !strings.Contains(err.Error(), "holds record 99 but the journal ends at 5") {
-		t.Fatalf("Run = %v", err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ob.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	appendN(t, j, 5, 20) // the journal reaches 25, past the stream's 20
+	eventually(t, 30*time.Second, "resumed after record 20", func() bool { return ob.Published() == 25 })
+	select {
+	case err := <-done:
+		t.Fatalf("Run stopped: %v", err)
+	default:
+	}
+	if n := streamMsgs(js, "RB"); n != 6 {
+		t.Fatalf("stream holds %d messages, want the one it had and records 21-25", n)
 	}
 }
 

@@ -170,6 +170,9 @@ func (c *controller) run(ctx context.Context) error {
 	}
 	goFn("ingest", c.in.Run)
 	if c.ob != nil {
+		// The outbox degrades, never stops the controller: it retries every
+		// NATS failure itself and returns only when ctx ends or the journal
+		// closes.
 		goFn("outbox", c.ob.Run)
 	}
 	if exp, err := tracing.NewExporter(ctx); err != nil {

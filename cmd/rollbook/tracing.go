@@ -18,6 +18,9 @@ import (
 // but exports only what it had not.
 const traceCursor = "tracing/exported"
 
+// maxPendingSpans bounds the spans kept while the collector is down.
+const maxPendingSpans = 50_000
+
 // traceLoop follows the journal with a live span builder and exports
 // finished spans (an action at its outcome, a pod and the rollout at the
 // end) about once a second. Spans are derived from records with
@@ -85,6 +88,13 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 		}
 		last = r.Seq
 		pending = append(pending, fin...)
+		if over := len(pending) - maxPendingSpans; over > 0 {
+			// The collector has been down a long while: memory stays
+			// bounded, and the oldest spans are left to `rollbook trace
+			// --otlp`, which rebuilds the very same spans from the journal.
+			c.log.Warn("tracing: collector unreachable, dropping the oldest pending spans", "dropped", over)
+			pending = append(pending[:0], pending[over:]...)
+		}
 		return nil
 	})
 	stop()
