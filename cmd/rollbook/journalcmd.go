@@ -25,7 +25,7 @@ func journalCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	j, err := journal.Open(*dir, journal.Options{})
+	j, err := openExisting(*dir)
 	if err != nil {
 		return err
 	}

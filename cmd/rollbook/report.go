@@ -70,11 +70,7 @@ func reportCmd(ctx context.Context, args []string) error {
 	if *out == "" {
 		return errors.New("-o is empty: name an output file, or - for standard output")
 	}
-	// journal.Open would create an empty journal where there is none.
-	if _, err := os.Stat(*dir); err != nil {
-		return fmt.Errorf("no journal at %s: %w", *dir, err)
-	}
-	j, err := journal.Open(*dir, journal.Options{})
+	j, err := openExisting(*dir)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) e
 	}
 	switch {
 	case s.dir != "":
-		j, err := journal.Open(s.dir, journal.Options{})
+		j, err := openExisting(s.dir)
 		if err != nil {
 			return err
 		}
@@ -161,4 +161,14 @@ func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn f
 			return nil
 		}
 	}
+}
+
+// openExisting opens a journal a reader names. journal.Open creates an
+// empty journal where there is none, so a mistyped --dir would read as a
+// journal of 0 records; a reader says there is no journal there instead.
+func openExisting(dir string) (*journal.Journal, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("no journal at %s: %w", dir, err)
+	}
+	return journal.Open(dir, journal.Options{})
 }
