@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -335,3 +336,95 @@ func TestRecreateLoopStops(t *testing.T) {
 		t.Fatalf("no eviction: the rollout stopped before trying (conditions %s)", condSummary(st.Conditions))
 	}
 }
+
+// TestRefusedPatchReleasesGates: a ValidatingAdmissionPolicy refuses the
+// new image on every pod. The gated pods' patches cannot succeed; after a
+// few tries the rollout stops (Failed, WriteFailed quoting the policy),
+// no other pod is started, and every pod is back in its Service: none is
+// left gated with nothing driving it.
+func TestRefusedPatchReleasesGates(t *testing.T) {
+	c := cluster.Shared(t)
+	ns := c.Namespace(t)
+	ctx := context.Background()
+	cs := c.Clientset()
+	dir := t.TempDir()
+	r := startController(t, c, dir, ns)
+	policy := "deny-forbidden-" + ns
+	vap := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				}}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: `object.spec.containers.all(c, !c.image.contains("forbidden"))`,
+				Message:    "images marked forbidden are not allowed here",
+			}},
+		},
+	}
+	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(ctx, vap, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(context.Background(), policy, metav1.DeleteOptions{})
+		_ = cs.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(context.Background(), policy, metav1.DeleteOptions{})
+	})
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}}},
+		},
+	}
+	if _, err := cs.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 6
+	if _, err := cs.AppsV1().StatefulSets(ns).Create(ctx, kwokStatefulSet("web", stsOpts{replicas: replicas, gate: true}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSTSReady(t, c, ns, "web", replicas, 2*time.Minute)
+	before := podsByName(t, c, ns)
+	setImage(t, c, ns, "web", "app", "registry.example/app:v2-forbidden")
+	createRollout(t, c, ns, "web-v2", workloadRollout("web", map[string]any{"maxUnavailable": 2}))
+	st := waitPhase(t, c, ns, "web-v2", "Failed", 3*time.Minute)
+	if f := condition(st, "Failed"); f == nil || f.Reason != "WriteFailed" || !strings.Contains(f.Message, "forbidden are not allowed") {
+		t.Fatalf("conditions: %s", condSummary(st.Conditions))
+	}
+	r.waitSeen(t, ns+"/web-v2", "Failed")
+	cluster.Eventually(t, time.Minute, "every pod ready and ungated", func() error {
+		for name, p := range podsByName(t, c, ns) {
+			for _, cd := range p.Status.Conditions {
+				if (cd.Type == planner.GateCondition || cd.Type == corev1.PodReady) && cd.Status != corev1.ConditionTrue {
+					return fmt.Errorf("%s: %s is %s", name, cd.Type, cd.Status)
+				}
+			}
+		}
+		return nil
+	})
+	r.stop(t)
+	gated := 0
+	for pod, kinds := range readAudit(t, dir).actions {
+		if kinds["patch"] != 0 {
+			t.Errorf("%s: a patch succeeded through the policy", pod)
+		}
+		if kinds["gate"] > 0 {
+			gated++
+		}
+	}
+	if gated > 2 {
+		t.Errorf("%d pods were gated; maxUnavailable is 2 and the rollout should stop at its first batch", gated)
+	}
+	for name, p := range podsByName(t, c, ns) {
+		if p.UID != before[name].UID || p.Spec.Containers[0].Image != before[name].Spec.Containers[0].Image {
+			t.Errorf("%s changed", name)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
