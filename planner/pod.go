@@ -351,7 +351,11 @@ func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
 			if _, digest, pinned := strings.Cut(c.Image, "@"); pinned && !strings.HasSuffix(c.ImageID, digest) {
 				return false, fmt.Sprintf("container %q runs %s, not the pinned %s", b.Name, orNone(c.ImageID), digest)
 			}
-			if c.ContainerID == b.ContainerID || c.ImageID == "" {
+			// A rebuilt container has a new ID and either a new imageID or,
+			// for a retag of the same digest, a higher restartCount. A new
+			// ID alone proves nothing: a status written from an older
+			// snapshot can rename a container that never restarted.
+			if c.ContainerID == b.ContainerID || c.ImageID == "" || (c.ImageID == b.ImageID && c.RestartCount <= b.Restarts) {
 				return false, fmt.Sprintf("container %q has not restarted with %s yet%s", b.Name, c.Image, waiting(c))
 			}
 		}

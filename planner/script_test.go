@@ -30,6 +30,7 @@ import (
 //	      [admission=true]  pods get what admission adds (zone label, injected sidecar and annotation)
 //	forget-revision rev=web-r1  the ControllerRevision is deleted
 //	metadata                each pod's labels and annotation keys
+//	rename pod=web-0 [container=app]  a new containerID without a restart
 //	template name=web [image=..] [sidecar=..] [env=..] [podspec=..] [cpu=.. ...]
 //	      [labels=(k:v,k-)] [annotations=(k:v,k-)] [restart=<time>]
 //	                        a new pod template: a new update revision and its ControllerRevision
@@ -133,6 +134,19 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		w.addFleet(name, replicas, nodes, argOr(d, "spread", "round"), argOr(d, "strategy", "OnDelete"),
 			argOr(d, "gate", "true") == "true", argOr(d, "cond", "") == "none", argOr(d, "admission", "false") == "true", cs, labels, annotations)
 		return w.podsTable(false)
+
+	case "rename":
+		// A status written from an older snapshot: the container gets a new
+		// ID although it never restarted (same image, same restart count).
+		p := w.pods[testNS+"/"+argOr(d, "pod", "")]
+		if p == nil {
+			d.Fatalf(t, "no pod %q", argOr(d, "pod", ""))
+		}
+		c, _ := findContainer(p.Pod, argOr(d, "container", "app"), false)
+		w.cids++
+		c.ContainerID = fmt.Sprintf("containerd://c%04d", w.cids)
+		w.write(p)
+		return "ok"
 
 	case "metadata":
 		// Each pod's labels (the revision label aside) and annotation keys.
