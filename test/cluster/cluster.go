@@ -36,6 +36,10 @@ type Options struct {
 	EtcdCompactionInterval time.Duration
 	// StartTimeout bounds each component's wait for readiness (default 2m).
 	StartTimeout time.Duration
+	// AuditLog runs the apiserver with an audit log (AuditPolicy) in
+	// Dir/audit.log, JSON lines, so benchmarks and tests can count every
+	// client's writes from the server's side (CountAudit).
+	AuditLog bool
 }
 
 // Cluster is a running etcd, kube-apiserver, kube-controller-manager and
@@ -46,6 +50,7 @@ type Cluster struct {
 	Server     string // https://127.0.0.1:<port>
 	Kubeconfig string // admin kubeconfig path
 	EtcdURL    string
+	AuditLog   string // the audit log's path when Options.AuditLog, else ""
 	token      string
 	opts       Options
 	procs      []*Process
@@ -149,7 +154,11 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	c.Server = fmt.Sprintf("https://127.0.0.1:%d", port)
-	p, err := StartProcess("kube-apiserver", c.Dir, c.Bins.APIServer, []string{
+	audit, err := c.auditArgs()
+	if err != nil {
+		return err
+	}
+	p, err := StartProcess("kube-apiserver", c.Dir, c.Bins.APIServer, append([]string{
 		"--etcd-servers=" + c.EtcdURL,
 		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=127.0.0.1",
@@ -175,7 +184,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--max-mutating-requests-inflight=1000",
 		"--profiling=false",
 		"--v=1",
-	}, nil)
+	}, audit...), nil)
 	if err != nil {
 		return err
 	}
