@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,19 +114,38 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 		Client:     cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 	}
-	var runErr error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Leadership is a fence. The election runs on its own context, ended
+	// only once lead has returned (or, when this process never led, once
+	// ctx ends), so the Lease is released after the last write and its
+	// outcome are journaled, never while lead may still be writing. When
+	// the Lease is lost instead, lead's context ends at once and RenewDeadline
+	// (10 s) leaves it the rest of the LeaseDuration (15 s) to stop before a
+	// standby may lead.
+	electCtx, stopElect := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElect()
+	var leading atomic.Bool
+	result := make(chan error, 1)
+	stopStandby := context.AfterFunc(ctx, func() {
+		if !leading.Load() {
+			stopElect()
+		}
+	})
+	defer stopStandby()
 	srv.setStandby(true)
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+	leaderelection.RunOrDie(electCtx, leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
+			OnStartedLeading: func(lctx context.Context) {
+				leading.Store(true)
 				log.Info("rollbook: leading", "identity", id)
 				srv.setStandby(false)
-				runErr = lead(ctx)
-				cancel()
+				runCtx, cancel := context.WithCancel(lctx)
+				defer cancel()
+				stop := context.AfterFunc(ctx, cancel) // a signal ends lead too
+				defer stop()
+				result <- lead(runCtx)
+				stopElect() // now release the Lease
 			},
 			OnStoppedLeading: func() { log.Info("rollbook: stopped leading", "identity", id) },
 			OnNewLeader: func(l string) {
@@ -135,7 +155,14 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 			},
 		},
 	})
-	return runErr
+	// NB: RunOrDie starts OnStartedLeading on its own goroutine before it
+	// renews; a Lease is lost only after RenewDeadline of failed renewals,
+	// by when that goroutine has long marked leading.
+	if !leading.Load() {
+		return nil
+	}
+	// The Lease may be lost while lead still runs: wait for it to stop.
+	return <-result
 }
 
 func loadConfig(kubeconfig string) (*rest.Config, error) {
