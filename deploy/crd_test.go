@@ -168,6 +168,9 @@ approvedSteps: 2
 paused: true
 `},
 		{"empty-weight-selector", wl + `strategy: {priority: {weights: [{weight: 1, selector: {}}]}}`},
+		// A workload's container exempt from the drain without pinning its
+		// image: the template still says which image it runs.
+		{"workload-skipdrain-only", wl + `containers: [{name: log, skipDrain: true}]`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,7 +261,11 @@ func TestInvalidRollouts(t *testing.T) {
 		{"duplicate-container", wl + "containers: [{name: app, image: web:2}, {name: app, image: web:3}]",
 			[]string{"spec.containers[1]: Duplicate value", `"name":"app"`}},
 		{"container-no-change", wl + "containers: [{name: app}]",
-			[]string{"container app: set image, resources or both"}},
+			[]string{"container app: set image, resources or skipDrain"}},
+		{"container-skipdrain-false-only", wl + "containers: [{name: app, skipDrain: false}]",
+			[]string{"container app: set image, resources or skipDrain"}},
+		{"selector-skipdrain-only", "target: {selector: {matchLabels: {app: web}}}\ncontainers: [{name: log, skipDrain: true}]",
+			[]string{"spec.containers is required with a selector target"}},
 		{"container-no-name", wl + "containers: [{image: web:2}]",
 			[]string{"spec.containers[0].name: Required value"}},
 		{"container-bad-name", wl + "containers: [{name: App_1, image: web:2}]",
