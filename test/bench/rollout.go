@@ -30,7 +30,8 @@ import (
 	"rollbook.dev/rollbook/test/fleet"
 )
 
-// OpenKruise v1.9.0 on a kwok fleet here (GROUND.md, "The bar").
+// OpenKruise v1.9.0 on a kwok fleet here (GROUND.md, "The bar"), quoted
+// for a quick reference; `compare` measures it in the same run.
 const (
 	kruisePodsPerSec   = 6.8
 	kruiseWritesPerPod = 4.4
@@ -73,16 +74,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 
 	bin := *binary
 	if bin == "" {
-		src, err := cluster.SourceDir()
-		if err != nil {
+		if bin, err = buildRollbook(ctx, env, root); err != nil {
 			return nil, err
-		}
-		bin = filepath.Join(root, "rollbook")
-		env.logf("building the rollbook binary")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rollbook")
-		build.Dir = src
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./cmd/rollbook: %v\n%s", err, out)
 		}
 	}
 
@@ -109,31 +102,15 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 
-	port, err := cluster.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", port)
-	rargs := []string{"run", "--kubeconfig", c.Kubeconfig, "--journal-dir", filepath.Join(root, "journal"),
-		"--leader-elect=false", "--namespaces", benchNS,
-		"--kube-api-qps", strconv.Itoa(*qps), "--kube-api-burst", strconv.Itoa(*burst), "--workers", strconv.Itoa(*workers),
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port)}
-	if !*withNATS {
-		rargs = append(rargs, "--no-nats")
-	}
-	env.logf("starting %s %s", bin, strings.Join(rargs, " "))
-	ctrl, err := cluster.StartProcess("rollbook", root, bin, rargs, nil)
+	ctrl, metricsURL, err := startRollbook(ctx, env, rollbookRun{
+		Bin: bin, Dir: root, Kubeconfig: c.Kubeconfig, Namespace: benchNS,
+		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS,
+	})
 	if err != nil {
 		return nil, err
 	}
 	defer ctrl.Stop(10 * time.Second)
 	hc := &http.Client{Timeout: 10 * time.Second}
-	if err := ctrl.WaitFor(ctx, time.Minute, "serving /readyz", func(ctx context.Context) error {
-		_, err := scrape(ctx, hc, metricsURL+"/readyz")
-		return err
-	}); err != nil {
-		return nil, err
-	}
 
 	// The fleet: StatefulSets summing to pods.
 	var names []string
@@ -170,7 +147,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	readyTook := time.Since(readyStart)
 	env.logf("%d pods Ready in %s", *pods, readyTook.Round(time.Second))
-	before, err := podUIDs(ctx, cs)
+	before, err := podUIDs(ctx, cs, benchNS)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +157,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	sort.Strings(podNames)
 
-	capBefore, err := writeCapacity(ctx, c, podNames, *capWorkers, *capSeconds, *capMax)
+	capBefore, err := writeCapacity(ctx, c, benchNS, podNames, *capWorkers, *capSeconds, *capMax)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +244,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	env.logf("rollout Succeeded in %s (%.1f pods/s)", took.Round(100*time.Millisecond), float64(*pods)/took.Seconds())
 
 	// What the pods say.
-	after, err := listPods(ctx, cs)
+	after, err := listPods(ctx, cs, benchNS)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +263,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		}
 	}
 
-	capAfter, err := writeCapacity(ctx, c, podNames, *capWorkers, *capSeconds, *capMax)
+	capAfter, err := writeCapacity(ctx, c, benchNS, podNames, *capWorkers, *capSeconds, *capMax)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +362,71 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}, nil
 }
 
+// buildRollbook builds the product binary into dir.
+func buildRollbook(ctx context.Context, env *benchEnv, dir string) (string, error) {
+	src, err := cluster.SourceDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "rollbook")
+	env.logf("building the rollbook binary")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rollbook")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/rollbook: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// rollbookRun is how the bench runs the controller: `rollbook run`
+// without leader election, on one namespace.
+type rollbookRun struct {
+	Bin, Dir   string // the binary; the directory of its journal and log
+	Kubeconfig string
+	Namespace  string
+	// QPS, Burst and Workers are passed on when positive (the binary's
+	// defaults otherwise).
+	QPS, Burst, Workers int
+	NATS                bool // its embedded NATS outbox (--no-nats otherwise)
+}
+
+// startRollbook starts the controller and waits until it serves /readyz;
+// it returns the process and the base URL of its /metrics.
+func startRollbook(ctx context.Context, env *benchEnv, r rollbookRun) (*cluster.Process, string, error) {
+	port, err := cluster.FreePort()
+	if err != nil {
+		return nil, "", err
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{"run", "--kubeconfig", r.Kubeconfig, "--journal-dir", filepath.Join(r.Dir, "journal"),
+		"--leader-elect=false", "--namespaces", r.Namespace, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"--kube-api-qps", r.QPS}, {"--kube-api-burst", r.Burst}, {"--workers", r.Workers}} {
+		if f.v > 0 {
+			args = append(args, f.name, strconv.Itoa(f.v))
+		}
+	}
+	if !r.NATS {
+		args = append(args, "--no-nats")
+	}
+	env.logf("starting %s %s", r.Bin, strings.Join(args, " "))
+	ctrl, err := cluster.StartProcess("rollbook", r.Dir, r.Bin, args, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if err := ctrl.WaitFor(ctx, time.Minute, "serving /readyz", func(ctx context.Context) error {
+		_, err := scrape(ctx, hc, metricsURL+"/readyz")
+		return err
+	}); err != nil {
+		ctrl.Stop(10 * time.Second)
+		return nil, "", err
+	}
+	return ctrl, metricsURL, nil
+}
+
 func benchStatefulSet(name string, replicas int32) *appsv1.StatefulSet {
 	labels := map[string]string{"app": name}
 	return &appsv1.StatefulSet{
@@ -457,16 +499,16 @@ func checkAlive(ctrl *cluster.Process, fl *fleet.Fleet) error {
 	return fl.Healthy()
 }
 
-func listPods(ctx context.Context, cs kubernetes.Interface) ([]corev1.Pod, error) {
-	list, err := cs.CoreV1().Pods(benchNS).List(ctx, metav1.ListOptions{})
+func listPods(ctx context.Context, cs kubernetes.Interface, ns string) ([]corev1.Pod, error) {
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
 	return list.Items, nil
 }
 
-func podUIDs(ctx context.Context, cs kubernetes.Interface) (map[string]types.UID, error) {
-	pods, err := listPods(ctx, cs)
+func podUIDs(ctx context.Context, cs kubernetes.Interface, ns string) (map[string]types.UID, error) {
+	pods, err := listPods(ctx, cs, ns)
 	if err != nil {
 		return nil, err
 	}
@@ -485,9 +527,9 @@ type capacityRun struct {
 func (r capacityRun) rate() float64 { return float64(r.Writes) / r.Took.Seconds() }
 
 // writeCapacity measures the apiserver's write rate on this fleet: workers
-// parallel metadata label merge-patches over pods, for at most d and at
-// most maxWrites writes, with no client-side rate limit.
-func writeCapacity(ctx context.Context, c *cluster.Cluster, pods []string, workers int, d time.Duration, maxWrites int) (capacityRun, error) {
+// parallel metadata label merge-patches over pods of namespace ns, for at
+// most d and at most maxWrites writes, with no client-side rate limit.
+func writeCapacity(ctx context.Context, c *cluster.Cluster, ns string, pods []string, workers int, d time.Duration, maxWrites int) (capacityRun, error) {
 	cfg := c.Config()
 	cfg.QPS, cfg.Burst = 1e6, 1e6
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -509,7 +551,7 @@ func writeCapacity(ctx context.Context, c *cluster.Cluster, pods []string, worke
 					return
 				}
 				patch := fmt.Sprintf(`{"metadata":{"labels":{"bench-touch":"%d-%d"}}}`, stamp, i)
-				_, err := cs.CoreV1().Pods(benchNS).Patch(ctx, pods[int(i)%len(pods)], types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+				_, err := cs.CoreV1().Pods(ns).Patch(ctx, pods[int(i)%len(pods)], types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 				if err == nil {
 					ok.Add(1)
 				} else {
