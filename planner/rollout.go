@@ -200,6 +200,14 @@ func (p *planning) classifyPods(rp *rolloutPlan) {
 func (p *planning) count(rp *rolloutPlan) {
 	n, st := &rp.n, rp.st
 	n.unavailable = int(st.Unavailable) // unscheduled pods
+	if w := rp.t.workload; w != nil {
+		// A pod its workload has not (re)created yet, an evicted one
+		// among them, is unavailable too: without it, the budget would
+		// let the next eviction start before the replacement is seen.
+		if missing := int(w.Workload.Replicas) - len(rp.mine) - len(rp.conflicts); missing > 0 {
+			n.unavailable += missing
+		}
+	}
 	for _, pp := range rp.plans {
 		pending := p.s.Pending[pp.pod.Key()]
 		inFlight := pending != nil && (pp.stage == stageIdle || pp.stage == stageRecreate) &&

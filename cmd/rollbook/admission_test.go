@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -389,6 +390,19 @@ func TestRefusedPatchReleasesGates(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSTSReady(t, c, ns, "web", replicas, 2*time.Minute)
+	// The apiserver loads policies and bindings from its own watch: wait
+	// until it enforces this one (a dry-run patch is refused).
+	cluster.Eventually(t, time.Minute, "the policy is enforced", func() error {
+		probe := `[{"op":"replace","path":"/spec/containers/0/image","value":"registry.example/app:probe-forbidden"}]`
+		_, err := cs.CoreV1().Pods(ns).Patch(ctx, "web-0", types.JSONPatchType, []byte(probe), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil {
+			return errors.New("a forbidden image was accepted")
+		}
+		if !strings.Contains(err.Error(), "forbidden are not allowed") {
+			return err
+		}
+		return nil
+	})
 	before := podsByName(t, c, ns)
 	setImage(t, c, ns, "web", "app", "registry.example/app:v2-forbidden")
 	createRollout(t, c, ns, "web-v2", workloadRollout("web", map[string]any{"maxUnavailable": 2}))
