@@ -405,11 +405,11 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 	if err != nil {
 		return nil, err
 	}
-	defer kr.proc.Stop(10 * time.Second)
+	defer kr.Stop(10 * time.Second)
 	p := &peerRun{Name: "OpenKruise " + kruiseVersion, UserAgent: kruiseUserAgent,
 		Controller: fmt.Sprintf("kruise-manager, ServiceAccount %s/kruise-manager (config/rbac/role.yaml), --rest-config-qps %s --rest-config-burst %s, webhooks on",
 			kruiseNamespace, orDefault(o.KruiseQPS), orDefault(o.KruiseBurst))}
-	alive := func() error { return checkAlive(kr.proc, fl) }
+	alive := func() error { return checkAlive(kr, fl) }
 	if err := createNamespace(ctx, cs, kruiseNS); err != nil {
 		return nil, err
 	}
@@ -423,7 +423,7 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 		_, err := dyn.Resource(cloneSets).Namespace(kruiseNS).Create(ctx, benchCloneSet("web", o.Pods, o.MaxUnavailable), metav1.CreateOptions{})
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("creating the CloneSet: %w\n%s", err, cluster.Tail(kr.proc.Log, 20))
+		return nil, fmt.Errorf("creating the CloneSet: %w\n%s", err, cluster.Tail(kr.Log, 20))
 	}
 	cloneSetStatus := func() (map[string]any, int64, error) {
 		u, err := dyn.Resource(cloneSets).Namespace(kruiseNS).Get(ctx, "web", metav1.GetOptions{})
@@ -448,7 +448,7 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 	}
 	p.ReadyTook = time.Since(readyStart)
 
-	err = rollPods(ctx, env, c, p, o, kruiseNS, kr.proc, func() error {
+	err = rollPods(ctx, env, c, p, o, kruiseNS, kr, func() error {
 		// A JSON patch of the one field: a merge patch would replace the
 		// containers list and drop what defaulting filled in.
 		patch := `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"` + imageV2 + `"}]`
@@ -473,7 +473,7 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 		return int(updatedReady), updatedReady == n && updated == n && ready == n, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w\nkruise-manager log:\n%s", err, cluster.Tail(kr.proc.Log, 20))
+		return nil, fmt.Errorf("%w\nkruise-manager log:\n%s", err, cluster.Tail(kr.Log, 20))
 	}
 	return p, nil
 }
@@ -662,7 +662,10 @@ func printCompare(env *benchEnv, o compareOpts, nodes int, rb, kr *peerRun) {
 	printMachine(env)
 	fmt.Printf("  %s: %s\n  %s: %s\n", rb.Name, rb.Controller, kr.Name, kr.Controller)
 	row := func(what, a, b string) { fmt.Printf("  %-50s %-22s %s\n", what, a, b) }
-	load1 := func(l string) string { one, _, _ := strings.Cut(l, " "); return one }
+	load1 := func(l string) string {
+		one, _, _ := strings.Cut(l, " ") // the 1-minute figure
+		return one
+	}
 	f := func(format string, a ...any) string { return fmt.Sprintf(format, a...) }
 	row("", rb.Name, kr.Name)
 	row("pods created and Ready", f("%.0f s", rb.ReadyTook.Seconds()), f("%.0f s", kr.ReadyTook.Seconds()))

@@ -490,18 +490,12 @@ func writeKubeconfig(path string, cfg *rest.Config) error {
 	return nil
 }
 
-// kruiseRun is kruise-manager running on this machine.
-type kruiseRun struct {
-	proc       *cluster.Process
-	metricsURL string
-}
-
 // startKruise runs kruise-manager with its defaults (client QPS 30, burst
 // 50 unless qps/burst are positive) against kubeconfig, its webhook server
 // on 127.0.0.1:port with the certificates in certDir, every other listener
 // on loopback, and waits until its /readyz answers ok (its webhook serves;
 // its controllers start right after).
-func startKruise(ctx context.Context, env *benchEnv, bin, dir, kubeconfig string, port int, certDir string, qps, burst int) (*kruiseRun, error) {
+func startKruise(ctx context.Context, env *benchEnv, bin, dir, kubeconfig string, port int, certDir string, qps, burst int) (*cluster.Process, error) {
 	var ports [3]int
 	for i := range ports {
 		p, err := cluster.FreePort()
@@ -555,5 +549,5 @@ func startKruise(ctx context.Context, env *benchEnv, bin, dir, kubeconfig string
 		p.Stop(10 * time.Second)
 		return nil, err
 	}
-	return &kruiseRun{proc: p, metricsURL: fmt.Sprintf("http://127.0.0.1:%d", ports[0])}, nil
+	return p, nil
 }
