@@ -14,9 +14,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -36,27 +40,68 @@ var commands = map[string]struct {
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "rollbook: unknown command %q\n\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.run(ctx, os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "rollbook %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	code := cli(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: rollbook <command> [flags]\n\ncommands:")
-	for _, name := range []string{"demo", "run", "status", "plan", "replay", "history", "trace", "report", "journal"} {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", name, commands[name].help)
+// cli runs one command line and returns the exit code: 0 for success and
+// for -h, 1 for a command that failed, 2 for a command line that names no
+// command.
+func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
 	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		usage(stdout)
+		return 0
+	case "version", "--version":
+		fmt.Fprintln(stdout, "rollbook", version())
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "rollbook: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	err := cmd.run(ctx, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0 // -h: the flag set printed its usage
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "rollbook %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: rollbook <command> [flags]   (rollbook <command> -h for its flags)\n\ncommands:")
+	for _, name := range []string{"demo", "run", "status", "plan", "replay", "history", "trace", "report", "journal"} {
+		fmt.Fprintf(w, "  %-8s %s\n", name, commands[name].help)
+	}
+	fmt.Fprintf(w, "  %-8s %s\n", "version", "print the version")
+}
+
+// version is the module version the binary was built from (go install
+// ...@vX), or the VCS revision of a build from a checkout.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && (v == "" || v == "(devel)") {
+			v = s.Value
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return v
 }
