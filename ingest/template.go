@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -46,11 +47,10 @@ func revisionFacts(u *unstructured.Unstructured) (*journal.RevisionFacts, error)
 // hashed under its path. Hashing per field is what lets a refused in-place
 // update name the field that forced it without journaling its value.
 func TemplateFacts(t *corev1.PodTemplateSpec) *journal.TemplateFacts {
-	f := &journal.TemplateFacts{
-		Labels:       t.Labels,
-		Annotations:  t.Annotations,
-		EnvFieldRefs: envFieldRefs(t.Spec.Containers, t.Spec.InitContainers),
-	}
+	// Env vars reading labels through fieldRef are checked on the pod
+	// (PodFacts.EnvFieldRefs), whose running containers are what would go
+	// stale, injected ones included.
+	f := &journal.TemplateFacts{Labels: t.Labels, Annotations: t.Annotations}
 	f.Fields = fieldHashes(&t.Spec, "containers", "initContainers")
 	for i := range t.Spec.Containers {
 		f.Containers = append(f.Containers, templateContainer(&t.Spec.Containers[i]))
@@ -86,7 +86,7 @@ func fieldHashes(v any, skip ...string) map[string][]byte {
 	_ = json.Unmarshal(raw, &fields)
 	out := map[string][]byte{}
 	for k, b := range fields {
-		if contains(skip, k) || string(b) == "{}" {
+		if slices.Contains(skip, k) || string(b) == "{}" {
 			continue
 		}
 		sum := sha256.Sum256(b)
@@ -96,15 +96,6 @@ func fieldHashes(v any, skip ...string) map[string][]byte {
 		return nil
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // foreignAnnotationKeys lists the keys of annotations that are not

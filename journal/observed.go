@@ -67,9 +67,6 @@ type TemplateFacts struct {
 	// Fields hashes each pod-level spec field other than the container
 	// lists, by path ("spec.volumes"); an empty field is absent.
 	Fields map[string][]byte `cbor:"5,keyasint,omitempty"`
-	// EnvFieldRefs lists the label and annotation paths env vars read
-	// through fieldRef.
-	EnvFieldRefs []string `cbor:"6,keyasint,omitempty"`
 }
 
 // TemplateContainer is one container of a template.

@@ -55,21 +55,6 @@ func diffTemplates(from, to *journal.TemplateFacts) revisionDiff {
 	if from.Annotations[RestartedAtAnnotation] != to.Annotations[RestartedAtAnnotation] {
 		why = append(why, "metadata.annotations["+RestartedAtAnnotation+"] (kubectl rollout restart asks for new containers)")
 	}
-	// NB: the kubelet does not restart a container when a label or
-	// annotation its env reads through fieldRef changes: the env would
-	// silently keep the old value.
-	for _, ref := range to.EnvFieldRefs {
-		for _, k := range changedKeys(d.labels, d.removeLabels) {
-			if strings.Contains(ref, "'"+k+"'") || strings.Contains(ref, `"`+k+`"`) {
-				why = append(why, fmt.Sprintf("metadata.labels[%s] (an env var reads it through fieldRef)", k))
-			}
-		}
-		for _, k := range changedKeys(d.annotations, d.removeAnnotations) {
-			if strings.Contains(ref, "'"+k+"'") || strings.Contains(ref, `"`+k+`"`) {
-				why = append(why, fmt.Sprintf("metadata.annotations[%s] (an env var reads it through fieldRef)", k))
-			}
-		}
-	}
 	if len(why) > 0 {
 		d.notInPlace = why[0]
 	}
@@ -147,7 +132,7 @@ func firstDiffering(a, b map[string][]byte) string {
 // with another value, and the keys from has and to dropped.
 func changedQuantities(from, to map[string]string) (changed map[string]string, removed []string) {
 	for k, v := range to {
-		if !sameQuantities(map[string]string{k: from[k]}, map[string]string{k: v}) || from[k] == "" {
+		if !sameQuantities(map[string]string{k: from[k]}, map[string]string{k: v}) {
 			if changed == nil {
 				changed = map[string]string{}
 			}
@@ -179,10 +164,6 @@ func diffMetadata(from, to map[string]string) (set map[string]string, removed []
 	}
 	sort.Strings(removed)
 	return set, removed
-}
-
-func changedKeys(set map[string]string, removed []string) []string {
-	return append(sortedKeys(set), removed...)
 }
 
 // revisionKey is the projections key of the ControllerRevision a pod of

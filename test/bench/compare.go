@@ -63,15 +63,11 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if o.Pods <= 0 || *nodes <= 0 {
 		return nil, errors.New("bench: --pods and --nodes must be positive")
 	}
-	root, err := os.MkdirTemp("", "rollbook-bench-compare-")
+	root, cleanup, err := env.workDir("compare", *keep)
 	if err != nil {
 		return nil, err
 	}
-	if *keep {
-		env.logf("work directory %s (kept)", root)
-	} else {
-		defer os.RemoveAll(root)
-	}
+	defer cleanup()
 	o.Root = root
 
 	// Both builds before the cluster starts: they are the heaviest part

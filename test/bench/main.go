@@ -195,3 +195,17 @@ func seconds(ds []time.Duration) []float64 {
 }
 
 func mib(b float64) float64 { return round(b/(1<<20), 1) }
+
+// workDir makes a benchmark's work directory (logs, journals, audit log)
+// and returns what removes it, or, with keep, says where it is and leaves it.
+func (e *benchEnv) workDir(name string, keep bool) (string, func(), error) {
+	root, err := os.MkdirTemp("", "rollbook-bench-"+name+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		e.logf("work directory %s (kept)", root)
+		return root, func() {}, nil
+	}
+	return root, func() { os.RemoveAll(root) }, nil
+}

@@ -62,15 +62,11 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if *pods <= 0 || *stsSize <= 0 || *nodes <= 0 {
 		return nil, errors.New("--pods, --sts-size and --nodes must be positive")
 	}
-	root, err := os.MkdirTemp("", "rollbook-bench-rollout-")
+	root, cleanup, err := env.workDir("rollout", *keep)
 	if err != nil {
 		return nil, err
 	}
-	if *keep {
-		env.logf("work directory %s (kept)", root)
-	} else {
-		defer os.RemoveAll(root)
-	}
+	defer cleanup()
 
 	bin := *binary
 	if bin == "" {
