@@ -22,6 +22,49 @@ type RolloutSpec struct {
 	// rollbook.dev/InPlaceUpdateReady readiness gate instead of updating
 	// them with a NoReadinessGate warning.
 	RequireReadinessGate bool `json:"requireReadinessGate,omitempty"`
+	// Lifecycle holds each pod's update until another controller (a hook
+	// controller, say an operator draining a database member) releases
+	// it: before the patch and after the update.
+	Lifecycle *Lifecycle `json:"lifecycle,omitempty"`
+}
+
+// Lifecycle names the hooks of a pod's update. The contract (README,
+// "Lifecycle hooks"): Rollbook sets the pod label rollbook.dev/hook to
+// pre-update in the write that gates the pod, and to post-update in the
+// write that ungates it once verified; in that same write it clears the
+// hook's release (removes the label, sets the condition False), so a
+// release given for an earlier update never counts for this one. The hook
+// controller acts on the marker and gives the release when done.
+type Lifecycle struct {
+	// PreUpdate holds a gated pod (out of Service endpoints) before its
+	// patch until released.
+	PreUpdate *LifecycleHook `json:"preUpdate,omitempty"`
+	// PostUpdate holds a pod verified and back in Service endpoints until
+	// released; until then its update is not finished: it counts against
+	// maxUnavailable and the rollout does not succeed.
+	PostUpdate *LifecycleHook `json:"postUpdate,omitempty"`
+}
+
+// LifecycleHook is what releases a pod held at one hook: exactly one of a
+// label and a condition the hook controller sets on the pod.
+type LifecycleHook struct {
+	// Label releases the pod when it carries Key=Value.
+	Label *HookLabel `json:"label,omitempty"`
+	// Condition releases the pod when its status has a condition of this
+	// type with status True.
+	Condition string `json:"condition,omitempty"`
+	// TimeoutSeconds bounds the wait (default 600), counted from the write
+	// that set the marker.
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+	// OnTimeout is Pause (default: no new pod starts, the pod stays held
+	// until released) or Proceed (the pod goes on without the release).
+	OnTimeout string `json:"onTimeout,omitempty"`
+}
+
+// HookLabel is a pod label key and the value that releases the pod.
+type HookLabel struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
 }
 
 // Target names the pods: exactly one of WorkloadRef and Selector.
