@@ -60,6 +60,9 @@ type Ingester struct {
 	streams []*stream
 	Stats   Stats
 	synced  sync.WaitGroup
+	// seeded is the record the known sets were seeded at (SeedKnown):
+	// Run folds only the records after it.
+	seeded uint64
 }
 
 // New validates opts and prepares one stream per resource and scope.
@@ -100,7 +103,7 @@ func New(opts Options) (*Ingester, error) {
 // ends. It returns only ctx's error or a journal failure (a watch failure
 // is retried with backoff, never returned).
 func (in *Ingester) Run(ctx context.Context) error {
-	if err := rebuild(ctx, in.opts.Journal, in.streams); err != nil {
+	if err := rebuild(ctx, in.opts.Journal, in.streams, in.seeded+1); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)

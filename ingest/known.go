@@ -25,10 +25,32 @@ func (k known) seen(key, uid, rv string) bool {
 	return ok && o.uid == uid && o.rv == rv
 }
 
-// rebuild folds the journal's Observed and Vanished records into the known
-// sets of the streams, routing each record to the stream whose scope holds it.
-func rebuild(ctx context.Context, j *journal.Journal, streams []*stream) error {
-	return j.Read(ctx, 1, func(r journal.Record) error {
+// KnownObject is what ingest remembers of an object it journaled.
+type KnownObject struct {
+	UID, ResourceVersion string
+}
+
+// SeedKnown gives the ingester what the journal knew at record seq, by
+// record key (Key), from a checkpoint: Run then reads only the records
+// after seq instead of the whole journal. Call it before Run.
+//
+// Every object in objs must have been journaled with that UID and
+// resourceVersion, or later changes to it could be taken for duplicates;
+// an object missing from objs is merely journaled again.
+func (in *Ingester) SeedKnown(seq uint64, objs map[string]KnownObject) {
+	for key, o := range objs {
+		if s := owner(in.streams, key); s != nil {
+			s.known[key] = knownObj{uid: o.UID, rv: o.ResourceVersion}
+		}
+	}
+	in.seeded = seq
+}
+
+// rebuild folds the journal's Observed and Vanished records from record
+// from on into the known sets of the streams, routing each record to the
+// stream whose scope holds it.
+func rebuild(ctx context.Context, j *journal.Journal, streams []*stream, from uint64) error {
+	return j.Read(ctx, from, func(r journal.Record) error {
 		switch r.Kind {
 		case journal.KindObserved, journal.KindVanished:
 		default:

@@ -53,6 +53,9 @@ type Journal struct {
 	mu       sync.Mutex
 	lastHash [32]byte      // hash of record `committed`; guarded by mu
 	notify   chan struct{} // closed and replaced after each commit; guarded by mu
+	start    anchor        // where the log starts (after Prune); guarded by mu
+
+	pruneMu sync.Mutex // one Prune at a time
 
 	// Commit statistics, for tests and benchmarks.
 	batches    atomic.Uint64 // synced batches that held at least one record
@@ -99,6 +102,10 @@ func Open(dir string, opts Options) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := j.loadStart(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := j.loadTail(); err != nil {
 		db.Close()
 		return nil, err
@@ -137,7 +144,16 @@ func (j *Journal) loadTail() error {
 	}
 	defer it.Close()
 	if !it.Last() {
-		return it.Error()
+		if err := it.Error(); err != nil {
+			return err
+		}
+		// No record: a new journal, or one pruned to its last record,
+		// which then continues from the checkpoint's anchor.
+		j.tailSeq, j.tailHash, j.tailTime = j.start.First-1, j.start.Hash, j.start.Time
+		j.lastHash = j.start.Hash
+		j.committed.Store(j.start.First - 1)
+		j.applied.Store(j.start.First - 1)
+		return nil
 	}
 	seq, ok := seqOfKey(it.Key())
 	if !ok {

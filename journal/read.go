@@ -8,8 +8,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Read calls fn with each committed record from sequence from (1 if 0)
-// to the last committed when Read started, in order. Every record's
+// Read calls fn with each committed record from sequence from (or First,
+// if later) to the last committed when Read started, in order. Every record's
 // checksum, sequence and link to the record before it are checked; the first
 // failure ends the read with a *LinkError.
 //
@@ -20,9 +20,7 @@ import (
 // Read holds the journal open while it runs: fn should not block for long,
 // and Close makes the read stop with ErrClosed at the next record.
 func (j *Journal) Read(ctx context.Context, from uint64, fn func(Record) error) error {
-	if from == 0 {
-		from = 1
-	}
+	from = max(from, j.First())
 	hi := j.committed.Load()
 	if from > hi {
 		return nil
@@ -39,10 +37,7 @@ func (j *Journal) Read(ctx context.Context, from uint64, fn func(Record) error) 
 // error (ErrStop: Follow returns nil) or the journal closes (ErrClosed).
 // Projections and the outbox's followers use it.
 func (j *Journal) Follow(ctx context.Context, from uint64, fn func(Record) error) error {
-	if from == 0 {
-		from = 1
-	}
-	next := from
+	next := max(from, j.First())
 	for {
 		ch := j.Notify() // before reading, so a commit during the read wakes us
 		if hi := j.committed.Load(); hi >= next {
@@ -114,6 +109,10 @@ func (j *Journal) scan(ctx context.Context, from, to uint64, fn func(r Record, r
 	expect := from
 	var prev [32]byte
 	havePrev := false
+	if a := j.startAnchor(); from == a.First && from > 1 {
+		// The first record of a pruned log links to its checkpoint.
+		prev, havePrev = a.Hash, true
+	}
 	for valid := it.First(); valid; valid = it.Next() {
 		if err := ctx.Err(); err != nil {
 			return err

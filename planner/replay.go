@@ -77,7 +77,14 @@ func CollectIntents() (add func(journal.Record) error, result func() map[uint64]
 // NewReplayer replays the given intents; rollout ("ns/name") limits the
 // comparison to one rollout's actions ("" for all).
 func NewReplayer(intents map[uint64][]Intent, rollout string) *Replayer {
-	return &Replayer{state: projections.New(), intents: intents, rollout: rollout}
+	return NewReplayerFrom(projections.New(), intents, rollout)
+}
+
+// NewReplayerFrom is NewReplayer for a journal that starts after a
+// checkpoint: state is the checkpoint's, and replay compares the plans
+// derived after it.
+func NewReplayerFrom(state *projections.State, intents map[uint64][]Intent, rollout string) *Replayer {
+	return &Replayer{state: state, intents: intents, rollout: rollout}
 }
 
 // Add folds one record and, when a recorded plan was derived right after

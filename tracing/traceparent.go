@@ -42,6 +42,14 @@ func RecordTraceParent() func(journal.Record) string {
 // before the point where the outbox resumes.
 func (t *TraceParents) Observe(r journal.Record) { t.of(r, false) }
 
+// Learn records that rollout "namespace/name" is the object uid: for a
+// lookup that starts from a checkpoint's state instead of record 1.
+func (t *TraceParents) Learn(rollout, uid string) {
+	t.mu.Lock()
+	t.uids[rollout] = uid
+	t.mu.Unlock()
+}
+
 // Of learns from r and returns its traceparent, "" if it has none. A
 // record that does not decode has none: the outbox must not stop over it.
 func (t *TraceParents) Of(r journal.Record) string { return t.of(r, true) }

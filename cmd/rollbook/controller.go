@@ -1,16 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,7 +44,10 @@ type controllerOptions struct {
 	Workers int
 	// Debounce gathers bursts of records into one plan.
 	Debounce time.Duration
-	Logger   *slog.Logger
+	// Checkpoints: how often the folded state is saved and how much
+	// journal is kept.
+	Checkpoints checkpointOptions
+	Logger      *slog.Logger
 }
 
 // controller is the run loop: ingest → journal → projections → planner →
@@ -58,19 +63,26 @@ type controller struct {
 	log        *slog.Logger
 	nc         *nats.Conn
 	ob         *journal.Outbox
+	tp         *tracing.TraceParents
 	close      []func()
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// books is what the controller folds from the journal (and saves as
+	// checkpoints); state is books.State, the planner's view.
+	books *projections.Books
 	state *projections.State
+	// traceFrom is where the trace loop starts (see traceFrom).
+	traceFrom uint64
 
 	folded   atomic.Uint64 // last sequence folded into state
 	foldedCh chan struct{} // closed and replaced at each fold
 	foldMu   sync.Mutex
 	dirty    chan struct{}
 
-	plans   atomic.Int64
-	ticks   atomic.Int64
-	started atomic.Bool
+	plans       atomic.Int64
+	ticks       atomic.Int64
+	checkpoints atomic.Int64
+	started     atomic.Bool
 }
 
 func newController(opts controllerOptions) (*controller, error) {
@@ -87,8 +99,14 @@ func newController(opts controllerOptions) (*controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &controller{opts: opts, j: j, log: opts.Logger, state: projections.New(), foldedCh: make(chan struct{}), dirty: make(chan struct{}, 1)}
+	c := &controller{opts: opts, j: j, log: opts.Logger, foldedCh: make(chan struct{}), dirty: make(chan struct{}, 1)}
 	c.close = append(c.close, func() { j.Close() })
+	if c.books, err = loadCheckpoint(j); err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.state = c.books.State
+	c.folded.Store(c.state.Seq)
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
 	c.readClient = dynamic.NewForConfigOrDie(cfg)
@@ -123,14 +141,10 @@ func newController(opts controllerOptions) (*controller, error) {
 		}
 		c.close = append(c.close, c.nc.Close)
 		// Each published record carries the traceparent of its span; the
-		// lookup learns rollout UIDs from every record before the outbox
-		// resumes, in order.
-		tp := tracing.NewTraceParents()
-		if err := j.Read(context.Background(), 1, func(r journal.Record) error { tp.Observe(r); return nil }); err != nil {
-			c.shutdown()
-			return nil, err
-		}
-		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger, TraceParent: tp.Of}); err != nil {
+		// lookup learns rollout UIDs from the folded state before the
+		// outbox resumes (run).
+		c.tp = tracing.NewTraceParents()
+		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger, TraceParent: c.tp.Of}); err != nil {
 			c.shutdown()
 			return nil, err
 		}
@@ -149,11 +163,23 @@ func (c *controller) run(ctx context.Context) error {
 	defer c.shutdown()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if err := c.abandonDangling(ctx); err != nil {
+	// Fold what is on record after the checkpoint before planning
+	// anything; everything else that needs the past starts from this.
+	start := time.Now()
+	from := c.state.Seq
+	if err := foldFrom(ctx, c.j, c.books); err != nil {
 		return err
 	}
-	// Fold what is on record before planning anything.
-	if err := c.j.Read(ctx, 1, c.fold); err != nil {
+	c.folded.Store(c.state.Seq)
+	c.traceFrom = c.books.TraceFrom()
+	c.in.SeedKnown(c.state.Seq, knownFrom(c.state))
+	if c.tp != nil {
+		for key, r := range c.state.Rollouts {
+			c.tp.Learn(key, r.UID)
+		}
+	}
+	c.log.Info("controller: journal folded", "checkpoint", from, "records", c.state.Seq-from, "took", time.Since(start))
+	if err := c.abandonDangling(ctx); err != nil {
 		return err
 	}
 	c.started.Store(true)
@@ -188,6 +214,7 @@ func (c *controller) run(ctx context.Context) error {
 		goFn("actuator", func(ctx context.Context) error { return c.worker(ctx, work) })
 	}
 	goFn("planner", func(ctx context.Context) error { return c.planLoop(ctx, work) })
+	goFn("checkpoints", c.checkpointLoop)
 	<-ctx.Done()
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -201,38 +228,13 @@ func (c *controller) run(ctx context.Context) error {
 // then re-derives what is needed from what the watch shows, and every
 // action's precondition makes doing it again safe.
 func (c *controller) abandonDangling(ctx context.Context) error {
-	open := map[string]journal.ActionFact{}
-	var order []string
-	err := c.j.Read(ctx, 1, func(r journal.Record) error {
-		switch r.Kind {
-		case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
-		default:
-			return nil
-		}
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return err
-		}
-		if r.Kind == journal.KindActionIntended {
-			if _, ok := open[f.Key]; !ok {
-				order = append(order, f.Key)
-			}
-			open[f.Key] = f
-		} else {
-			delete(open, f.Key)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
+	c.mu.Lock()
+	open := slices.SortedFunc(maps.Values(c.books.Open), func(a, b projections.OpenIntent) int { return cmp.Compare(a.Seq, b.Seq) })
+	c.mu.Unlock()
 	var entries []journal.Entry
 	refreshed := map[string]bool{}
-	for _, k := range order {
-		f, ok := open[k]
-		if !ok {
-			continue
-		}
+	for _, oi := range open {
+		k, f := oi.Fact.Key, oi.Fact
 		// The write may have landed without its watch event reaching the
 		// journal before the crash: read the pod once (a restart is not
 		// the happy path) so the first plan sees what is really there and
@@ -255,10 +257,11 @@ func (c *controller) abandonDangling(ctx context.Context) error {
 		entries = append(entries, journal.Entry{Kind: journal.KindActionFailed, Key: k, Body: body})
 	}
 	if len(entries) > 0 {
-		c.log.Info("controller: abandoning intents of a previous process", "count", len(entries))
-		_, err = c.j.Append(ctx, nil, entries...)
+		c.log.Info("controller: abandoning intents of a previous process", "count", len(open))
+		_, err := c.j.Append(ctx, nil, entries...)
+		return err
 	}
-	return err
+	return nil
 }
 
 // refreshPod lists one pod by name (list, not get: the controller's RBAC
@@ -289,7 +292,7 @@ func (c *controller) refreshPod(ctx context.Context, podKey string) (*journal.En
 // controller tick forever once a plan takes longer than tickEvery.
 func (c *controller) fold(r journal.Record) error {
 	c.mu.Lock()
-	err := c.state.Apply(r)
+	err := c.books.Apply(r)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -383,7 +386,9 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 			}
 		}
 		c.mu.Lock()
+		planStart := time.Now()
 		res := planner.Plan(c.state)
+		planSeconds.Observe(time.Since(planStart).Seconds())
 		seq := c.state.Seq
 		c.mu.Unlock()
 		c.plans.Add(1)

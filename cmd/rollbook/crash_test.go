@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +32,10 @@ func childMain() int {
 	ctrl, err := newController(controllerOptions{
 		Config: cfg, JournalDir: os.Getenv(childEnv), Namespaces: []string{os.Getenv("ROLLBOOK_NS")},
 		QPS: 500, Burst: 1000, Workers: 32,
+		// Frequent checkpoints and a retention that prunes all it may, so
+		// every restart starts from a checkpoint of a pruned journal.
+		Checkpoints: checkpointOptions{Every: 200, Interval: 200 * time.Millisecond, RetainBytes: 1},
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -135,6 +141,18 @@ func TestKillNineMidRollout(t *testing.T) {
 	})
 	ch.Process.Signal(syscall.SIGTERM)
 	ch.Wait()
+	// The processes restarted from checkpoints of a pruned journal, and
+	// what follows is checked on what retention kept.
+	log, err := os.ReadFile(filepath.Join(dir, "rollbook.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`journal folded checkpoint=[1-9]`).Match(log) {
+		t.Fatal("no controller started from a checkpoint")
+	}
+	if !strings.Contains(string(log), "retention: pruned the journal") {
+		t.Fatal("retention never pruned the journal")
+	}
 	checkReplay(t, dir)
 	checkSpans(t, rc, dir, ns+"/web")
 	au := readAudit(t, dir)

@@ -82,7 +82,8 @@ func demoCmd(ctx context.Context, args []string) error {
 	defer logf.Close()
 	ctrl, err := newController(controllerOptions{
 		Config: c.Config(), JournalDir: filepath.Join(*dir, "journal"), QPS: 300, Burst: 600, Workers: 32,
-		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Checkpoints: checkpointOptions{Every: 50_000, Interval: 10 * time.Second},
+		Logger:      slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		return err

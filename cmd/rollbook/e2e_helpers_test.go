@@ -50,7 +50,9 @@ func startController(t *testing.T, c *cluster.Cluster, dir, ns string) *running 
 	ctrl, err := newController(controllerOptions{
 		Config: cfg, JournalDir: filepath.Join(dir, "journal"), Namespaces: []string{ns}, NoNATS: true,
 		QPS: 500, Burst: 1000, Workers: 32,
-		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Checkpoints as often as a busy cluster's, scaled to a test.
+		Checkpoints: checkpointOptions{Every: 1000, Interval: time.Second},
+		Logger:      slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatal(err)

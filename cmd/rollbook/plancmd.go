@@ -59,7 +59,8 @@ func planCmd(ctx context.Context, args []string) error {
 	fold := func(r journal.Record) error { seq = r.Seq; return s.Apply(r) }
 	from := "journal"
 	if src.dir != "" || src.export != "" || src.nats.URL != "" {
-		if err := src.read(ctx, fold); err != nil {
+		base := func(b *projections.Books) error { s, seq = b.State, b.State.Seq; return nil }
+		if err := src.readFrom(ctx, base, fold); err != nil {
 			return err
 		}
 		from = src.describe()

@@ -10,6 +10,7 @@ import (
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/projections"
 )
 
 // errDiverged makes replay exit non-zero.
@@ -61,11 +62,15 @@ func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) 
 	if err := src.read(ctx, add); err != nil {
 		return nil, nil, 0, err
 	}
-	rp := planner.NewReplayer(intents(), rollout)
-	rp.KeepGoing = whatIf
+	var rp *planner.Replayer
+	base := func(b *projections.Books) error {
+		rp = planner.NewReplayerFrom(b.State, intents(), rollout)
+		rp.KeepGoing = whatIf
+		return nil
+	}
 	var n uint64
 	errStop := errors.New("stop")
-	err := src.read(ctx, func(r journal.Record) error {
+	err := src.readFrom(ctx, base, func(r journal.Record) error {
 		n++
 		ok, err := rp.Add(r)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -36,7 +37,11 @@ func runCmd(ctx context.Context, args []string) error {
 	noNATS := fs.Bool("no-nats", false, "do not publish the journal to NATS")
 	streamReplicas := fs.Int("stream-replicas", 1, "JetStream stream replicas (3 on a NATS cluster)")
 	streamMaxAge := fs.Duration("stream-max-age", 30*24*time.Hour, "JetStream stream max age")
-	streamMaxBytes := fs.Int64("stream-max-bytes", 0, "JetStream stream max bytes (0 = unlimited)")
+	streamMaxBytes := fs.String("stream-max-bytes", "", "JetStream stream max bytes, e.g. 5Gi (empty: 5Gi for the embedded server, which shares the journal's volume; unlimited on an external one)")
+	ckptEvery := fs.Uint64("checkpoint-every", 50_000, "write a checkpoint of the folded state after this many records (0: by time only)")
+	ckptInterval := fs.Duration("checkpoint-interval", time.Minute, "write a checkpoint this often when records arrived (0: by count only)")
+	retainAge := fs.Duration("retain-age", 14*24*time.Hour, "prune journal records older than this, down to a checkpoint (0: keep; the NATS stream is the long-term copy)")
+	retainBytes := fs.String("retain-bytes", "3Gi", "prune the oldest journal records while the log is larger than this (0: no bound)")
 	qps := fs.Float64("kube-api-qps", 100, "actuator write QPS")
 	burst := fs.Int("kube-api-burst", 200, "actuator write burst")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
@@ -56,6 +61,17 @@ func runCmd(ctx context.Context, args []string) error {
 	if *qps <= 0 || *burst <= 0 || *workers <= 0 {
 		return errors.New("--kube-api-qps, --kube-api-burst and --workers must be positive")
 	}
+	maxBytes, err := parseBytes("--stream-max-bytes", *streamMaxBytes)
+	if err != nil {
+		return err
+	}
+	if *streamMaxBytes == "" && *natsURL == "" {
+		maxBytes = 5 << 30
+	}
+	keepBytes, err := parseBytes("--retain-bytes", *retainBytes)
+	if err != nil {
+		return err
+	}
 	cfg, err := loadConfig(*kubeconfig)
 	if err != nil {
 		return err
@@ -63,8 +79,9 @@ func runCmd(ctx context.Context, args []string) error {
 	opts := controllerOptions{
 		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), NoNATS: *noNATS,
 		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
-		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: *streamMaxBytes},
+		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
 		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log,
+		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}
 	ln, err := net.Listen("tcp", *metricsAddr)
@@ -81,7 +98,7 @@ func runCmd(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		srv.set(c)
+		srv.lead(ctx, c)
 		defer srv.set(nil)
 		log.Info("rollbook: controller running", "journal", *journalDir, "namespaces", opts.Namespaces)
 		return c.run(ctx)
@@ -178,6 +195,19 @@ func loadConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	return cfg, nil
+}
+
+// parseBytes reads a size as Kubernetes spells quantities ("3Gi", "500M");
+// empty is 0.
+func parseBytes(flag, s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 {
+		return 0, fmt.Errorf("%s=%q: want a size such as 3Gi or 500M", flag, s)
+	}
+	return q.Value(), nil
 }
 
 func splitList(s string) []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
 )
 
 // recordSource reads a journal's records in order, from the start, as many
@@ -39,6 +40,15 @@ func (s recordSource) describe() string {
 }
 
 func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) error {
+	return s.readFrom(ctx, nil, fn)
+}
+
+// readFrom is read for a reader that folds state: a journal pruned by
+// retention starts after a checkpoint, and base (when not nil) is given
+// that checkpoint's books before the first record; for a source that
+// starts at record 1 it is given empty books. The chain is checked from
+// the checkpoint's anchor, so a pruned journal verifies as one that was not.
+func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	var prev [32]byte
 	var next uint64 = 1
 	check := func(r journal.Record) error {
@@ -51,6 +61,7 @@ func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) e
 		prev, next = r.Hash, next+1
 		return fn(r)
 	}
+	books := projections.NewBooks()
 	switch {
 	case s.dir != "":
 		j, err := openExisting(s.dir)
@@ -58,7 +69,31 @@ func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) e
 			return err
 		}
 		defer j.Close()
-		return j.Read(ctx, 1, check)
+		if first := j.First(); first > 1 {
+			c, ok, err := j.LatestCheckpoint(first - 1)
+			if err == nil && (!ok || c.Seq != first-1) {
+				err = fmt.Errorf("no checkpoint at record %d", first-1)
+			}
+			if err == nil && base != nil {
+				err = journal.DecodeCheckpoint(c.Data, books)
+			}
+			if err != nil {
+				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.describe(), first, err)
+			}
+			prev, next = c.Hash, first
+		}
+		if base != nil {
+			if err := base(books); err != nil {
+				return err
+			}
+		}
+		return j.Read(ctx, next, check)
+	case base != nil:
+		if err := base(books); err != nil {
+			return err
+		}
+	}
+	switch {
 	case s.export != "":
 		return readExport(s.export, check)
 	case s.nats.URL != "":

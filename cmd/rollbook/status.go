@@ -21,7 +21,8 @@ func statusCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	s := projections.New()
-	if err := src.read(ctx, func(r journal.Record) error { return s.Apply(r) }); err != nil {
+	base := func(b *projections.Books) error { s = b.State; return nil }
+	if err := src.readFrom(ctx, base, func(r journal.Record) error { return s.Apply(r) }); err != nil {
 		return err
 	}
 	keys := make([]string, 0, len(s.Rollouts))

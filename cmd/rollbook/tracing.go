@@ -14,8 +14,8 @@ import (
 )
 
 // traceCursor is the journal cursor below which finished spans have been
-// exported: a restarted controller rebuilds its span state from record 1
-// but exports only what it had not.
+// exported: a restarted controller rebuilds its span state from where the
+// earliest running rollout began (traceFrom), exporting only what it had not.
 const traceCursor = "tracing/exported"
 
 // maxPendingSpans bounds the spans kept while the collector is down.
@@ -76,7 +76,10 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 			}
 		}
 	}()
-	err = c.j.Follow(ctx, 1, func(r journal.Record) error {
+	// From the first record of the earliest rollout still running (or
+	// the checkpoint): spans of rollouts that ended before it were
+	// exported by an earlier process, or are left to `rollbook trace`.
+	err = c.j.Follow(ctx, c.traceFrom, func(r journal.Record) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if err := b.Add(r); err != nil {

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"rollbook.dev/rollbook/ingest"
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// loadCheckpoint returns the state as of the journal's latest checkpoint,
+// or an empty one at record 0 when there is none. A checkpoint this binary
+// cannot read is passed over for the full journal when the journal still
+// holds it; a pruned journal without a readable checkpoint is an error
+// that says how to recover, never a silent empty state.
+func loadCheckpoint(j *journal.Journal) (*projections.Books, error) {
+	d := projections.NewBooks()
+	c, ok, err := j.LatestCheckpoint(0)
+	if err != nil || !ok {
+		return d, err
+	}
+	err = journal.DecodeCheckpoint(c.Data, d)
+	if err == nil && d.State.Seq != c.Seq {
+		err = fmt.Errorf("it holds the state at record %d", d.State.Seq)
+	}
+	if err == nil {
+		return d, nil
+	}
+	if j.First() == 1 {
+		return projections.NewBooks(), nil // fold everything instead
+	}
+	return nil, fmt.Errorf("the journal starts at record %d and its checkpoint at record %d does not load (%w): "+
+		"run the rollbook version that wrote it, or move the journal directory aside to start afresh from the cluster", j.First(), c.Seq, err)
+}
+
+// foldFrom folds the journal's records after d into d.
+func foldFrom(ctx context.Context, j *journal.Journal, d *projections.Books) error {
+	if first := j.First(); d.State.Seq+1 < first {
+		return fmt.Errorf("the journal starts at record %d, after the checkpoint at %d", first, d.State.Seq)
+	}
+	return j.Read(ctx, d.State.Seq+1, d.Apply)
+}
+
+// checkpointOptions say when a controller writes checkpoints and what it
+// keeps.
+type checkpointOptions struct {
+	// Every and Interval: a checkpoint once Every records have been
+	// folded since the last, or once Interval has passed with any.
+	Every    uint64
+	Interval time.Duration
+	// RetainAge and RetainBytes bound the journal: records older than
+	// RetainAge, or the oldest while the log is over RetainBytes, are
+	// pruned down to a checkpoint. 0 keeps everything.
+	RetainAge   time.Duration
+	RetainBytes uint64
+}
+
+// checkpointLoop writes checkpoints and applies retention until ctx ends.
+func (c *controller) checkpointLoop(ctx context.Context) error {
+	o := c.opts.Checkpoints
+	if o.Every == 0 && o.Interval == 0 {
+		return nil
+	}
+	tick := time.NewTicker(min(time.Second, max(o.Interval, 10*time.Millisecond)))
+	defer tick.Stop()
+	last := c.folded.Load()
+	lastAt := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		n := c.folded.Load() - last
+		if n == 0 || (n < o.Every || o.Every == 0) && (o.Interval == 0 || time.Since(lastAt) < o.Interval) {
+			continue
+		}
+		seq, err := c.checkpoint()
+		if err != nil {
+			if errors.Is(err, journal.ErrClosed) {
+				return nil
+			}
+			c.log.Warn("checkpoint: not written; start-up will read more of the journal", "err", err)
+			continue
+		}
+		last, lastAt = seq, time.Now()
+		if err := c.retain(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("retention: not pruned", "err", err)
+		}
+	}
+}
+
+// checkpoint saves the folded state and returns the record it is at.
+func (c *controller) checkpoint() (uint64, error) {
+	start := time.Now()
+	c.mu.Lock()
+	data, err := journal.EncodeCheckpoint(c.books)
+	seq := c.books.State.Seq
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if err := c.j.SaveCheckpoint(seq, data); err != nil {
+		return 0, err
+	}
+	c.checkpoints.Add(1)
+	c.log.Debug("checkpoint: written", "seq", seq, "bytes", len(data), "took", time.Since(start))
+	return seq, nil
+}
+
+// retain prunes the journal to the newest checkpoint that retention allows
+// and nothing still needs: every record after it stays.
+//
+// What still needs a record: the outbox until it is published (the stream
+// is the audit copy: nothing leaves the journal before it is there), and
+// the trace of a rollout still running (its spans are rebuilt from its
+// first record after a restart).
+func (c *controller) retain(ctx context.Context) error {
+	o := c.opts.Checkpoints
+	if o.RetainAge == 0 && o.RetainBytes == 0 {
+		return c.thin(0)
+	}
+	c.mu.Lock()
+	floor := c.books.TraceFrom() // records from here on stay
+	c.mu.Unlock()
+	if c.ob != nil {
+		floor = min(floor, c.ob.Published()+1)
+	}
+	infos, err := c.j.Checkpoints()
+	if err != nil {
+		return err
+	}
+	var size uint64
+	if o.RetainBytes > 0 {
+		if size, err = c.j.LogBytes(); err != nil {
+			return err
+		}
+	}
+	// The newest checkpoint that is older than RetainAge, or the oldest
+	// that frees enough to bring the log under RetainBytes, whichever is
+	// newer, below the floor.
+	var to uint64
+	for _, ci := range infos {
+		if ci.Seq >= floor {
+			break
+		}
+		if o.RetainAge > 0 && time.Since(ci.Time) > o.RetainAge {
+			to = ci.Seq
+		}
+		if o.RetainBytes > 0 && size > o.RetainBytes && ci.Seq > to {
+			freed, err := c.j.LogBytesBelow(ci.Seq + 1)
+			if err != nil {
+				return err
+			}
+			to = ci.Seq
+			if size-min(freed, size) <= o.RetainBytes {
+				size = 0 // enough: later checkpoints are not needed for size
+			}
+		}
+	}
+	if to != 0 && to >= c.j.First() {
+		if err := c.j.Prune(ctx, to); err != nil {
+			return err
+		}
+		c.log.Info("retention: pruned the journal", "through", to, "first", c.j.First())
+	}
+	return c.thin(to)
+}
+
+// thin deletes the checkpoints neither start-up nor retention will use:
+// it keeps the newest two and, of the older ones, the first in each span
+// of RetainAge/16 (an hour when only size is bounded), so retention can
+// still prune close to its bound while checkpoints take a bounded share of
+// the disk.
+func (c *controller) thin(pruned uint64) error {
+	infos, err := c.j.Checkpoints()
+	if err != nil {
+		return err
+	}
+	span := time.Hour
+	if a := c.opts.Checkpoints.RetainAge; a > 0 {
+		span = max(a/16, time.Minute)
+	}
+	var lastKept time.Time
+	for i, ci := range infos {
+		if i >= len(infos)-2 || ci.Seq == pruned || ci.Seq+1 == c.j.First() {
+			continue // the newest two, and the one the journal starts at
+		}
+		if lastKept.IsZero() || ci.Time.Sub(lastKept) >= span {
+			lastKept = ci.Time
+			continue
+		}
+		if err := c.j.DeleteCheckpoint(ci.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// knownFrom lists what ingest journaled, from the state: every object the
+// state holds is there as of its last Observed record.
+func knownFrom(s *projections.State) map[string]ingest.KnownObject {
+	out := make(map[string]ingest.KnownObject, len(s.Pods)+len(s.Revisions)+len(s.Workloads)+len(s.Nodes)+len(s.Rollouts))
+	add := func(o journal.Observed) {
+		out[ingest.Key(o.Resource, o.Namespace, o.Name)] = ingest.KnownObject{UID: o.UID, ResourceVersion: o.ResourceVersion}
+	}
+	for _, p := range s.Pods {
+		add(p.Observed)
+	}
+	for _, r := range s.Rollouts {
+		add(r.Observed)
+	}
+	for _, w := range s.Workloads {
+		add(w.Observed)
+	}
+	for _, r := range s.Revisions {
+		add(r.Observed)
+	}
+	for _, n := range s.Nodes {
+		add(n.Observed)
+	}
+	return out
+}

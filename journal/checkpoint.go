@@ -1,0 +1,369 @@
+package journal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Checkpoint is what a reader folded from the journal up to and including
+// record Seq, saved so that later readers start after Seq instead of at
+// record 1. It is the journal's snapshot in the sense of raft's: the
+// journal stores and returns it whole and never looks inside Data.
+//
+// A checkpoint is anchored to the chain: Hash is the hash of record Seq,
+// the Prev of record Seq+1. Records up to a checkpoint may be pruned
+// (Prune); the anchor then lets every reader still check that the first
+// record kept links to what the checkpoint was taken from.
+type Checkpoint struct {
+	Seq  uint64
+	Hash [32]byte
+	// Time is record Seq's time: retention by age compares it.
+	Time time.Time
+	Data []byte
+}
+
+// checkpointValue is a checkpoint as stored under its 'K' key, framed.
+type checkpointValue struct {
+	_    struct{} `cbor:",toarray"`
+	Seq  uint64
+	Hash []byte
+	Time int64
+	Data []byte
+}
+
+// ckptDecMode decodes checkpoint values and, through DecodeCheckpoint,
+// their Data: a checkpoint holds every object the controller tracks, so
+// its maps are allowed far more pairs than a record body's. The bound
+// still stops a corrupt length from allocating without limit.
+var ckptDecMode = func() cbor.DecMode {
+	m, err := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		UTF8:              cbor.UTF8RejectInvalid,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		MaxMapPairs:       maxCheckpointPairs,
+		MaxArrayElements:  maxCheckpointPairs,
+		MaxNestedLevels:   maxNested,
+	}.DecMode()
+	if err != nil {
+		panic("journal: cbor checkpoint dec mode: " + err.Error())
+	}
+	return m
+}()
+
+// maxCheckpointPairs bounds one map or array in a checkpoint: 16M, above
+// any one shard's fleet (DESIGN: a shard tracks up to ~100k pods).
+const maxCheckpointPairs = 1 << 24
+
+// EncodeCheckpoint encodes a checkpoint's Data as core deterministic CBOR,
+// with no size bound: a checkpoint is never a record and is never
+// published as one message.
+func EncodeCheckpoint(v any) ([]byte, error) {
+	b, err := encMode.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("journal: encode checkpoint: %w", err)
+	}
+	return b, nil
+}
+
+// DecodeCheckpoint decodes Data written by EncodeCheckpoint; like
+// DecodeBody, unknown fields and malformed input wrap ErrCorrupt.
+func DecodeCheckpoint(b []byte, v any) error {
+	if err := ckptDecMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("journal: decode checkpoint: %w: %w", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// SaveCheckpoint stores data as the checkpoint at record seq, which must
+// be committed and not pruned. Saving again at the same seq replaces it.
+// The write is synced: a checkpoint that Prune relies on must survive a
+// crash as surely as the records it replaces.
+func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	if seq == 0 || seq > j.committed.Load() {
+		return fmt.Errorf("journal: checkpoint at %d: not a committed record (last is %d)", seq, j.committed.Load())
+	}
+	r, err := j.record(seq)
+	if err != nil {
+		return fmt.Errorf("journal: checkpoint at %d: %w", seq, err)
+	}
+	v, err := encMode.Marshal(checkpointValue{Seq: seq, Hash: r.Hash[:], Time: r.Time.UnixNano(), Data: data})
+	if err != nil {
+		return fmt.Errorf("journal: encode checkpoint %d: %w", seq, err)
+	}
+	if err := j.db.Set(checkpointKey(seq), frame(v), pebble.Sync); err != nil {
+		return fmt.Errorf("journal: save checkpoint %d: %w", seq, err)
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the newest checkpoint at or below record atMost
+// (0: the newest of all), and false when there is none.
+func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return Checkpoint{}, false, ErrClosed
+	}
+	upper := checkpointEnd
+	if atMost != 0 {
+		upper = checkpointKey(atMost + 1)
+	}
+	it, err := j.db.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: upper})
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		return Checkpoint{}, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("journal: read checkpoint: %w", err)
+	}
+	c, err := decodeCheckpointValue(it.Key(), v)
+	return c, err == nil, err
+}
+
+// DeleteCheckpoint removes the checkpoint at seq, if any. The newest
+// checkpoint at or below the journal's start cannot be deleted: readers
+// start from it.
+func (j *Journal) DeleteCheckpoint(seq uint64) error {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	if seq+1 == j.First() && seq > 0 {
+		return fmt.Errorf("journal: checkpoint %d is where the journal starts", seq)
+	}
+	if err := j.db.Delete(checkpointKey(seq), pebble.NoSync); err != nil {
+		return fmt.Errorf("journal: delete checkpoint %d: %w", seq, err)
+	}
+	return nil
+}
+
+// CheckpointInfo describes a stored checkpoint without its data.
+type CheckpointInfo struct {
+	Seq   uint64
+	Time  time.Time
+	Bytes int
+}
+
+// Checkpoints lists the stored checkpoints, oldest first.
+func (j *Journal) Checkpoints() ([]CheckpointInfo, error) {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return nil, ErrClosed
+	}
+	it, err := j.db.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: checkpointEnd})
+	if err != nil {
+		return nil, fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+	var out []CheckpointInfo
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("journal: read checkpoint: %w", err)
+		}
+		c, err := decodeCheckpointValue(it.Key(), v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, CheckpointInfo{Seq: c.Seq, Time: c.Time, Bytes: len(c.Data)})
+	}
+	return out, it.Error()
+}
+
+func decodeCheckpointValue(key, v []byte) (Checkpoint, error) {
+	seq, ok := seqOfCheckpointKey(key)
+	if !ok {
+		return Checkpoint{}, fmt.Errorf("journal: %w: malformed checkpoint key %x", ErrCorrupt, key)
+	}
+	p, err := unframe(v)
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("journal: checkpoint %d: %w", seq, err)
+	}
+	var cv checkpointValue
+	if err := ckptDecMode.Unmarshal(p, &cv); err != nil || cv.Seq != seq || len(cv.Hash) != 32 {
+		return Checkpoint{}, fmt.Errorf("journal: checkpoint %d: %w: does not decode or names another record", seq, ErrCorrupt)
+	}
+	c := Checkpoint{Seq: seq, Time: time.Unix(0, cv.Time).UTC(), Data: append([]byte(nil), cv.Data...)}
+	copy(c.Hash[:], cv.Hash)
+	return c, nil
+}
+
+// record reads one committed record. The caller holds rw.
+func (j *Journal) record(seq uint64) (Record, error) {
+	v, closer, err := j.db.Get(logKey(seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Record{}, fmt.Errorf("%w: record %d is not stored (pruned?)", ErrBrokenChain, seq)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	defer closer.Close()
+	r, err := DecodeRecord(v)
+	if err != nil {
+		return Record{}, &LinkError{Seq: seq, Err: err}
+	}
+	return r, nil
+}
+
+// anchor is where a pruned log begins: the first record kept, and the hash
+// and time of the record before it (the checkpoint it was pruned to).
+type anchor struct {
+	First uint64
+	Hash  [32]byte
+	Time  time.Time
+}
+
+func (a anchor) encode() []byte {
+	p := make([]byte, 0, 8+32+8)
+	p = binary.BigEndian.AppendUint64(p, a.First)
+	p = append(p, a.Hash[:]...)
+	p = binary.BigEndian.AppendUint64(p, uint64(a.Time.UnixNano()))
+	return frame(p)
+}
+
+func decodeAnchor(p []byte) (anchor, error) {
+	if len(p) != 8+32+8 {
+		return anchor{}, fmt.Errorf("journal: %w: log start is %d bytes", ErrCorrupt, len(p))
+	}
+	a := anchor{First: binary.BigEndian.Uint64(p)}
+	copy(a.Hash[:], p[8:40])
+	a.Time = time.Unix(0, int64(binary.BigEndian.Uint64(p[40:]))).UTC()
+	return a, nil
+}
+
+// First returns the first record the journal still holds: 1 unless it was
+// pruned. Read and Follow from an earlier sequence start here.
+func (j *Journal) First() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.start.First
+}
+
+// Prune deletes every record up to and including the checkpoint at seq,
+// and every older checkpoint; the journal then starts at seq+1, anchored
+// to that checkpoint's hash. Cursors are kept. Readers already past the
+// pruned range are unaffected; one reading inside it (a Pebble iterator
+// holds its snapshot) finishes on what it saw.
+//
+// NB: what is pruned is gone from this journal. The caller decides what
+// may go (nothing still to be published or exported, nothing an audit
+// still needs locally); Prune only refuses to leave the journal without a
+// checkpoint to start from.
+func (j *Journal) Prune(ctx context.Context, seq uint64) error {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	v, closer, err := j.db.Get(checkpointKey(seq))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("journal: prune to %d: no checkpoint there", seq)
+	}
+	if err != nil {
+		return fmt.Errorf("journal: prune to %d: %w", seq, err)
+	}
+	c, err := decodeCheckpointValue(checkpointKey(seq), v)
+	closer.Close()
+	if err != nil {
+		return err
+	}
+	j.pruneMu.Lock()
+	defer j.pruneMu.Unlock()
+	first := j.First()
+	if seq < first {
+		return nil // already pruned past it
+	}
+	b := j.db.NewBatch()
+	defer b.Close()
+	a := anchor{First: seq + 1, Hash: c.Hash, Time: c.Time}
+	if err := b.DeleteRange(logKey(first), logKey(seq+1), nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(checkpointStart, checkpointKey(seq), nil); err != nil {
+		return err
+	}
+	if err := b.Set(metaKey(metaStart), a.encode(), nil); err != nil {
+		return err
+	}
+	// NB: publish the new start before the delete is visible, so a reader
+	// that opens an iterator after the commit never looks for a deleted
+	// record; one that read the old start first meets a gap at most,
+	// which scan reports rather than skips.
+	j.mu.Lock()
+	j.start = a
+	j.mu.Unlock()
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("journal: prune to %d: %w", seq, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil // the prune is done; compaction can wait for the next one
+	}
+	// Reclaim the space now rather than whenever Pebble next compacts the
+	// range: retention by size is the reason to prune at all.
+	if err := j.db.Compact(ctx, logStart, logKey(seq+1), false); err != nil && ctx.Err() == nil {
+		j.opts.Logger.Warn("journal: compacting the pruned range", "err", err)
+	}
+	return nil
+}
+
+// LogBytes estimates the disk space the records take (Pebble's estimate,
+// from its table metadata: cheap, and within a few percent).
+func (j *Journal) LogBytes() (uint64, error) {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return 0, ErrClosed
+	}
+	return j.db.EstimateDiskUsage(logStart, logEnd)
+}
+
+// LogBytesBelow estimates the disk space of the records before seq: what
+// pruning to the checkpoint at seq-1 would free.
+func (j *Journal) LogBytesBelow(seq uint64) (uint64, error) {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return 0, ErrClosed
+	}
+	return j.db.EstimateDiskUsage(logStart, logKey(seq))
+}
+
+// loadStart reads where a pruned log starts; a journal never pruned starts
+// at record 1 with a zero anchor.
+func (j *Journal) loadStart() error {
+	j.start = anchor{First: 1}
+	p, ok, err := j.getFramed(metaKey(metaStart))
+	if err != nil {
+		return fmt.Errorf("journal: read log start: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	j.start, err = decodeAnchor(p)
+	return err
+}
+
+func (j *Journal) startAnchor() anchor {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.start
+}

@@ -1,0 +1,108 @@
+package projections
+
+import (
+	"fmt"
+	"strings"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// Books is everything a controller folds from the journal, as of one
+// record; saved as a checkpoint, it lets a restarted controller read only
+// the records after that one, however old the journal is (DESIGN:
+// checkpoints).
+type Books struct {
+	// State is the planner's view. What ingest and the outbox remember
+	// of objects derives from it.
+	State *State
+	// Open holds the intents that have no outcome yet, by action key: a
+	// process that dies leaves them to be abandoned by the next.
+	Open map[string]OpenIntent
+	// Rollouts is where each rollout object's records begin, by
+	// "namespace/name": the trace loop starts at the earliest one still
+	// running, so its spans are rebuilt whole.
+	Rollouts map[string]RolloutOrigin
+}
+
+// OpenIntent is an intent with no outcome yet, and the record it is.
+type OpenIntent struct {
+	Seq  uint64
+	Fact journal.ActionFact
+}
+
+// RolloutOrigin is the rollout object (UID) a name holds and the record
+// that first showed it.
+type RolloutOrigin struct {
+	UID string
+	Seq uint64
+}
+
+// NewBooks returns empty books at record 0.
+func NewBooks() *Books {
+	return &Books{State: New(), Open: map[string]OpenIntent{}, Rollouts: map[string]RolloutOrigin{}}
+}
+
+const rolloutKeyPrefix = "inplacerollouts.rollbook.dev/"
+
+// Apply folds one record into the state and the books.
+func (d *Books) Apply(r journal.Record) error {
+	if err := d.State.Apply(r); err != nil {
+		return err
+	}
+	switch r.Kind {
+	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			return fmt.Errorf("record %d: %w", r.Seq, err)
+		}
+		if r.Kind == journal.KindActionIntended {
+			if _, ok := d.Open[f.Key]; !ok {
+				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: f}
+			} else {
+				// A retry of an intent still open keeps its first place in
+				// line and its newest content.
+				d.Open[f.Key] = OpenIntent{Seq: d.Open[f.Key].Seq, Fact: f}
+			}
+		} else {
+			delete(d.Open, f.Key)
+		}
+	case journal.KindObserved, journal.KindVanished:
+		key, ok := strings.CutPrefix(r.Key, rolloutKeyPrefix)
+		if !ok {
+			return nil
+		}
+		if r.Kind == journal.KindVanished {
+			delete(d.Rollouts, key)
+			return nil
+		}
+		var o journal.Observed
+		if err := r.Decode(&o); err != nil {
+			return fmt.Errorf("record %d: %w", r.Seq, err)
+		}
+		switch {
+		case o.Deleted:
+			delete(d.Rollouts, key)
+		case d.Rollouts[key].UID != o.UID:
+			d.Rollouts[key] = RolloutOrigin{UID: o.UID, Seq: r.Seq}
+		}
+	}
+	return nil
+}
+
+// TraceFrom is the record the trace loop starts at: the first record of
+// the earliest rollout still running, or the record after the checkpoint.
+func (d *Books) TraceFrom() uint64 {
+	from := d.State.Seq + 1
+	for key, o := range d.Rollouts {
+		r := d.State.Rollouts[key]
+		if r == nil || terminalPhase(r.Status.Phase) {
+			continue
+		}
+		from = min(from, o.Seq)
+	}
+	return from
+}
+
+func terminalPhase(p string) bool {
+	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseRolledBack
+}
