@@ -111,6 +111,12 @@ type Action struct {
 	// present on the pod. Annotations no template named are never touched.
 	Annotations       map[string]string `cbor:"18,keyasint,omitempty"`
 	RemoveAnnotations []string          `cbor:"19,keyasint,omitempty"`
+	// Gate and Ungate of a rollout with lifecycle hooks also set Labels
+	// (the rollbook.dev/hook marker) and remove RemoveLabels (a hook's
+	// release label; absent keys are fine in a strategic merge patch) in
+	// the same pods/status write, and set each condition type in
+	// ClearConditions False (a hook's release condition): see hook.go.
+	ClearConditions []string `cbor:"20,keyasint,omitempty"`
 }
 
 // Key identifies the action for idempotence: an action with a key already
@@ -143,6 +149,15 @@ func (a Action) String() string {
 	switch a.Kind {
 	case Gate, Ungate:
 		fmt.Fprintf(&b, " reason=%s", a.Reason)
+		for _, k := range sortedKeys(a.Labels) {
+			fmt.Fprintf(&b, " label[%s]=%s", k, a.Labels[k])
+		}
+		for _, k := range a.RemoveLabels {
+			fmt.Fprintf(&b, " label[%s]-", k)
+		}
+		for _, c := range a.ClearConditions {
+			fmt.Fprintf(&b, " condition[%s]=False", c)
+		}
 	case Patch:
 		for _, c := range a.Images {
 			kind := "container"

@@ -53,7 +53,7 @@ func Plan(s *projections.State) Result {
 			continue
 		}
 		if c := gateCondition(pod.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
-			p.add(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"})
+			p.add(unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod))
 		}
 	}
 	return p.res

@@ -28,17 +28,19 @@ const (
 	stageSkipped                // no readiness gate and the rollout requires one
 	stageUntouched              // rolling back, and this rollout never updated the pod
 	stageDiverged               // created from the target and still cannot take it in place
+	stagePostHook               // verified and ungated, held by its post-update hook
 )
 
-var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped", "untouched", "diverged"}
+var stageNames = [...]string{"done", "idle", "gated", "resize", "verifying", "verified", "failed", "recreate", "blocked", "skipped", "untouched", "diverged", "post-update"}
 
 func (s stage) String() string { return stageNames[s] }
 
 // updating: patched and not yet verified and ungated, so unavailable
-// whatever the kubelet says of its readiness; or gated.
+// whatever the kubelet says of its readiness; or gated; or held by its
+// post-update hook, whose update is not finished until released.
 func (s stage) updating() bool {
 	switch s {
-	case stageGated, stageResize, stageVerifying, stageVerified, stageFailed:
+	case stageGated, stageResize, stageVerifying, stageVerified, stageFailed, stagePostHook:
 		return true
 	}
 	return false
@@ -66,6 +68,9 @@ type podPlan struct {
 	oldLabel                        string
 	rev                             string // the target revision classified against
 	untouched                       bool   // rolling back a rollout that never updated this pod
+	// hook is the pod's lifecycle hook wait: pre-update while gated,
+	// post-update once verified and ungated.
+	hook hookWait
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -178,6 +183,13 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		c := gateCondition(f)
 		if c != nil && c.Status == "True" && c.Reason == ReasonReady && strings.Contains(c.Message, t.rev) {
 			pp.stage = stageDone // verified before it was ungated
+			if h := postHook(spec); h != nil && p.Labels[HookLabel] == HookPostUpdate {
+				// The ungate marked it: the wait began with that write.
+				pp.hook = waitAt(p, h, HookPostUpdate, c.LastTransition, now)
+				if s := pp.hook.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
+					pp.stage = stagePostHook
+				}
+			}
 			break
 		}
 		ok, why := verify(f, pp.state, t)
@@ -200,6 +212,9 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		pp.stage = stageSkipped
 	case pp.gated:
 		pp.stage = stageGated
+		if h := preHook(spec); h != nil {
+			pp.hook = waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
+		}
 	default:
 		pp.stage = stageIdle
 	}

@@ -433,6 +433,7 @@ func (d *dryRun) apply(a Action) {
 				status = "True"
 			}
 			setPodCondition(p.Pod, GateCondition, status, a.Reason, a.Message, d.c.Now)
+			d.hookMarks(p, a)
 			kubeletReady(p.Pod, d.c.Now)
 		}
 	case Patch:
@@ -457,6 +458,44 @@ func (d *dryRun) apply(a Action) {
 			d.replace(p, d.target(a.Rollout))
 			d.c.Recreated[a.Pod] = projections.Recreation{Rollout: a.Rollout, Revision: a.Revision, UID: a.UID}
 		}
+	}
+}
+
+// hookMarks applies what a gate or ungate write does for lifecycle hooks
+// (the marker set or removed, the release cleared) and then, as a hook
+// controller that answers at once would, sets the release the rollout's
+// hook names: the dry run does not wait on hooks.
+func (d *dryRun) hookMarks(p *projections.Pod, a Action) {
+	if len(a.Labels)+len(a.RemoveLabels)+len(a.ClearConditions) == 0 {
+		return
+	}
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	for _, k := range a.RemoveLabels {
+		delete(p.Labels, k)
+	}
+	maps.Copy(p.Labels, a.Labels)
+	for _, c := range a.ClearConditions {
+		setPodCondition(p.Pod, c, "False", ReasonHookWaiting, "", d.c.Now)
+	}
+	r := d.c.Rollouts[a.Rollout]
+	if r == nil {
+		return
+	}
+	var h *projections.LifecycleHook
+	switch p.Labels[HookLabel] {
+	case HookPreUpdate:
+		h = preHook(r.Spec)
+	case HookPostUpdate:
+		h = postHook(r.Spec)
+	}
+	switch {
+	case h == nil:
+	case h.Label != nil:
+		p.Labels[h.Label.Key] = h.Label.Value
+	default:
+		setPodCondition(p.Pod, h.Condition, "True", "DryRun", "", d.c.Now)
 	}
 }
 

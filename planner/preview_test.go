@@ -89,6 +89,8 @@ var previewCases = []previewCase{
 		w.setTemplate(f, cs, "", f.tmpl.Labels, f.tmpl.Annotations)
 		w.write(f.obs)
 	}, spec: workloadTarget + "strategy: {maxUnavailable: 2}"},
+	{name: "lifecycle hooks, answered at once", setup: func(w *world) { w.hookCtl = true; newImage(w, web(true)(w)) },
+		spec: workloadTarget + "strategy: {maxUnavailable: 2}\nlifecycle:\n  preUpdate: {label: {key: example.com/drained, value: 'true'}}\n  postUpdate: {condition: example.com/Rejoined}"},
 	{name: "no readiness gate: patched at once", setup: func(w *world) { web(false)(w) },
 		spec: "target: {selector: {matchLabels: {app: web}}}\ncontainers: [{name: app, image: app:v2}]\nstrategy: {maxUnavailable: 4}"},
 }

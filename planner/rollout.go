@@ -43,6 +43,9 @@ type tally struct {
 	// The first pod (and why) of each kind, for condition messages.
 	failedWhy, blockedWhy, divergedWhy, recreateWhy, evictionBlocked string
 	stalledWhy                                                       []string
+	// Pods at a lifecycle hook: waiting, timed out and holding the
+	// rollout (onTimeout Pause), timed out and gone on (Proceed).
+	hookWaiting, hookPaused, hookProceeded []*podPlan
 }
 
 // stopped: a failure holds the rollout (verification timed out, a pod
@@ -76,6 +79,10 @@ func (rp *rolloutPlan) releaseMessage(before string) string {
 	}
 	return "released: rollout paused before the " + before
 }
+
+// hookPaused: a lifecycle hook timed out with onTimeout Pause. No new pod
+// starts; unlike holding, pods already gated stay held for their hook.
+func (rp *rolloutPlan) hookPaused() bool { return len(rp.n.hookPaused) > 0 }
 
 // holding: no new pod starts, and gated pods not yet patched are released.
 func (rp *rolloutPlan) holding() bool {
@@ -151,6 +158,7 @@ func (p *planning) enterRevision(rp *rolloutPlan) {
 	if r.Status.TargetRevision != rp.t.rev {
 		conds.set("RollingBack", "False", "NewRevision", "")
 		conds.set("Failed", "False", "NewRevision", "")
+		conds.set("HookTimedOut", "False", "NewRevision", "")
 		st.StepPausedAt = nil
 		st.CurrentStep = 0
 		// Approvals so far were for the old revision (none for a new
@@ -225,6 +233,14 @@ func (p *planning) count(rp *rolloutPlan) {
 			n.stalled++
 			n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
 		}
+		switch {
+		case pp.hook.state == hookWaiting:
+			n.hookWaiting = append(n.hookWaiting, pp)
+		case pp.hook.state == hookTimedOut && proceeds(pp.hook.hook):
+			n.hookProceeded = append(n.hookProceeded, pp)
+		case pp.hook.state == hookTimedOut:
+			n.hookPaused = append(n.hookPaused, pp)
+		}
 		switch pp.stage {
 		case stageDone:
 			n.done++
@@ -235,6 +251,12 @@ func (p *planning) count(rp *rolloutPlan) {
 		case stageVerified, stageVerifying:
 			st.Updated++
 			n.started++
+		case stagePostHook:
+			st.Updated++
+			n.started++
+			if pp.ready {
+				st.UpdatedReady++
+			}
 		case stageGated, stageResize:
 			n.started++
 		case stageFailed:
@@ -299,6 +321,7 @@ func (p *planning) report(rp *rolloutPlan) {
 	default:
 		conds.set("NotInPlace", "False", "InPlace", "")
 	}
+	p.reportHooks(rp)
 	if n.evictionBlocked != "" {
 		conds.set("EvictionBlocked", "True", "DisruptionBudget", "an eviction is refused and retried with backoff until the PodDisruptionBudget allows it; first: "+n.evictionBlocked)
 	} else {
@@ -352,7 +375,7 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 	case rp.rollingBack:
 		// Undoing is not bound by steps or partition, only by availability.
 		updates = len(rp.plans)
-	case spec.Paused || hold || rp.stopped() || rp.rolledBack:
+	case spec.Paused || hold || rp.stopped() || rp.rolledBack || rp.hookPaused():
 		updates = 0
 	}
 	return updates, budget, maxUpdated, hold, true
@@ -373,10 +396,13 @@ func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
 		}
 		switch pp.stage {
 		case stageVerified:
-			p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonReady, Message: "revision " + revOf(pp, t.rev) + " verified"})
+			p.try(p.verifiedUngate(rp, pp))
 		case stageGated:
 			if rp.holding() || pp.untouched {
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")})
+				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
+				continue
+			}
+			if pp.hook.state != hookNone && !p.waitHook(rp, pp) {
 				continue
 			}
 			if due := pp.gatedAt + gracePeriod(spec); p.now < due {
@@ -388,16 +414,26 @@ func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
 			p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.resources})
 		case stageVerifying:
 			p.wake(pp.wakeAt)
+		case stagePostHook:
+			if pp.hook.state == hookWaiting {
+				p.wake(pp.hook.until)
+			} else {
+				p.hookTimeoutEvent(rp, pp)
+			}
+		case stageDone:
+			if pp.hook.state == hookTimedOut {
+				p.hookTimeoutEvent(rp, pp) // post-update, onTimeout Proceed
+			}
 		case stageBlocked, stageSkipped, stageDiverged:
 			if pp.gated {
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why})
+				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why}, pp.pod))
 			}
 		case stageRecreate:
 			switch {
 			case !pp.gated:
 				candidates = append(candidates, pp)
 			case rp.holding():
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")})
+				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")}, pp.pod))
 			case pp.pod.Deleting == 0:
 				// Gated for an in-place target that changed to one needing
 				// a new pod: its own gate already spent the budget.
@@ -412,7 +448,8 @@ func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
 
 // start starts candidates in the rollout's order (priority, scatter)
 // while both allowances last. A pod with nothing to drain (no gate, or
-// every changed container skips the drain) is patched at once.
+// every changed container skips the drain) is patched at once, unless a
+// pre-update hook must be asked first.
 func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget int) {
 	if updates <= 0 || budget <= 0 {
 		return
@@ -430,8 +467,8 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		switch {
 		case pp.stage == stageRecreate:
 			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why}
-		case pp.hasGate && !pp.skipDrain:
-			a = Action{Kind: Gate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Reason: ReasonUpdating, Message: "rollout " + rk + " revision " + revOf(pp, t.rev)}
+		case pp.hasGate && !pp.skipDrain, preHook(rp.spec) != nil:
+			a = p.gate(rp, pp)
 		default:
 			a = p.patch(rp.r, pp, revOf(pp, t.rev))
 		}
@@ -465,7 +502,7 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		st.Phase = projections.PhaseProgressing
 	case n.diverged > 0, n.stalled > 0 && n.failed == 0:
 		st.Phase = projections.PhaseFailed
-	case rp.stopped() || spec.Paused || hold:
+	case rp.stopped() || spec.Paused || hold || rp.hookPaused():
 		st.Phase = projections.PhasePaused
 	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done && len(rp.conflicts) > 0:
 		st.Phase = projections.PhasePending
@@ -483,9 +520,13 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		for _, pp := range rp.plans {
 			key := pp.pod.Key()
 			if pp.stage == stageFailed && pp.gated && !p.busy[key] && p.s.Pending[key] == nil {
-				p.try(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rp.r.Key(), Reason: ReasonReady, Message: "released: its rollback did not verify either"})
+				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rp.r.Key(), Reason: ReasonReady, Message: "released: its rollback did not verify either"}, pp.pod))
 			}
 		}
 	}
-	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), pauseReason(spec, hold, rp.stopReason()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase))
+	reason, msg := pauseReason(spec, hold, rp.stopReason()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase)
+	if reason == "Running" && rp.hookPaused() {
+		reason, msg = "HookTimeout", "a lifecycle hook did not release a pod in time: see the HookTimedOut condition"
+	}
+	conds.set("Paused", boolStatus(st.Phase == projections.PhasePaused), reason, msg)
 }

@@ -49,6 +49,7 @@ import (
 //	status r1               the rollout's status as written
 //	pods [ids=true]         the pods as the apiserver has them
 //	label pod=web-1 k=v     set a pod label
+//	condition pod=web-1 type=example.com/Drained [status=True]  set a pod condition (a hook controller's release)
 //	delete-pod pod=web-1 [recreate=false]  delete a pod (its StatefulSet recreates it, at once or at the next kubelet)
 //	sick pod=web-1 [on=false]  the kubelet keeps the pod's containers unready
 //	pullfail pod=web-1 [on=false]  no new image pulls on the pod's node
@@ -339,6 +340,15 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 				p.Labels[a.Key] = a.Vals[0]
 			}
 		}
+		w.write(p)
+		return "ok"
+
+	case "condition":
+		p := w.pods[testNS+"/"+argOr(d, "pod", "")]
+		if p == nil {
+			d.Fatalf(t, "no pod %q", argOr(d, "pod", ""))
+		}
+		setCondition(p.Pod, argOr(d, "type", ""), argOr(d, "status", "True"), "HookDone", "", w.now)
 		w.write(p)
 		return "ok"
 

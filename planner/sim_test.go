@@ -107,8 +107,8 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	s.converge()
 	st, _ := s.w.rolloutStatus(s.name)
 	maxU, maxUpdated := s.budgets()
-	t.Logf("seed %d: %d pods (gate %v, skipDrain %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d records; phase %s",
-		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, len(s.w.records), st.Phase)
+	t.Logf("seed %d: %d pods (gate %v, skipDrain %v, hooks %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d records; phase %s",
+		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, len(s.w.records), st.Phase)
 	h := sha256.New()
 	for _, r := range s.w.records {
 		fmt.Fprintf(h, "%d %d %s %s %x\n", r.Seq, r.Time.UnixNano(), r.Kind, r.Key, r.Body)
@@ -185,7 +185,37 @@ func (s *sim) setup() {
 		s.spec.Containers = append(s.spec.Containers, projections.ContainerTarget{Name: "app",
 			Resources: &projections.Resources{Requests: map[string]string{"cpu": "200m"}}})
 	}
+	if s.chance(0.4) {
+		s.spec.Lifecycle = s.lifecycle()
+	}
 	s.writeSpec()
+}
+
+// lifecycle is a random set of hooks: pre-update, post-update or both,
+// released by a label or a condition, short timeouts that pause the
+// rollout or let the pod go on. The hook controller answers at random
+// kubelet syncs (see step).
+func (s *sim) lifecycle() *projections.Lifecycle {
+	hook := func(name string) *projections.LifecycleHook {
+		timeout := int32(30 + s.intn(120))
+		h := &projections.LifecycleHook{TimeoutSeconds: &timeout, OnTimeout: []string{"Pause", "Proceed"}[s.intn(2)]}
+		if s.chance(0.5) {
+			h.Label = &projections.HookLabel{Key: "example.com/" + name, Value: "true"}
+		} else {
+			h.Condition = "example.com/" + name
+		}
+		return h
+	}
+	l := &projections.Lifecycle{}
+	switch s.intn(3) {
+	case 0:
+		l.PreUpdate = hook("drained")
+	case 1:
+		l.PostUpdate = hook("rejoined")
+	default:
+		l.PreUpdate, l.PostUpdate = hook("drained"), hook("rejoined")
+	}
+	return l
 }
 
 func (s *sim) writeSpec() {
@@ -245,7 +275,10 @@ func (s *sim) step() {
 			}
 		}
 		if len(some) > 0 {
-			s.logf("kubelet %v", w.kubelet(some...))
+			// The hook controller, if any, answers at some of these syncs.
+			w.hookCtl = s.spec.Lifecycle != nil && s.chance(0.3)
+			s.logf("kubelet %v (hooks %v)", w.kubelet(some...), w.hookCtl)
+			w.hookCtl = false
 		}
 	case r < 72: // time passes
 		res := Plan(w.state)
@@ -412,6 +445,9 @@ func (s *sim) complete(a Action) {
 		w.fail(a, class)
 		return
 	}
+	if a.Kind == Patch {
+		s.checkPreUpdate(a)
+	}
 	rv, class := w.perform(a)
 	if class != "" {
 		s.failures[class]++
@@ -449,6 +485,26 @@ func (s *sim) restart() {
 	}
 	s.inflight = nil
 	s.w.syncFleets()
+}
+
+// checkPreUpdate: with a pre-update hook, a pod is patched only once it
+// is marked and released, or its wait timed out with onTimeout Proceed.
+func (s *sim) checkPreUpdate(a Action) {
+	h := preHook(s.spec)
+	p := s.w.pods[a.Pod]
+	if h == nil || p == nil || p.UID != a.UID {
+		return
+	}
+	pod := &projections.Pod{Observed: *p}
+	c := gateCondition(p.Pod)
+	switch {
+	case p.Labels[HookLabel] != HookPreUpdate:
+		s.t.Errorf("step %d: %s patched without the pre-update marker: %s", s.steps, p.Name, a)
+	case released(pod, h):
+	case c != nil && proceeds(h) && s.w.now >= c.LastTransition+hookTimeout(h):
+	default:
+		s.t.Errorf("step %d: %s patched before its pre-update hook released it: %s", s.steps, p.Name, a)
+	}
 }
 
 // budgets returns maxUnavailable and the most pods that may be updated.
@@ -616,6 +672,7 @@ func (s *sim) targetRevision() string {
 // sick pods recover, missing pods are recreated, every step is approved.
 func (s *sim) heal() {
 	s.faults = false
+	s.w.hookCtl = true
 	for _, a := range s.inflight {
 		s.complete(a)
 	}

@@ -95,10 +95,10 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 		typ, msg := "Normal", "revision "+st.TargetRevision
 		var reason string
 		// A pause the user asked for (spec.paused, a step) is Normal; only
-		// a pause on failure warns.
+		// a pause on failure, or on a lifecycle hook's timeout, warns.
 		failed := false
 		for _, c := range st.Conditions {
-			if c.Type == "Failed" && c.Status == metav1.ConditionTrue {
+			if c.Status == metav1.ConditionTrue && (c.Type == "Failed" || c.Type == "HookTimedOut" && c.Reason == "Paused") {
 				failed = true
 			}
 		}
@@ -108,11 +108,14 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 		}
 		// The most telling condition's message, by an explicit order
 		// (later wins); WorkloadFound tells when False.
-		for _, typ := range []string{"Conflict", "Paused", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
+		for _, typ := range []string{"Conflict", "Paused", "HookTimedOut", "NoReadinessGate", "Stalled", "NotInPlace", "Failed", "WorkloadFound", "Invalid"} {
 			for _, c := range st.Conditions {
 				bad := c.Status == metav1.ConditionTrue
-				if typ == "NoReadinessGate" {
+				switch typ {
+				case "NoReadinessGate":
 					bad = bad && c.Reason == "Skipped"
+				case "HookTimedOut":
+					bad = bad && c.Reason == "Paused"
 				}
 				if typ == "WorkloadFound" {
 					bad = c.Status == metav1.ConditionFalse

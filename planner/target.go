@@ -107,6 +107,9 @@ func resolveTarget(s *projections.State, r *projections.Rollout) (t target, prob
 		}
 		t.containers = append(t.containers, w)
 	}
+	if problem := hookProblem(spec, t); problem != "" {
+		return t, problem, false
+	}
 	t.rev = revision(t)
 	return t, "", false
 }

@@ -71,6 +71,9 @@ type world struct {
 	plans      int
 	// held are actions intended (by the script's intend) and not carried out.
 	held []Action
+	// hookCtl: a hook controller runs with the kubelets and releases every
+	// pod marked for a lifecycle hook at its next sync.
+	hookCtl bool
 
 	// Bookkeeping for invariants.
 	patches map[string]int // "uid/rev" → patches that landed
@@ -442,6 +445,9 @@ func (w *world) kubelet(only ...string) []string {
 			continue
 		}
 		c := w.runContainers(p)
+		if w.hookCtl && w.releaseHook(p) {
+			c = true
+		}
 		if w.updateReady(p) || c {
 			w.write(p)
 			out = append(out, p.Name)
@@ -603,6 +609,18 @@ func (w *world) perform(a Action) (rv, class string) {
 			status = "True"
 		}
 		setCondition(f, GateCondition, status, a.Reason, a.Message, w.now)
+		// A strategic merge patch of pods/status: labels set and removed
+		// (an absent one is no error), hook release conditions cleared.
+		if len(a.Labels) > 0 && p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		maps.Copy(p.Labels, a.Labels)
+		for _, k := range a.RemoveLabels {
+			delete(p.Labels, k)
+		}
+		for _, c := range a.ClearConditions {
+			setCondition(f, c, "False", ReasonHookWaiting, "", w.now)
+		}
 		w.updateReady(p)
 	case Patch:
 		// The JSON patch's tests: container name and old image at the index,
@@ -767,4 +785,36 @@ func (w *world) rolloutStatus(name string) (projections.RolloutStatus, bool) {
 		w.tb.Fatal(err)
 	}
 	return st, true
+}
+
+// releaseHook is a hook controller's work on one pod: a pod marked for a
+// hook of a rollout, and not released, gets the release the hook names.
+// It reports whether it changed the pod (the caller writes it).
+func (w *world) releaseHook(p *journal.Observed) bool {
+	which := p.Labels[HookLabel]
+	for _, k := range sortedKeysOf(w.state.Rollouts) {
+		var h *projections.LifecycleHook
+		switch spec := w.state.Rollouts[k].Spec; which {
+		case HookPreUpdate:
+			h = preHook(spec)
+		case HookPostUpdate:
+			h = postHook(spec)
+		}
+		switch {
+		case h == nil:
+			continue
+		case h.Label != nil:
+			if p.Labels[h.Label.Key] == h.Label.Value {
+				return false
+			}
+			p.Labels[h.Label.Key] = h.Label.Value
+		default:
+			if c := conditionOf(p.Pod, h.Condition); c != nil && c.Status == "True" {
+				return false
+			}
+			setCondition(p.Pod, h.Condition, "True", "HookDone", "", w.now)
+		}
+		return true
+	}
+	return false
 }
