@@ -26,6 +26,7 @@ func (s *stream) paginatedList(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ingest: list %s: %w", s.res.Name(), err)
 		}
+		s.health.connected()
 		if listRV == "" {
 			listRV = page.GetResourceVersion()
 		}

@@ -39,6 +39,10 @@ type stream struct {
 	syncedOnce sync.Once
 	noStream   bool // the server refused WatchList once: stop asking
 	probed     bool // the cursor was found valid once (see probe)
+	// health and lag are read by Ingester.Health and Ingester.Lag from
+	// other goroutines.
+	health streamHealth
+	lag    lagCounts
 }
 
 func (s *stream) keyPrefix() string {
@@ -56,7 +60,12 @@ func (s *stream) client() dynamic.ResourceInterface {
 	return ri
 }
 
-func (s *stream) markSynced() { s.syncedOnce.Do(s.in.synced.Done) }
+func (s *stream) markSynced() {
+	s.syncedOnce.Do(func() {
+		s.health.synced.Store(true)
+		s.in.synced.Done()
+	})
+}
 
 // run resumes from the journaled cursor when there is one and relists only
 // when there is none or the server answers 410 Gone. Failures back off like
@@ -104,6 +113,7 @@ func (s *stream) run(ctx context.Context) error {
 		if healthy {
 			bo.Reset()
 		}
+		s.health.failed(time.Now(), err)
 		wait := bo.NextBackOff()
 		log.Warn("watch failed, backing off", "err", err, "wait", wait)
 		select {
@@ -186,6 +196,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 		return false, fmt.Errorf("ingest: watch %s: %w", s.res.Name(), err)
 	}
 	defer w.Stop()
+	s.health.connected()
 	if !initial {
 		s.markSynced()
 	}
@@ -197,9 +208,10 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the buffering goroutine with this watch
 	events := buffered(wctx, w.ResultChan(), 4*s.in.opts.BatchSize)
-	batch := make([]watch.Event, 0, s.in.opts.BatchSize)
+	batch := make([]arrival, 0, s.in.opts.BatchSize)
+	var journaled []time.Time // arrival of each event in entries
 	for {
-		batch = batch[:0]
+		batch, journaled = batch[:0], journaled[:0]
 		select {
 		case <-ctx.Done():
 			return healthy, ctx.Err()
@@ -227,7 +239,8 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 		var entries []journal.Entry
 		var cursors []journal.Cursor
 		var endOfList bool
-		for _, ev := range batch {
+		for _, a := range batch {
+			ev := a.ev
 			switch ev.Type {
 			case watch.Error:
 				if len(entries) > 0 || len(cursors) > 0 {
@@ -270,6 +283,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 				}
 				if ok {
 					entries = append(entries, e)
+					journaled = append(journaled, a.at)
 				}
 				// NB: during a streaming list the objects' versions are
 				// not a position in history; only the end bookmark is.
@@ -282,6 +296,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 			if err := s.append(ctx, cursors, entries); err != nil {
 				return healthy, err
 			}
+			s.lag.observe(time.Now(), journaled)
 		}
 		if endOfList {
 			s.markSynced()
@@ -295,13 +310,14 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 // it comes back: one event per commit, and the journal falls seconds
 // behind the watch on a busy fleet. With it, whatever arrived during the
 // last fsync goes into the next one.
-func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan watch.Event {
-	out := make(chan watch.Event, n)
+// Each event carries its arrival time, the start of its ingest lag.
+func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan arrival {
+	out := make(chan arrival, n)
 	go func() {
 		defer close(out)
 		for ev := range in {
 			select {
-			case out <- ev:
+			case out <- arrival{ev: ev, at: time.Now()}:
 			case <-ctx.Done():
 				return
 			}
