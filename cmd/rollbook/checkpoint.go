@@ -111,93 +111,25 @@ func (c *controller) checkpoint() (uint64, error) {
 	return seq, nil
 }
 
-// retain prunes the journal to the newest checkpoint that retention allows
-// and nothing still needs: every record after it stays.
-//
-// What still needs a record: the outbox until it is published (the stream
-// is the audit copy: nothing leaves the journal before it is there), and
-// the trace of a rollout still running (its spans are rebuilt from its
-// first record after a restart).
+// retain prunes the journal as retention allows, never past what still
+// needs its records: the outbox until they are published (the stream is
+// the audit copy: nothing leaves the journal before it is there), and the
+// trace of a rollout still running (its spans are rebuilt from its first
+// record after a restart).
 func (c *controller) retain(ctx context.Context) error {
 	o := c.opts.Checkpoints
-	if o.RetainAge == 0 && o.RetainBytes == 0 {
-		return c.thin(0)
-	}
 	c.mu.Lock()
 	floor := c.books.TraceFrom() // records from here on stay
 	c.mu.Unlock()
 	if c.ob != nil {
 		floor = min(floor, c.ob.Published()+1)
 	}
-	infos, err := c.j.Checkpoints()
-	if err != nil {
-		return err
+	before := c.j.First()
+	err := c.j.Retain(ctx, journal.Retention{MaxAge: o.RetainAge, MaxBytes: o.RetainBytes}, floor, time.Now())
+	if first := c.j.First(); first != before {
+		c.log.Info("retention: pruned the journal", "through", first-1, "first", first)
 	}
-	var size uint64
-	if o.RetainBytes > 0 {
-		if size, err = c.j.LogBytes(); err != nil {
-			return err
-		}
-	}
-	// The newest checkpoint that is older than RetainAge, or the oldest
-	// that frees enough to bring the log under RetainBytes, whichever is
-	// newer, below the floor.
-	var to uint64
-	for _, ci := range infos {
-		if ci.Seq >= floor {
-			break
-		}
-		if o.RetainAge > 0 && time.Since(ci.Time) > o.RetainAge {
-			to = ci.Seq
-		}
-		if o.RetainBytes > 0 && size > o.RetainBytes && ci.Seq > to {
-			freed, err := c.j.LogBytesBelow(ci.Seq + 1)
-			if err != nil {
-				return err
-			}
-			to = ci.Seq
-			if size-min(freed, size) <= o.RetainBytes {
-				size = 0 // enough: later checkpoints are not needed for size
-			}
-		}
-	}
-	if to != 0 && to >= c.j.First() {
-		if err := c.j.Prune(ctx, to); err != nil {
-			return err
-		}
-		c.log.Info("retention: pruned the journal", "through", to, "first", c.j.First())
-	}
-	return c.thin(to)
-}
-
-// thin deletes the checkpoints neither start-up nor retention will use:
-// it keeps the newest two and, of the older ones, the first in each span
-// of RetainAge/16 (an hour when only size is bounded), so retention can
-// still prune close to its bound while checkpoints take a bounded share of
-// the disk.
-func (c *controller) thin(pruned uint64) error {
-	infos, err := c.j.Checkpoints()
-	if err != nil {
-		return err
-	}
-	span := time.Hour
-	if a := c.opts.Checkpoints.RetainAge; a > 0 {
-		span = max(a/16, time.Minute)
-	}
-	var lastKept time.Time
-	for i, ci := range infos {
-		if i >= len(infos)-2 || ci.Seq == pruned || ci.Seq+1 == c.j.First() {
-			continue // the newest two, and the one the journal starts at
-		}
-		if lastKept.IsZero() || ci.Time.Sub(lastKept) >= span {
-			lastKept = ci.Time
-			continue
-		}
-		if err := c.j.DeleteCheckpoint(ci.Seq); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // knownFrom lists what ingest journaled, from the state: every object the

@@ -147,7 +147,7 @@ func TestKillNineMidRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`journal folded checkpoint=[1-9]`).Match(log) {
+	if !regexp.MustCompile(`journal folded"? checkpoint=[1-9]`).Match(log) {
 		t.Fatal("no controller started from a checkpoint")
 	}
 	if !strings.Contains(string(log), "retention: pruned the journal") {
