@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
 	"rollbook.dev/rollbook/test/cluster"
@@ -411,6 +413,7 @@ func TestRefusedPatchReleasesGates(t *testing.T) {
 		t.Fatalf("conditions: %s", condSummary(st.Conditions))
 	}
 	r.waitSeen(t, ns+"/web-v2", "Failed")
+	checkFailureMetrics(t, r, "patch")
 	cluster.Eventually(t, time.Minute, "every pod ready and ungated", func() error {
 		for name, p := range podsByName(t, c, ns) {
 			for _, cd := range p.Status.Conditions {
@@ -442,3 +445,47 @@ func TestRefusedPatchReleasesGates(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkFailureMetrics: /metrics counts the failed actions of kind by the
+// class their ActionFailed records in the journal carry, one for one.
+func checkFailureMetrics(t *testing.T, r *running, kind string) {
+	t.Helper()
+	srv := &metricsServer{}
+	srv.lead(context.Background(), r.c)
+	hs := httptest.NewServer(srv.mux())
+	defer hs.Close()
+	cluster.Eventually(t, 30*time.Second, "failures in /metrics as in the journal", func() error {
+		byClass := map[string]float64{}
+		err := r.c.j.Read(context.Background(), 1, func(rec journal.Record) error {
+			if rec.Kind != journal.KindActionFailed {
+				return nil
+			}
+			var f journal.ActionFact
+			if err := rec.Decode(&f); err != nil {
+				return err
+			}
+			if f.Kind == kind {
+				byClass[f.Class]++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(byClass) == 0 {
+			return fmt.Errorf("no failed %s in the journal", kind)
+		}
+		fams, err := scrapeMetrics(hs.URL)
+		if err != nil {
+			return err
+		}
+		for _, class := range failureClasses {
+			got, ok := metricValue(fams, "rollbook_action_failures_total", map[string]string{"kind": kind, "class": class})
+			if !ok || got != byClass[class] {
+				return fmt.Errorf("rollbook_action_failures_total{kind=%q,class=%q} is %v (present: %v); the journal holds %v", kind, class, got, ok, byClass[class])
+			}
+		}
+		t.Logf("failed %s actions by class: %v", kind, byClass)
+		return nil
+	})
+}

@@ -47,6 +47,13 @@ type runProc struct {
 
 func startRun(t *testing.T, c *cluster.Cluster, dir, ns, leaseNS string) *runProc {
 	t.Helper()
+	return spawnRun(t, c, dir, "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", leaseNS, "--no-nats")
+}
+
+// spawnRun starts `rollbook run` in its own process with a journal under
+// dir, /metrics on a free loopback port, and args.
+func spawnRun(t *testing.T, c *cluster.Cluster, dir string, args ...string) *runProc {
+	t.Helper()
 	port, err := cluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +61,10 @@ func startRun(t *testing.T, c *cluster.Cluster, dir, ns, leaseNS string) *runPro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	args, _ := json.Marshal([]string{"--kubeconfig", c.Kubeconfig, "--journal-dir", filepath.Join(dir, "journal"), "--namespaces", ns,
-		"--leader-elect", "--leader-elect-namespace", leaseNS, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port), "--no-nats"})
+	argv, _ := json.Marshal(append([]string{"--kubeconfig", c.Kubeconfig, "--journal-dir", filepath.Join(dir, "journal"),
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port)}, args...))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), runArgsEnv+"="+string(args))
+	cmd.Env = append(os.Environ(), runArgsEnv+"="+string(argv))
 	p := &runProc{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d", port), log: filepath.Join(dir, "run.log")}
 	logf, err := os.Create(p.log)
 	if err != nil {
@@ -149,13 +156,21 @@ func TestLeaderElectionStandbyTakesOver(t *testing.T) {
 	// The metrics read the controller's view, which sees the Succeeded
 	// status it wrote when the watch brings it back: poll.
 	cluster.Eventually(t, 30*time.Second, "new leader's /metrics", func() error {
-		_, m, err := b.get("/metrics")
+		fams, err := scrapeMetrics(b.metrics)
 		if err != nil {
 			return err
 		}
-		for _, want := range []string{`rollbook_rollouts{phase="Succeeded"} 1`, `rollbook_api_writes_total{verb="patch",resource="pods"} 4`, `rollbook_action_seconds_count{kind="patch"} 4`} {
-			if !strings.Contains(m, want) {
-				return fmt.Errorf("lacks %q:\n%s", want, m)
+		for _, w := range []struct {
+			name   string
+			labels map[string]string
+			want   float64
+		}{
+			{"rollbook_rollouts", map[string]string{"phase": "Succeeded"}, 1},
+			{"rollbook_api_writes_total", map[string]string{"verb": "patch", "resource": "pods"}, 4},
+			{"rollbook_action_seconds", map[string]string{"kind": "patch"}, 4}, // the summary's count
+		} {
+			if v, ok := metricValue(fams, w.name, w.labels); v != w.want {
+				return fmt.Errorf("%s%v is %v (present: %v), want %v", w.name, w.labels, v, ok, w.want)
 			}
 		}
 		return nil
