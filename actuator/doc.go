@@ -55,7 +55,10 @@
 //
 // The gate writes only the rollbook.dev/InPlaceUpdateReady condition:
 // conditions merge on type, so Ready (the kubelet's) and every other
-// condition are never touched. The happy path of a pod is gate, patch,
+// condition are never touched. A rollout's lifecycle hooks add to that
+// same write the rollbook.dev/hook label and the clearing of the hook's
+// release (a label removed, a condition set False), never a write of
+// their own. The happy path of a pod is gate, patch,
 // ungate: three writes.
 //
 // The record of an intent and of its outcome share the action's Key as

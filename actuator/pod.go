@@ -29,6 +29,13 @@ type uidMeta struct {
 // gateBody is the strategic-merge patch of pods/status that sets only the
 // readiness-gate condition. Conditions merge on "type", so every other
 // condition, Ready included (the kubelet's), is left as it is.
+//
+// For lifecycle hooks the same write sets the action's labels (the
+// rollbook.dev/hook marker), removes its RemoveLabels (null: a key that is
+// absent is no error in a strategic merge patch) and sets each of its
+// ClearConditions False: pods/status accepts label changes (the status
+// strategy resets only spec, ownerReferences and deletionTimestamp), so
+// the marker costs no write of its own.
 func gateBody(act planner.Action, ready bool, now time.Time) ([]byte, error) {
 	status := corev1.ConditionFalse
 	if ready {
@@ -41,12 +48,21 @@ func gateBody(act planner.Action, ready bool, now time.Time) ([]byte, error) {
 		Message            string                 `json:"message,omitempty"`
 		LastTransitionTime metav1.Time            `json:"lastTransitionTime"`
 	}
+	type meta struct {
+		UID    types.UID          `json:"uid"`
+		Labels map[string]*string `json:"labels,omitempty"`
+	}
 	body := struct {
-		Metadata uidMeta `json:"metadata"`
+		Metadata meta `json:"metadata"`
 		Status   struct {
 			Conditions []condition `json:"conditions"`
 		} `json:"status"`
-	}{Metadata: uidMeta{UID: types.UID(act.UID)}}
+	}{Metadata: meta{UID: types.UID(act.UID)}}
+	labels, err := gateLabels(act)
+	if err != nil {
+		return nil, err
+	}
+	body.Metadata.Labels = labels
 	body.Status.Conditions = []condition{{
 		Type:    planner.GateCondition,
 		Status:  status,
@@ -57,7 +73,38 @@ func gateBody(act planner.Action, ready bool, now time.Time) ([]byte, error) {
 		// is harmless (nothing orders by it) and keeps the write blind.
 		LastTransitionTime: metav1.NewTime(now),
 	}}
+	for _, typ := range act.ClearConditions {
+		if typ == "" || typ == planner.GateCondition || slices.ContainsFunc(body.Status.Conditions, func(c condition) bool { return c.Type == typ }) {
+			return nil, invalidActionf("%s of %s clears condition %q", act.Kind, act.Pod, typ)
+		}
+		body.Status.Conditions = append(body.Status.Conditions, condition{
+			Type: typ, Status: corev1.ConditionFalse, Reason: planner.ReasonHookWaiting,
+			Message: "cleared by Rollbook: a lifecycle hook wait began", LastTransitionTime: metav1.NewTime(now),
+		})
+	}
 	return json.Marshal(body)
+}
+
+// gateLabels is the labels map of a gate or ungate patch: a value sets a
+// label, null removes it.
+func gateLabels(act planner.Action) (map[string]*string, error) {
+	if len(act.Labels)+len(act.RemoveLabels) == 0 {
+		return nil, nil
+	}
+	out := map[string]*string{}
+	for k, v := range act.Labels {
+		if k == "" {
+			return nil, invalidActionf("%s of %s sets an empty label key", act.Kind, act.Pod)
+		}
+		out[k] = &v
+	}
+	for _, k := range act.RemoveLabels {
+		if _, dup := out[k]; dup || k == "" {
+			return nil, invalidActionf("%s of %s removes label %q it also sets, twice, or empty", act.Kind, act.Pod, k)
+		}
+		out[k] = nil
+	}
+	return out, nil
 }
 
 func (a *Actuator) gate(ctx context.Context, act planner.Action, ready bool) (string, error) {
