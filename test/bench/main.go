@@ -8,6 +8,7 @@
 //	go run ./test/bench restart --pods 10000
 //	go run ./test/bench rollout --pods 10000 --nodes 100
 //	go run ./test/bench compare --pods 1000 --nodes 20
+//	go run ./test/bench startup --pods 10000 --records 1000000,10000000
 //
 // These machines are shared and noisy: the ratios are the figures to
 // trust, and each summary carries the load average at the start and end.
@@ -40,6 +41,7 @@ var commands = map[string]command{
 	"restart":       {restartCmd, "resume from the journaled cursor vs a full relist"},
 	"plan-cost":     {planCostCmd, "planner.Plan's cost on a kept rollout journal's state, copied 1..k times"},
 	"rollout":       {rolloutCmd, "an in-place rollout by the rollbook binary on a kwok fleet vs the apiserver's write capacity"},
+	"startup":       {startupCmd, "start-up from the latest checkpoint vs from record 1, by journal age; disk after a simulated month"},
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
 }
 
