@@ -236,36 +236,28 @@ func (p *planning) reportHooks(rp *rolloutPlan) {
 		conds.set("HookTimedOut", "True", "Proceeded", fmt.Sprintf(
 			"%s was not released by its %s within %ds and went on without it (onTimeout: Proceed); every such pod is a Warning Event HookTimeout",
 			n.hookProceeded[0].pod.Name, describeHook(w.which, w.hook), hookTimeout(w.hook)/1e9))
-	case conds.is("HookTimedOut") && p.hookReason(conds) == "Paused":
+	case conds.is("HookTimedOut") && conds.reason("HookTimedOut") == "Paused":
 		conds.set("HookTimedOut", "False", "Released", "")
 	}
 }
 
-func (p *planning) hookReason(conds *conditions) string {
-	for _, c := range conds.list {
-		if c.Type == "HookTimedOut" {
-			return c.Reason
-		}
-	}
-	return ""
-}
-
-// waitingMessage names the pods waited on (the first three) and since when.
+// waitingMessage names the pods waited on (the first three), since when,
+// and what their timeout will do.
 func waitingMessage(pods []*podPlan) string {
 	var parts []string
 	for _, pp := range pods[:min(len(pods), 3)] {
-		parts = append(parts, fmt.Sprintf("%s for its %s since %s", pp.pod.Name, describeHook(pp.hook.which, pp.hook.hook), stamp(pp.hook.since)))
+		w := pp.hook
+		then := "pause"
+		if proceeds(w.hook) {
+			then = "proceed"
+		}
+		parts = append(parts, fmt.Sprintf("%s for its %s since %s (%s after %ds)", pp.pod.Name, describeHook(w.which, w.hook), stamp(w.since), then, hookTimeout(w.hook)/1e9))
 	}
 	more := ""
 	if len(pods) > 3 {
 		more = fmt.Sprintf(" and %d more", len(pods)-3)
 	}
-	h := pods[0].hook.hook
-	then := "Pause"
-	if proceeds(h) {
-		then = "Proceed"
-	}
-	return fmt.Sprintf("%d pods wait for a lifecycle hook: %s%s; after %ds: %s", len(pods), strings.Join(parts, ", "), more, hookTimeout(h)/1e9, then)
+	return fmt.Sprintf("%d pods wait for a lifecycle hook: %s%s", len(pods), strings.Join(parts, ", "), more)
 }
 
 func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }

@@ -58,6 +58,15 @@ func (c *conditions) is(typ string) bool {
 	return false
 }
 
+func (c *conditions) reason(typ string) string {
+	for _, x := range c.list {
+		if x.Type == typ {
+			return x.Reason
+		}
+	}
+	return ""
+}
+
 func (c *conditions) sorted() []metav1.Condition {
 	out := append([]metav1.Condition(nil), c.list...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Type < out[j].Type })
@@ -140,7 +149,9 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 }
 
 // sameStatus compares statuses, ignoring the journal sequence and
-// condition times; with counts false it also ignores the counts.
+// condition times; with counts false it also ignores the counts, and the
+// message of HookWaiting, which names the pods waiting and so changes as
+// often as the counts do.
 func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
 	if a.Phase != b.Phase || a.ObservedGeneration != b.ObservedGeneration || a.CurrentStep != b.CurrentStep ||
 		a.TargetRevision != b.TargetRevision || a.TraceID != b.TraceID || !sameTime(a.StepPausedAt, b.StepPausedAt) ||
@@ -156,7 +167,10 @@ func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
 	}
 	for i := range a.Conditions {
 		x, y := a.Conditions[i], b.Conditions[i]
-		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason || x.Message != y.Message {
+		if x.Type != y.Type || x.Status != y.Status || x.Reason != y.Reason {
+			return false
+		}
+		if x.Message != y.Message && (counts || x.Type != "HookWaiting") {
 			return false
 		}
 	}
