@@ -30,7 +30,14 @@ func (j *Journal) Stats() Stats {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if s.Closed = j.closed.Load(); !s.Closed {
-		s.DiskBytes = j.db.Metrics().DiskSpaceUsage()
+		m := j.db.Metrics()
+		s.DiskBytes = m.DiskSpaceUsage()
+		// NB: Pebble counts the WAL being written at its size when opened
+		// (0 for a new file), so a journal that has not rotated its WAL
+		// yet would look empty. Its logical size is a floor.
+		if m.WAL.Size > m.WAL.PhysicalSize {
+			s.DiskBytes += m.WAL.Size - m.WAL.PhysicalSize
+		}
 	}
 	return s
 }

@@ -217,7 +217,12 @@ func TestMetricsOfARollout(t *testing.T) {
 	if lag.GetSampleCount() == 0 || lag.GetSampleSum() <= 0 || float64(lag.GetSampleCount()) > records {
 		t.Errorf("ingest lag: %d events, %vs in all, for %v records ingested", lag.GetSampleCount(), lag.GetSampleSum(), records)
 	}
-	for _, name := range []string{"rollbook_journal_disk_bytes", "rollbook_journal_commits_total", "process_resident_memory_bytes", "go_goroutines"} {
+	// Every record takes at least its 64 bytes of hashes on disk.
+	committed, _ := metricValue(fams, "rollbook_journal_records_total", nil)
+	if disk, _ := metricValue(fams, "rollbook_journal_disk_bytes", nil); disk < 64*committed {
+		t.Errorf("rollbook_journal_disk_bytes %v for %v records", disk, committed)
+	}
+	for _, name := range []string{"rollbook_journal_commits_total", "process_resident_memory_bytes", "go_goroutines"} {
 		if v, ok := metricValue(fams, name, nil); !ok || v <= 0 {
 			t.Errorf("%s is %v (present: %v)", name, v, ok)
 		}
