@@ -99,6 +99,9 @@ func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("journal: checkpoint at %d: %w", seq, err)
 	}
+	if !j.enoughSpace(2 * uint64(len(data))) { // the value, and its WAL entry
+		return fmt.Errorf("journal: checkpoint at %d: %w", seq, ErrDiskFull)
+	}
 	v, err := encMode.Marshal(checkpointValue{Seq: seq, Hash: r.Hash[:], Time: r.Time.UnixNano(), Data: data})
 	if err != nil {
 		return fmt.Errorf("journal: encode checkpoint %d: %w", seq, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type appendResult struct {
 // gathers whatever calls are waiting (up to Options.MaxBatch records) into
 // one Pebble batch and one fsync. The entries of one call are never split
 // or interleaved with another's.
+//
+// While the filesystem is short of Options.MinFreeBytes, commits wait for
+// space (DiskFull reports it) and so do the Appends queued meanwhile.
 //
 // ctx bounds only the wait to be queued. NB: once queued, Append waits for
 // the outcome whatever ctx does, because the records may already be on
@@ -127,6 +131,21 @@ func (j *Journal) commitLoop() {
 				runtime.Gosched()
 			}
 		}
+		if err := j.waitForSpace(); err != nil {
+			// Closed while the disk was full: what is queued cannot be
+			// written, and its callers hear so.
+			for _, req := range group {
+				req.done <- appendResult{err: err}
+			}
+			for {
+				select {
+				case req := <-j.reqs:
+					req.done <- appendResult{err: err}
+				default:
+					return
+				}
+			}
+		}
 		j.commit(group, n)
 		clear(group) // drop references to answered requests
 	}
@@ -203,3 +222,49 @@ func (j *Journal) writeBatch(group []*appendReq, n int, results []appendResult) 
 	}
 	return nil
 }
+
+// waitForSpace holds the committer while the journal's filesystem has
+// less than MinFreeBytes free, checking twice a second, and returns nil
+// once there is room again or ErrDiskFull if the journal closes first.
+//
+// A full disk is the one failure Pebble does not survive (a commit that
+// cannot write its WAL is fatal), so the journal never lets a commit meet
+// it. Appends wait meanwhile; as no action is taken before its intent is
+// journaled, nothing is written to pods either, and no gate is released
+// or added. The controller reports it (DiskFull) and carries on by itself
+// once space returns.
+func (j *Journal) waitForSpace() error {
+	if j.enoughSpace(0) {
+		return nil
+	}
+	j.diskFull.Store(true)
+	defer j.diskFull.Store(false)
+	j.opts.Logger.Error("journal: disk full: commits wait until space returns", "dir", j.dir, "min_free_bytes", j.opts.MinFreeBytes)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-j.quit:
+			return ErrDiskFull
+		case <-tick.C:
+		}
+		if j.enoughSpace(0) {
+			j.opts.Logger.Info("journal: disk space is back: committing again", "dir", j.dir)
+			return nil
+		}
+	}
+}
+
+// enoughSpace reports whether the filesystem has MinFreeBytes free, and
+// extra more, for an unprivileged writer. A statfs error says nothing
+// about space: go on, and let Pebble report what is wrong.
+func (j *Journal) enoughSpace(extra uint64) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(j.dir, &st); err != nil {
+		return true
+	}
+	return st.Bavail*uint64(st.Bsize) >= j.opts.MinFreeBytes+extra
+}
+
+// DiskFull reports whether commits are waiting for disk space.
+func (j *Journal) DiskFull() bool { return j.diskFull.Load() }

@@ -20,6 +20,10 @@ var (
 	// a sequence gap, a sequence out of place or a Prev hash that does not
 	// match the record before.
 	ErrBrokenChain = errors.New("journal: broken chain")
+	// ErrDiskFull is returned to Appends still waiting for disk space
+	// when the journal closes, and by SaveCheckpoint on a disk short of
+	// space: nothing was written.
+	ErrDiskFull = errors.New("journal: disk full")
 	// ErrClosed is returned by calls on a closed Journal.
 	ErrClosed = errors.New("journal: closed")
 	// ErrStop may be returned by a Read or Follow callback to end the read

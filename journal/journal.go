@@ -25,6 +25,7 @@ import (
 // A Journal is safe for concurrent use.
 type Journal struct {
 	db   *pebble.DB
+	dir  string
 	id   string
 	opts Options
 	sync *pebble.WriteOptions
@@ -61,7 +62,8 @@ type Journal struct {
 	batches    atomic.Uint64 // synced batches that held at least one record
 	maxRecords atomic.Uint64 // most records seen in one batch
 
-	closed atomic.Bool
+	closed   atomic.Bool
+	diskFull atomic.Bool // commits wait for space (waitForSpace)
 	// rw is held shared by every use of db and every enqueue, exclusively
 	// by Close before it closes db.
 	rw sync.RWMutex
@@ -88,6 +90,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	j := &Journal{
 		db:     db,
+		dir:    dir,
 		opts:   opts,
 		sync:   pebble.Sync,
 		reqs:   make(chan *appendReq, opts.MaxBatch),

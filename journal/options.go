@@ -29,7 +29,15 @@ type Options struct {
 	// Logger receives Pebble's messages (routine ones at debug level).
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// MinFreeBytes is the free space the journal's filesystem must keep:
+	// below it, commits wait (see Append) instead of letting Pebble meet a
+	// full disk, which it treats as fatal. 0 means DefaultMinFreeBytes.
+	MinFreeBytes uint64
 }
+
+// DefaultMinFreeBytes leaves Pebble room for the flushes and compactions
+// already under way when commits stop, and a restart room to open.
+const DefaultMinFreeBytes = 64 << 20
 
 func (o Options) validate() error {
 	if o.MaxBatch < 0 {
@@ -47,6 +55,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
 	}
 	return o
 }

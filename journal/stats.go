@@ -18,6 +18,9 @@ type Stats struct {
 	DiskBytes uint64
 	// Closed reports that Close was called: nothing more is written.
 	Closed bool
+	// DiskFull reports that commits wait for disk space (see Append):
+	// not ready, but nothing a restart would mend.
+	DiskFull bool
 }
 
 // Stats returns the journal's statistics. It is cheap enough for every
@@ -25,7 +28,7 @@ type Stats struct {
 func (j *Journal) Stats() Stats {
 	// NB: committed is read before applied, and applied is always stored
 	// before committed, so Uncommitted never underflows.
-	s := Stats{Committed: j.committed.Load(), Batches: j.batches.Load()}
+	s := Stats{Committed: j.committed.Load(), Batches: j.batches.Load(), DiskFull: j.diskFull.Load()}
 	s.Uncommitted = j.applied.Load() - s.Committed
 	j.rw.RLock()
 	defer j.rw.RUnlock()

@@ -41,6 +41,7 @@ type probe struct {
 	plans     int64
 	watch     ingest.Health
 	journal   string // why the journal fails; "" when it does not
+	diskFull  bool   // the journal waits for disk space
 }
 
 func (m *metricsServer) probe(now time.Time) probe {
@@ -56,7 +57,9 @@ func (m *metricsServer) probe(now time.Time) probe {
 	p.started = c.started.Load()
 	p.plans = c.plans.Load()
 	p.watch = c.in.Health()
-	p.journal = m.journal.check(c.j.Stats(), now)
+	st := c.j.Stats()
+	p.journal = m.journal.check(st, now)
+	p.diskFull = st.DiskFull
 	return p
 }
 
@@ -84,6 +87,10 @@ func (p probe) ready(now time.Time) string {
 		return "no longer leading (the Lease was lost or the process is stopping)"
 	case p.journal != "":
 		return p.journal
+	case p.diskFull:
+		// Not live-failing: a restart cannot free space, and the journal
+		// resumes by itself when space returns.
+		return "journal: disk full, nothing is written until space returns"
 	case !p.started:
 		return "folding the journal"
 	case !p.watch.Synced:
