@@ -149,9 +149,9 @@ var (
 	descJournalHealthy = prometheus.NewDesc("rollbook_journal_healthy",
 		"1 while the journal is open and its commits return; 0 when closed or a commit is stuck or failed.", nil, nil)
 	descOutboxPublished = prometheus.NewDesc("rollbook_outbox_published_sequence",
-		"Last journal sequence the NATS stream is known to hold.", nil, nil)
+		"Last journal sequence the NATS stream is known to hold (absent with --no-nats).", nil, nil)
 	descOutboxLag = prometheus.NewDesc("rollbook_outbox_lag_records",
-		"Records committed to the journal and not yet acknowledged by the NATS stream.", nil, nil)
+		"Records committed to the journal and not yet acknowledged by the NATS stream (absent with --no-nats).", nil, nil)
 )
 
 // failureClasses are the classes of ActionFailed records; every (kind,
