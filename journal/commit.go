@@ -12,7 +12,10 @@ import (
 type appendReq struct {
 	cursors []Cursor
 	entries []Entry
-	done    chan appendResult // buffered 1: the committer never blocks on a caller
+	// imported are records of another copy of this journal, written as
+	// they are (Import); a request holds entries or imported, not both.
+	imported []Record
+	done     chan appendResult // buffered 1: the committer never blocks on a caller
 }
 
 type appendResult struct {
@@ -106,18 +109,18 @@ func (j *Journal) commitLoop() {
 		// fsync rides on the next one. No timer is needed for batching to
 		// happen under load, and an idle journal commits at once.
 		group = append(group[:0], first)
-		n := len(first.entries)
+		n := first.size()
 		yielded := false
 	gather:
 		for n < j.opts.MaxBatch {
 			select {
 			case r := <-j.reqs:
-				if n+len(r.entries) > j.opts.MaxBatch {
+				if n+r.size() > j.opts.MaxBatch {
 					carry = r
 					break gather
 				}
 				group = append(group, r)
-				n += len(r.entries)
+				n += r.size()
 			default:
 				if yielded {
 					break gather
@@ -183,6 +186,28 @@ func (j *Journal) writeBatch(group []*appendReq, n int, results []appendResult) 
 	seq, prev := j.tailSeq, j.tailHash
 	recs := make([]Record, n) // one allocation shared by the whole batch
 	for i, req := range group {
+		if req.imported != nil {
+			for _, r := range req.imported {
+				if r.Seq != seq+1 || r.Prev != prev {
+					return fmt.Errorf("journal: import record %d: %w: the journal ends at %d (hash %x), the record links to %x",
+						r.Seq, ErrBrokenChain, seq, prev[:6], r.Prev[:6])
+				}
+				v, h, err := encodeRecord(&r)
+				if err != nil {
+					return err
+				}
+				if h != r.Hash {
+					return fmt.Errorf("journal: import record %d: %w: its content does not hash to its hash", r.Seq, ErrCorrupt)
+				}
+				if err := b.Set(logKey(r.Seq), v, nil); err != nil {
+					return fmt.Errorf("journal: batch record %d: %w", r.Seq, err)
+				}
+				seq, prev = r.Seq, h
+				t = r.Time // the imported record's time is the tail's
+			}
+			results[i] = appendResult{recs: req.imported}
+			continue
+		}
 		out := recs[:len(req.entries):len(req.entries)]
 		recs = recs[len(req.entries):]
 		for k, e := range req.entries {
@@ -268,3 +293,22 @@ func (j *Journal) enoughSpace(extra uint64) bool {
 
 // DiskFull reports whether commits are waiting for disk space.
 func (j *Journal) DiskFull() bool { return j.diskFull.Load() }
+
+func (r *appendReq) size() int { return len(r.entries) + len(r.imported) }
+
+// Import appends records of another copy of this journal (its NATS
+// stream, an export) exactly as they are: each must be the next sequence
+// and link to the journal's last record, and its content must hash to its
+// Hash. It is how a journal is restored from the stream after a disk is
+// lost, or refilled after Truncate, so that it continues the same chain.
+// On error nothing of the call is written.
+func (j *Journal) Import(ctx context.Context, recs ...Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	req := &appendReq{imported: recs, done: make(chan appendResult, 1)}
+	if err := j.enqueue(ctx, req); err != nil {
+		return err
+	}
+	return (<-req.done).err
+}

@@ -127,11 +127,14 @@ func (j *Journal) loadID() error {
 		j.id = string(v)
 		return nil
 	}
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Errorf("journal: generate id: %w", err)
+	id := j.opts.ID
+	if id == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("journal: generate id: %w", err)
+		}
+		id = hex.EncodeToString(b[:])
 	}
-	id := hex.EncodeToString(b[:])
 	if err := j.db.Set(metaKey(metaID), frame([]byte(id)), pebble.Sync); err != nil {
 		return fmt.Errorf("journal: write id: %w", err)
 	}

@@ -33,6 +33,10 @@ type Options struct {
 	// below it, commits wait (see Append) instead of letting Pebble meet a
 	// full disk, which it treats as fatal. 0 means DefaultMinFreeBytes.
 	MinFreeBytes uint64
+	// ID is the identity a new journal takes instead of a random one: a
+	// journal restored from another's stream continues that one (Import).
+	// It is ignored when the journal exists.
+	ID string
 }
 
 // DefaultMinFreeBytes leaves Pebble room for the flushes and compactions

@@ -16,14 +16,33 @@ import (
 
 func journalCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: rollbook journal tail|export|verify --dir DIR")
+		return errors.New("usage: rollbook journal tail|export|verify|truncate|restore --dir DIR")
 	}
 	fs := flag.NewFlagSet("journal "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", "rollbook-journal", "journal directory")
 	from := fs.Uint64("from", 1, "first sequence (export, tail)")
 	follow := fs.Bool("follow", false, "tail: keep printing new records")
+	after := fs.Int64("after", -1, "truncate: keep records up to this sequence (the last good one `verify` names), remove the rest")
+	var stream recordSource
+	fs.StringVar(&stream.nats.URL, "nats-url", "", "restore: the NATS server whose stream holds this journal")
+	fs.StringVar(&stream.nats.CredsFile, "nats-creds", "", "restore: NATS credentials file")
+	fs.StringVar(&stream.stream, "stream", "ROLLBOOK", "restore: JetStream stream name")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	switch args[0] {
+	case "truncate":
+		if *after < 0 {
+			return errors.New("journal truncate: --after is required: the last good record, e.g. the one before what `rollbook journal verify` reports")
+		}
+		n, err := journal.Truncate(*dir, uint64(*after), journal.Options{})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("removed %d records after %d; refill from the stream with `rollbook journal restore --dir %s --nats-url …`\n", n, *after, *dir)
+		return nil
+	case "restore":
+		return restoreJournal(ctx, *dir, stream)
 	}
 	j, err := openExisting(*dir)
 	if err != nil {
@@ -61,7 +80,59 @@ func journalCmd(ctx context.Context, args []string) error {
 		}
 		return j.Read(ctx, *from, fn)
 	}
-	return fmt.Errorf("unknown journal command %q: use tail, export or verify", args[0])
+	return fmt.Errorf("unknown journal command %q: use tail, export, verify, truncate or restore", args[0])
+}
+
+// restoreJournal refills the journal in dir (created if missing, with the
+// stream's journal ID) from its NATS stream: every record after the
+// journal's last, imported as it is, the chain checked at each.
+func restoreJournal(ctx context.Context, dir string, src recordSource) error {
+	if src.nats.URL == "" {
+		return errors.New("journal restore: --nats-url is required")
+	}
+	id, err := streamJournalID(ctx, src.nats, src.stream)
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(dir, journal.Options{ID: id})
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	if j.ID() != id {
+		return fmt.Errorf("journal restore: %s is journal %s, the stream holds journal %s", dir, j.ID(), id)
+	}
+	last, _ := j.Last()
+	start := last
+	var batch []journal.Record
+	flush := func() error {
+		err := j.Import(ctx, batch...)
+		batch = batch[:0]
+		return err
+	}
+	err = readStream(ctx, src.nats, src.stream, func(r journal.Record) error {
+		if r.Seq <= last {
+			return nil
+		}
+		batch = append(batch, r)
+		last = r.Seq
+		if len(batch) == 512 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("journal restore: %w", err)
+	}
+	if _, err := j.Verify(ctx); err != nil {
+		return fmt.Errorf("journal restore: the restored journal does not verify: %w", err)
+	}
+	seq, hash := j.Last()
+	fmt.Printf("restored records %d..%d from stream %s: journal %s ends at %d, head %s\n", start+1, seq, src.stream, id, seq, hex.EncodeToString(hash[:8]))
+	return nil
 }
 
 // exportRecord is a record as one JSON line, its body decoded.

@@ -100,4 +100,38 @@ func TestReplayFromNATSStream(t *testing.T) {
 		t.Fatal("nothing compared")
 	}
 	t.Logf("replayed %d records from %s: %s", n, url, rp.Summary())
+
+	// The repair path: a journal lost with its disk (restored into an
+	// empty directory) or cut back before a bad record (truncate, then
+	// restore) continues the same journal, the same chain, from the stream.
+	orig, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := orig.ID()
+	orig.Close()
+	restored := filepath.Join(dir, "restored")
+	if err := journalCmd(ctx, []string{"restore", "--dir", restored, "--nats-url", url}); err != nil {
+		t.Fatal(err)
+	}
+	if err := journalCmd(ctx, []string{"truncate", "--dir", filepath.Join(dir, "journal"), "--after", fmt.Sprint(streamed / 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := journalCmd(ctx, []string{"restore", "--dir", filepath.Join(dir, "journal"), "--nats-url", url}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{restored, filepath.Join(dir, "journal")} {
+		j, err := journal.Open(d, journal.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, head := j.Last()
+		n, verr := j.Verify(ctx)
+		gotID := j.ID()
+		j.Close()
+		if verr != nil || n != streamed || seq != streamed || head != streamHead || gotID != id {
+			t.Fatalf("%s after restore: %d records verified (%v), ends at %d head %x, journal %s; want %d, head %x, journal %s",
+				d, n, verr, seq, head[:6], gotID, streamed, streamHead[:6], id)
+		}
+	}
 }

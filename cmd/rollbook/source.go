@@ -207,3 +207,41 @@ func openExisting(dir string) (*journal.Journal, error) {
 	}
 	return journal.Open(dir, journal.Options{})
 }
+
+// streamJournalID returns the ID of the journal whose records a stream
+// holds, from its last message's Nats-Msg-Id (journal.MsgID).
+func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
+	nc, err := journal.ConnectNATS(cfg)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.State.LastSeq == 0 {
+		return "", fmt.Errorf("stream %s is empty", stream)
+	}
+	msg, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
+	}
+	rec, err := journal.DecodeRecord(msg.Data)
+	if err != nil {
+		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
+	}
+	id, ok := strings.CutSuffix(msg.Header.Get("Nats-Msg-Id"), fmt.Sprintf("-%d", rec.Seq))
+	if !ok || id == "" {
+		return "", fmt.Errorf("stream %s message %d: Nats-Msg-Id %q does not name record %d of a journal", stream, info.State.LastSeq, msg.Header.Get("Nats-Msg-Id"), rec.Seq)
+	}
+	return id, nil
+}
