@@ -49,8 +49,9 @@ type PreviewResult struct {
 //
 // What a user would do to let the rollout go on is done in the copy:
 // spec.paused is taken as false, a step's `pause: {}` is approved once the
-// rollout waits on it, and time jumps to each wake-up (grace periods,
-// pauseSeconds, backoffs). Other rollouts run alongside, as they would.
+// rollout waits on it, a lifecycle hook releases a pod as soon as it is
+// marked, and time jumps to each wake-up (grace periods, pauseSeconds,
+// backoffs). Other rollouts run alongside, as they would.
 // s is never written.
 //
 // NB: nothing takes time in the copy. In a cluster where some restarts are
@@ -119,6 +120,9 @@ func Preview(s *projections.State, rolloutKey string) PreviewResult {
 		}
 		pv.Batch, pv.Step, pv.Action = st.batch, st.step, string(st.action)
 		pv.Why = joinWhy(st.note, startWhy(st.action, pp))
+		if r.Spec.Lifecycle != nil {
+			pv.Why = joinWhy(pv.Why, "held by its lifecycle hooks until released (taken here as released at once)")
+		}
 		byKey[k] = pv
 	}
 	for _, k := range d.order {
