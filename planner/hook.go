@@ -103,7 +103,10 @@ func proceeds(h *projections.LifecycleHook) bool { return h.OnTimeout == "Procee
 func waitAt(p *projections.Pod, h *projections.LifecycleHook, which string, since, now int64) hookWait {
 	w := hookWait{hook: h, which: which, since: since, until: since + hookTimeout(h)}
 	switch {
-	case p.Labels[HookLabel] != which:
+	// NB: a pod journaled truncated (too large) has no labels on record:
+	// gating it again for a marker the planner can never see would loop.
+	// It waits for a release it can see (a condition) or its timeout.
+	case p.Labels[HookLabel] != which && p.Truncated == "":
 		w.state = hookUnmarked
 	case released(p, h):
 		w.state = hookReleased
