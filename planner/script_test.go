@@ -50,6 +50,7 @@ import (
 //	pods [ids=true]         the pods as the apiserver has them
 //	label pod=web-1 k=v     set a pod label
 //	condition pod=web-1 type=example.com/Drained [status=True]  set a pod condition (a hook controller's release)
+//	hookctl on|off          a hook controller releases every marked pod at each kubelet sync
 //	delete-pod pod=web-1 [recreate=false]  delete a pod (its StatefulSet recreates it, at once or at the next kubelet)
 //	sick pod=web-1 [on=false]  the kubelet keeps the pod's containers unready
 //	pullfail pod=web-1 [on=false]  no new image pulls on the pod's node
@@ -341,6 +342,10 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 			}
 		}
 		w.write(p)
+		return "ok"
+
+	case "hookctl":
+		w.hookCtl = d.CmdArgs[0].Key == "on"
 		return "ok"
 
 	case "condition":
