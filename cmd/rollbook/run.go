@@ -106,13 +106,26 @@ func runCmd(ctx context.Context, args []string) error {
 	if !*leaderElect {
 		return lead(ctx)
 	}
-	return withLeaderElection(ctx, cfg, *leaseNS, *leaseName, log, srv, lead)
+	var follow func(context.Context)
+	if opts.NATS.URL != "" && !opts.NoNATS {
+		// A standby keeps its journal a copy of the leader's, from the
+		// stream they share: it continues the same history when it leads.
+		f := &follower{dir: *journalDir, nats: opts.NATS, stream: "ROLLBOOK", ckpt: opts.Checkpoints, log: log}
+		if opts.Stream.Name != "" {
+			f.stream = opts.Stream.Name
+		}
+		follow = func(ctx context.Context) { f.run(ctx, 10*time.Second) }
+	}
+	return withLeaderElection(ctx, cfg, *leaseNS, *leaseName, log, srv, follow, lead)
 }
 
 // withLeaderElection runs lead while this process holds the Lease. A
 // standby serves /healthz and waits; losing the lease ends the process so
 // that it restarts clean (its journal stays on its own volume).
-func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, log *slog.Logger, srv *metricsServer, lead func(context.Context) error) error {
+//
+// follow, when not nil, runs while this process stands by; it must return
+// soon after its context ends, before lead starts.
+func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, log *slog.Logger, srv *metricsServer, follow func(context.Context), lead func(context.Context) error) error {
 	if ns == "" {
 		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 		if err != nil {
@@ -149,12 +162,22 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 	})
 	defer stopStandby()
 	srv.setStandby(true)
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followed := make(chan struct{})
+	if follow != nil {
+		go func() { defer close(followed); follow(followCtx) }()
+	} else {
+		close(followed)
+	}
 	leaderelection.RunOrDie(electCtx, leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
 				leading.Store(true)
+				stopFollow()
+				<-followed // the follower has caught up and closed the journal
 				log.Info("rollbook: leading", "identity", id)
 				srv.setStandby(false)
 				runCtx, cancel := context.WithCancel(lctx)

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// follower keeps a standby's journal a copy of the leader's (DESIGN: one
+// history across leaders): it reads the leader's JetStream stream and
+// imports every record it lacks, as it is, so that when this replica
+// leads it continues the same journal — same ID, same chain — and replay
+// of the stream crosses the failover. It folds what it imports and writes
+// checkpoints and applies retention as the leader does, so taking over
+// starts in about a second.
+//
+// A standby whose journal is another history (another journal ID, or a
+// tail the stream does not have: records a dead leader journaled but
+// never published) moves it aside, whole, to <dir>.fork-<time>, and
+// rebuilds from the stream: nothing is deleted, and the history that
+// continues is the one the stream holds.
+type follower struct {
+	dir    string
+	nats   journal.NATSConfig
+	stream string
+	ckpt   checkpointOptions
+	log    *slog.Logger
+}
+
+// run follows until ctx ends, then catches up with what the stream held at
+// that moment (for at most catchUp) and closes the journal: the caller
+// opens it next, to lead. It returns only when the journal is closed.
+func (f *follower) run(ctx context.Context, catchUp time.Duration) {
+	for attempt := 0; ; attempt++ {
+		err := f.session(ctx, catchUp)
+		if err == nil || ctx.Err() != nil {
+			if err != nil {
+				f.log.Warn("follow: stopped before catching up with the stream", "err", err)
+			}
+			return
+		}
+		f.log.Warn("follow: retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 10*time.Second)):
+		}
+	}
+}
+
+// errFork says the local journal is not a prefix of the stream's.
+var errFork = errors.New("the local journal is not a prefix of the stream")
+
+func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
+	nc, err := journal.ConnectNATS(f.nats)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	id, err := streamJournalID(ctx, f.nats, f.stream)
+	if err != nil {
+		return err
+	}
+	j, err := journal.Open(f.dir, journal.Options{ID: id, Logger: f.log})
+	if err != nil {
+		return err
+	}
+	if j.ID() != id {
+		j.Close()
+		return f.moveAside(fmt.Sprintf("it is journal %s, the stream journal %s", j.ID(), id))
+	}
+	err = f.follow(ctx, js, j, catchUp)
+	j.Close()
+	if errors.Is(err, errFork) {
+		return f.moveAside(err.Error())
+	}
+	return err
+}
+
+func (f *follower) moveAside(why string) error {
+	aside := fmt.Sprintf("%s.fork-%s", f.dir, time.Now().UTC().Format("20060102T150405Z"))
+	f.log.Warn("follow: the local journal is another history; moving it aside and rebuilding from the stream", "why", why, "moved_to", aside)
+	if err := os.Rename(f.dir, aside); err != nil {
+		return fmt.Errorf("moving %s aside: %w", f.dir, err)
+	}
+	return errors.New("rebuilding from the stream")
+}
+
+func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journal.Journal, catchUp time.Duration) error {
+	books, err := loadCheckpoint(j)
+	if err != nil {
+		return err
+	}
+	if err := foldFrom(ctx, j, books); err != nil {
+		return err
+	}
+	last, head := j.Last()
+	lastCkpt := books.State.Seq
+	st, err := js.Stream(ctx, f.stream)
+	if err != nil {
+		return err
+	}
+	apply := func(ctx context.Context, r journal.Record) error {
+		switch {
+		case r.Seq < last:
+			return nil
+		case r.Seq == last:
+			if r.Hash != head {
+				return fmt.Errorf("%w: record %d differs", errFork, r.Seq)
+			}
+			return nil
+		case r.Seq > last+1 && last == 0:
+			// Not a fork: the stream lost its start (max age), and
+			// there is no checkpoint to continue from.
+			return fmt.Errorf("the stream starts at record %d: a new standby can only follow a stream that holds record 1", r.Seq)
+		case r.Seq > last+1:
+			return fmt.Errorf("%w: the stream's next record is %d, the journal ends at %d", errFork, r.Seq, last)
+		case r.Prev != head:
+			return fmt.Errorf("%w: record %d does not link to the journal's %d", errFork, r.Seq, last)
+		}
+		if err := j.Import(ctx, r); err != nil {
+			return err
+		}
+		if err := books.Apply(r); err != nil {
+			return err
+		}
+		last, head = r.Seq, r.Hash
+		if f.ckpt.Every == 0 || last-lastCkpt < f.ckpt.Every {
+			return nil
+		}
+		lastCkpt = last
+		data, err := journal.EncodeCheckpoint(books)
+		if err == nil {
+			err = j.SaveCheckpoint(last, data)
+		}
+		if err == nil {
+			err = j.Retain(ctx, journal.Retention{MaxAge: f.ckpt.RetainAge, MaxBytes: f.ckpt.RetainBytes}, min(books.TraceFrom(), last+1), time.Now())
+		}
+		if err != nil && ctx.Err() == nil {
+			f.log.Warn("follow: checkpoint", "err", err)
+		}
+		return nil
+	}
+	// The stream's sequence is the record's when one journal filled it
+	// from record 1: start at the journal's last record, to check the
+	// join, and follow until ctx ends.
+	f.log.Info("follow: following the leader's stream", "journal", j.ID(), "from", last+1)
+	err = consume(ctx, st, max(last, 1), 0, apply)
+	if ctx.Err() == nil {
+		return err
+	}
+	// Leading now: first catch up with what the stream holds, for a
+	// bounded time: the old leader's last records are there.
+	bg := context.WithoutCancel(ctx)
+	info, err := st.Info(bg)
+	if err != nil {
+		return err
+	}
+	if last >= info.State.LastSeq {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(bg, catchUp)
+	defer cancel()
+	return consume(cctx, st, last+1, info.State.LastSeq, apply)
+}
+
+// consume reads the stream from sequence from with an ordered consumer and
+// passes each record to fn, until ctx ends (ctx's error), fn fails, or the
+// message at stream sequence until (0: never) has been handled (nil).
+func consume(ctx context.Context, st jetstream.Stream, from, until uint64, fn func(context.Context, journal.Record) error) error {
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return err
+		}
+		r, err := journal.DecodeRecord(msg.Data())
+		if err != nil {
+			return fmt.Errorf("stream message %d: %w", meta.Sequence.Stream, err)
+		}
+		if err := fn(ctx, r); err != nil {
+			return err
+		}
+		if until != 0 && meta.Sequence.Stream >= until {
+			return nil
+		}
+	}
+}
