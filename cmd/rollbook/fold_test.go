@@ -13,7 +13,8 @@ import (
 // appends to plan, its intents) do not, so an idle controller does not
 // plan, and tick, in a loop.
 func TestPlannerWakesOnTheWorldOnly(t *testing.T) {
-	c := &controller{state: projections.New(), foldedCh: make(chan struct{}), dirty: make(chan struct{}, 1)}
+	b := projections.NewBooks()
+	c := &controller{books: b, state: b.State, foldedCh: make(chan struct{}), dirty: make(chan struct{}, 1)}
 	at := time.Unix(1_800_000_000, 0)
 	body := func(v any) []byte {
 		b, err := journal.EncodeBody(v)
