@@ -49,6 +49,10 @@ func runCmd(ctx context.Context, args []string) error {
 	leaderElect := fs.Bool("leader-elect", true, "elect a leader on a Lease; standbys wait")
 	leaseNS := fs.String("leader-elect-namespace", "", "namespace of the Lease (the pod's namespace when empty)")
 	leaseName := fs.String("leader-elect-name", "rollbook", "name of the Lease")
+	var lease leaseTiming
+	fs.DurationVar(&lease.Duration, "leader-elect-lease-duration", 15*time.Second, "how long a standby waits after the leader's last renewal before it takes over")
+	fs.DurationVar(&lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it stops leading")
+	fs.DurationVar(&lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try the Lease")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,7 +120,10 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		follow = func(ctx context.Context) { f.run(ctx, 10*time.Second) }
 	}
-	return withLeaderElection(ctx, cfg, *leaseNS, *leaseName, log, srv, follow, lead)
+	if !(lease.Duration > lease.RenewDeadline && lease.RenewDeadline > lease.RetryPeriod && lease.RetryPeriod > 0) {
+		return errors.New("--leader-elect-lease-duration must exceed --leader-elect-renew-deadline, which must exceed --leader-elect-retry-period")
+	}
+	return withLeaderElection(ctx, cfg, *leaseNS, *leaseName, lease, log, srv, follow, lead)
 }
 
 // withLeaderElection runs lead while this process holds the Lease. A
@@ -125,7 +132,7 @@ func runCmd(ctx context.Context, args []string) error {
 //
 // follow, when not nil, runs while this process stands by; it must return
 // soon after its context ends, before lead starts.
-func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, log *slog.Logger, srv *metricsServer, follow func(context.Context), lead func(context.Context) error) error {
+func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, lease leaseTiming, log *slog.Logger, srv *metricsServer, follow func(context.Context), lead func(context.Context) error) error {
 	if ns == "" {
 		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 		if err != nil {
@@ -172,7 +179,7 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 	}
 	leaderelection.RunOrDie(electCtx, leaderelection.LeaderElectionConfig{
 		Lock: lock, ReleaseOnCancel: true,
-		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		LeaseDuration: lease.Duration, RenewDeadline: lease.RenewDeadline, RetryPeriod: lease.RetryPeriod,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
 				leading.Store(true)
@@ -218,6 +225,11 @@ func loadConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	return cfg, nil
+}
+
+// leaseTiming is the leader election's clock (client-go's names).
+type leaseTiming struct {
+	Duration, RenewDeadline, RetryPeriod time.Duration
 }
 
 // parseBytes reads a size as Kubernetes spells quantities ("3Gi", "500M");

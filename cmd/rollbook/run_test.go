@@ -66,7 +66,7 @@ func spawnRun(t *testing.T, c *cluster.Cluster, dir string, args ...string) *run
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), runArgsEnv+"="+string(argv))
 	p := &runProc{cmd: cmd, metrics: fmt.Sprintf("http://127.0.0.1:%d", port), log: filepath.Join(dir, "run.log")}
-	logf, err := os.Create(p.log)
+	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644) // a restarted replica appends
 	if err != nil {
 		t.Fatal(err)
 	}
