@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rollbook.dev/rollbook/actuator"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
@@ -187,82 +188,97 @@ func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 	m := (*metricsServer)(cc)
+	e := emitter{ch}
 	c := m.current()
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
 	if c == nil {
-		gauge(descLeader, 0)
+		e.gauge(descLeader, 0)
 		return
 	}
-	gauge(descLeader, 1)
+	e.gauge(descLeader, 1)
 	now := time.Now()
+	collectState(e, c)
+	collectActuator(e, c.act.Stats())
+	collectIngest(e, c.in, now)
+	js := c.j.Stats()
+	e.counter(descJournalRecords, float64(js.Committed))
+	e.counter(descJournalBatches, float64(js.Batches))
+	e.gauge(descJournalBytes, float64(js.DiskBytes))
+	e.gauge(descJournalHealthy, b2f(m.journal.check(js, now) == ""))
+	if c.ob != nil {
+		p := c.ob.Published()
+		e.gauge(descOutboxPublished, float64(p))
+		e.gauge(descOutboxLag, float64(js.Committed-min(p, js.Committed)))
+	}
+}
 
+// emitter sends constant metrics, made at scrape time, to a collection.
+type emitter struct{ ch chan<- prometheus.Metric }
+
+func (e emitter) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	e.ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func (e emitter) counter(d *prometheus.Desc, v float64, labels ...string) {
+	e.ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+}
+
+// collectState exports the folded state: rollouts (each, and by phase),
+// pods, the sequence folded, plans made.
+func collectState(e emitter, c *controller) {
 	rollouts, pods, gated, seq := c.snapshot()
 	phases := map[string]int{}
 	for key, st := range rollouts {
 		phases[st.Phase]++
 		ns, name, _ := strings.Cut(key, "/")
 		for _, ph := range rolloutPhases {
-			gauge(descPhase, b2f(st.Phase == ph), ns, name, ph)
+			e.gauge(descPhase, b2f(st.Phase == ph), ns, name, ph)
 		}
-		gauge(descReplicas, float64(st.Replicas), ns, name)
-		gauge(descUpdated, float64(st.Updated), ns, name)
-		gauge(descUpdatedReady, float64(st.UpdatedReady), ns, name)
-		gauge(descUnavailable, float64(st.Unavailable), ns, name)
-		gauge(descFailedPods, float64(st.Failed), ns, name)
-		gauge(descStep, float64(st.CurrentStep), ns, name)
+		e.gauge(descReplicas, float64(st.Replicas), ns, name)
+		e.gauge(descUpdated, float64(st.Updated), ns, name)
+		e.gauge(descUpdatedReady, float64(st.UpdatedReady), ns, name)
+		e.gauge(descUnavailable, float64(st.Unavailable), ns, name)
+		e.gauge(descFailedPods, float64(st.Failed), ns, name)
+		e.gauge(descStep, float64(st.CurrentStep), ns, name)
 	}
 	for _, ph := range sortedKeys(phases) {
-		gauge(descRollouts, float64(phases[ph]), ph)
+		e.gauge(descRollouts, float64(phases[ph]), ph)
 	}
-	gauge(descPods, float64(pods), "tracked")
-	gauge(descPods, float64(gated), "gated")
-	gauge(descJournalSeq, float64(seq))
-	counter(descPlans, float64(c.plans.Load()))
+	e.gauge(descPods, float64(pods), "tracked")
+	e.gauge(descPods, float64(gated), "gated")
+	e.gauge(descJournalSeq, float64(seq))
+	e.counter(descPlans, float64(c.plans.Load()))
+}
 
-	st := c.act.Stats()
+// collectActuator exports the actuator's requests, latencies and failures.
+func collectActuator(e emitter, st actuator.Stats) {
 	for k, n := range st.Requests {
 		verb, res, _ := strings.Cut(k, " ")
-		counter(descWrites, float64(n), verb, res)
+		e.counter(descWrites, float64(n), verb, res)
 	}
-	for k, l := range st.Latency {
-		ch <- prometheus.MustNewConstSummary(descActionSeconds, uint64(l.Count), l.Sum.Seconds(), nil, k)
-	}
-	for kind := range st.Latency { // every action kind
+	for kind, l := range st.Latency { // every action kind
+		e.ch <- prometheus.MustNewConstSummary(descActionSeconds, uint64(l.Count), l.Sum.Seconds(), nil, kind)
 		for _, class := range failureClasses {
-			counter(descFailures, float64(st.Outcomes[kind+" "+class]), kind, class)
+			e.counter(descFailures, float64(st.Outcomes[kind+" "+class]), kind, class)
 		}
 	}
+}
 
-	lag := c.in.Lag()
+// collectIngest exports ingest's lag, records and watch health.
+func collectIngest(e emitter, in *ingest.Ingester, now time.Time) {
+	lag := in.Lag()
 	buckets := make(map[float64]uint64, len(lag.Buckets))
 	for i, b := range ingest.LagBuckets {
 		buckets[b] = lag.Buckets[i]
 	}
-	ch <- prometheus.MustNewConstHistogram(descIngestLag, lag.Count, lag.Sum.Seconds(), buckets)
-	counter(descIngestRecords, float64(c.in.Stats.Records.Load()))
-	h := c.in.Health()
-	gauge(descWatchSynced, b2f(h.Synced))
+	e.ch <- prometheus.MustNewConstHistogram(descIngestLag, lag.Count, lag.Sum.Seconds(), buckets)
+	e.counter(descIngestRecords, float64(in.Stats.Records.Load()))
+	h := in.Health()
+	e.gauge(descWatchSynced, b2f(h.Synced))
 	failing := 0.0
 	if !h.FailingSince.IsZero() {
 		failing = now.Sub(h.FailingSince).Seconds()
 	}
-	gauge(descWatchFailing, failing)
-
-	js := c.j.Stats()
-	counter(descJournalRecords, float64(js.Committed))
-	counter(descJournalBatches, float64(js.Batches))
-	gauge(descJournalBytes, float64(js.DiskBytes))
-	gauge(descJournalHealthy, b2f(m.journal.check(js, now) == ""))
-	if c.ob != nil {
-		p := c.ob.Published()
-		gauge(descOutboxPublished, float64(p))
-		gauge(descOutboxLag, float64(js.Committed-min(p, js.Committed)))
-	}
+	e.gauge(descWatchFailing, failing)
 }
 
 func b2f(b bool) float64 {
