@@ -105,3 +105,59 @@ func TestFullDiskWaitsAndRecovers(t *testing.T) {
 		t.Fatalf("Verify = %d, %v; want %d records", n, err, last)
 	}
 }
+
+// A journal reopened on a disk with no byte free (its process restarted
+// while another tenant filled the volume) does not fail to open, so the
+// controller does not crash-loop: opening waits (Pebble retries its flush)
+// and completes once space returns.
+func TestOpenOnAFullDisk(t *testing.T) {
+	disk := smallDisk(t, 8)
+	dir := filepath.Join(disk, "journal")
+	j, err := Open(dir, Options{Logger: discardLogger(), MinFreeBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEach(t, j, 0, 100)
+	j.Close()
+	filler := filepath.Join(disk, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // ENOSPC: not a byte left
+		}
+	}
+	f.Close()
+	opened := make(chan error, 1)
+	var j2 *Journal
+	go func() {
+		var err error
+		j2, err = Open(dir, Options{Logger: discardLogger(), MinFreeBytes: 1 << 20})
+		opened <- err
+	}()
+	got := false
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatalf("opening on a full disk failed (a crash loop): %v", err)
+		}
+		got = true
+	case <-time.After(2 * time.Second): // still opening: space returns below
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if !got {
+		if err := <-opened; err != nil {
+			t.Fatalf("opening once space returned: %v", err)
+		}
+	}
+	defer j2.Close()
+	appendEach(t, j2, 100, 1)
+	if n, err := j2.Verify(testCtx(t)); err != nil || n != 101 {
+		t.Fatalf("Verify = %d, %v", n, err)
+	}
+}

@@ -350,7 +350,7 @@ func TestReopenContinues(t *testing.T) {
 // tamper opens the store under dir directly and applies fn.
 func tamper(t *testing.T, dir string, fn func(db *pebble.DB)) {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{discardLogger()}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: newPebbleLogger(discardLogger())})
 	if err != nil {
 		t.Fatal(err)
 	}
