@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -90,6 +91,13 @@ func TestHelmChartMonitoring(t *testing.T) {
 
 	var pr monitoringv1.PrometheusRule
 	strictDecode(t, byKind["PrometheusRule"], &pr)
+	var file monitoringv1.PrometheusRuleSpec
+	if err := yaml.UnmarshalStrict(AlertRules, &file); err != nil {
+		t.Fatalf("chart/files/alerts.yaml: %v", err)
+	}
+	if !reflect.DeepEqual(file, pr.Spec) {
+		t.Errorf("the PrometheusRule's spec is not chart/files/alerts.yaml")
+	}
 	var alerts []string
 	for _, g := range pr.Spec.Groups {
 		for _, r := range g.Rules {

@@ -112,8 +112,9 @@ func (m *metricsServer) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *metricsServer) readyz(w http.ResponseWriter, r *http.Request) {
-	p := m.probe(time.Now())
-	if why := p.ready(time.Now()); why != "" {
+	now := time.Now()
+	p := m.probe(now)
+	if why := p.ready(now); why != "" {
 		http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 		return
 	}
