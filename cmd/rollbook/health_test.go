@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,17 +99,7 @@ func TestProbesFailWhenJournalFails(t *testing.T) {
 	leadCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv.lead(leadCtx, r.c)
-	hs := httptest.NewServer(srv.mux())
-	defer hs.Close()
-	get := func(path string) (int, string) {
-		resp, err := http.Get(hs.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.TrimSpace(string(b))
-	}
+	url, get := probeServer(t, srv)
 	cluster.Eventually(t, time.Minute, "leading and ready", func() error {
 		if code, body := get("/readyz"); code != 200 || body != "ok: leading" {
 			return fmt.Errorf("readyz: %d %s", code, body)
@@ -116,7 +109,7 @@ func TestProbesFailWhenJournalFails(t *testing.T) {
 		}
 		return nil
 	})
-	if v := scrapeValue(t, hs.URL, "rollbook_journal_healthy", nil); v != 1 {
+	if v := scrapeValue(t, url, "rollbook_journal_healthy", nil); v != 1 {
 		t.Fatalf("rollbook_journal_healthy is %v while the journal works", v)
 	}
 
@@ -126,7 +119,7 @@ func TestProbesFailWhenJournalFails(t *testing.T) {
 			t.Errorf("%s with the journal closed: %d %s", path, code, body)
 		}
 	}
-	if v := scrapeValue(t, hs.URL, "rollbook_journal_healthy", nil); v != 0 {
+	if v := scrapeValue(t, url, "rollbook_journal_healthy", nil); v != 0 {
 		t.Errorf("rollbook_journal_healthy is %v with the journal closed", v)
 	}
 	// The controller stops on its own: its readers end with the journal.
@@ -141,5 +134,84 @@ func TestProbesFailWhenJournalFails(t *testing.T) {
 	srv.set(nil)
 	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "stopped") {
 		t.Errorf("/healthz after the controller stopped: %d %s", code, body)
+	}
+}
+
+// probeServer serves srv's probes and metrics; get returns a path's status
+// and body.
+func probeServer(t *testing.T, srv *metricsServer) (url string, get func(path string) (int, string)) {
+	hs := httptest.NewServer(srv.mux())
+	t.Cleanup(hs.Close)
+	return hs.URL, func(path string) (int, string) {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+}
+
+// TestNotReadyWhileWatchesAreForbidden: a controller whose ServiceAccount
+// may not list or watch anything yet (its RBAC not bound) stays live and
+// not ready, and /metrics shows its watches unsynced and failing; once the
+// ClusterRole is bound the watches sync on their next retry and it turns
+// ready.
+func TestNotReadyWhileWatchesAreForbidden(t *testing.T) {
+	c := cluster.Shared(t)
+	ns := c.Namespace(t)
+	dir := t.TempDir()
+	cfg, err := c.ServiceAccountConfig(context.Background(), ns, "rollbook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "rollbook.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	ctrl, err := newController(controllerOptions{
+		Config: cfg, JournalDir: filepath.Join(dir, "journal"), Namespaces: []string{ns}, NoNATS: true,
+		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{c: ctrl, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- ctrl.run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	srv := &metricsServer{}
+	srv.lead(ctx, ctrl)
+	url, get := probeServer(t, srv)
+
+	cluster.Eventually(t, 30*time.Second, "watches reported failing", func() error {
+		if v := scrapeValue(t, url, "rollbook_watch_failing_seconds", nil); v <= 0 {
+			return fmt.Errorf("rollbook_watch_failing_seconds %v", v)
+		}
+		return nil
+	})
+	if v := scrapeValue(t, url, "rollbook_watch_synced", nil); v != 0 {
+		t.Errorf("rollbook_watch_synced %v with every watch forbidden", v)
+	}
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the watches to sync") {
+		t.Errorf("/readyz with every watch forbidden: %d %s", code, body)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with every watch forbidden: %d %s (a restart would not help)", code, body)
+	}
+
+	grantRollbook(t, c, ns)
+	cluster.Eventually(t, 2*time.Minute, "ready once RBAC allows the watches", func() error {
+		if code, body := get("/readyz"); code != http.StatusOK || body != "ok: leading" {
+			return fmt.Errorf("readyz: %d %s", code, body)
+		}
+		return nil
+	})
+	for name, want := range map[string]float64{"rollbook_watch_synced": 1, "rollbook_watch_failing_seconds": 0} {
+		if v := scrapeValue(t, url, name, nil); v != want {
+			t.Errorf("%s is %v once the watches run, want %v", name, v, want)
+		}
 	}
 }
