@@ -63,12 +63,31 @@ func TestChaosRollout(t *testing.T) {
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(disk, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
 			"--nats-url", url, "--checkpoint-every", "2000", "--workers", "32",
-			"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "500ms")
+			"--leader-elect-lease-duration", "8s", "--leader-elect-renew-deadline", "6s", "--leader-elect-retry-period", "1s")
 	}
 	procs := map[string]*runProc{"a": replica("a"), "b": replica("b")}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for n, p := range procs {
+				t.Logf("replica %s log tail:\n%s", n, cluster.Tail(p.log, 40))
+			}
+		}
+	})
+	// Like a kubelet, restart a replica that stopped on its own (one that
+	// lost the Lease on these loaded cores exits to restart clean).
+	revive := func() {
+		for n, p := range procs {
+			if exited(p) {
+				t.Logf("replica %s exited on its own; restarting it", n)
+				p.cmd.Wait()
+				procs[n] = replica(n)
+			}
+		}
+	}
 	leader := func() string {
 		var name string
 		cluster.Eventually(t, 2*time.Minute, "a leader", func() error {
+			revive()
 			for n, p := range procs {
 				if strings.Contains(p.readyz(), "200 ok: leading") {
 					name = n
@@ -90,6 +109,7 @@ func TestChaosRollout(t *testing.T) {
 	createRollout(t, c, ns, "web", workloadRollout("web", map[string]any{"maxUnavailable": max(pods/10, 1)}))
 
 	for i := 0; i < kills; i++ {
+		revive()
 		name := leader()
 		time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond) // a random moment, not a wait for a condition
 		switch i {
@@ -108,15 +128,26 @@ func TestChaosRollout(t *testing.T) {
 			}
 			t.Logf("kill %d: etcd compacted at revision %d", i, rev)
 		case 2 * kills / 3:
-			fillAndFree(t, disk, procs[name])
+			fillAndFree(t, disk, procs)
+			revive()
+			name = leader()
 		}
 		p := procs[name]
 		p.cmd.Process.Signal(syscall.SIGKILL)
 		p.cmd.Wait()
 		procs[name] = replica(name)
 	}
-	leader()
-	waitPhase(t, c, ns, "web", "Succeeded", 5*time.Minute)
+	cluster.Eventually(t, 5*time.Minute, "rollout Succeeded", func() error {
+		revive()
+		st, err := rolloutStatus(c, ns, "web")
+		if err != nil {
+			return err
+		}
+		if st.Phase != "Succeeded" {
+			return fmt.Errorf("phase %q, updated %d/%d, unavailable %d, conditions %s", st.Phase, st.Updated, st.Replicas, st.Unavailable, condSummary(st.Conditions))
+		}
+		return nil
+	})
 	for _, p := range procs {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		p.cmd.Wait()
@@ -156,9 +187,9 @@ func TestChaosRollout(t *testing.T) {
 	t.Logf("%d leaderships; the stream replays %d records as one history: %s", leads, records, rp.Summary())
 }
 
-// fillAndFree fills the disk the journals live on until the leader says
-// its journal waits for space, then frees it and waits for it to lead again.
-func fillAndFree(t *testing.T, disk string, leader *runProc) {
+// fillAndFree fills the disk the journals live on until a replica says
+// its journal waits for space, then frees it.
+func fillAndFree(t *testing.T, disk string, procs map[string]*runProc) {
 	t.Helper()
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(disk, &st); err != nil {
@@ -178,21 +209,33 @@ func fillAndFree(t *testing.T, disk string, leader *runProc) {
 	}
 	f.Close()
 	cluster.Eventually(t, time.Minute, "the leader to report a full disk", func() error {
-		if s := leader.readyz(); !strings.Contains(s, "disk full") {
-			return errors.New(s)
+		var says []string
+		for n, p := range procs {
+			s := p.readyz()
+			if strings.Contains(s, "disk full") {
+				t.Logf("disk full: %s says %q", n, s)
+				return nil
+			}
+			says = append(says, n+": "+s)
 		}
-		return nil
+		return errors.New(strings.Join(says, "; "))
 	})
-	t.Logf("disk full: leader says %q", leader.readyz())
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	cluster.Eventually(t, time.Minute, "the leader to recover from the full disk", func() error {
-		if s := leader.readyz(); !strings.Contains(s, "200 ok: leading") {
-			return errors.New(s)
-		}
-		return nil
-	})
+}
+
+// exited reports whether p's process has ended (a zombie not yet waited
+// for counts).
+func exited(p *runProc) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
 }
 
 // mountTmpfs mounts a tmpfs of size MiB at dir: a real filesystem that

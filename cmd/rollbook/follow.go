@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,6 +33,11 @@ type follower struct {
 	stream string
 	ckpt   checkpointOptions
 	log    *slog.Logger
+	// movedAside: a journal is moved aside at most once per process. A
+	// second "fork" right after a rebuild from the stream is the stream's
+	// own fault (a forged message): retrying, and saying so, is all a
+	// standby can do; the leader is not affected.
+	movedAside bool
 }
 
 // run follows until ctx ends, then catches up with what the stream held at
@@ -89,6 +95,10 @@ func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
 }
 
 func (f *follower) moveAside(why string) error {
+	if f.movedAside {
+		return fmt.Errorf("the stream does not continue the journal rebuilt from it (%s): not moving it aside again", why)
+	}
+	f.movedAside = true
 	aside := fmt.Sprintf("%s.fork-%s", f.dir, time.Now().UTC().Format("20060102T150405Z"))
 	f.log.Warn("follow: the local journal is another history; moving it aside and rebuilding from the stream", "why", why, "moved_to", aside)
 	if err := os.Rename(f.dir, aside); err != nil {
@@ -126,6 +136,8 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journa
 			return fmt.Errorf("the stream starts at record %d: a new standby can only follow a stream that holds record 1", r.Seq)
 		case r.Seq > last+1:
 			return fmt.Errorf("%w: the stream's next record is %d, the journal ends at %d", errFork, r.Seq, last)
+		case r.Prev != head && last == 0:
+			return fmt.Errorf("the stream's record 1 links to %x: it is not the start of a journal", r.Prev[:6])
 		case r.Prev != head:
 			return fmt.Errorf("%w: record %d does not link to the journal's %d", errFork, r.Seq, last)
 		}
@@ -156,7 +168,7 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journa
 	// from record 1: start at the journal's last record, to check the
 	// join, and follow until ctx ends.
 	f.log.Info("follow: following the leader's stream", "journal", j.ID(), "from", last+1)
-	err = consume(ctx, st, max(last, 1), 0, apply)
+	err = consume(ctx, st, j.ID(), max(last, 1), 0, apply)
 	if ctx.Err() == nil {
 		return err
 	}
@@ -172,13 +184,15 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journa
 	}
 	cctx, cancel := context.WithTimeout(bg, catchUp)
 	defer cancel()
-	return consume(cctx, st, last+1, info.State.LastSeq, apply)
+	return consume(cctx, st, j.ID(), last+1, info.State.LastSeq, apply)
 }
 
 // consume reads the stream from sequence from with an ordered consumer and
-// passes each record to fn, until ctx ends (ctx's error), fn fails, or the
-// message at stream sequence until (0: never) has been handled (nil).
-func consume(ctx context.Context, st jetstream.Stream, from, until uint64, fn func(context.Context, journal.Record) error) error {
+// passes each record of journal id to fn, until ctx ends (ctx's error), fn
+// fails, or the message at stream sequence until (0: never) has been
+// handled (nil). Messages of another journal (their Nats-Msg-Id says so)
+// are skipped: a stream may be shared, or written to by mistake.
+func consume(ctx context.Context, st jetstream.Stream, id string, from, until uint64, fn func(context.Context, journal.Record) error) error {
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
 		return err
@@ -201,6 +215,12 @@ func consume(ctx context.Context, st jetstream.Stream, from, until uint64, fn fu
 		meta, err := msg.Metadata()
 		if err != nil {
 			return err
+		}
+		if !strings.HasPrefix(msg.Headers().Get("Nats-Msg-Id"), id+"-") {
+			if until != 0 && meta.Sequence.Stream >= until {
+				return nil
+			}
+			continue
 		}
 		r, err := journal.DecodeRecord(msg.Data())
 		if err != nil {
