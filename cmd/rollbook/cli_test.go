@@ -3,10 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
 )
 
 // TestCommandLine: the conventions an operator expects of a CLI: -h
@@ -42,5 +50,47 @@ func TestCommandLine(t *testing.T) {
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Fatalf("a reader created %s: %v", missing, err)
+	}
+}
+
+// TestStatusOutput: `status -o json|yaml` is the table's content for
+// scripts and jq: each rollout's status as the journal last saw it.
+func TestStatusOutput(t *testing.T) {
+	src := recordSource{export: "../../test/replay/testdata/TestResizeInPlace.jsonl.gz"}
+	s := projections.New()
+	base := func(b *projections.Books) error { s = b.State; return nil }
+	if err := src.readFrom(context.Background(), base, func(r journal.Record) error { return s.Apply(r) }); err != nil {
+		t.Fatal(err)
+	}
+	keys := slices.Sorted(maps.Keys(s.Rollouts))
+	for _, format := range []string{"json", "yaml"} {
+		var buf bytes.Buffer
+		if err := printStatus(&buf, format, s, keys); err != nil {
+			t.Fatal(err)
+		}
+		js := buf.Bytes()
+		if format == "yaml" {
+			var err error
+			if js, err = yaml.YAMLToJSON(js); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out struct {
+			Rollouts []struct {
+				Namespace, Name string
+				Status          projections.RolloutStatus
+			}
+			JournalSequence uint64
+		}
+		if err := json.Unmarshal(js, &out); err != nil {
+			t.Fatalf("%s: %v\n%s", format, err, buf.String())
+		}
+		if len(out.Rollouts) != 1 || out.Rollouts[0].Status.Phase != "Succeeded" || out.Rollouts[0].Status.Updated != out.Rollouts[0].Status.Replicas || out.JournalSequence != s.Seq {
+			t.Fatalf("%s: %+v", format, out)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := cli(context.Background(), []string{"status", "--export", src.export, "-o", "xml"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "use json or yaml") {
+		t.Fatalf("-o xml: exit %d, %q", code, stderr.String())
 	}
 }
