@@ -40,6 +40,11 @@ func (j *Journal) Follow(ctx context.Context, from uint64, fn func(Record) error
 	next := max(from, j.First())
 	for {
 		ch := j.Notify() // before reading, so a commit during the read wakes us
+		// A follower that fell behind a Prune goes on from what is kept:
+		// retention spares what the controller's consumers need (the
+		// outbox, the fold), and a lagging trace exporter loses spans,
+		// not its life.
+		next = max(next, j.First())
 		if hi := j.committed.Load(); hi >= next {
 			err := j.scan(ctx, next, hi, func(r Record, _ []byte) error {
 				if err := fn(r); err != nil {
