@@ -64,7 +64,11 @@ func (c *controller) checkpointLoop(ctx context.Context) error {
 	if o.Every == 0 && o.Interval == 0 {
 		return nil
 	}
-	tick := time.NewTicker(min(time.Second, max(o.Interval, 10*time.Millisecond)))
+	every := time.Second
+	if o.Interval > 0 {
+		every = min(every, max(o.Interval, 10*time.Millisecond))
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	last := c.folded.Load()
 	lastAt := time.Now()
