@@ -63,7 +63,7 @@ func TestChaosRollout(t *testing.T) {
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(disk, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
 			"--nats-url", url, "--checkpoint-every", "2000", "--workers", "32",
-			"--leader-elect-lease-duration", "8s", "--leader-elect-renew-deadline", "6s", "--leader-elect-retry-period", "1s")
+			"--leader-elect-lease-duration", "5s", "--leader-elect-renew-deadline", "4s", "--leader-elect-retry-period", "1s")
 	}
 	procs := map[string]*runProc{"a": replica("a"), "b": replica("b")}
 	t.Cleanup(func() {
