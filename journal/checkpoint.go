@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/fxamacker/cbor/v2"
 )
 
 // Checkpoint is what a reader folded from the journal up to and including
@@ -41,22 +40,7 @@ type checkpointValue struct {
 // their Data: a checkpoint holds every object the controller tracks, so
 // its maps are allowed far more pairs than a record body's. The bound
 // still stops a corrupt length from allocating without limit.
-var ckptDecMode = func() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxMapPairs:       maxCheckpointPairs,
-		MaxArrayElements:  maxCheckpointPairs,
-		MaxNestedLevels:   maxNested,
-	}.DecMode()
-	if err != nil {
-		panic("journal: cbor checkpoint dec mode: " + err.Error())
-	}
-	return m
-}()
+var ckptDecMode = newDecMode(maxCheckpointPairs)
 
 // maxCheckpointPairs bounds one map or array in a checkpoint: 16M, above
 // any one shard's fleet (DESIGN: a shard tracks up to ~100k pods).

@@ -48,22 +48,26 @@ const (
 // means a body written by a newer binary with an added field fails to decode
 // here; that is deliberate, as for unknown kinds: a replay that silently
 // drops a field can diverge without saying so.
-var decMode = func() cbor.DecMode {
+var decMode = newDecMode(maxPairs)
+
+// newDecMode is decMode's strictness with maps and arrays of up to limit
+// entries.
+func newDecMode(limit int) cbor.DecMode {
 	m, err := cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		IndefLength:       cbor.IndefLengthForbidden,
 		TagsMd:            cbor.TagsForbidden,
 		UTF8:              cbor.UTF8RejectInvalid,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-		MaxMapPairs:       maxPairs,
-		MaxArrayElements:  maxPairs,
+		MaxMapPairs:       limit,
+		MaxArrayElements:  limit,
 		MaxNestedLevels:   maxNested,
 	}.DecMode()
 	if err != nil {
 		panic("journal: cbor dec mode: " + err.Error())
 	}
 	return m
-}()
+}
 
 // EncodeBody encodes a record body (Observed, Vanished, CursorFact, an
 // action, ...) as core deterministic CBOR.

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rollbook.dev/rollbook/journal"
@@ -46,20 +45,8 @@ func TestChaosRollout(t *testing.T) {
 	dir := t.TempDir()
 	disk := mountTmpfs(t, filepath.Join(dir, "disk"), 512)
 
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	startNATS := func() *server.Server {
-		srv, err := journal.StartEmbeddedNATS(filepath.Join(dir, "nats-server"), journal.NATSListen("127.0.0.1", port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	srv := startNATS()
-	t.Cleanup(func() { srv.Shutdown() })
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	nats := startTestNATS(t, dir)
+	url := nats.URL
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(disk, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
 			"--nats-url", url, "--checkpoint-every", "2000", "--workers", "32",
@@ -115,9 +102,7 @@ func TestChaosRollout(t *testing.T) {
 		switch i {
 		case kills / 3:
 			t.Logf("kill %d: restarting the NATS server", i)
-			srv.Shutdown()
-			srv.WaitForShutdown()
-			srv = startNATS()
+			nats.restart()
 		case kills / 2:
 			rev, err := c.EtcdRevision(ctx)
 			if err == nil {

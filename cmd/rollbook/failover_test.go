@@ -27,16 +27,7 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 	ns := c.Namespace(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := journal.StartEmbeddedNATS(filepath.Join(dir, "nats-server"), journal.NATSListen("127.0.0.1", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := startTestNATS(t, dir).URL
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(dir, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
 			"--nats-url", url, "--checkpoint-every", "100")

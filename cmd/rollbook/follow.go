@@ -65,15 +65,11 @@ func (f *follower) run(ctx context.Context, catchUp time.Duration) {
 var errFork = errors.New("the local journal is not a prefix of the stream")
 
 func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
-	nc, err := journal.ConnectNATS(f.nats)
+	st, closeConn, err := openStream(ctx, f.nats, f.stream)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeConn()
 	id, err := streamJournalID(ctx, f.nats, f.stream)
 	if err != nil {
 		return err
@@ -86,7 +82,7 @@ func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
 		j.Close()
 		return f.moveAside(fmt.Sprintf("it is journal %s, the stream journal %s", j.ID(), id))
 	}
-	err = f.follow(ctx, js, j, catchUp)
+	err = f.follow(ctx, st, j, catchUp)
 	j.Close()
 	if errors.Is(err, errFork) {
 		return f.moveAside(err.Error())
@@ -107,7 +103,7 @@ func (f *follower) moveAside(why string) error {
 	return errors.New("rebuilding from the stream")
 }
 
-func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journal.Journal, catchUp time.Duration) error {
+func (f *follower) follow(ctx context.Context, st jetstream.Stream, j *journal.Journal, catchUp time.Duration) error {
 	books, err := loadCheckpoint(j)
 	if err != nil {
 		return err
@@ -117,10 +113,6 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, j *journa
 	}
 	last, head := j.Last()
 	lastCkpt := books.State.Seq
-	st, err := js.Stream(ctx, f.stream)
-	if err != nil {
-		return err
-	}
 	apply := func(ctx context.Context, r journal.Record) error {
 		switch {
 		case r.Seq < last:

@@ -21,16 +21,7 @@ func TestReplayFromNATSStream(t *testing.T) {
 	ns := c.Namespace(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	port, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := journal.StartEmbeddedNATS(filepath.Join(dir, "nats-server"), journal.NATSListen("127.0.0.1", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := startTestNATS(t, dir).URL
 
 	cfg, err := c.ServiceAccountConfig(ctx, ns, "rollbook")
 	if err != nil {

@@ -146,19 +146,11 @@ func readExport(path string, fn func(journal.Record) error) error {
 // readStream reads a JetStream stream from its first message to the last
 // one present when the read started, with an ordered consumer.
 func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
-	nc, err := journal.ConnectNATS(cfg)
+	st, closeConn, err := openStream(ctx, cfg, stream)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
-	}
+	defer closeConn()
 	info, err := st.Info(ctx)
 	if err != nil {
 		return err
@@ -211,19 +203,11 @@ func openExisting(dir string) (*journal.Journal, error) {
 // streamJournalID returns the ID of the journal whose records a stream
 // holds, from its last message's Nats-Msg-Id (journal.MsgID).
 func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
-	nc, err := journal.ConnectNATS(cfg)
+	st, closeConn, err := openStream(ctx, cfg, stream)
 	if err != nil {
 		return "", err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", err
-	}
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return "", fmt.Errorf("stream %s: %w", stream, err)
-	}
+	defer closeConn()
 	info, err := st.Info(ctx)
 	if err != nil {
 		return "", err
@@ -244,4 +228,22 @@ func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string)
 		return "", fmt.Errorf("stream %s message %d: Nats-Msg-Id %q does not name record %d of a journal", stream, info.State.LastSeq, msg.Header.Get("Nats-Msg-Id"), rec.Seq)
 	}
 	return id, nil
+}
+
+// openStream connects to NATS and looks the stream up; closeConn ends the
+// connection.
+func openStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
+	nc, err := journal.ConnectNATS(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		st, err = js.Stream(ctx, stream)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return st, nc.Close, nil
 }
