@@ -48,7 +48,8 @@ func foldFrom(ctx context.Context, j *journal.Journal, d *projections.Books) err
 // keeps.
 type checkpointOptions struct {
 	// Every and Interval: a checkpoint once Every records have been
-	// folded since the last, or once Interval has passed with any.
+	// folded since the last, or once Interval has passed with at least
+	// Every/100 (and at least one).
 	Every    uint64
 	Interval time.Duration
 	// RetainAge and RetainBytes bound the journal: records older than
