@@ -124,10 +124,10 @@ func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
 	return c, err == nil, err
 }
 
-// DeleteCheckpoint removes the checkpoint at seq, if any. The newest
+// deleteCheckpoint removes the checkpoint at seq, if any. The newest
 // checkpoint at or below the journal's start cannot be deleted: readers
 // start from it.
-func (j *Journal) DeleteCheckpoint(seq uint64) error {
+func (j *Journal) deleteCheckpoint(seq uint64) error {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
@@ -323,9 +323,9 @@ func (j *Journal) LogBytes() (uint64, error) {
 	return j.db.EstimateDiskUsage(logStart, logEnd)
 }
 
-// LogBytesBelow estimates the disk space of the records before seq: what
+// logBytesBelow estimates the disk space of the records before seq: what
 // pruning to the checkpoint at seq-1 would free.
-func (j *Journal) LogBytesBelow(seq uint64) (uint64, error) {
+func (j *Journal) logBytesBelow(seq uint64) (uint64, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {

@@ -48,7 +48,7 @@ func (j *Journal) Retain(ctx context.Context, r Retention, floor uint64, now tim
 		if r.MaxBytes > 0 && size > r.MaxBytes && ci.Seq > to {
 			// The oldest checkpoint that frees enough, or failing that
 			// the newest allowed.
-			freed, err := j.LogBytesBelow(ci.Seq + 1)
+			freed, err := j.logBytesBelow(ci.Seq + 1)
 			if err != nil {
 				return err
 			}
@@ -84,7 +84,7 @@ func (j *Journal) thin(r Retention) error {
 			lastKept = ci.Time
 			continue
 		}
-		if err := j.DeleteCheckpoint(ci.Seq); err != nil {
+		if err := j.deleteCheckpoint(ci.Seq); err != nil {
 			return err
 		}
 	}

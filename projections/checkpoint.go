@@ -95,14 +95,10 @@ func (d *Books) TraceFrom() uint64 {
 	from := d.State.Seq + 1
 	for key, o := range d.Rollouts {
 		r := d.State.Rollouts[key]
-		if r == nil || terminalPhase(r.Status.Phase) {
+		if r == nil || Terminal(r.Status.Phase) {
 			continue
 		}
 		from = min(from, o.Seq)
 	}
 	return from
-}
-
-func terminalPhase(p string) bool {
-	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseRolledBack
 }

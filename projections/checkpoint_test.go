@@ -1,11 +1,6 @@
 package projections_test
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/base64"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -18,34 +13,8 @@ import (
 // fixtureRecords reads a recorded journal export (test/replay/testdata).
 func fixtureRecords(t *testing.T, path string) []journal.Record {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(gz)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	var out []journal.Record
-	for sc.Scan() {
-		var l struct{ Raw string }
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(l.Raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := journal.DecodeRecord(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
+	if err := journal.ReadExportFile(path, func(r journal.Record) error { out = append(out, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out

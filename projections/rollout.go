@@ -183,3 +183,9 @@ const (
 	PhaseFailed      = "Failed"
 	PhaseRolledBack  = "RolledBack"
 )
+
+// Terminal reports whether a rollout in phase has ended: Succeeded,
+// Failed or RolledBack.
+func Terminal(phase string) bool {
+	return phase == PhaseSucceeded || phase == PhaseFailed || phase == PhaseRolledBack
+}

@@ -360,7 +360,7 @@ func (b *Builder) observe(r journal.Record, o journal.Observed) {
 
 	was := rt.phase
 	rt.phase = st.Phase
-	if terminal(st.Phase) && !terminal(was) {
+	if projections.Terminal(st.Phase) && !projections.Terminal(was) {
 		rt.failedMsg = ""
 		for _, c := range st.Conditions {
 			if c.Type == "Failed" && c.Status == "True" {
@@ -369,14 +369,6 @@ func (b *Builder) observe(r journal.Record, o journal.Observed) {
 		}
 		b.endRun(rt, r.Seq, r.Time)
 	}
-}
-
-func terminal(phase string) bool {
-	switch phase {
-	case projections.PhaseSucceeded, projections.PhaseRolledBack, projections.PhaseFailed:
-		return true
-	}
-	return false
 }
 
 func (b *Builder) newRollout(key, uid string, r journal.Record, step int32) *rolloutTrace {

@@ -17,7 +17,8 @@ import (
 // records it is given. NB: it must be given records in journal order, as
 // the outbox publishes them, and it must have seen a rollout's Observed
 // record before that rollout's actions; an outbox that resumes from its
-// cursor has skipped the records before it, so feed those to Observe first
+// cursor has skipped the records before it, so feed those to Observe first,
+// or, starting from a checkpoint's state, give each rollout's UID to Learn
 // (or have the actuator fill ActionFact.TraceParent, which is used as is).
 //
 // The map holds one entry per rollout name, dropped when the rollout is

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -95,52 +90,11 @@ func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books
 	}
 	switch {
 	case s.export != "":
-		return readExport(s.export, check)
+		return journal.ReadExportFile(s.export, check)
 	case s.nats.URL != "":
 		return readStream(ctx, s.nats, s.stream, check)
 	}
 	return errors.New("no source: give --dir, --export or --nats-url")
-}
-
-// readExport reads `rollbook journal export` output: each line's "raw" is
-// the stored record.
-func readExport(path string, fn func(journal.Record) error) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		gz, err := gzip.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		defer gz.Close()
-		r = gz
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for line := 1; sc.Scan(); line++ {
-		var l struct {
-			Raw string `json:"raw"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(l.Raw)
-		if err != nil || l.Raw == "" {
-			return fmt.Errorf("%s:%d: no raw record (export with a current rollbook)", path, line)
-		}
-		rec, err := journal.DecodeRecord(raw)
-		if err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-	}
-	return sc.Err()
 }
 
 // readStream reads a JetStream stream from its first message to the last

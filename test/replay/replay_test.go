@@ -6,12 +6,7 @@
 package replay
 
 import (
-	"bufio"
-	"compress/gzip"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,41 +31,17 @@ func fixtures(t *testing.T) []string {
 // load reads a fixture's records, checking the hash chain.
 func load(t *testing.T, path string) []journal.Record {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(gz)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	var out []journal.Record
 	var prev [32]byte
-	for sc.Scan() {
-		var l struct {
-			Raw string `json:"raw"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		raw, err := base64.StdEncoding.DecodeString(l.Raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := journal.DecodeRecord(raw)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
+	err := journal.ReadExportFile(path, func(r journal.Record) error {
 		if r.Prev != prev || r.Seq != uint64(len(out)+1) {
-			t.Fatalf("%s: record %d breaks the chain", path, r.Seq)
+			return fmt.Errorf("%s: record %d breaks the chain", path, r.Seq)
 		}
 		prev = r.Hash
 		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	return out
