@@ -26,6 +26,8 @@ type ActionFact struct {
 	Attempt int `cbor:"12,keyasint,omitempty"`
 	// TraceParent links the action to its span.
 	TraceParent string `cbor:"13,keyasint,omitempty"`
+	// Measurement is a measure action's result (ActionSucceeded only).
+	Measurement *Measurement `cbor:"14,keyasint,omitempty"`
 }
 
 // Failure classes of ActionFailed records.
@@ -44,3 +46,41 @@ const (
 type TickFact struct {
 	Reason string `cbor:"1,keyasint,omitempty"`
 }
+
+// Measurement is one analysis measurement, carried by the ActionSucceeded
+// record of a measure action: what was asked (Query), what came back
+// (Value), and the verdict of the check's success condition on it. It is
+// the evidence a promote or a rollback rests on, so replay reads it from
+// here and never asks Prometheus again. It never holds a response body,
+// only the value the check selected.
+type Measurement struct {
+	// Check is the check's name; Step the rollout step it gates.
+	Check string `cbor:"1,keyasint"`
+	Step  int32  `cbor:"2,keyasint"`
+	// Provider is "prometheus" or "web".
+	Provider string `cbor:"3,keyasint"`
+	// Query is the PromQL query, or the web check's "METHOD URL".
+	Query string `cbor:"4,keyasint,omitempty"`
+	// Condition is the success condition the verdict comes from.
+	Condition string `cbor:"5,keyasint,omitempty"`
+	// Value is the measured value as JSON (a number, or a list of numbers
+	// for a vector of several series; any JSON value for a web check).
+	Value string `cbor:"6,keyasint,omitempty"`
+	// Verdict is one of the Verdict* values.
+	Verdict string `cbor:"7,keyasint"`
+	// Error says why there is no value (Error) or why the check cannot be
+	// evaluated at all (Invalid).
+	Error string `cbor:"8,keyasint,omitempty"`
+}
+
+// Verdicts of a measurement.
+const (
+	VerdictPass = "Pass" // the success condition held
+	VerdictFail = "Fail" // it did not
+	// VerdictError: no value (unreachable, non-2xx, no data); counted
+	// against the check's error limit.
+	VerdictError = "Error"
+	// VerdictInvalid: the check itself is wrong (its success condition
+	// does not compile); the analysis fails at once.
+	VerdictInvalid = "Invalid"
+)

@@ -32,6 +32,10 @@ const (
 	Status ActionKind = "status"
 	// Event records a Kubernetes Event on the rollout.
 	Event ActionKind = "event"
+	// Measure takes one measurement of a step's analysis check (a
+	// Prometheus query, a web request); its outcome record carries the
+	// value and the verdict. It writes nothing to the cluster.
+	Measure ActionKind = "measure"
 )
 
 // Names of the things Rollbook writes on pods.
@@ -117,6 +121,12 @@ type Action struct {
 	// the same pods/status write, and set each condition type in
 	// ClearConditions False (a hook's release condition): see hook.go.
 	ClearConditions []string `cbor:"20,keyasint,omitempty"`
+	// Measure: the step whose analysis it serves, the check to measure
+	// (all the measurer needs: it keeps no state) and the measurement's
+	// number, from 1, which makes each measurement its own key.
+	Step  int32                      `cbor:"21,keyasint,omitempty"`
+	Check *projections.AnalysisCheck `cbor:"22,keyasint,omitempty"`
+	N     int32                      `cbor:"23,keyasint,omitempty"`
 }
 
 // Key identifies the action for idempotence: an action with a key already
@@ -128,6 +138,10 @@ func (a Action) Key() string {
 		return fmt.Sprintf("status/%s/%s", a.Rollout, a.RolloutUID)
 	case Event:
 		return fmt.Sprintf("event/%s/%s/%s", a.Rollout, a.Reason, a.Message)
+	case Measure:
+		// projections.MeasurePendingKey cuts the number off: the rest
+		// names the check.
+		return fmt.Sprintf("measure/%s/%s/%d/%s/%d", a.Rollout, a.Revision, a.Step, checkName(a.Check), a.N)
 	default:
 		return fmt.Sprintf("%s/%s/%s/%s", a.Kind, a.Pod, a.UID, a.Revision)
 	}
@@ -191,8 +205,17 @@ func (a Action) String() string {
 		}
 	case Event:
 		fmt.Fprintf(&b, " rollout=%s %s %s: %s", a.Rollout, a.EventType, a.Reason, a.Message)
+	case Measure:
+		fmt.Fprintf(&b, " step=%d check=%s #%d", a.Step, checkName(a.Check), a.N)
 	}
 	return b.String()
+}
+
+func checkName(c *projections.AnalysisCheck) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name
 }
 
 func sortedKeys(m map[string]string) []string {

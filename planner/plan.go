@@ -321,8 +321,14 @@ func rollbackTarget(pod *projections.Pod, rev string) (podTarget, bool) {
 }
 
 // steps returns how many pods may be updated now, whether a pause holds the
-// rollout, and the current step.
-func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutStatus, replicas, maxUpdated, done int) (capNow int, hold bool, step int32) {
+// rollout, and the current step. A step's analysis runs once its pods are
+// done, beside its pause: the rollout goes past the step when both allow
+// (rp.analyzing and rp.analysisFailed say what the analysis does).
+func (p *planning) steps(rp *rolloutPlan, replicas, maxUpdated, done int) (capNow int, hold bool, step int32) {
+	spec, st := rp.spec, rp.st
+	if rp.rollingBack || rp.rolledBack {
+		st.Analysis = rp.r.Status.Analysis // the evidence for the rollback stays in view
+	}
 	if len(spec.Strategy.Steps) == 0 {
 		return maxUpdated, false, 0
 	}
@@ -332,11 +338,26 @@ func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutSt
 			st.StepPausedAt = nil
 			return capI, false, int32(i)
 		}
+		approved := spec.ApprovedSteps-st.ApprovedStepsBase > int32(i)
+		if s.Analysis != nil && approved {
+			rp.promoted = int32(i)
+		}
+		if s.Analysis != nil && !approved && !rp.rollingBack && !rp.rolledBack {
+			st.Analysis = p.analyze(rp, int32(i), s.Analysis)
+			switch st.Analysis.Phase {
+			case projections.AnalysisFailed:
+				rp.analysisFailed = analysisFailure(st.Analysis, spec.Strategy.OnFailure)
+				st.StepPausedAt = nil
+				return capI, false, int32(i)
+			case projections.AnalysisRunning:
+				rp.analyzing = true
+			}
+		}
 		if i == len(spec.Strategy.Steps)-1 {
 			break
 		}
 		switch {
-		case s.Pause != nil && spec.ApprovedSteps-st.ApprovedStepsBase <= int32(i):
+		case s.Pause != nil && !approved:
 			return capI, true, int32(i)
 		case s.PauseSeconds != nil && st.CurrentStep > int32(i):
 			// This step's pause is over: the rollout moved past it, and
@@ -352,6 +373,9 @@ func (p *planning) steps(spec projections.RolloutSpec, st *projections.RolloutSt
 				p.wake(end)
 				return capI, true, int32(i)
 			}
+		}
+		if rp.analyzing {
+			return capI, false, int32(i)
 		}
 	}
 	st.StepPausedAt = nil

@@ -26,8 +26,15 @@ type rolloutPlan struct {
 	// in a status written and observed back). rolledBack: the rollback is
 	// over; the rollout holds until its target changes.
 	rollingBack, rolledBack bool
-	plans                   []*podPlan
-	n                       tally
+	// analyzing: the current step's analysis is still measuring.
+	// analysisFailed: it failed, and says how (see steps).
+	analyzing      bool
+	analysisFailed string
+	// promoted is the last step with an analysis that spec.approvedSteps
+	// promoted past, -1 for none.
+	promoted int32
+	plans    []*podPlan
+	n        tally
 }
 
 // tally counts the pods of a rollout by stage.
@@ -52,7 +59,7 @@ type tally struct {
 // made for the target still differs, a write that cannot succeed), unless
 // it is rolling back.
 func (rp *rolloutPlan) stopped() bool {
-	return (rp.n.failed > 0 || rp.n.diverged > 0 || rp.n.stalled > 0) && !rp.rollingBack
+	return (rp.n.failed > 0 || rp.n.diverged > 0 || rp.n.stalled > 0 || rp.analysisFailed != "") && !rp.rollingBack
 }
 
 // stopReason names what stopped the rollout, "" when nothing did.
@@ -64,6 +71,8 @@ func (rp *rolloutPlan) stopReason() string {
 		return "VerifyFailed"
 	case rp.n.diverged > 0:
 		return "RecreatedPodDiffers"
+	case rp.n.stalled == 0:
+		return "AnalysisFailed"
 	}
 	return "WriteFailed"
 }
@@ -90,7 +99,7 @@ func (rp *rolloutPlan) holding() bool {
 }
 
 func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*projections.Pod, st *projections.RolloutStatus, conds *conditions) {
-	rp := &rolloutPlan{r: r, t: t, spec: r.Spec, st: st, conds: conds}
+	rp := &rolloutPlan{r: r, t: t, spec: r.Spec, st: st, conds: conds, promoted: -1}
 	conds.set("Invalid", "False", "Valid", "")
 	if t.workload != nil {
 		conds.set("WorkloadFound", "True", "Found", "")
@@ -159,6 +168,7 @@ func (p *planning) enterRevision(rp *rolloutPlan) {
 		conds.set("RollingBack", "False", "NewRevision", "")
 		conds.set("Failed", "False", "NewRevision", "")
 		conds.set("HookTimedOut", "False", "NewRevision", "")
+		conds.set("Analysis", "False", "NewRevision", "")
 		st.StepPausedAt = nil
 		st.CurrentStep = 0
 		// Approvals so far were for the old revision (none for a new
@@ -353,14 +363,20 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 		return 0, 0, 0, false, false
 	}
 	maxUpdated = max(replicas-partition, 0)
-	capNow, hold, step := p.steps(spec, st, replicas, maxUpdated, n.done)
+	capNow, hold, step := p.steps(rp, replicas, maxUpdated, n.done)
 	st.CurrentStep = step
+	p.reportAnalysis(rp)
 
 	switch {
 	case n.diverged > 0 && !rp.rollingBack:
 		conds.set("Failed", "True", "RecreatedPodDiffers", "a pod made from the target revision still differs: see the NotInPlace condition")
 	case n.stalled > 0 && n.failed == 0 && !rp.rollingBack:
 		conds.set("Failed", "True", "WriteFailed", fmt.Sprintf("a write cannot succeed and the rollout stopped, releasing its gates; first: %s. Fix the cause (the pods' admission, RBAC) and change the target or the rollout", n.stalledWhy[0]))
+	case rp.analysisFailed != "" && n.failed == 0 && !rp.rollingBack:
+		conds.set("Failed", "True", "AnalysisFailed", rp.analysisFailed)
+		if spec.Strategy.OnFailure == "Rollback" {
+			conds.set("RollingBack", "True", "AnalysisFailed", "rolling updated pods back in place to their recorded images")
+		}
 	case rp.stopped():
 		conds.set("Failed", "True", "VerifyTimeout", fmt.Sprintf("%d pods did not verify within %ds; first: %s. Fix the image (a new spec revision re-plans gated pods) or set strategy.onFailure: Rollback",
 			n.failed, verifyTimeout(spec)/1e9, n.failedWhy))
@@ -375,7 +391,7 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 	case rp.rollingBack:
 		// Undoing is not bound by steps or partition, only by availability.
 		updates = len(rp.plans)
-	case spec.Paused || hold || rp.stopped() || rp.rolledBack || rp.hookPaused():
+	case spec.Paused || hold || rp.stopped() || rp.rolledBack || rp.hookPaused() || rp.analyzing:
 		updates = 0
 	}
 	return updates, budget, maxUpdated, hold, true
@@ -504,6 +520,8 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		st.Phase = projections.PhaseFailed
 	case rp.stopped() || spec.Paused || hold || rp.hookPaused():
 		st.Phase = projections.PhasePaused
+	case rp.analyzing:
+		st.Phase = projections.PhaseProgressing
 	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done && len(rp.conflicts) > 0:
 		st.Phase = projections.PhasePending
 	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done:
@@ -525,6 +543,9 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		}
 	}
 	reason, msg := pauseReason(spec, hold, rp.stopReason()), pauseMessage(spec, hold, rp.stopped(), st.CurrentStep, st.ApprovedStepsBase)
+	if reason == "AnalysisFailed" {
+		msg = "an analysis failed: see the Failed condition"
+	}
 	if reason == "Running" && rp.hookPaused() {
 		reason, msg = "HookTimeout", "a lifecycle hook did not release a pod in time: see the HookTimedOut condition"
 	}

@@ -344,6 +344,16 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		w.write(p)
 		return "ok"
 
+	case "measure":
+		// measure check=NAME verdicts=(Pass:0.01,Fail:0.2,Error:timeout):
+		// what the check's next measurements find.
+		if w.measures == nil {
+			w.measures = map[string][]string{}
+		}
+		name := argOr(d, "check", "")
+		w.measures[name] = append(w.measures[name], argList(d, "verdicts")...)
+		return "ok"
+
 	case "hookctl":
 		w.hookCtl = d.CmdArgs[0].Key == "on"
 		return "ok"

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"slices"
 	"sort"
 	"time"
 
@@ -155,7 +156,7 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
 	if a.Phase != b.Phase || a.ObservedGeneration != b.ObservedGeneration || a.CurrentStep != b.CurrentStep ||
 		a.TargetRevision != b.TargetRevision || a.TraceID != b.TraceID || !sameTime(a.StepPausedAt, b.StepPausedAt) ||
-		a.ApprovedStepsBase != b.ApprovedStepsBase || a.TraceParent != b.TraceParent {
+		a.ApprovedStepsBase != b.ApprovedStepsBase || a.TraceParent != b.TraceParent || !sameAnalysis(a.Analysis, b.Analysis) {
 		return false
 	}
 	if counts && (a.Replicas != b.Replicas || a.Updated != b.Updated || a.UpdatedReady != b.UpdatedReady ||
@@ -182,4 +183,11 @@ func sameTime(a, b *metav1.Time) bool {
 		return a == nil && b == nil
 	}
 	return a.Unix() == b.Unix()
+}
+
+func sameAnalysis(a, b *projections.AnalysisStatus) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Step == b.Step && a.Phase == b.Phase && slices.Equal(a.Checks, b.Checks)
 }

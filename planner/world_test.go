@@ -74,6 +74,9 @@ type world struct {
 	// hookCtl: a hook controller runs with the kubelets and releases every
 	// pod marked for a lifecycle hook at its next sync.
 	hookCtl bool
+	// measures queues, per analysis check name, the verdict and value of
+	// its next measurements ("Pass:0.01"); an empty queue measures Pass:1.
+	measures map[string][]string
 
 	// Bookkeeping for invariants.
 	patches map[string]int // "uid/rev" → patches that landed
@@ -558,11 +561,31 @@ func (w *world) intend(a Action) {
 	w.emit(journal.KindActionIntended, a.Key(), f)
 }
 
-// succeed journals a success with the resourceVersion the write returned.
+// succeed journals a success with the resourceVersion the write returned;
+// a measurement's success carries its value and verdict.
 func (w *world) succeed(a Action, rv string) {
 	f := w.fact(a)
 	f.ResultVersion = rv
+	if a.Kind == Measure {
+		f.Measurement = w.measurement(a)
+	}
 	w.emit(journal.KindActionSucceeded, a.Key(), f)
+}
+
+// measurement is the next measurement of a's check, as the script queued.
+func (w *world) measurement(a Action) *journal.Measurement {
+	m := &journal.Measurement{Check: a.Check.Name, Step: a.Step, Provider: "prometheus", Condition: a.Check.SuccessCondition, Verdict: journal.VerdictPass, Value: "1"}
+	if a.Check.Prometheus != nil {
+		m.Query = a.Check.Prometheus.Query
+	}
+	if q := w.measures[a.Check.Name]; len(q) > 0 {
+		m.Verdict, m.Value, _ = strings.Cut(q[0], ":")
+		w.measures[a.Check.Name] = q[1:]
+		if m.Verdict == journal.VerdictError || m.Verdict == journal.VerdictInvalid {
+			m.Error, m.Value = m.Value, ""
+		}
+	}
+	return m
 }
 
 func (w *world) fail(a Action, class string) {
@@ -576,6 +599,8 @@ func (w *world) fail(a Action, class string) {
 // returns the resourceVersion written, or the failure class.
 func (w *world) perform(a Action) (rv, class string) {
 	switch a.Kind {
+	case Measure:
+		return "", "" // reads a metric; writes nothing
 	case Status, Event:
 		r := w.rollouts[a.Rollout]
 		if r == nil {

@@ -134,11 +134,55 @@ type ScatterTerm struct {
 	Key string `json:"key"`
 }
 
-// Step caps the share of pods updated; a pause holds the rollout after it.
+// Step caps the share of pods updated; an analysis and a pause hold the
+// rollout after it.
 type Step struct {
 	Percent      int32  `json:"percent"`
 	Pause        *Pause `json:"pause,omitempty"`
 	PauseSeconds *int32 `json:"pauseSeconds,omitempty"`
+	// Analysis must pass before the rollout goes past this step; its
+	// failure applies strategy.onFailure.
+	Analysis *Analysis `json:"analysis,omitempty"`
+}
+
+// Analysis is what a step must prove once its pods are updated: every
+// check passes. Approving the step (spec.approvedSteps) promotes past it
+// whatever the checks say.
+type Analysis struct {
+	Checks []AnalysisCheck `json:"checks"`
+}
+
+// AnalysisCheck is one measurement repeated until it passes or fails:
+// it passes after Passes measurements met SuccessCondition since the last
+// that did not, and fails when more than FailureLimit did not, or more
+// than ErrorLimit gave no value. Exactly one of Prometheus and Web.
+type AnalysisCheck struct {
+	Name       string           `json:"name"`
+	Prometheus *PrometheusCheck `json:"prometheus,omitempty"`
+	Web        *WebCheck        `json:"web,omitempty"`
+	// SuccessCondition is a CEL expression over `result`, the measured
+	// value: e.g. "result < 0.05".
+	SuccessCondition string `json:"successCondition"`
+	IntervalSeconds  *int32 `json:"intervalSeconds,omitempty"` // default 10
+	Passes           *int32 `json:"passes,omitempty"`          // default 1
+	FailureLimit     *int32 `json:"failureLimit,omitempty"`    // default 0
+	ErrorLimit       *int32 `json:"errorLimit,omitempty"`      // default 3
+}
+
+// PrometheusCheck is an instant query against a Prometheus HTTP API.
+type PrometheusCheck struct {
+	Address string `json:"address"`
+	Query   string `json:"query"`
+}
+
+// WebCheck is an HTTP request whose JSON response (or the part JSONPath
+// selects) is the measured value.
+type WebCheck struct {
+	URL            string `json:"url"`
+	Method         string `json:"method,omitempty"` // GET (default) or POST
+	Body           string `json:"body,omitempty"`
+	JSONPath       string `json:"jsonPath,omitempty"`
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"` // default 10
 }
 
 // Pause with no duration holds until approved (RolloutSpec.ApprovedSteps).
@@ -172,7 +216,38 @@ type RolloutStatus struct {
 	// TargetRevision is a hash of the desired container state, the value
 	// written to pods' rollbook.dev/revision annotation.
 	TargetRevision string `json:"targetRevision,omitempty"`
+	// Analysis is the current step's analysis: each check's measurements
+	// so far and its verdict.
+	Analysis *AnalysisStatus `json:"analysis,omitempty"`
 }
+
+// AnalysisStatus is a step's analysis as the journal's measurements
+// have it.
+type AnalysisStatus struct {
+	Step   int32         `json:"step"`
+	Phase  string        `json:"phase"` // one of the Analysis* values
+	Checks []CheckStatus `json:"checks,omitempty"`
+}
+
+// CheckStatus is one check of a step's analysis.
+type CheckStatus struct {
+	Name         string `json:"name"`
+	Phase        string `json:"phase"`
+	Measurements int32  `json:"measurements"`
+	Passes       int32  `json:"passes"`
+	Failures     int32  `json:"failures"`
+	Errors       int32  `json:"errors"`
+	LastValue    string `json:"lastValue,omitempty"`
+	LastVerdict  string `json:"lastVerdict,omitempty"`
+	Message      string `json:"message,omitempty"`
+}
+
+// Phases of an analysis and of each of its checks.
+const (
+	AnalysisRunning = "Running"
+	AnalysisPassed  = "Passed"
+	AnalysisFailed  = "Failed"
+)
 
 // Phases of a rollout.
 const (

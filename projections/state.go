@@ -38,6 +38,9 @@ type State struct {
 	// Recreated remembers, per pod key, the last recreate that succeeded:
 	// a pod under that key with another UID is its replacement.
 	Recreated map[string]Recreation
+	// Analyses holds the measurements of each rollout step's analysis, by
+	// AnalysisKey.
+	Analyses map[string]*AnalysisRun
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -111,7 +114,7 @@ func New() *State {
 	return &State{
 		Pods: map[string]*Pod{}, Rollouts: map[string]*Rollout{}, Workloads: map[string]*Workload{},
 		Nodes: map[string]*Node{}, Revisions: map[string]*Revision{}, Pending: map[string]*Pending{}, Failures: map[string]*Failure{},
-		Emitted: map[string]bool{}, Recreated: map[string]Recreation{},
+		Emitted: map[string]bool{}, Recreated: map[string]Recreation{}, Analyses: map[string]*AnalysisRun{},
 	}
 }
 
@@ -220,6 +223,7 @@ func (s *State) forget(resource, ns, name string) {
 	case "inplacerollouts.rollbook.dev":
 		delete(s.Rollouts, key)
 		delete(s.Pending, "rollout:"+key)
+		s.forgetAnalyses(key)
 		for k, rc := range s.Recreated {
 			if rc.Rollout == key {
 				delete(s.Recreated, k)
@@ -238,6 +242,9 @@ func (s *State) forget(resource, ns, name string) {
 
 // PendingKey is the Pending map key of an action's object.
 func PendingKey(f journal.ActionFact) string {
+	if f.Kind == "measure" {
+		return MeasurePendingKey(f.Key)
+	}
 	if f.Pod != "" {
 		return f.Pod
 	}
@@ -255,6 +262,9 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 		s.Pending[key] = &Pending{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Revision: f.Revision, UID: f.UID, IntentSeq: seq, IntentAt: at}
 	case journal.KindActionSucceeded:
 		delete(s.Failures, f.Key)
+		if f.Kind == "measure" {
+			s.Measured(f, at)
+		}
 		if f.Kind == "recreate" {
 			s.Recreated[key] = Recreation{Rollout: f.Rollout, Revision: f.Revision, UID: f.UID}
 		}
