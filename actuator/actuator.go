@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -99,6 +100,8 @@ type Actuator struct {
 	journal *journal.Journal
 	log     *slog.Logger
 	m       *metrics
+	// http makes analysis measurements (Prometheus, web checks).
+	http *http.Client
 }
 
 // New validates opts and builds the clients. It makes no request.
@@ -126,7 +129,7 @@ func New(opts Options) (*Actuator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("actuator: dynamic client: %w", err)
 	}
-	return &Actuator{opts: opts, kube: kube, dyn: dyn, journal: opts.Journal, log: opts.Logger, m: m}, nil
+	return &Actuator{opts: opts, kube: kube, dyn: dyn, journal: opts.Journal, log: opts.Logger, m: m, http: &http.Client{}}, nil
 }
 
 // Do carries out one action:
@@ -170,11 +173,19 @@ func (a *Actuator) Do(ctx context.Context, act planner.Action, planSeq uint64, a
 func (a *Actuator) finish(ctx context.Context, act planner.Action, intent journal.ActionFact) (journal.ActionFact, error) {
 	key := intent.Key
 	start := time.Now()
-	rv, callErr := a.perform(ctx, act)
+	var rv string
+	var callErr error
+	var measured *journal.Measurement
+	if act.Kind == planner.Measure {
+		measured = a.measure(ctx, act) // writes nothing; never fails
+	} else {
+		rv, callErr = a.perform(ctx, act)
+	}
 	a.m.observe(act.Kind, time.Since(start), callErr)
 
 	out := intent
 	out.Action = nil // intents only: the outcome points back by key
+	out.Measurement = measured
 	kind := journal.KindActionSucceeded
 	if callErr != nil {
 		kind = journal.KindActionFailed
