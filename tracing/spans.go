@@ -51,9 +51,16 @@ const (
 	AttrImagesTo      = "rollbook.images.to"   // and after, in the same order
 	AttrActions       = "rollbook.actions"     // pod: actions intended
 	AttrFailures      = "rollbook.failures"    // pod: actions failed
-	AttrNamespace     = "k8s.namespace.name"
-	AttrPodName       = "k8s.pod.name"
-	AttrPodUID        = "k8s.pod.uid"
+	// A measure span (one analysis measurement): the check, the step it
+	// gates, what was asked, the value and the verdict.
+	AttrCheck     = "rollbook.analysis.check"
+	AttrQuery     = "rollbook.analysis.query"
+	AttrCondition = "rollbook.analysis.condition"
+	AttrValue     = "rollbook.analysis.value"
+	AttrVerdict   = "rollbook.analysis.verdict"
+	AttrNamespace = "k8s.namespace.name"
+	AttrPodName   = "k8s.pod.name"
+	AttrPodUID    = "k8s.pod.uid"
 )
 
 // Span events.
@@ -224,6 +231,19 @@ func (rt *rolloutTrace) actionSpan(a *actionSpan, o *outcome, end time.Time) sdk
 	s.Attributes = append(s.Attributes,
 		attribute.Int64(AttrOutcomeSeq, int64(o.seq)),
 		attribute.String(AttrOutcome, out))
+	if m := o.fact.Measurement; m != nil {
+		s.Attributes = append(s.Attributes,
+			attribute.String(AttrCheck, m.Check), attribute.Int(AttrStep, int(m.Step)),
+			attribute.String(AttrQuery, m.Query), attribute.String(AttrCondition, m.Condition),
+			attribute.String(AttrValue, m.Value), attribute.String(AttrVerdict, m.Verdict))
+		if m.Verdict != journal.VerdictPass {
+			// Not an error of the action, which did its job: the
+			// measurement is the evidence a failed analysis rests on.
+			s.Events = append(s.Events, sdktrace.Event{Name: "rollbook.analysis." + strings.ToLower(m.Verdict), Time: o.at, Attributes: []attribute.KeyValue{
+				attribute.String("rollbook.analysis.error", m.Error),
+			}})
+		}
+	}
 	if out == OutcomeSucceeded {
 		if o.fact.ResultVersion != "" {
 			s.Attributes = append(s.Attributes, attribute.String(AttrResultVersion, o.fact.ResultVersion))

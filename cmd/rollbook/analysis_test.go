@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/test/cluster"
+	"rollbook.dev/rollbook/tracing"
 )
 
 // analysisRollout is a 4-pod rollout whose first step (one pod) must pass
@@ -144,6 +147,42 @@ func TestAnalysisFailureRollsBack(t *testing.T) {
 	}
 	if touched != 1 {
 		t.Errorf("%d pods updated and rolled back, want 1 (25%% of 4): %v", touched, au.actions)
+	}
+
+	// The trace shows the measurement as a span with its evidence, and
+	// the report lists it; both from the journal alone.
+	src := recordSource{dir: filepath.Join(r.dir, "journal")}
+	spans, err := tracing.Build(context.Background(), func(ctx context.Context, from uint64, fn func(journal.Record) error) error {
+		return src.read(ctx, fn)
+	}, ns+"/web-v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var measured bool
+	for _, s := range spans {
+		attrs := map[string]string{}
+		for _, kv := range s.Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		if s.Name() == "measure" && attrs[tracing.AttrVerdict] == journal.VerdictFail && attrs[tracing.AttrValue] == "0.5" && attrs[tracing.AttrQuery] == "app_error_ratio" {
+			measured = true
+		}
+	}
+	if !measured {
+		t.Errorf("no measure span with the query, value 0.5 and verdict Fail among %d spans", len(spans))
+	}
+	out := filepath.Join(t.TempDir(), "report.html")
+	if err := reportCmd(context.Background(), []string{"--dir", filepath.Join(r.dir, "journal"), "-o", out, "--rollout", ns + "/web-v2"}); err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Analysis (1 measurements)", "app_error_ratio", "result &lt; 0.05", ">Fail<"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("the report does not show %q", want)
+		}
 	}
 }
 

@@ -228,6 +228,41 @@ type reportRollout struct {
 	Failures             []reportFailure
 	MoreFailures         int
 	Table                []reportPodLine
+	// Analysis lists every measurement of the steps' analyses: the
+	// evidence each promote or rollback rests on.
+	Analysis []reportMeasurement
+}
+
+// reportMeasurement is one analysis measurement, from its measure span.
+type reportMeasurement struct {
+	At, Check, Query, Condition, Value, Verdict, VerdictClass, Error, Records string
+	Step                                                                      int64
+}
+
+func newReportMeasurement(sc reportScale, c *reportSpan) reportMeasurement {
+	m := reportMeasurement{
+		At: sc.offset(c.end), Step: c.a.int(tracing.AttrStep), Check: c.a.str(tracing.AttrCheck),
+		Query: c.a.str(tracing.AttrQuery), Condition: c.a.str(tracing.AttrCondition),
+		Value: c.a.str(tracing.AttrValue), Verdict: c.a.str(tracing.AttrVerdict), Records: c.records(),
+	}
+	switch m.Verdict {
+	case journal.VerdictPass:
+		m.VerdictClass = "ok"
+	case journal.VerdictFail, journal.VerdictInvalid:
+		m.VerdictClass = "bad"
+	case "":
+		m.Verdict, m.VerdictClass = "pending", "warn"
+	default:
+		m.VerdictClass = "warn"
+	}
+	for _, e := range c.s.Events() {
+		for _, kv := range e.Attributes {
+			if kv.Key == "rollbook.analysis.error" {
+				m.Error = kv.Value.AsString()
+			}
+		}
+	}
+	return m
 }
 
 type reportWrites struct {
@@ -575,6 +610,9 @@ func (b *rolloutReport) rolloutTrack() []*reportSpan {
 	var steps []*reportSpan
 	for _, c := range b.children[root.id] {
 		switch {
+		case c.isAction() && c.kind() == string(planner.Measure):
+			// A measurement writes nothing: it is evidence, not a write.
+			ro.Analysis = append(ro.Analysis, newReportMeasurement(sc, c))
 		case c.isAction():
 			b.count(c)
 			ro.RolloutBars = append(ro.RolloutBars, reportActionBar(sc, c, ro.Key))

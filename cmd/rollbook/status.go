@@ -51,6 +51,11 @@ func statusCmd(ctx context.Context, args []string) error {
 				fmt.Fprintf(w, "  %s\t%s: %s\n", c.Type, c.Reason, c.Message)
 			}
 		}
+		if a := st.Analysis; a != nil {
+			for _, c := range a.Checks {
+				fmt.Fprintf(w, "  analysis\tstep %d %s %s: %s (%d measurements)\n", a.Step, c.Name, c.Phase, c.Message, c.Measurements)
+			}
+		}
 	}
 	fmt.Fprintf(w, "(%d records, %d pods tracked)\n", s.Seq, len(s.Pods))
 	return w.Flush()
