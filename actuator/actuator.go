@@ -51,6 +51,10 @@ type Options struct {
 	FieldManager string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// AnalysisHosts, when not empty, are the only hosts analysis checks
+	// may reach: a host name or IP (any port) or host:port. Link-local
+	// addresses are refused either way (see egress.go).
+	AnalysisHosts []string
 	// Clock stamps lastTransitionTime of the conditions the actuator
 	// writes and the times of Events; nil means time.Now. It is used for
 	// nothing else: the actuator decides nothing by time.
@@ -129,7 +133,7 @@ func New(opts Options) (*Actuator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("actuator: dynamic client: %w", err)
 	}
-	return &Actuator{opts: opts, kube: kube, dyn: dyn, journal: opts.Journal, log: opts.Logger, m: m, http: &http.Client{}}, nil
+	return &Actuator{opts: opts, kube: kube, dyn: dyn, journal: opts.Journal, log: opts.Logger, m: m, http: newMeasureClient(opts.AnalysisHosts)}, nil
 }
 
 // Do carries out one action:

@@ -62,6 +62,10 @@ func (a *Actuator) measure(ctx context.Context, act planner.Action) *journal.Mea
 	} else {
 		value, err = a.fetchWeb(ctx, method, c.Web)
 	}
+	if errors.Is(err, errEgress) {
+		m.Verdict, m.Error = journal.VerdictInvalid, err.Error()
+		return m
+	}
 	if err != nil {
 		m.Error = err.Error()
 		return m
@@ -198,6 +202,9 @@ func (a *Actuator) get(ctx context.Context, method, target, body string, timeout
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
 		return nil, fmt.Errorf("request: %w", err)
+	}
+	if err := allowedHost(a.opts.AnalysisHosts, req.URL); err != nil {
+		return nil, err
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")

@@ -1,11 +1,13 @@
 package actuator_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"rollbook.dev/rollbook/actuator"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
@@ -42,6 +44,8 @@ func TestMeasure(t *testing.T) {
 		switch r.URL.Path {
 		case "/health":
 			w.Write([]byte(`{"status":"ok","checks":{"db":{"latencyMs":12}},"secret":"not-journaled"}`))
+		case "/redirect":
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
 		case "/down":
 			w.WriteHeader(http.StatusServiceUnavailable)
 		default:
@@ -74,6 +78,10 @@ func TestMeasure(t *testing.T) {
 		{"web non-2xx", webCheck("/down", "", "true"), journal.VerdictError, "", "HTTP 503"},
 		{"web not JSON", webCheck("/text", "", "true"), journal.VerdictError, "", "not JSON"},
 		{"web path selects nothing", webCheck("/health", "{.nope}", "true"), journal.VerdictError, "", "nope"},
+		// Instance metadata lives on link-local addresses; a rollout's
+		// author could read what a check selects there in the status.
+		{"link-local is refused", &projections.AnalysisCheck{Name: "c", Web: &projections.WebCheck{URL: "http://169.254.169.254/latest/meta-data/"}, SuccessCondition: "true"}, journal.VerdictInvalid, "", "link-local address 169.254.169.254"},
+		{"a redirect to link-local is refused", webCheck("/redirect", "", "true"), journal.VerdictInvalid, "", "link-local address 169.254.169.254"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.reqs.all())
@@ -96,5 +104,18 @@ func TestMeasure(t *testing.T) {
 				t.Fatalf("a measurement made %d apiserver requests", n)
 			}
 		})
+	}
+
+	// With an allow-list, a host not on it is never asked.
+	listed, err := actuator.New(actuator.Options{Config: e.c.Config(), Journal: e.j, AnalysisHosts: []string{"prometheus.monitoring:9090"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fact, err := listed.Do(context.Background(), planner.Action{Kind: planner.Measure, Rollout: e.ns + "/r1", RolloutUID: "u1", Revision: "rev1", Check: promCheck("one", "true"), N: 2}, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fact.Measurement; m == nil || m.Verdict != journal.VerdictInvalid || !strings.Contains(m.Error, "is not allowed (--analysis-allowed-hosts [prometheus.monitoring:9090])") {
+		t.Fatalf("measurement of an unlisted host: %+v", fact.Measurement)
 	}
 }

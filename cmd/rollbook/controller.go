@@ -42,6 +42,8 @@ type controllerOptions struct {
 	QPS     float32
 	Burst   int
 	Workers int
+	// AnalysisHosts, when set, are the only hosts analysis checks reach.
+	AnalysisHosts []string
 	// Debounce gathers bursts of records into one plan.
 	Debounce time.Duration
 	// Checkpoints: how often the folded state is saved and how much
@@ -118,7 +120,7 @@ func newController(opts controllerOptions) (*controller, error) {
 		c.shutdown()
 		return nil, err
 	}
-	c.act, err = actuator.New(actuator.Options{Config: opts.Config, Journal: j, QPS: opts.QPS, Burst: opts.Burst, Logger: opts.Logger})
+	c.act, err = actuator.New(actuator.Options{Config: opts.Config, Journal: j, QPS: opts.QPS, Burst: opts.Burst, Logger: opts.Logger, AnalysisHosts: opts.AnalysisHosts})
 	if err != nil {
 		c.shutdown()
 		return nil, err

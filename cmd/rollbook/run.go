@@ -45,6 +45,7 @@ func runCmd(ctx context.Context, args []string) error {
 	qps := fs.Float64("kube-api-qps", 100, "actuator write QPS")
 	burst := fs.Int("kube-api-burst", 200, "actuator write burst")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
+	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
 	leaderElect := fs.Bool("leader-elect", true, "elect a leader on a Lease; standbys wait")
 	leaseNS := fs.String("leader-elect-namespace", "", "namespace of the Lease (the pod's namespace when empty)")
@@ -84,7 +85,7 @@ func runCmd(ctx context.Context, args []string) error {
 		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), NoNATS: *noNATS,
 		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
 		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
-		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log,
+		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log, AnalysisHosts: splitList(*analysisHosts),
 		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}
