@@ -171,6 +171,25 @@ paused: true
 		// A workload's container exempt from the drain without pinning its
 		// image: the template still says which image it runs.
 		{"workload-skipdrain-only", wl + `containers: [{name: log, skipDrain: true}]`},
+		{"analysis", wl + `
+strategy:
+  onFailure: Rollback
+  steps:
+  - percent: 10
+    analysis:
+      checks:
+      - name: error-ratio
+        prometheus: {address: "http://prometheus.monitoring:9090", query: "sum(rate(errors[1m]))"}
+        successCondition: result < 0.05
+        intervalSeconds: 30
+        passes: 3
+        failureLimit: 1
+        errorLimit: 2
+      - name: health
+        web: {url: "https://web.shop/health", method: POST, body: '{"deep": true}', jsonPath: "{.status}", timeoutSeconds: 5}
+        successCondition: result == "ok"
+  - percent: 100
+`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,6 +362,20 @@ func TestInvalidRollouts(t *testing.T) {
 		{"paused-string", wl + "paused: 'yes'", []string{"spec.paused", "must be of type boolean"}},
 		{"containers-string", wl + "containers: app", []string{"spec.containers", "must be of type array"}},
 		{"grace-string", wl + "strategy: {gracePeriodSeconds: '5'}", []string{"spec.strategy.gracePeriodSeconds", "must be of type integer"}},
+
+		// Analysis.
+		{"analysis-both-providers", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, prometheus: {address: 'http://p:9090', query: up}, web: {url: 'http://w/'}, successCondition: 'true'}]}}]}",
+			[]string{"a check sets exactly one of prometheus and web"}},
+		{"analysis-no-provider", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, successCondition: 'true'}]}}]}",
+			[]string{"a check sets exactly one of prometheus and web"}},
+		{"analysis-no-condition", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, prometheus: {address: 'http://p:9090', query: up}}]}}]}",
+			[]string{"successCondition: Required value"}},
+		{"analysis-duplicate-check", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, prometheus: {address: 'http://p:9090', query: up}, successCondition: 'true'}, {name: c, prometheus: {address: 'http://p:9090', query: up}, successCondition: 'true'}]}}]}",
+			[]string{"Duplicate value", `"name":"c"`}},
+		{"analysis-address-not-http", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, prometheus: {address: 'file:///etc/passwd', query: up}, successCondition: 'true'}]}}]}",
+			[]string{"spec.strategy.steps[0].analysis.checks[0].prometheus.address", "should match '^https?://'"}},
+		{"analysis-interval-zero", wl + "strategy: {steps: [{percent: 100, analysis: {checks: [{name: c, web: {url: 'http://w/'}, successCondition: 'true', intervalSeconds: 0}]}}]}",
+			[]string{"intervalSeconds", "greater than or equal to 1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
