@@ -72,6 +72,9 @@ type sim struct {
 	templates int
 	imageN    int
 	pending   map[string]bool // pods deleted and not yet recreated
+	// carried counts pods under way when the target last changed: they
+	// are re-planned toward the new target at once, whatever its steps.
+	carried int
 	steps     int
 	// trace is what happened lately, printed when an invariant fails.
 	trace []string
@@ -107,8 +110,14 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	s.converge()
 	st, _ := s.w.rolloutStatus(s.name)
 	maxU, maxUpdated := s.budgets()
-	t.Logf("seed %d: %d pods (gate %v, skipDrain %v, hooks %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d records; phase %s",
-		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, len(s.w.records), st.Phase)
+	measured := 0
+	for _, run := range s.w.state.Analyses {
+		for _, c := range run.Checks {
+			measured += int(c.Measurements)
+		}
+	}
+	t.Logf("seed %d: %d pods (gate %v, skipDrain %v, hooks %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d measurements; %d records; phase %s",
+		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, measured, len(s.w.records), st.Phase)
 	h := sha256.New()
 	for _, r := range s.w.records {
 		fmt.Fprintf(h, "%d %d %s %s %x\n", r.Seq, r.Time.UnixNano(), r.Kind, r.Key, r.Body)
@@ -171,6 +180,9 @@ func (s *sim) setup() {
 	if s.chance(0.5) {
 		p := int32(30)
 		st.Steps = []projections.Step{{Percent: 20, PauseSeconds: &p}, {Percent: 50, Pause: &projections.Pause{}}, {Percent: 100}}
+		if s.chance(0.8) {
+			st.Steps[0].Analysis = s.analysis()
+		}
 	}
 	s.spec = projections.RolloutSpec{
 		Target:   projections.Target{WorkloadRef: &projections.WorkloadRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web"}},
@@ -189,6 +201,29 @@ func (s *sim) setup() {
 		s.spec.Lifecycle = s.lifecycle()
 	}
 	s.writeSpec()
+}
+
+// analysis is a check with random limits whose measurements mostly pass,
+// sometimes fail or give no value: the analysis may pass, or fail and
+// pause the rollout until heal approves the step.
+func (s *sim) analysis() *projections.Analysis {
+	interval, passes, failures := int32(5+s.intn(30)), int32(1+s.intn(3)), int32(s.intn(3))
+	var verdicts []string
+	for range 30 {
+		switch s.intn(10) {
+		case 0:
+			verdicts = append(verdicts, "Fail:0.2")
+		case 1:
+			verdicts = append(verdicts, "Error:timeout")
+		default:
+			verdicts = append(verdicts, "Pass:0.01")
+		}
+	}
+	s.w.measures = map[string][]string{"errors": verdicts}
+	return &projections.Analysis{Checks: []projections.AnalysisCheck{{
+		Name: "errors", Prometheus: &projections.PrometheusCheck{Address: "http://prometheus:9090", Query: "errors"},
+		SuccessCondition: "result < 0.05", IntervalSeconds: &interval, Passes: &passes, FailureLimit: &failures,
+	}}}
 }
 
 // lifecycle is a random set of hooks: pre-update, post-update or both,
@@ -300,6 +335,7 @@ func (s *sim) step() {
 		s.restart()
 	case r < 87 && s.templates < 2 && s.steps > 100: // a new revision mid-rollout
 		s.templates++
+		s.carried = s.underWay()
 		s.newTemplate()
 		s.logf("template %s", s.f.obs.Workload.UpdateRevision)
 	case r < 88 && s.faults && s.chance(0.2): // a pod is deleted from outside; its workload recreates it, maybe later
@@ -371,6 +407,9 @@ func objectOf(a Action) string {
 	if a.Kind == Event {
 		return "event:" + a.Key()
 	}
+	if a.Kind == Measure {
+		return projections.MeasurePendingKey(a.Key()) // one measurement of a check at a time
+	}
 	return "rollout:" + a.Rollout
 }
 
@@ -421,7 +460,9 @@ func (s *sim) planAndAct() {
 func (s *sim) complete(a Action) {
 	w := s.w
 	class := ""
-	if s.faults && s.chance(0.08) {
+	// A measurement never fails as a write does (no value is a verdict,
+	// see actuator.measure): only a restart abandons one.
+	if s.faults && a.Kind != Measure && s.chance(0.08) {
 		switch s.intn(10) {
 		case 0, 1, 2, 3:
 			if s.injected[a.Key()] < 2 {
@@ -603,6 +644,9 @@ func gated(f *journal.PodFacts) bool {
 //     take the target, a revision costs at most maxUnavailable recreates.
 //  6. What admission added to the pods (a sidecar, a label, an
 //     annotation) is never touched.
+//  7. No pod beyond the first step starts before that step's analysis
+//     passed or the step was approved (pods under way when the target
+//     changed excepted: they are re-planned at once).
 func (s *sim) check() {
 	maxU, maxUpdated := s.budgets()
 	u := s.unavailable()
@@ -652,6 +696,40 @@ func (s *sim) check() {
 	if updated > maxUpdated {
 		s.t.Errorf("step %d: %d pods updated to %s, partition allows %d", s.steps, updated, rev, maxUpdated)
 	}
+	s.checkAnalysis(rev, updated, maxUpdated)
+}
+
+// checkAnalysis: no pod beyond the first step starts before that step's
+// analysis has passed or the step was approved.
+func (s *sim) checkAnalysis(rev string, updated, maxUpdated int) {
+	steps := s.spec.Strategy.Steps
+	r := s.w.state.Rollouts[testNS+"/"+s.name]
+	if len(steps) == 0 || steps[0].Analysis == nil || r == nil || s.spec.ApprovedSteps-r.Status.ApprovedStepsBase > 0 {
+		return
+	}
+	if run := s.w.state.Analyses[projections.AnalysisKey(r.Key(), rev, 0)]; run != nil && run.Checks["errors"] != nil &&
+		checkStatus(steps[0].Analysis.Checks[0], *run.Checks["errors"]).Phase == projections.AnalysisPassed {
+		return
+	}
+	if first := min(ceilPercent(steps[0].Percent, s.replicas()), maxUpdated); updated > first+s.carried {
+		s.t.Errorf("step %d: %d pods updated to %s before the first step's analysis passed; the step holds %d (and %d were under way)", s.steps, updated, rev, first, s.carried)
+	}
+}
+
+// underWay counts pods gated, with an intent in flight, or patched and
+// not yet restarted by the kubelet.
+func (s *sim) underWay() int {
+	n := 0
+	for _, p := range s.w.pods {
+		busy := gated(p.Pod) || s.inflightFor(p.Namespace+"/"+p.Name+"@"+p.UID) != nil
+		for _, c := range p.Pod.Containers {
+			busy = busy || c.Image != c.StatusImage
+		}
+		if busy {
+			n++
+		}
+	}
+	return n
 }
 
 // targetRevision is the rollout's target as the planner computes it from
