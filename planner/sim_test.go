@@ -75,7 +75,7 @@ type sim struct {
 	// carried counts pods under way when the target last changed: they
 	// are re-planned toward the new target at once, whatever its steps.
 	carried int
-	steps     int
+	steps   int
 	// trace is what happened lately, printed when an invariant fails.
 	trace []string
 	// stats, logged to show what a seed exercised.
