@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -259,6 +261,18 @@ func TestLifecycleHooksHoldAndRelease(t *testing.T) {
 	}
 	if au.maxGated > 1 {
 		t.Errorf("%d pods gated at once, maxUnavailable 1", au.maxGated)
+	}
+	// The report shows where each pod waited for its hooks.
+	out := filepath.Join(t.TempDir(), "report.html")
+	if err := reportCmd(ctx, []string{"--dir", filepath.Join(dir, "journal"), "-o", out, "--rollout", ns + "/db-v2"}); err != nil {
+		t.Fatal(err)
+	}
+	html, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(html), `class="w hook"`); n < replicas {
+		t.Errorf("the report shows %d lifecycle hook waits, want one per pod at least (%d)", n, replicas)
 	}
 }
 

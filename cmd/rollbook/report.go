@@ -783,6 +783,7 @@ const (
 var reportLegendItems = []reportLegend{
 	{"a gate", "gate"},
 	{"w grace", "grace period"},
+	{"w hook", "lifecycle hook wait"},
 	{"a patch", "patch"},
 	{"w verify", "verify wait"},
 	{"a ungate", "ungate"},
@@ -909,10 +910,18 @@ func reportWaitAfter(a *reportSpan) (string, int) {
 	}
 	switch planner.ActionKind(a.kind()) {
 	case planner.Gate:
+		if strings.Contains(a.a.str(tracing.AttrAction), "label["+planner.HookLabel+"]="+planner.HookPreUpdate) {
+			// The gate marked the pod for its pre-update hook: the patch
+			// waits for the hook controller's release (and the grace).
+			return "hook", reportAggGrace
+		}
 		return "grace", reportAggGrace
 	case planner.Patch, planner.Resize:
 		return "verify", reportAggVerify
 	case planner.Ungate:
+		if strings.Contains(a.a.str(tracing.AttrAction), "label["+planner.HookLabel+"]="+planner.HookPostUpdate) {
+			return "hook", reportAggOther // held for its post-update hook
+		}
 		return "", 0 // back in service: nothing to wait for
 	}
 	return "other", reportAggOther
@@ -1013,6 +1022,7 @@ const reportLabelMin = 6.0
 
 var reportWaitNames = map[string]string{
 	"grace":  "grace period",
+	"hook":   "lifecycle hook wait",
 	"verify": "verify wait",
 	"retry":  "wait before retry",
 	"other":  "wait",
