@@ -40,13 +40,13 @@ func analysisRollout(sts, prom string, extra map[string]any) map[string]any {
 
 // startAnalysisScene: a 4-pod StatefulSet, a service metric Prometheus
 // scrapes, the controller, and the template moved to v2.
-func startAnalysisScene(t *testing.T, errorRatio float64) (*cluster.Cluster, string, *running, *promServer) {
+func startAnalysisScene(t *testing.T, errorRatio float64) (*cluster.Cluster, string, *running, *cluster.Prometheus) {
 	c := cluster.Shared(t)
 	ns := c.Namespace(t)
 	target := newMetricTarget(t)
 	target.set("app_error_ratio", errorRatio)
 	prom := startPrometheus(t, target)
-	prom.waitSample(t, "app_error_ratio")
+	prom.WaitSample(t, "app_error_ratio")
 	r := startController(t, c, t.TempDir(), ns)
 	if _, err := c.Clientset().AppsV1().StatefulSets(ns).Create(context.Background(), kwokStatefulSet("web", stsOpts{replicas: 4, gate: true}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func startAnalysisScene(t *testing.T, errorRatio float64) (*cluster.Cluster, str
 // replay, with Prometheus stopped, derives the same decisions.
 func TestAnalysisGatesTheNextStep(t *testing.T) {
 	c, ns, r, prom := startAnalysisScene(t, 0.01)
-	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.addr, nil))
+	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.Address, nil))
 	st := waitPhase(t, c, ns, "web-v2", "Succeeded", 3*time.Minute)
 	if st.Analysis == nil || st.Analysis.Phase != "Passed" || st.Analysis.Checks[0].Passes < 2 {
 		t.Fatalf("status.analysis %+v: want the step's check passed twice", st.Analysis)
@@ -77,7 +77,7 @@ func TestAnalysisGatesTheNextStep(t *testing.T) {
 		}
 	}
 	r.waitSeen(t, ns+"/web-v2", "Succeeded")
-	prom.stop()
+	prom.Stop()
 	r.stop(t) // replays the journal: Prometheus is not there to ask
 
 	ms := measurements(t, r.dir)
@@ -105,7 +105,7 @@ func TestAnalysisGatesTheNextStep(t *testing.T) {
 // Prometheus stopped derives the same rollback.
 func TestAnalysisFailureRollsBack(t *testing.T) {
 	c, ns, r, prom := startAnalysisScene(t, 0.5)
-	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.addr, map[string]any{"onFailure": "Rollback"}))
+	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.Address, map[string]any{"onFailure": "Rollback"}))
 	st := waitPhase(t, c, ns, "web-v2", "RolledBack", 3*time.Minute)
 	cond := condition(st, "Failed")
 	if cond == nil || cond.Status != "True" || cond.Reason != "AnalysisFailed" || !strings.Contains(cond.Message, `error-ratio: 1 measurements did not meet "result < 0.05" (failure limit 0); last value 0.5`) {
@@ -129,7 +129,7 @@ func TestAnalysisFailureRollsBack(t *testing.T) {
 		}
 	}
 	r.waitSeen(t, ns+"/web-v2", "RolledBack")
-	prom.stop()
+	prom.Stop()
 	r.stop(t)
 
 	if ms := measurements(t, r.dir); len(ms) != 1 || ms[0].Verdict != journal.VerdictFail || ms[0].Value != "0.5" {
@@ -191,26 +191,14 @@ func TestAnalysisFailureRollsBack(t *testing.T) {
 func assertAfterAnalysis(t *testing.T, dir, pod string) {
 	t.Helper()
 	var lastPass, gate uint64
-	src := recordSource{dir: dir + "/journal"}
-	err := src.read(context.Background(), func(r journal.Record) error {
-		if r.Kind != journal.KindActionSucceeded {
-			return nil
-		}
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return err
-		}
+	eachOutcome(t, dir, func(seq uint64, f journal.ActionFact) {
 		switch {
 		case f.Measurement != nil && f.Measurement.Verdict == journal.VerdictPass:
-			lastPass = r.Seq
+			lastPass = seq
 		case f.Kind == "gate" && strings.HasSuffix(f.Pod, "/"+pod) && gate == 0:
-			gate = r.Seq
+			gate = seq
 		}
-		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if gate == 0 || gate < lastPass {
 		t.Fatalf("%s gated at record %d, before the analysis passed at %d", pod, gate, lastPass)
 	}
