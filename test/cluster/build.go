@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -88,10 +89,10 @@ func KubernetesBinaries(ctx context.Context, progress io.Writer) (Bins, error) {
 	}
 	dir, err := cachedBuild(ctx, progress, "kubernetes-"+KubernetesVersion+"-"+key,
 		[]string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"},
-		func(ctx context.Context, out string) *exec.Cmd {
+		func(ctx context.Context, out string) (*exec.Cmd, error) {
 			cmd := exec.CommandContext(ctx, "go", "build", "-v", "-ldflags", ldflags, "-o", out+string(filepath.Separator), "./...")
 			cmd.Dir = mod
-			return cmd
+			return cmd, nil
 		})
 	if err != nil {
 		return Bins{}, err
@@ -113,20 +114,59 @@ func GoInstall(ctx context.Context, progress io.Writer, name string, env []strin
 	for _, p := range pkgs {
 		bins = append(bins, filepath.Base(strings.SplitN(p, "@", 2)[0]))
 	}
-	return cachedBuild(ctx, progress, name, bins, func(ctx context.Context, out string) *exec.Cmd {
+	return cachedBuild(ctx, progress, name, bins, func(ctx context.Context, out string) (*exec.Cmd, error) {
 		args := append([]string{"install", "-v", "-trimpath"}, pkgs...)
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Env = append(append(os.Environ(), "GOBIN="+out, "GOFLAGS=-mod=mod"), env...)
 		cmd.Dir = os.TempDir()
-		return cmd
+		return cmd, nil
 	})
+}
+
+// ModuleBuild builds one main package of a module at a version into the
+// cache, once, and returns the binary. It builds inside a writable copy
+// of the module's own tree, so the module's go.mod (its replace
+// directives included) and go.sum are the ones its authors tested: go
+// install pkg@version refuses a module with replace directives.
+func ModuleBuild(ctx context.Context, progress io.Writer, name, module, version, pkg string) (string, error) {
+	bin := filepath.Base(pkg)
+	var src string
+	defer func() {
+		if src != "" {
+			os.RemoveAll(src)
+		}
+	}()
+	dir, err := cachedBuild(ctx, progress, name, []string{bin}, func(ctx context.Context, out string) (*exec.Cmd, error) {
+		dl := exec.CommandContext(ctx, "go", "mod", "download", "-json", module+"@"+version)
+		dl.Dir, dl.Env = os.TempDir(), append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+		raw, runErr := dl.Output()
+		var mod struct{ Dir, Error string }
+		if err := json.Unmarshal(raw, &mod); err != nil || mod.Error != "" || runErr != nil {
+			return nil, fmt.Errorf("cluster: go mod download %s@%s: %v %s", module, version, runErr, mod.Error)
+		}
+		var err error
+		if src, err = os.MkdirTemp("", name+"-src-"); err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		tree := filepath.Join(src, "module")
+		if err := os.CopyFS(tree, os.DirFS(mod.Dir)); err != nil {
+			return nil, fmt.Errorf("cluster: copying %s: %w", mod.Dir, err)
+		}
+		cmd := exec.CommandContext(ctx, "go", "build", "-v", "-trimpath", "-o", filepath.Join(out, bin), "./"+pkg)
+		cmd.Dir, cmd.Env = tree, append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+		return cmd, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, bin), nil
 }
 
 // cachedBuild runs build into a fresh directory and renames it into place,
 // so an interrupted build never leaves half a set of binaries that a later
 // run would trust. A file lock keeps parallel test packages from building
 // the same thing twice.
-func cachedBuild(ctx context.Context, progress io.Writer, name string, bins []string, build func(context.Context, string) *exec.Cmd) (string, error) {
+func cachedBuild(ctx context.Context, progress io.Writer, name string, bins []string, build func(context.Context, string) (*exec.Cmd, error)) (string, error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", err
@@ -156,7 +196,10 @@ func cachedBuild(ctx context.Context, progress io.Writer, name string, bins []st
 	}
 	fmt.Fprintf(progress, "building %s (once; cached in %s)\n", strings.Join(bins, ", "), final)
 	start := time.Now()
-	cmd := build(ctx, tmp)
+	cmd, err := build(ctx, tmp)
+	if err != nil {
+		return "", err
+	}
 	logPath := filepath.Join(cache, name+".build.log")
 	logf, err := os.Create(logPath)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Command prepare builds every component the tests run — etcd and the
-// Kubernetes control plane, kubelet, kwok and containerd — into the cache,
+// Kubernetes control plane, kubelet, kwok, containerd, helm and Jaeger — into the cache,
 // with progress, so that test timeouts never include a cold build.
 package main
 
@@ -23,7 +23,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range []func(context.Context, io.Writer) (string, error){fleet.BuildKwok, node.BuildContainerd, cluster.Helm} {
+	for _, b := range []func(context.Context, io.Writer) (string, error){fleet.BuildKwok, node.BuildContainerd, cluster.Helm, cluster.BuildJaeger} {
 		if _, err := b(ctx, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
