@@ -1,4 +1,4 @@
-package cli
+package ctl
 
 import (
 	"bufio"
@@ -62,7 +62,7 @@ func WriteJournal(ctx context.Context, w io.Writer, j *journal.Journal, from uin
 				err = fmt.Errorf("no checkpoint at record %d", first-1)
 			}
 			if err != nil {
-				return fmt.Errorf("cli: journal starts at record %d: %w", first, err)
+				return fmt.Errorf("ctl: journal starts at record %d: %w", first, err)
 			}
 			anchor, h.Checkpoint = c.Hash, c.Data
 		} else {
@@ -116,7 +116,7 @@ type Live struct {
 func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [32]byte, checkpoint []byte) error, fn func(journal.Record) error) error {
 	u, err := url.Parse(strings.TrimSuffix(l.URL, "/") + JournalPath)
 	if err != nil {
-		return fmt.Errorf("cli: --server %q: %w", l.URL, err)
+		return fmt.Errorf("ctl: --server %q: %w", l.URL, err)
 	}
 	u.RawQuery = url.Values{"from": {"1"}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -130,30 +130,30 @@ func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [3
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fmt.Errorf("cli: the controller's journal API: %w", err)
+		return fmt.Errorf("ctl: the controller's journal API: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return fmt.Errorf("cli: the controller at %s answered %s: %s", l.URL, resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("ctl: the controller at %s answered %s: %s", l.URL, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != LiveContentType {
-		return fmt.Errorf("cli: %s is not a Rollbook controller's journal API (Content-Type %q)", u, ct)
+		return fmt.Errorf("ctl: %s is not a Rollbook controller's journal API (Content-Type %q)", u, ct)
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	line, err := br.ReadBytes('\n')
 	if err != nil {
-		return fmt.Errorf("cli: the journal stream's header: %w", err)
+		return fmt.Errorf("ctl: the journal stream's header: %w", err)
 	}
 	var h liveHeader
 	if err := json.Unmarshal(line, &h); err != nil {
-		return fmt.Errorf("cli: the journal stream's header: %w", err)
+		return fmt.Errorf("ctl: the journal stream's header: %w", err)
 	}
 	var anchor [32]byte
 	if h.First > 1 {
 		b, err := hex.DecodeString(h.Anchor)
 		if err != nil || len(b) != len(anchor) {
-			return fmt.Errorf("cli: the journal stream's anchor %q is not a hash", h.Anchor)
+			return fmt.Errorf("ctl: the journal stream's anchor %q is not a hash", h.Anchor)
 		}
 		copy(anchor[:], b)
 	}
@@ -163,23 +163,23 @@ func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [3
 	for {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
-			return fmt.Errorf("cli: the journal stream from %s was cut before record %d: %w", l.URL, h.Last, noEOF(err))
+			return fmt.Errorf("ctl: the journal stream from %s was cut before record %d: %w", l.URL, h.Last, noEOF(err))
 		}
 		if n == 0 {
 			return nil
 		}
 		if n > 64<<20 {
-			return fmt.Errorf("cli: the journal stream announces a record of %d bytes", n)
+			return fmt.Errorf("ctl: the journal stream announces a record of %d bytes", n)
 		}
 		// A buffer per record: a decoded record may alias it, and fn may
 		// keep records.
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(br, buf); err != nil {
-			return fmt.Errorf("cli: the journal stream from %s was cut: %w", l.URL, noEOF(err))
+			return fmt.Errorf("ctl: the journal stream from %s was cut: %w", l.URL, noEOF(err))
 		}
 		r, err := journal.DecodeRecord(buf)
 		if err != nil {
-			return fmt.Errorf("cli: the journal stream: %w", err)
+			return fmt.Errorf("ctl: the journal stream: %w", err)
 		}
 		if err := fn(r); err != nil {
 			return err

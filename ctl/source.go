@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"context"
@@ -13,53 +13,79 @@ import (
 	"rollbook.dev/rollbook/projections"
 )
 
-// recordSource reads a journal's records in order, from the start, as many
+// Source reads a journal's records in order, from the start, as many
 // times as asked: from a journal directory, a JSON-lines export (optionally
-// gzipped) or a NATS JetStream stream. Every source checks the hash chain
-// as it goes, so an auditor on another machine replays exactly what was
-// recorded or learns that it was not.
-type recordSource struct {
-	dir, export string
-	nats        journal.NATSConfig
-	stream      string
+// gzipped), a NATS JetStream stream or a running controller's journal API
+// (Live). Every source checks the hash chain as it goes, so an auditor on
+// another machine replays exactly what was recorded or learns that it was
+// not. Exactly one of Dir, Export, NATS.URL and Live is set.
+type Source struct {
+	Dir, Export string
+	NATS        journal.NATSConfig
+	Stream      string
+	Live        *Live
 }
 
-func (s recordSource) describe() string {
+// Describe names the source for messages.
+func (s Source) Describe() string {
 	switch {
-	case s.dir != "":
-		return "journal " + s.dir
-	case s.export != "":
-		return "export " + s.export
+	case s.Dir != "":
+		return "journal " + s.Dir
+	case s.Export != "":
+		return "export " + s.Export
+	case s.Live != nil:
+		return "controller " + s.Live.URL
 	}
-	return "stream " + s.stream + " at " + s.nats.URL
+	return "stream " + s.Stream + " at " + s.NATS.URL
 }
 
-func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) error {
-	return s.readFrom(ctx, nil, fn)
+// Set reports whether any source is named.
+func (s Source) Set() bool {
+	return s.Dir != "" || s.Export != "" || s.NATS.URL != "" || s.Live != nil
 }
 
-// readFrom is read for a reader that folds state: a journal pruned by
+// Read calls fn with every record from the journal's first.
+func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
+	return s.ReadFrom(ctx, nil, fn)
+}
+
+// ReadFrom is Read for a reader that folds state: a journal pruned by
 // retention starts after a checkpoint, and base (when not nil) is given
 // that checkpoint's books before the first record; for a source that
 // starts at record 1 it is given empty books. The chain is checked from
 // the checkpoint's anchor, so a pruned journal verifies as one that was not.
-func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
+func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	var prev [32]byte
 	var next uint64 = 1
 	check := func(r journal.Record) error {
 		if r.Seq != next {
-			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.describe(), r.Seq, next)
+			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.Describe(), r.Seq, next)
 		}
 		if r.Prev != prev {
-			return fmt.Errorf("%s: record %d does not link to record %d: %w", s.describe(), r.Seq, r.Seq-1, journal.ErrBrokenChain)
+			return fmt.Errorf("%s: record %d does not link to record %d: %w", s.Describe(), r.Seq, r.Seq-1, journal.ErrBrokenChain)
 		}
 		prev, next = r.Hash, next+1
 		return fn(r)
 	}
 	books := projections.NewBooks()
 	switch {
-	case s.dir != "":
-		j, err := openExisting(s.dir)
+	case s.Live != nil:
+		return s.Live.readFrom(ctx, func(first uint64, anchor [32]byte, data []byte) error {
+			if first > 1 {
+				prev, next = anchor, first
+				if base != nil {
+					if err := journal.DecodeCheckpoint(data, books); err != nil {
+						return fmt.Errorf("%s: the checkpoint at record %d: %w", s.Describe(), first-1, err)
+					}
+				}
+			}
+			if base != nil {
+				return base(books)
+			}
+			return nil
+		}, check)
+	case s.Dir != "":
+		j, err := OpenExisting(s.Dir)
 		if err != nil {
 			return err
 		}
@@ -73,7 +99,7 @@ func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books
 				err = journal.DecodeCheckpoint(c.Data, books)
 			}
 			if err != nil {
-				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.describe(), first, err)
+				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.Describe(), first, err)
 			}
 			prev, next = c.Hash, first
 		}
@@ -89,18 +115,18 @@ func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books
 		}
 	}
 	switch {
-	case s.export != "":
-		return journal.ReadExportFile(s.export, check)
-	case s.nats.URL != "":
-		return readStream(ctx, s.nats, s.stream, check)
+	case s.Export != "":
+		return journal.ReadExportFile(s.Export, check)
+	case s.NATS.URL != "":
+		return ReadStream(ctx, s.NATS, s.Stream, check)
 	}
-	return errors.New("no source: give --dir, --export or --nats-url")
+	return errors.New("no source: give --dir, --export, --nats-url or --server")
 }
 
-// readStream reads a JetStream stream from its first message to the last
+// ReadStream reads a JetStream stream from its first message to the last
 // one present when the read started, with an ordered consumer.
-func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
-	st, closeConn, err := openStream(ctx, cfg, stream)
+func ReadStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
+	st, closeConn, err := OpenStream(ctx, cfg, stream)
 	if err != nil {
 		return err
 	}
@@ -144,20 +170,20 @@ func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn f
 	}
 }
 
-// openExisting opens a journal a reader names. journal.Open creates an
+// OpenExisting opens a journal a reader names. journal.Open creates an
 // empty journal where there is none, so a mistyped --dir would read as a
 // journal of 0 records; a reader says there is no journal there instead.
-func openExisting(dir string) (*journal.Journal, error) {
+func OpenExisting(dir string) (*journal.Journal, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("no journal at %s: %w", dir, err)
 	}
 	return journal.Open(dir, journal.Options{})
 }
 
-// streamJournalID returns the ID of the journal whose records a stream
+// StreamJournalID returns the ID of the journal whose records a stream
 // holds, from its last message's Nats-Msg-Id (journal.MsgID).
-func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
-	st, closeConn, err := openStream(ctx, cfg, stream)
+func StreamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
+	st, closeConn, err := OpenStream(ctx, cfg, stream)
 	if err != nil {
 		return "", err
 	}
@@ -184,9 +210,9 @@ func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string)
 	return id, nil
 }
 
-// openStream connects to NATS and looks the stream up; closeConn ends the
+// OpenStream connects to NATS and looks the stream up; closeConn ends the
 // connection.
-func openStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
+func OpenStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
 	nc, err := journal.ConnectNATS(cfg)
 	if err != nil {
 		return nil, nil, err
