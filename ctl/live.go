@@ -108,6 +108,8 @@ type Live struct {
 	// (kubectl port-forward to the rollbook Service's http port).
 	URL    string
 	Client *http.Client
+	// journalID is the ID of the journal last read.
+	journalID string
 }
 
 // readFrom calls header with the stream's first sequence, the hash it
@@ -149,6 +151,7 @@ func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [3
 	if err := json.Unmarshal(line, &h); err != nil {
 		return fmt.Errorf("ctl: the journal stream's header: %w", err)
 	}
+	l.journalID = h.Journal
 	var anchor [32]byte
 	if h.First > 1 {
 		b, err := hex.DecodeString(h.Anchor)
