@@ -271,6 +271,41 @@ func TestKubectlPlugin(t *testing.T) {
 		t.Fatalf("status of a failing rollout: exit %d, %q", code, errOut)
 	}
 
+	// undo of a selector rollout: its previous spec.containers, from the
+	// journal the controller serves.
+	for i := range 2 {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("worker-%d", i), Labels: map[string]string{"team": "blue"}},
+			Spec:       kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec,
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logImage := func(img string) map[string]any {
+		return map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "log", "image": img}}}}
+	}
+	createRollout(t, c, ns, "logs", map[string]any{
+		"target":     map[string]any{"selector": map[string]any{"matchLabels": map[string]any{"team": "blue"}}},
+		"containers": logImage("registry.example/log:v2")["spec"].(map[string]any)["containers"],
+	})
+	mustRun(t, admin, "status", "logs", "-n", ns, "--timeout", "2m")
+	b, _ := json.Marshal(logImage("registry.example/log:v3"))
+	patchRollout(t, c, ns, "logs", string(b))
+	mustRun(t, admin, "status", "logs", "-n", ns, "--timeout", "2m")
+	if code, _, errOut := kubectlRollbook(t, admin, "undo", "logs", "-n", ns); code != 1 || !strings.Contains(errOut, "--controller") {
+		t.Fatalf("undo of a selector rollout without the journal: exit %d, %q", code, errOut)
+	}
+	if out := mustRun(t, admin, "undo", "logs", "-n", ns, "--controller", api); !strings.Contains(out, "log:v2") {
+		t.Fatalf("undo logs: %q", out)
+	}
+	mustRun(t, admin, "status", "logs", "-n", ns, "--timeout", "2m")
+	for _, name := range []string{"worker-0", "worker-1"} {
+		if img := podsByName(t, c, ns)[name].Spec.Containers[1].Image; img != "registry.example/log:v2" {
+			t.Fatalf("%s runs %s after undo", name, img)
+		}
+	}
+
 	// The journal verbs read the live journal through the controller.
 	hist := mustRun(t, admin, "history", "web", "-n", ns, "--controller", api)
 	if !strings.Contains(hist, "pod "+ns+"/web-0") || !strings.Contains(hist, "patched") || !strings.Contains(hist, "app:v4->registry.example/app:v3") {
