@@ -137,7 +137,7 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 	if ns == "" {
 		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 		if err != nil {
-			return errors.New("--leader-elect-namespace is required outside a pod")
+			return errors.New("--leader-elect-namespace is required outside a pod (or --leader-elect=false for a single controller)")
 		}
 		ns = strings.TrimSpace(string(b))
 	}
