@@ -40,3 +40,15 @@ func noArgs(fs *flag.FlagSet, usage string) error {
 	}
 	return nil
 }
+
+// parseFlags is parseArgs for a command that takes no positional
+// argument: one given is an error, not ignored.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: %s takes flags only (-h lists them)", fs.Args(), fs.Name())
+	}
+	return nil
+}

@@ -42,6 +42,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"history", "ns/r", "--dir", missing}, 1, "no journal at"},
 		{[]string{"trace", "ns/r", "-dir", missing, "-o", "json"}, 1, "no journal at"},
 		{[]string{"status", "extra", "--dir", missing}, 1, "unexpected arguments"},
+		{[]string{"journal", "verify", "extra", "--dir", missing}, 1, "unexpected arguments"},
 		{[]string{"history", "--", "--dir"}, 1, `rollout "--dir" is not namespace/name`},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -36,7 +36,12 @@ func (m *metricsServer) journalAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	c := m.current()
 	if c == nil {
-		http.Error(w, "this process does not lead: no journal to serve (a standby, or starting); ask the leader", http.StatusServiceUnavailable)
+		m.mu.Lock()
+		leader := m.leader
+		m.mu.Unlock()
+		// The Lease's holder identity is "<hostname>-<pid>": in a pod, the
+		// hostname is the pod's name.
+		http.Error(w, fmt.Sprintf("this process does not lead, so it has no journal to serve; the leader is %q (the Lease's holder: <pod>-<pid>): port-forward to that pod", leader), http.StatusServiceUnavailable)
 		return
 	}
 	from, err := ctl.ParseFrom(r.URL.Query().Get("from"))
@@ -94,3 +99,7 @@ func authorizeJournal(ctx context.Context, cs kubernetes.Interface, header strin
 	}
 	return u.Username, http.StatusOK, nil
 }
+
+// setLeader records the Lease's current holder, for the journal API's
+// answer on a standby.
+func (m *metricsServer) setLeader(id string) { m.mu.Lock(); m.leader = id; m.mu.Unlock() }

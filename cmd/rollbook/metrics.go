@@ -37,7 +37,8 @@ type metricsServer struct {
 	c       *controller
 	leadCtx context.Context // ends when leadership (or the process) ends
 	standby bool
-	stopped bool // led, and the controller has returned
+	leader  string // the Lease's holder, as the election last saw it
+	stopped bool   // led, and the controller has returned
 	journal journalWatch
 }
 

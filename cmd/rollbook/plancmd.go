@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"rollbook.dev/rollbook/ctl"
 )
@@ -19,13 +22,14 @@ func planCmd(ctx context.Context, args []string) error {
 	file := fs.String("f", "", "the InPlaceRollout manifest (YAML or JSON)")
 	src := sourceFlags(fs)
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "plan against this cluster (when no journal source is given)")
+	kubeContext := fs.String("context", "", "the kubeconfig context to use")
 	namespace := fs.String("n", "", "the rollout's namespace, when its manifest names none (default: default)")
 	output := fs.String("o", "", "output format: json or yaml (default: a table)")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	if *file == "" || fs.NArg() > 0 {
-		return errors.New("usage: rollbook plan -f rollout.yaml [-n NAMESPACE] [--dir JOURNAL | --kubeconfig FILE] [-o json|yaml]")
+		return errors.New("usage: rollbook plan -f rollout.yaml [-n NAMESPACE] [--dir JOURNAL | --kubeconfig FILE --context NAME] [-o json|yaml]")
 	}
 	if err := ctl.CheckFormat(*output); err != nil {
 		return err
@@ -46,7 +50,7 @@ func planCmd(ctx context.Context, args []string) error {
 		f, err = ctl.FoldSource(ctx, s)
 		from = s.Describe()
 	} else {
-		cfg, cerr := loadConfig(*kubeconfig)
+		cfg, cerr := kubeConfig(*kubeconfig, *kubeContext)
 		if cerr != nil {
 			return cerr
 		}
@@ -61,4 +65,22 @@ func planCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	return ctl.PrintPlan(os.Stdout, *output, from, f.State, res)
+}
+
+// kubeConfig loads a kubeconfig as kubectl does (the file, or $KUBECONFIG
+// and ~/.kube/config), in the context named, or the in-cluster
+// configuration when neither is given and there is no kubeconfig.
+func kubeConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
+	if kubeconfig == "" && kubeContext == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
 }
