@@ -33,6 +33,8 @@ import (
 const (
 	JournalPath     = "/api/v1/journal"
 	LiveContentType = "application/x-rollbook-journal"
+	// liveBatch records are read from the journal at a time.
+	liveBatch = 4096
 )
 
 // liveHeader opens a journal stream. Anchor is the hash of the record
@@ -79,21 +81,40 @@ func WriteJournal(ctx context.Context, w io.Writer, j *journal.Journal, from uin
 		return err
 	}
 	bw.Write(append(head, '\n'))
+	// Records are copied out of the journal a batch at a time and written
+	// after: Read holds the journal open while it runs, and a slow reader
+	// on the network must never hold up the controller's journal (its
+	// Close, at a leadership change, waits for every Read).
 	var n [binary.MaxVarintLen64]byte
-	err = j.Read(ctx, first, func(r journal.Record) error {
-		if r.Seq > last {
-			return journal.ErrStop
-		}
-		v, err := r.Value()
+	batch := make([][]byte, 0, liveBatch)
+	for next := first; next <= last; {
+		batch = batch[:0]
+		err := j.Read(ctx, next, func(r journal.Record) error {
+			if r.Seq != next {
+				return fmt.Errorf("ctl: record %d was pruned while it was read", next)
+			}
+			v, err := r.Value()
+			if err != nil {
+				return err
+			}
+			batch, next = append(batch, v), next+1
+			if len(batch) == liveBatch || next > last {
+				return journal.ErrStop
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		bw.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
-		_, err = bw.Write(v)
-		return err
-	})
-	if err != nil {
-		return err
+		if len(batch) == 0 {
+			return fmt.Errorf("ctl: records from %d were pruned while they were read", next)
+		}
+		for _, v := range batch {
+			bw.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
+			if _, err := bw.Write(v); err != nil {
+				return err
+			}
+		}
 	}
 	bw.Write(n[:binary.PutUvarint(n[:], 0)])
 	return bw.Flush()

@@ -61,7 +61,7 @@ func serve(t testing.TB, j *journal.Journal) *Live {
 // link by link, and a pruned journal's checkpoint, as a reader of the
 // directory would get them.
 func TestLiveReadsTheJournal(t *testing.T) {
-	j := testJournal(t, 2500)
+	j := testJournal(t, 10_000) // several batches (liveBatch)
 	live := serve(t, j)
 	var want []journal.Record
 	if err := j.Read(context.Background(), 1, func(r journal.Record) error { want = append(want, r); return nil }); err != nil {
@@ -101,7 +101,7 @@ func TestLiveReadsTheJournal(t *testing.T) {
 		n++
 		return nil
 	})
-	if err != nil || base == nil || base.State.Seq != 1000 || n != 1500 {
+	if err != nil || base == nil || base.State.Seq != 1000 || n != 9000 {
 		t.Fatalf("pruned journal: %v, base %v, %d records", err, base != nil, n)
 	}
 }
