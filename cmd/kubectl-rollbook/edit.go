@@ -7,6 +7,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"rollbook.dev/rollbook/projections"
 )
@@ -14,8 +15,8 @@ import (
 // The verbs that steer a rollout edit its spec, as a user would with
 // kubectl edit: the controller reads the spec and nothing else. Each edit
 // is a merge patch carrying the resourceVersion it was decided on, so an
-// edit decided on a status that has moved meanwhile fails (409) instead of
-// approving a step nobody looked at.
+// edit is never applied to a rollout other than the one it was decided on
+// (approving a step nobody looked at): on a conflict it is decided again.
 
 // patchSpec merge-patches the rollout's spec with fields, conditional on
 // resourceVersion rv when rv is not "".
@@ -42,19 +43,24 @@ func simpleEdit(ctx context.Context, e *env, args []string, done string, fields 
 		return err
 	}
 	name := e.fs.Arg(0)
-	u, err := e.rollout(ctx, name)
+	// The controller's status writes move the resourceVersion too: on a
+	// conflict the edit is decided again on the rollout as it is now.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := e.rollout(ctx, name)
+		if err != nil {
+			return err
+		}
+		r, err := decodeRollout(u)
+		if err != nil {
+			return err
+		}
+		f, err := fields(r)
+		if err != nil {
+			return err
+		}
+		return e.patchSpec(ctx, name, u.GetResourceVersion(), f)
+	})
 	if err != nil {
-		return err
-	}
-	r, err := decodeRollout(u)
-	if err != nil {
-		return err
-	}
-	f, err := fields(r)
-	if err != nil {
-		return err
-	}
-	if err := e.patchSpec(ctx, name, u.GetResourceVersion(), f); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "inplacerollout.rollbook.dev/%s %s\n", name, done)

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -173,13 +174,24 @@ func (e *env) undoContainers(ctx context.Context, r rolloutOf) error {
 	if prev == "" {
 		return fmt.Errorf("%s in %s has no earlier spec.containers than its current ones: nothing to go back to (set them by hand)", r.u.GetName(), src.Describe())
 	}
-	var containers []any
-	if err := json.Unmarshal([]byte(prev), &containers); err != nil {
-		return err
-	}
-	if err := e.patchSpec(ctx, r.u.GetName(), r.u.GetResourceVersion(), map[string]any{"containers": containers}); err != nil {
-		return err
+	// The precondition is what the choice rests on: the containers are
+	// still those the journal's history was searched from (the
+	// controller's status writes may have moved the resourceVersion).
+	patch := fmt.Sprintf(`[{"op":"test","path":"/spec/containers","value":%s},{"op":"replace","path":"/spec/containers","value":%s}]`, rawContainers(r), prev)
+	if _, err := e.dynamic().Patch(ctx, r.u.GetName(), types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("putting back the containers %s: %w", prev, err)
 	}
 	fmt.Fprintf(e.stdout, "inplacerollout.rollbook.dev/%s rolled back to its previous containers %s; Rollbook rolls them in place\n", r.u.GetName(), prev)
 	return nil
+}
+
+// rawContainers is the rollout's spec.containers as the apiserver holds
+// them, for a JSON patch test.
+func rawContainers(r rolloutOf) string {
+	v, _, _ := unstructured.NestedFieldNoCopy(r.u.Object, "spec", "containers")
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "null"
+	}
+	return string(b)
 }

@@ -329,6 +329,16 @@ func TestKubectlPlugin(t *testing.T) {
 	if b, err := os.ReadFile(page); err != nil || !bytes.Contains(b, []byte("<html")) || !bytes.Contains(b, []byte(ns+"/web")) {
 		t.Fatalf("report: %v, %d bytes", err, len(b))
 	}
+	manifest := filepath.Join(t.TempDir(), "next.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: rollbook.dev/v1alpha1\nkind: InPlaceRollout\nmetadata: {name: next}\nspec:\n  target: {selector: {matchLabels: {team: blue}}}\n  containers: [{name: log, image: registry.example/log:v9}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustRun(t, admin, "plan", "-f", manifest, "-n", ns); !strings.Contains(out, "dry run of "+ns+"/next") || !strings.Contains(out, "worker-0") {
+		t.Fatalf("plan -f: %q", out)
+	}
+	if out := mustRun(t, admin, "get", "-A", "--context", "test"); !strings.Contains(out, ns) || !strings.Contains(out, "logs") {
+		t.Fatalf("get -A: %q", out)
+	}
 	if out := mustRun(t, admin, "plan", "web", "-n", ns); !strings.Contains(out, "dry run of "+ns+"/web") {
 		t.Fatalf("plan: %q", out)
 	}
