@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,8 +22,8 @@ import (
 
 // env is one command's flags and clients.
 type env struct {
-	name           string
-	stdout, stderr io.Writer
+	name, usage, help string
+	stdout, stderr    io.Writer
 
 	fs         *pflag.FlagSet
 	kubeconfig string
@@ -42,6 +43,11 @@ type env struct {
 func (e *env) flags(output, journal bool) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("kubectl rollbook "+e.name, pflag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	// --help is asked for: its answer goes to standard output, as
+	// kubectl's does.
+	fs.Usage = func() {
+		fmt.Fprintf(e.stdout, "%s\n\nusage: kubectl rollbook %s\n\nflags:\n%s", e.help, e.usage, fs.FlagUsages())
+	}
 	fs.StringVar(&e.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	fs.StringVar(&e.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	fs.StringVarP(&e.overrides.Context.Namespace, "namespace", "n", "", "the namespace (default: the context's)")
@@ -64,12 +70,17 @@ func (e *env) flags(output, journal bool) *pflag.FlagSet {
 // takes (-1: zero or one).
 func (e *env) parse(args []string, want int) error {
 	if err := e.fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	n := e.fs.NArg()
 	switch {
-	case want == -1 && n > 1, want >= 0 && n != want:
-		return fmt.Errorf("%w: %d arguments (%q)", errUsage, n, e.fs.Args())
+	case want == -1 && n > 1:
+		return fmt.Errorf("%w: at most one argument, got %q", errUsage, e.fs.Args())
+	case want >= 0 && n != want:
+		return fmt.Errorf("%w: takes %d argument(s), got %q", errUsage, want, e.fs.Args())
 	}
 	return ctl.CheckFormat(e.output)
 }

@@ -69,7 +69,7 @@ func main() {
 
 // errUsage marks a command line that is wrong (exit 2), not a command that
 // failed (exit 1).
-var errUsage = errors.New("usage")
+var errUsage = errors.New("bad command line")
 
 // run runs one command line and returns the exit code: 0 for success and
 // for --help, 1 for a command that failed (a rollout that failed, for
@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	e := &env{name: args[0], stdout: stdout, stderr: stderr}
+	e := &env{name: args[0], usage: v.usage, help: v.help, stdout: stdout, stderr: stderr}
 	err := v.run(ctx, e, args[1:])
 	switch {
 	case errors.Is(err, pflag.ErrHelp):
