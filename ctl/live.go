@@ -139,7 +139,7 @@ type Live struct {
 func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [32]byte, checkpoint []byte) error, fn func(journal.Record) error) error {
 	u, err := url.Parse(strings.TrimSuffix(l.URL, "/") + JournalPath)
 	if err != nil {
-		return fmt.Errorf("ctl: --server %q: %w", l.URL, err)
+		return fmt.Errorf("ctl: the controller address %q: %w", l.URL, err)
 	}
 	u.RawQuery = url.Values{"from": {"1"}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

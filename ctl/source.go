@@ -120,7 +120,7 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 	case s.NATS.URL != "":
 		return ReadStream(ctx, s.NATS, s.Stream, check)
 	}
-	return errors.New("no source: give --dir, --export, --nats-url or --server")
+	return errors.New("no source: give --dir, --export or --nats-url")
 }
 
 // ReadStream reads a JetStream stream from its first message to the last

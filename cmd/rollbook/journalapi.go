@@ -15,8 +15,8 @@ import (
 )
 
 // The journal API (ctl.JournalPath) serves the leading controller's
-// journal, read only, to `kubectl rollbook history|trace|report|undo` and
-// `rollbook … --server`. The journal is one history of every namespace the
+// journal, read only, to `kubectl rollbook history|trace|report|undo|plan
+// --controller` (ctl.Live). The journal is one history of every namespace the
 // controller manages, so reading it is a cluster-wide right of its own:
 // "get" on inplacerollouts/journal (group rollbook.dev), which no built-in
 // role grants; deploy/rbac.yaml's ClusterRole rollbook-journal-reader does.
