@@ -405,3 +405,59 @@ func patchRollout(t *testing.T, c *cluster.Cluster, ns, name, patch string) {
 		t.Fatalf("patching rollout %s: %v", name, err)
 	}
 }
+
+// TestKubectlPluginDaemonSet: status and undo of a DaemonSet rollout. A
+// DaemonSet's status names no update revision: status waits on the
+// generation the rollout's status covers, and undo takes the DaemonSet
+// back to its revision before the newest, which Rollbook rolls in place.
+func TestKubectlPluginDaemonSet(t *testing.T) {
+	c := cluster.Shared(t)
+	ns := c.Namespace(t)
+	ctx := context.Background()
+	startController(t, c, t.TempDir(), ns)
+	admin := writeKubeconfig(t, c, c.Config().BearerToken, ns)
+	cs := c.Clientset()
+	ds := daemonSet("agent", kwokStatefulSet("agent", stsOpts{gate: true}).Spec.Template)
+	if _, err := cs.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Eventually(t, 2*time.Minute, "DaemonSet ready", func() error {
+		d, err := cs.AppsV1().DaemonSets(ns).Get(ctx, "agent", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.DesiredNumberScheduled != kwokNodes || d.Status.NumberReady != kwokNodes {
+			return fmt.Errorf("desired %d ready %d", d.Status.DesiredNumberScheduled, d.Status.NumberReady)
+		}
+		return nil
+	})
+	logImages := func() map[string]int {
+		out := map[string]int{}
+		for _, p := range podsByName(t, c, ns) {
+			out[p.Spec.Containers[1].Image]++
+		}
+		return out
+	}
+	setLog := func(image string) {
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"log","image":%q}]}}}}`, image)
+		if _, err := cs.AppsV1().DaemonSets(ns).Patch(ctx, "agent", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLog("registry.example/log:v2")
+	createRollout(t, c, ns, "agent", map[string]any{
+		"target":   map[string]any{"workloadRef": map[string]any{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"}},
+		"strategy": map[string]any{"maxUnavailable": "50%"},
+	})
+	mustRun(t, admin, "status", "agent", "--timeout", "2m")
+	if got := logImages(); got["registry.example/log:v2"] != kwokNodes {
+		t.Fatalf("status returned with pods on %v", got)
+	}
+	if out := mustRun(t, admin, "undo", "agent"); !strings.Contains(out, "rolled back to revision 1") {
+		t.Fatalf("undo: %q", out)
+	}
+	mustRun(t, admin, "status", "agent", "--timeout", "2m")
+	if got := logImages(); got["registry.example/log:v1"] != kwokNodes {
+		t.Fatalf("after undo: pods on %v", got)
+	}
+}
