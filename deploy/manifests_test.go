@@ -38,7 +38,7 @@ func TestManifestsDecode(t *testing.T) {
 		want     string
 	}{
 		{"crd.yaml", CRD, "CustomResourceDefinition/inplacerollouts.rollbook.dev"},
-		{"rbac.yaml", RBAC, "ServiceAccount/rollbook ClusterRole/rollbook ClusterRoleBinding/rollbook Role/rollbook-leader-election RoleBinding/rollbook-leader-election"},
+		{"rbac.yaml", RBAC, "ServiceAccount/rollbook ClusterRole/rollbook ClusterRoleBinding/rollbook Role/rollbook-leader-election RoleBinding/rollbook-leader-election ClusterRole/rollbook-journal-reader"},
 		{"deployment.yaml", Controller, "Namespace/rollbook-system Service/rollbook StatefulSet/rollbook PodDisruptionBudget/rollbook"},
 		{"nats/nats.yaml", NATS, "ConfigMap/nats Service/nats-headless Service/nats StatefulSet/nats PodDisruptionBudget/nats"},
 	} {
@@ -158,6 +158,13 @@ func TestHelmChart(t *testing.T) {
 		for _, o := range objs {
 			switch o.GetKind() {
 			case "ClusterRole":
+				if strings.HasSuffix(o.GetName(), "-journal-reader") {
+					// The journal API's readers' role: checked below.
+					if r, _, _ := unstructured.NestedSlice(o.Object, "rules"); !sameRules(r, journalReaderRules(t)) {
+						t.Errorf("%s: the chart's %s rules %v differ from rbac.yaml's rollbook-journal-reader", name, o.GetName(), r)
+					}
+					continue
+				}
 				r, _, _ := unstructured.NestedSlice(o.Object, "rules")
 				rules = append(rules, r...)
 			case "StatefulSet":
@@ -182,6 +189,21 @@ func clusterRules(t *testing.T) []any {
 		}
 	}
 	t.Fatal("rbac.yaml has no ClusterRole")
+	return nil
+}
+
+func journalReaderRules(t *testing.T) []any {
+	objs, err := Decode(RBAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == "ClusterRole" && o.GetName() == "rollbook-journal-reader" {
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			return r
+		}
+	}
+	t.Fatal("rbac.yaml has no ClusterRole rollbook-journal-reader")
 	return nil
 }
 

@@ -124,6 +124,8 @@ func TestRBAC(t *testing.T) {
 		{verb: "watch", group: Group, resource: "inplacerollouts"},
 		{verb: "patch", group: Group, resource: "inplacerollouts", subresource: "status", namespace: ns},
 		{verb: "create", resource: "events", namespace: ns},
+		{verb: "create", group: "authentication.k8s.io", resource: "tokenreviews"},
+		{verb: "create", group: "authorization.k8s.io", resource: "subjectaccessreviews"},
 		{verb: "get", group: "coordination.k8s.io", resource: "leases", namespace: systemNamespace, name: "rollbook"},
 		{verb: "create", group: "coordination.k8s.io", resource: "leases", namespace: systemNamespace},
 		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: systemNamespace, name: "rollbook"},
@@ -159,6 +161,8 @@ func TestRBAC(t *testing.T) {
 		{verb: "update", group: Group, resource: "inplacerollouts", subresource: "status", namespace: ns},
 		{verb: "delete", group: Group, resource: "inplacerollouts", namespace: ns},
 		{verb: "create", group: Group, resource: "inplacerollouts", namespace: ns},
+		// The journal API asks about its callers; the controller is none.
+		{verb: "get", group: Group, resource: "inplacerollouts", subresource: "journal"},
 		// Nothing else.
 		{verb: "list", resource: "secrets"},
 		{verb: "get", resource: "secrets", namespace: systemNamespace},

@@ -143,6 +143,10 @@ func (p *planning) rollout(r *projections.Rollout) {
 	if r.Deleting != 0 {
 		return
 	}
+	if r.Spec.Abort {
+		p.aborted(r)
+		return
+	}
 	st := projections.RolloutStatus{
 		ObservedGeneration: r.Generation,
 		Conditions:         r.Status.Conditions,
@@ -153,6 +157,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 		ApprovedStepsBase:  r.Status.ApprovedStepsBase,
 	}
 	conds := newConditions(r.Status.Conditions, p.now)
+	conds.set("Aborted", "False", "Resumed", "")
 	t, problem, notFound := resolveTarget(p.s, r)
 	if problem == "" {
 		var pods []*projections.Pod

@@ -105,6 +105,9 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		conds.set("WorkloadFound", "True", "Found", "")
 	}
 	st.TargetRevision = t.rev
+	if t.workload != nil {
+		st.WorkloadRevision, st.WorkloadGeneration = t.toName, t.workload.Generation
+	}
 	if !p.selectPods(rp, pods) {
 		return
 	}

@@ -84,6 +84,7 @@ func timeAt(ns int64) *metav1.Time {
 // Event when the phase did. Count-only changes are written at most once a
 // second: a 10,000-pod rollout must not cost a status write per pod.
 func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutStatus, conds *conditions) {
+	setReady(st, conds)
 	st.Conditions = conds.sorted()
 	old := r.Status
 	if sameStatus(old, *st, true) {
@@ -156,7 +157,8 @@ func (p *planning) finishStatus(r *projections.Rollout, st *projections.RolloutS
 func sameStatus(a, b projections.RolloutStatus, counts bool) bool {
 	if a.Phase != b.Phase || a.ObservedGeneration != b.ObservedGeneration || a.CurrentStep != b.CurrentStep ||
 		a.TargetRevision != b.TargetRevision || a.TraceID != b.TraceID || !sameTime(a.StepPausedAt, b.StepPausedAt) ||
-		a.ApprovedStepsBase != b.ApprovedStepsBase || a.TraceParent != b.TraceParent || !sameAnalysis(a.Analysis, b.Analysis) {
+		a.ApprovedStepsBase != b.ApprovedStepsBase || a.TraceParent != b.TraceParent || !sameAnalysis(a.Analysis, b.Analysis) ||
+		a.WorkloadRevision != b.WorkloadRevision || a.WorkloadGeneration != b.WorkloadGeneration {
 		return false
 	}
 	if counts && (a.Replicas != b.Replicas || a.Updated != b.Updated || a.UpdatedReady != b.UpdatedReady ||
@@ -190,4 +192,29 @@ func sameAnalysis(a, b *projections.AnalysisStatus) bool {
 		return a == nil && b == nil
 	}
 	return a.Step == b.Step && a.Phase == b.Phase && slices.Equal(a.Checks, b.Checks)
+}
+
+// setReady sets the Ready condition GitOps tools and `kubectl wait
+// --for=condition=Ready` read for health. Invariant: Ready is True only
+// when the rollout of the revision the status covers (TargetRevision,
+// WorkloadRevision) is done: phase Succeeded. Its message holds no counts,
+// so it changes only with the phase and costs no status write per pod.
+func setReady(st *projections.RolloutStatus, conds *conditions) {
+	what := "the rollout"
+	if st.TargetRevision != "" {
+		what += " of revision " + st.TargetRevision
+	}
+	if st.WorkloadRevision != "" {
+		what += " (" + st.WorkloadRevision + ")"
+	}
+	switch {
+	case st.Phase == projections.PhaseSucceeded:
+		conds.set("Ready", "True", st.Phase, what+" is complete: every targeted pod is updated and ready")
+	case conds.is("Aborted"):
+		conds.set("Ready", "False", "Aborted", what+" was aborted")
+	case st.Phase == "":
+		conds.set("Ready", "False", "Unknown", what+" has not been planned yet")
+	default:
+		conds.set("Ready", "False", st.Phase, what+" is "+st.Phase)
+	}
 }

@@ -15,6 +15,11 @@ type RolloutSpec struct {
 	Containers []ContainerTarget `json:"containers,omitempty"`
 	Strategy   Strategy          `json:"strategy,omitempty"`
 	Paused     bool              `json:"paused,omitempty"`
+	// Abort stops the rollout and releases every gate at once, pods in
+	// the middle of an update included: the rollout lets go of its pods
+	// as a deleted one does, but stays, with its status and history,
+	// until Abort is unset.
+	Abort bool `json:"abort,omitempty"`
 	// ApprovedSteps releases indefinite step pauses: step i (0-based) with
 	// `pause: {}` holds until ApprovedSteps > i.
 	ApprovedSteps int32 `json:"approvedSteps,omitempty"`
@@ -219,6 +224,15 @@ type RolloutStatus struct {
 	// Analysis is the current step's analysis: each check's measurements
 	// so far and its verdict.
 	Analysis *AnalysisStatus `json:"analysis,omitempty"`
+	// WorkloadRevision and WorkloadGeneration name the workloadRef's
+	// template this status covers: its ControllerRevision (a StatefulSet's
+	// status.updateRevision) and its metadata.generation. Right after a
+	// template change the status still describes the old one; a reader
+	// waiting for the new template's outcome waits until
+	// WorkloadGeneration reaches the workload's generation. Empty for a
+	// selector target, whose spec is the rollout's own (ObservedGeneration).
+	WorkloadRevision   string `json:"workloadRevision,omitempty"`
+	WorkloadGeneration int64  `json:"workloadGeneration,omitempty"`
 }
 
 // AnalysisStatus is a step's analysis as the journal's measurements

@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
@@ -37,6 +38,12 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"status", "--dir", missing}, 1, "no journal at " + missing},
 		{[]string{"journal", "verify", "--dir", missing}, 1, "no journal at"},
 		{[]string{"history", "--dir", missing, "ns/r"}, 1, "no journal at"},
+		// Flags after positional arguments count.
+		{[]string{"history", "ns/r", "--dir", missing}, 1, "no journal at"},
+		{[]string{"trace", "ns/r", "-dir", missing, "-o", "json"}, 1, "no journal at"},
+		{[]string{"status", "extra", "--dir", missing}, 1, "unexpected arguments"},
+		{[]string{"journal", "verify", "extra", "--dir", missing}, 1, "unexpected arguments"},
+		{[]string{"history", "--", "--dir"}, 1, `rollout "--dir" is not namespace/name`},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli(context.Background(), tc.args, &stdout, &stderr)
@@ -65,7 +72,7 @@ func TestStatusOutput(t *testing.T) {
 	keys := slices.Sorted(maps.Keys(s.Rollouts))
 	for _, format := range []string{"json", "yaml"} {
 		var buf bytes.Buffer
-		if err := printStatus(&buf, format, s, keys); err != nil {
+		if err := ctl.PrintStatus(&buf, format, s, keys); err != nil {
 			t.Fatal(err)
 		}
 		js := buf.Bytes()

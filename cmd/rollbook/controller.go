@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/actuator"
@@ -62,11 +63,14 @@ type controller struct {
 	// readClient lists and watches (ingest), and lists a pod whose
 	// write was left in doubt by a crash.
 	readClient dynamic.Interface
-	log        *slog.Logger
-	nc         *nats.Conn
-	ob         *journal.Outbox
-	tp         *tracing.TraceParents
-	close      []func()
+	// auth asks the apiserver who a journal API caller is and what they
+	// may do (journalapi.go).
+	auth  kubernetes.Interface
+	log   *slog.Logger
+	nc    *nats.Conn
+	ob    *journal.Outbox
+	tp    *tracing.TraceParents
+	close []func()
 
 	mu sync.Mutex
 	// books is what the controller folds from the journal (and saves as
@@ -112,6 +116,7 @@ func newController(opts controllerOptions) (*controller, error) {
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
 	c.readClient = dynamic.NewForConfigOrDie(cfg)
+	c.auth = kubernetes.NewForConfigOrDie(cfg)
 	c.in, err = ingest.New(ingest.Options{
 		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
 		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},

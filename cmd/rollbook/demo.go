@@ -36,7 +36,7 @@ func demoCmd(ctx context.Context, args []string) error {
 	maxUnavailable := fs.String("max-unavailable", "10%", "rollout maxUnavailable")
 	stay := fs.Bool("stay", false, "keep the cluster running after the report, until Ctrl-C")
 	dir := fs.String("dir", "", "directory for the cluster, journal and logs (a temporary one when empty)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {

@@ -27,7 +27,7 @@ func journalCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&stream.nats.URL, "nats-url", "", "restore: the NATS server whose stream holds this journal")
 	fs.StringVar(&stream.nats.CredsFile, "nats-creds", "", "restore: NATS credentials file")
 	fs.StringVar(&stream.stream, "stream", "ROLLBOOK", "restore: JetStream stream name")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	switch args[0] {

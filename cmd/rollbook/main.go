@@ -20,8 +20,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
+
+	"rollbook.dev/rollbook/ctl"
 )
 
 var commands = map[string]struct {
@@ -87,21 +88,5 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "  %-8s %s\n", "version", "print the version")
 }
 
-// version is the module version the binary was built from (go install
-// ...@vX), or the VCS revision of a build from a checkout.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && (v == "" || v == "(devel)") {
-			v = s.Value
-		}
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	return v
-}
+// version is the module version the binary was built from.
+func version() string { return ctl.Version() }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rollbook.dev/rollbook/actuator"
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
@@ -36,7 +37,8 @@ type metricsServer struct {
 	c       *controller
 	leadCtx context.Context // ends when leadership (or the process) ends
 	standby bool
-	stopped bool // led, and the controller has returned
+	leader  string // the Lease's holder, as the election last saw it
+	stopped bool   // led, and the controller has returned
 	journal journalWatch
 }
 
@@ -84,6 +86,7 @@ func (m *metricsServer) mux() *http.ServeMux {
 	mux.HandleFunc("/healthz", m.healthz)
 	mux.HandleFunc("/readyz", m.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry(), promhttp.HandlerOpts{}))
+	mux.HandleFunc(ctl.JournalPath, m.journalAPI)
 	return mux
 }
 

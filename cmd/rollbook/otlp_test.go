@@ -159,3 +159,12 @@ func (rc *otlpReceiver) hasRoot() bool {
 	}
 	return false
 }
+
+func attr(s sdktrace.ReadOnlySpan, key string) string {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value.Emit()
+		}
+	}
+	return ""
+}

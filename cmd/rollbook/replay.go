@@ -31,7 +31,7 @@ func replayCmd(ctx context.Context, args []string) error {
 	src := sourceFlags(fs)
 	rollout := fs.String("rollout", "", "compare only this rollout's actions (namespace/name)")
 	whatIf := fs.Bool("what-if", false, "do not stop at the first divergence: report every plan today's planner would change")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	start := time.Now()

@@ -23,6 +23,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
@@ -518,7 +519,7 @@ func TestReport(t *testing.T) {
 		"head-seq":       strconv.FormatUint(headSeq, 10),
 		"head-hash":      hex.EncodeToString(headHash[:]),
 		"start":          "2026-03-02 09:30:01.000 UTC",
-		"duration":       reportDur(w.clock.now().Sub(time.Date(2026, 3, 2, 9, 30, 1, 0, time.UTC))),
+		"duration":       ctl.ReportDur(w.clock.now().Sub(time.Date(2026, 3, 2, 9, 30, 1, 0, time.UTC))),
 		"writes-per-pod": strconv.FormatFloat(float64(podWrites)/6, 'f', 2, 64),
 		"images":         "app: " + repImg1 + " → " + repImg2,
 	}

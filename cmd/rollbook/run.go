@@ -55,7 +55,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it stops leading")
 	fs.DurationVar(&lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try the Lease")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var lvl slog.Level
@@ -137,7 +137,7 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 	if ns == "" {
 		b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 		if err != nil {
-			return errors.New("--leader-elect-namespace is required outside a pod")
+			return errors.New("--leader-elect-namespace is required outside a pod (or --leader-elect=false for a single controller)")
 		}
 		ns = strings.TrimSpace(string(b))
 	}
@@ -197,6 +197,7 @@ func withLeaderElection(ctx context.Context, cfg *rest.Config, ns, name string, 
 			},
 			OnStoppedLeading: func() { log.Info("rollbook: stopped leading", "identity", id) },
 			OnNewLeader: func(l string) {
+				srv.setLeader(l)
 				if l != id {
 					log.Info("rollbook: standing by", "leader", l)
 				}

@@ -2,202 +2,47 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
 
-// recordSource reads a journal's records in order, from the start, as many
-// times as asked: from a journal directory, a JSON-lines export (optionally
-// gzipped) or a NATS JetStream stream. Every source checks the hash chain
-// as it goes, so an auditor on another machine replays exactly what was
-// recorded or learns that it was not.
+// recordSource is the command line's name for a ctl.Source without the
+// live API (--dir, --export, --nats-url): the readers live in package ctl,
+// shared with the kubectl plugin.
 type recordSource struct {
 	dir, export string
 	nats        journal.NATSConfig
 	stream      string
 }
 
-func (s recordSource) describe() string {
-	switch {
-	case s.dir != "":
-		return "journal " + s.dir
-	case s.export != "":
-		return "export " + s.export
-	}
-	return "stream " + s.stream + " at " + s.nats.URL
+func (s recordSource) source() ctl.Source {
+	return ctl.Source{Dir: s.dir, Export: s.export, NATS: s.nats, Stream: s.stream}
 }
+
+func (s recordSource) describe() string { return s.source().Describe() }
 
 func (s recordSource) read(ctx context.Context, fn func(journal.Record) error) error {
-	return s.readFrom(ctx, nil, fn)
+	return s.source().Read(ctx, fn)
 }
 
-// readFrom is read for a reader that folds state: a journal pruned by
-// retention starts after a checkpoint, and base (when not nil) is given
-// that checkpoint's books before the first record; for a source that
-// starts at record 1 it is given empty books. The chain is checked from
-// the checkpoint's anchor, so a pruned journal verifies as one that was not.
 func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
-	var prev [32]byte
-	var next uint64 = 1
-	check := func(r journal.Record) error {
-		if r.Seq != next {
-			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.describe(), r.Seq, next)
-		}
-		if r.Prev != prev {
-			return fmt.Errorf("%s: record %d does not link to record %d: %w", s.describe(), r.Seq, r.Seq-1, journal.ErrBrokenChain)
-		}
-		prev, next = r.Hash, next+1
-		return fn(r)
-	}
-	books := projections.NewBooks()
-	switch {
-	case s.dir != "":
-		j, err := openExisting(s.dir)
-		if err != nil {
-			return err
-		}
-		defer j.Close()
-		if first := j.First(); first > 1 {
-			c, ok, err := j.LatestCheckpoint(first - 1)
-			if err == nil && (!ok || c.Seq != first-1) {
-				err = fmt.Errorf("no checkpoint at record %d", first-1)
-			}
-			if err == nil && base != nil {
-				err = journal.DecodeCheckpoint(c.Data, books)
-			}
-			if err != nil {
-				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.describe(), first, err)
-			}
-			prev, next = c.Hash, first
-		}
-		if base != nil {
-			if err := base(books); err != nil {
-				return err
-			}
-		}
-		return j.Read(ctx, next, check)
-	case base != nil:
-		if err := base(books); err != nil {
-			return err
-		}
-	}
-	switch {
-	case s.export != "":
-		return journal.ReadExportFile(s.export, check)
-	case s.nats.URL != "":
-		return readStream(ctx, s.nats, s.stream, check)
-	}
-	return errors.New("no source: give --dir, --export or --nats-url")
+	return s.source().ReadFrom(ctx, base, fn)
 }
 
-// readStream reads a JetStream stream from its first message to the last
-// one present when the read started, with an ordered consumer.
+func openExisting(dir string) (*journal.Journal, error) { return ctl.OpenExisting(dir) }
+
 func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
-	st, closeConn, err := openStream(ctx, cfg, stream)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
-	if last == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", stream, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return err
-		}
-		rec, err := journal.DecodeRecord(msg.Data())
-		if err != nil {
-			return fmt.Errorf("stream %s message %d: %w", stream, meta.Sequence.Stream, err)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-		if meta.Sequence.Stream >= last {
-			return nil
-		}
-	}
+	return ctl.ReadStream(ctx, cfg, stream, fn)
 }
 
-// openExisting opens a journal a reader names. journal.Open creates an
-// empty journal where there is none, so a mistyped --dir would read as a
-// journal of 0 records; a reader says there is no journal there instead.
-func openExisting(dir string) (*journal.Journal, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("no journal at %s: %w", dir, err)
-	}
-	return journal.Open(dir, journal.Options{})
+func openStream(ctx context.Context, cfg journal.NATSConfig, stream string) (jetstream.Stream, func(), error) {
+	return ctl.OpenStream(ctx, cfg, stream)
 }
 
-// streamJournalID returns the ID of the journal whose records a stream
-// holds, from its last message's Nats-Msg-Id (journal.MsgID).
 func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
-	st, closeConn, err := openStream(ctx, cfg, stream)
-	if err != nil {
-		return "", err
-	}
-	defer closeConn()
-	info, err := st.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	if info.State.LastSeq == 0 {
-		return "", fmt.Errorf("stream %s is empty", stream)
-	}
-	msg, err := st.GetMsg(ctx, info.State.LastSeq)
-	if err != nil {
-		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
-	}
-	rec, err := journal.DecodeRecord(msg.Data)
-	if err != nil {
-		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
-	}
-	id, ok := strings.CutSuffix(msg.Header.Get("Nats-Msg-Id"), fmt.Sprintf("-%d", rec.Seq))
-	if !ok || id == "" {
-		return "", fmt.Errorf("stream %s message %d: Nats-Msg-Id %q does not name record %d of a journal", stream, info.State.LastSeq, msg.Header.Get("Nats-Msg-Id"), rec.Seq)
-	}
-	return id, nil
-}
-
-// openStream connects to NATS and looks the stream up; closeConn ends the
-// connection.
-func openStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
-	nc, err := journal.ConnectNATS(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err == nil {
-		st, err = js.Stream(ctx, stream)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	return st, nc.Close, nil
+	return ctl.StreamJournalID(ctx, cfg, stream)
 }

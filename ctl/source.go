@@ -1,0 +1,229 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// Source reads a journal's records in order, from the start, as many
+// times as asked: from a journal directory, a JSON-lines export (optionally
+// gzipped), a NATS JetStream stream or a running controller's journal API
+// (Live). Every source checks the hash chain as it goes, so an auditor on
+// another machine replays exactly what was recorded or learns that it was
+// not. Exactly one of Dir, Export, NATS.URL and Live is set.
+type Source struct {
+	Dir, Export string
+	NATS        journal.NATSConfig
+	Stream      string
+	Live        *Live
+}
+
+// Describe names the source for messages.
+func (s Source) Describe() string {
+	switch {
+	case s.Dir != "":
+		return "journal " + s.Dir
+	case s.Export != "":
+		return "export " + s.Export
+	case s.Live != nil:
+		return "controller " + s.Live.URL
+	}
+	return "stream " + s.Stream + " at " + s.NATS.URL
+}
+
+// Set reports whether any source is named.
+func (s Source) Set() bool {
+	return s.Dir != "" || s.Export != "" || s.NATS.URL != "" || s.Live != nil
+}
+
+// Read calls fn with every record from the journal's first.
+func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
+	return s.ReadFrom(ctx, nil, fn)
+}
+
+// ReadFrom is Read for a reader that folds state: a journal pruned by
+// retention starts after a checkpoint, and base (when not nil) is given
+// that checkpoint's books before the first record; for a source that
+// starts at record 1 it is given empty books. The chain is checked from
+// the checkpoint's anchor, so a pruned journal verifies as one that was not.
+func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
+	var prev [32]byte
+	var next uint64 = 1
+	check := func(r journal.Record) error {
+		if r.Seq != next {
+			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.Describe(), r.Seq, next)
+		}
+		if r.Prev != prev {
+			return fmt.Errorf("%s: record %d does not link to record %d: %w", s.Describe(), r.Seq, r.Seq-1, journal.ErrBrokenChain)
+		}
+		prev, next = r.Hash, next+1
+		return fn(r)
+	}
+	books := projections.NewBooks()
+	switch {
+	case s.Live != nil:
+		return s.Live.readFrom(ctx, func(first uint64, anchor [32]byte, data []byte) error {
+			if first > 1 {
+				prev, next = anchor, first
+				if base != nil {
+					if err := journal.DecodeCheckpoint(data, books); err != nil {
+						return fmt.Errorf("%s: the checkpoint at record %d: %w", s.Describe(), first-1, err)
+					}
+				}
+			}
+			if base != nil {
+				return base(books)
+			}
+			return nil
+		}, check)
+	case s.Dir != "":
+		j, err := OpenExisting(s.Dir)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		if first := j.First(); first > 1 {
+			c, ok, err := j.LatestCheckpoint(first - 1)
+			if err == nil && (!ok || c.Seq != first-1) {
+				err = fmt.Errorf("no checkpoint at record %d", first-1)
+			}
+			if err == nil && base != nil {
+				err = journal.DecodeCheckpoint(c.Data, books)
+			}
+			if err != nil {
+				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.Describe(), first, err)
+			}
+			prev, next = c.Hash, first
+		}
+		if base != nil {
+			if err := base(books); err != nil {
+				return err
+			}
+		}
+		return j.Read(ctx, next, check)
+	case base != nil:
+		if err := base(books); err != nil {
+			return err
+		}
+	}
+	switch {
+	case s.Export != "":
+		return journal.ReadExportFile(s.Export, check)
+	case s.NATS.URL != "":
+		return ReadStream(ctx, s.NATS, s.Stream, check)
+	}
+	return errors.New("no source: give --dir, --export or --nats-url")
+}
+
+// ReadStream reads a JetStream stream from its first message to the last
+// one present when the read started, with an ordered consumer.
+func ReadStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
+	st, closeConn, err := OpenStream(ctx, cfg, stream)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	info, err := st.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	if last == 0 {
+		return nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", stream, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return err
+		}
+		rec, err := journal.DecodeRecord(msg.Data())
+		if err != nil {
+			return fmt.Errorf("stream %s message %d: %w", stream, meta.Sequence.Stream, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if meta.Sequence.Stream >= last {
+			return nil
+		}
+	}
+}
+
+// OpenExisting opens a journal a reader names. journal.Open creates an
+// empty journal where there is none, so a mistyped --dir would read as a
+// journal of 0 records; a reader says there is no journal there instead.
+func OpenExisting(dir string) (*journal.Journal, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("no journal at %s: %w", dir, err)
+	}
+	return journal.Open(dir, journal.Options{})
+}
+
+// StreamJournalID returns the ID of the journal whose records a stream
+// holds, from its last message's Nats-Msg-Id (journal.MsgID).
+func StreamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
+	st, closeConn, err := OpenStream(ctx, cfg, stream)
+	if err != nil {
+		return "", err
+	}
+	defer closeConn()
+	info, err := st.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if info.State.LastSeq == 0 {
+		return "", fmt.Errorf("stream %s is empty", stream)
+	}
+	msg, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
+	}
+	rec, err := journal.DecodeRecord(msg.Data)
+	if err != nil {
+		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
+	}
+	id, ok := strings.CutSuffix(msg.Header.Get("Nats-Msg-Id"), fmt.Sprintf("-%d", rec.Seq))
+	if !ok || id == "" {
+		return "", fmt.Errorf("stream %s message %d: Nats-Msg-Id %q does not name record %d of a journal", stream, info.State.LastSeq, msg.Header.Get("Nats-Msg-Id"), rec.Seq)
+	}
+	return id, nil
+}
+
+// OpenStream connects to NATS and looks the stream up; closeConn ends the
+// connection.
+func OpenStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
+	nc, err := journal.ConnectNATS(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		st, err = js.Stream(ctx, stream)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return st, nc.Close, nil
+}
