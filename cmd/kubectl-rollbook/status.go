@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -130,7 +131,21 @@ func (e *env) verdict(ctx context.Context, name string) (rolloutOf, verdict, err
 	case st.Phase == projections.PhasePaused:
 		return r, verdict{line: fmt.Sprintf("Rollout %q is paused (%s): %s; %s", name, orDash(msg("Paused", "HookTimedOut")), progress, resumeHint(r))}, nil
 	}
-	return r, verdict{line: fmt.Sprintf("Waiting for rollout %q to finish: %d out of %d pods updated, %s, %d unavailable (phase %s)", name, st.Updated, st.Replicas, progress, st.Unavailable, orDash(st.Phase))}, nil
+	line := fmt.Sprintf("Waiting for rollout %q to finish: %d out of %d pods updated, %s, %d unavailable (phase %s)", name, st.Updated, st.Replicas, progress, st.Unavailable, orDash(st.Phase))
+	// What the rollout waits on besides its pods: a step's analysis, a
+	// lifecycle hook. Their messages change with each measurement and
+	// wait, and each change is a new line.
+	if a := st.Analysis; a != nil && a.Phase == projections.AnalysisRunning {
+		var checks []string
+		for _, c := range a.Checks {
+			checks = append(checks, c.Name+" "+c.Phase+": "+c.Message)
+		}
+		line += fmt.Sprintf("; analysis of step %d: %s", a.Step, strings.Join(checks, "; "))
+	}
+	if m := msg("HookWaiting"); m != "" {
+		line += "; " + m
+	}
+	return r, verdict{line: line}, nil
 }
 
 func resumeHint(r rolloutOf) string {

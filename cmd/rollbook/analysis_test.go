@@ -26,16 +26,26 @@ func analysisRollout(sts, prom string, extra map[string]any) map[string]any {
 				"name":             "error-ratio",
 				"prometheus":       map[string]any{"address": prom, "query": "app_error_ratio"},
 				"successCondition": "result < 0.05",
-				"intervalSeconds":  1,
+				"intervalSeconds":  interval(extra),
 				"passes":           2,
 			}}}},
 			map[string]any{"percent": 100},
 		},
 	}
 	for k, v := range extra {
-		strategy[k] = v
+		if k != "intervalSeconds" {
+			strategy[k] = v
+		}
 	}
 	return workloadRollout(sts, strategy)
+}
+
+// interval is the check's intervalSeconds: extra's, or 1.
+func interval(extra map[string]any) any {
+	if v, ok := extra["intervalSeconds"]; ok {
+		return v
+	}
+	return 1
 }
 
 // startAnalysisScene: a 4-pod StatefulSet, a service metric Prometheus
@@ -63,7 +73,16 @@ func startAnalysisScene(t *testing.T, errorRatio float64) (*cluster.Cluster, str
 // replay, with Prometheus stopped, derives the same decisions.
 func TestAnalysisGatesTheNextStep(t *testing.T) {
 	c, ns, r, prom := startAnalysisScene(t, 0.01)
-	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.Address, nil))
+	if _, err := plugin(); err != nil { // built before the rollout starts
+		t.Fatal(err)
+	}
+	createRollout(t, c, ns, "web-v2", analysisRollout("web", prom.Address, map[string]any{"intervalSeconds": 2}))
+	// The operator's view: kubectl rollbook status waits to the end and
+	// shows the analysis while it runs.
+	code, out, _ := kubectlRollbook(t, writeKubeconfig(t, c, c.Config().BearerToken, ns), "status", "web-v2", "--timeout", "3m")
+	if code != 0 || !strings.Contains(out, "analysis of step 0: error-ratio Running: ") || !strings.Contains(out, "successfully rolled out") {
+		t.Fatalf("kubectl rollbook status: exit %d, want 0 with the running analysis shown:\n%s", code, out)
+	}
 	st := waitPhase(t, c, ns, "web-v2", "Succeeded", 3*time.Minute)
 	if st.Analysis == nil || st.Analysis.Phase != "Passed" || st.Analysis.Checks[0].Passes < 2 {
 		t.Fatalf("status.analysis %+v: want the step's check passed twice", st.Analysis)
