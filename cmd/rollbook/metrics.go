@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -88,6 +89,17 @@ func (m *metricsServer) mux() *http.ServeMux {
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry(), promhttp.HandlerOpts{}))
 	mux.HandleFunc(ctl.JournalPath, m.journalAPI)
 	return mux
+}
+
+// servePprof adds Go's profiling endpoints to mux (rollbook run --pprof):
+// a CPU profile of a controller under load is how its cycle is measured
+// (BENCHMARKS.md, the controller's profile).
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // planSeconds times planner.Plan in planLoop. One per process: a process

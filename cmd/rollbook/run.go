@@ -47,6 +47,7 @@ func runCmd(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
 	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's /debug/pprof on the metrics address (CPU and heap profiles of a running controller; off by default: anyone who reaches the port could read them)")
 	leaderElect := fs.Bool("leader-elect", true, "elect a leader on a Lease; standbys wait")
 	leaseNS := fs.String("leader-elect-namespace", "", "namespace of the Lease (the pod's namespace when empty)")
 	leaseName := fs.String("leader-elect-name", "rollbook", "name of the Lease")
@@ -93,7 +94,11 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--metrics-addr: %w", err)
 	}
-	hs := &http.Server{Handler: srv.mux(), ReadHeaderTimeout: 5 * time.Second}
+	mux := srv.mux()
+	if *pprofOn {
+		servePprof(mux)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln)
 	defer hs.Close()
 	log.Info("rollbook: serving metrics", "addr", ln.Addr().String())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,6 +57,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	readyTimeout := fs.Duration("ready-timeout", 20*time.Minute, "bound on creating the pods and their becoming Ready")
 	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the rollout")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
+	profile := fs.String("controller-profile", "", "write a CPU profile of the controller (rollbook run --pprof) from the template change on to this file")
+	profileFor := fs.Duration("controller-profile-time", 30*time.Second, "how long the controller's CPU profile runs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -100,7 +103,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 
 	ctrl, metricsURL, err := startRollbook(ctx, env, rollbookRun{
 		Bin: bin, Dir: root, Kubeconfig: c.Kubeconfig, Namespace: benchNS,
-		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS,
+		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "",
 	})
 	if err != nil {
 		return nil, err
@@ -176,6 +179,19 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	env.logf("rolling app:v1 → app:v2 in place (%d InPlaceRollouts, maxUnavailable %s, grace %ds, scatter zone)", len(names), *maxUnavailable, *grace)
 	rollStart := time.Now()
+	profiled := make(chan error, 1)
+	if *profile != "" {
+		go func() { profiled <- fetchProfile(ctx, metricsURL, *profile, *profileFor) }()
+	} else {
+		profiled <- nil
+	}
+	defer func() {
+		if err := <-profiled; err != nil {
+			env.logf("controller profile: %v", err)
+		} else if *profile != "" {
+			env.logf("controller CPU profile (%s from the template change): %s", *profileFor, *profile)
+		}
+	}()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
 	for _, name := range names {
 		patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/app:v2"}]}}}}`
@@ -384,6 +400,33 @@ type rollbookRun struct {
 	// defaults otherwise).
 	QPS, Burst, Workers int
 	NATS                bool // its embedded NATS outbox (--no-nats otherwise)
+	Pprof               bool // serve /debug/pprof (rollbook run --pprof)
+}
+
+// fetchProfile saves a CPU profile of the controller over d.
+func fetchProfile(ctx context.Context, base, path string, d time.Duration) error {
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // startRollbook starts the controller and waits until it serves /readyz;
@@ -406,6 +449,9 @@ func startRollbook(ctx context.Context, env *benchEnv, r rollbookRun) (*cluster.
 	}
 	if !r.NATS {
 		args = append(args, "--no-nats")
+	}
+	if r.Pprof {
+		args = append(args, "--pprof")
 	}
 	env.logf("starting %s %s", r.Bin, strings.Join(args, " "))
 	ctrl, err := cluster.StartProcess("rollbook", r.Dir, r.Bin, args, nil)
