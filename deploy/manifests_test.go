@@ -39,6 +39,7 @@ func TestManifestsDecode(t *testing.T) {
 	}{
 		{"crd.yaml", CRD, "CustomResourceDefinition/inplacerollouts.rollbook.dev"},
 		{"rbac.yaml", RBAC, "ServiceAccount/rollbook ClusterRole/rollbook ClusterRoleBinding/rollbook Role/rollbook-leader-election RoleBinding/rollbook-leader-election ClusterRole/rollbook-journal-reader"},
+		{"tenancy.yaml", Tenancy, "ClusterRole/rollbook-edit ClusterRole/rollbook-view ValidatingAdmissionPolicy/rollbook-rollout-author-may-patch-pods ValidatingAdmissionPolicyBinding/rollbook-rollout-author-may-patch-pods"},
 		{"deployment.yaml", Controller, "Namespace/rollbook-system Service/rollbook StatefulSet/rollbook PodDisruptionBudget/rollbook"},
 		{"nats/nats.yaml", NATS, "ConfigMap/nats Service/nats-headless Service/nats StatefulSet/nats PodDisruptionBudget/nats"},
 	} {
@@ -64,7 +65,7 @@ func TestManifestsServerDryRun(t *testing.T) {
 	c := cluster.Shared(t)
 	ensureSystemNamespace(t)
 	ctx := context.Background()
-	for name, m := range map[string][]byte{"rbac.yaml": RBAC, "deployment.yaml": Controller, "nats/nats.yaml": NATS} {
+	for name, m := range map[string][]byte{"rbac.yaml": RBAC, "tenancy.yaml": Tenancy, "deployment.yaml": Controller, "nats/nats.yaml": NATS} {
 		objs, err := Apply(ctx, c.Config(), m, ApplyOptions{DryRun: true})
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
