@@ -155,25 +155,83 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
+		// The controller's rules: a ClusterRole, or a Role per managed
+		// namespace, plus the nodes ClusterRole.
 		var rules []any
 		for _, o := range objs {
-			switch o.GetKind() {
-			case "ClusterRole":
-				if strings.HasSuffix(o.GetName(), "-journal-reader") {
-					// The journal API's readers' role: checked below.
-					if r, _, _ := unstructured.NestedSlice(o.Object, "rules"); !sameRules(r, journalReaderRules(t)) {
-						t.Errorf("%s: the chart's %s rules %v differ from rbac.yaml's rollbook-journal-reader", name, o.GetName(), r)
-					}
-					continue
-				}
-				r, _, _ := unstructured.NestedSlice(o.Object, "rules")
-				rules = append(rules, r...)
-			case "StatefulSet":
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			switch {
+			case o.GetKind() == "StatefulSet":
 				podFromTemplate(t, "chart "+name, o)
+			case o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-journal-reader"):
+				// The journal API's readers' role: checked apart.
+				if !sameRules(r, journalReaderRules(t)) {
+					t.Errorf("%s: the chart's %s rules %v differ from rbac.yaml's rollbook-journal-reader", name, o.GetName(), r)
+				}
+			case o.GetName() != "rb-rollbook" && o.GetName() != "rb-rollbook-nodes":
+			case o.GetKind() == "ClusterRole" && name == "namespace-scoped" && grantsPods(r):
+				t.Errorf("%s: ClusterRole %s grants rights on pods", name, o.GetName())
+			case o.GetKind() == "ClusterRole", o.GetKind() == "Role" && o.GetNamespace() == shop:
+				rules = append(rules, r...)
 			}
 		}
 		if want := clusterRules(t); !sameRules(rules, want) {
-			t.Errorf("%s: the chart's ClusterRole rules\n%v\ndiffer from rbac.yaml's\n%v", name, rules, want)
+			t.Errorf("%s: the chart's controller rules\n%v\ndiffer from rbac.yaml's\n%v", name, rules, want)
+		}
+		if name == "cluster-wide" {
+			chartTenancyIsCopy(t, objs)
+		}
+	}
+}
+
+func grantsPods(rules []any) bool {
+	for _, r := range rules {
+		for _, res := range r.(map[string]any)["resources"].([]any) {
+			if strings.HasPrefix(res.(string), "pods") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// chartTenancyIsCopy: the chart's user roles and admission policy are
+// tenancy.yaml's, under the release's names; both as the apiserver answers
+// a dry run, with its defaults.
+func chartTenancyIsCopy(t *testing.T, chart []*unstructured.Unstructured) {
+	t.Helper()
+	want, err := Apply(context.Background(), cluster.Shared(t).Config(), Tenancy, ApplyOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]*unstructured.Unstructured{}
+	for _, o := range chart {
+		byKind[o.GetKind()+"/"+strings.TrimPrefix(o.GetName(), "rb-rollbook-")] = o
+	}
+	for _, w := range want {
+		name := w.GetKind() + "/" + strings.TrimPrefix(w.GetName(), "rollbook-")
+		got := byKind[name]
+		if got == nil {
+			t.Errorf("the chart renders no %s", name)
+			continue
+		}
+		field := "spec"
+		if w.GetKind() == "ClusterRole" {
+			field = "rules"
+			for k, v := range w.GetLabels() {
+				if strings.HasPrefix(k, "rbac.authorization.k8s.io/") && got.GetLabels()[k] != v {
+					t.Errorf("chart %s lacks label %s=%s", name, k, v)
+				}
+			}
+		}
+		gv, wv := got.Object[field], w.Object[field]
+		if w.GetKind() == "ValidatingAdmissionPolicyBinding" {
+			unstructured.RemoveNestedField(got.Object, "spec", "policyName")
+			unstructured.RemoveNestedField(w.Object, "spec", "policyName")
+			gv, wv = got.Object[field], w.Object[field]
+		}
+		if !reflect.DeepEqual(gv, wv) {
+			t.Errorf("chart %s %s\n%v\ndiffers from tenancy.yaml's\n%v", name, field, gv, wv)
 		}
 	}
 }
