@@ -25,6 +25,8 @@ import (
 const (
 	// Package is the binary the image runs.
 	Package = "rollbook.dev/rollbook/cmd/rollbook"
+	// HealthcheckPackage is /healthcheck, the `helm test` probe.
+	HealthcheckPackage = "rollbook.dev/rollbook/deploy/image/healthcheck"
 	// Tags are the production build tags: no demo, so no test harness.
 	Tags = "nodemo"
 	// DefaultTag is the name deploy/deployment.yaml and the chart use
@@ -46,8 +48,6 @@ type Options struct {
 	// ModuleDir is the module's root; found from the working directory
 	// when empty.
 	ModuleDir string
-	// Binary, when set, is used instead of building Package (tests).
-	Binary string
 }
 
 // Built is an image and how it was made.
@@ -68,19 +68,23 @@ func Build(ctx context.Context, opts Options) (*Built, error) {
 	if !bytes.Contains(ca, []byte("-----BEGIN CERTIFICATE-----")) {
 		return nil, fmt.Errorf("image: %s holds no PEM certificate", opts.CACerts)
 	}
-	bin := opts.Binary
-	if bin == "" {
-		dir, err := os.MkdirTemp("", "rollbook-image-")
-		if err != nil {
-			return nil, fmt.Errorf("image: %w", err)
-		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "rollbook")
-		if err := compile(ctx, opts, bin); err != nil {
-			return nil, err
-		}
+	dir, err := os.MkdirTemp("", "rollbook-image-")
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	bin, probe := filepath.Join(dir, "rollbook"), filepath.Join(dir, "healthcheck")
+	if err := compile(ctx, opts, bin, Package); err != nil {
+		return nil, err
+	}
+	if err := compile(ctx, opts, probe, HealthcheckPackage); err != nil {
+		return nil, err
 	}
 	app, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	hc, err := os.ReadFile(probe)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
@@ -92,7 +96,7 @@ func Build(ctx context.Context, opts Options) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	top, err := layer(created, []file{{name: "rollbook", body: app, mode: 0o755}})
+	top, err := layer(created, []file{{name: "rollbook", body: app, mode: 0o755}, {name: "healthcheck", body: hc, mode: 0o755}})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +122,7 @@ func Build(ctx context.Context, opts Options) (*Built, error) {
 	}
 	img, err = mutate.Append(img,
 		mutate.Addendum{Layer: base, History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "rollbook deploy/image: base (users, CA certificates)"}},
-		mutate.Addendum{Layer: top, History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "rollbook deploy/image: go build -tags " + Tags + " " + Package}},
+		mutate.Addendum{Layer: top, History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "rollbook deploy/image: go build -tags " + Tags + " " + Package + " " + HealthcheckPackage}},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("image: %w", err)
@@ -129,8 +133,8 @@ func Build(ctx context.Context, opts Options) (*Built, error) {
 // compile builds the static production binary: no cgo (no libc to ship),
 // -trimpath and an empty build ID (no path or random ID of this machine in
 // it), symbols stripped.
-func compile(ctx context.Context, opts Options, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", Tags, "-ldflags", "-s -w -buildid=", "-o", out, Package)
+func compile(ctx context.Context, opts Options, out, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", Tags, "-ldflags", "-s -w -buildid=", "-o", out, pkg)
 	cmd.Dir = opts.ModuleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+opts.Arch, "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {

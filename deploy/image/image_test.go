@@ -169,6 +169,9 @@ func checkImage(t *testing.T, img v1.Image, dir string) {
 	if settings["-tags"] != Tags || settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
 		t.Errorf("/rollbook built with %v, want -tags %s, CGO_ENABLED=0, -trimpath", settings, Tags)
 	}
+	if len(files["healthcheck"]) == 0 {
+		t.Error("no /healthcheck")
+	}
 	if runtime.GOOS == "linux" {
 		out, err := exec.Command(bin, "demo").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "this build has no demo") {

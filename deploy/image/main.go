@@ -13,7 +13,8 @@
 //	app:   /rollbook, a static binary (CGO_ENABLED=0, -trimpath, no build
 //	       ID) built with -tags nodemo: the production binary, which does
 //	       not link the test harness (the demo does; see
-//	       cmd/rollbook/demo_off.go)
+//	       cmd/rollbook/demo_off.go); /healthcheck (deploy/image/healthcheck),
+//	       the chart's `helm test` probe, as the image has no shell or wget
 //
 // and runs as 65532:65532 with /rollbook as its entrypoint (the chart
 // passes `run ...`). Every file's time and the image's creation time are
