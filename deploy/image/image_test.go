@@ -179,3 +179,26 @@ func checkImage(t *testing.T, img v1.Image, dir string) {
 		}
 	}
 }
+
+// TestDefaultTagIsWhatManifestsRun: the tag the image is built under by
+// default is the one deploy/deployment.yaml runs and the chart's defaults
+// (image.repository and appVersion) name.
+func TestDefaultTagIsWhatManifestsRun(t *testing.T) {
+	read := func(path string) string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if d := read("../deployment.yaml"); !strings.Contains(d, "image: "+DefaultTag+"\n") {
+		t.Errorf("deploy/deployment.yaml does not run %s", DefaultTag)
+	}
+	repo, tag, _ := strings.Cut(DefaultTag, ":v")
+	if v := read("../chart/values.yaml"); !strings.Contains(v, "repository: "+repo+"\n") {
+		t.Errorf("chart values' image.repository is not %s", repo)
+	}
+	if c := read("../chart/Chart.yaml"); !strings.Contains(c, "appVersion: v"+tag+"\n") {
+		t.Errorf("Chart.yaml's appVersion is not v%s", tag)
+	}
+}
