@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
+	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/test/cluster"
@@ -109,6 +110,44 @@ func TestExcludeNamespacesChecked(t *testing.T) {
 		_, err := ingest.New(ingest.Options{Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: tc.watch, ExcludeNamespaces: tc.exclude})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(namespaces %v, exclude %v) = %v, want an error saying %q", tc.watch, tc.exclude, err, tc.want)
+		}
+	}
+}
+
+// TestExcludeEveryResource: every namespaced resource the controller
+// watches takes the exclusion's field selector (the apiserver would refuse
+// a field it cannot select on, and that stream would never sync), in both
+// list modes.
+func TestExcludeEveryResource(t *testing.T) {
+	c := cluster.Shared(t)
+	ctx := context.Background()
+	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ingest.ListMode{ingest.ListAuto, ingest.ListPaginated} {
+		j, err := journal.Open(filepath.Join(t.TempDir(), "journal"), journal.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := ingest.New(ingest.Options{
+			Client: dynamic.NewForConfigOrDie(c.Config()), Journal: j, ListMode: mode,
+			Resources:         []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},
+			ExcludeNamespaces: []string{"kube-system", "kube-public"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- in.Run(rctx) }()
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		err = in.WaitSynced(wctx)
+		wcancel()
+		cancel()
+		<-done
+		j.Close()
+		if err != nil {
+			t.Fatalf("list mode %d: the streams did not sync with namespaces excluded: %v", mode, err)
 		}
 	}
 }
