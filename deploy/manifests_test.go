@@ -147,8 +147,11 @@ func TestHelmChart(t *testing.T) {
 		return out
 	}
 	for name, out := range map[string][]byte{
-		"cluster-wide":     render(),
-		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=nats://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1"),
+		"cluster-wide": render(),
+		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=tls://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1",
+			"--set", "nats.tls.secret=nats-tls", "--set", "nats.tls.clientCert=true",
+			"--set", "otel.endpoint=http://collector:4318", "--set", "otel.headersSecret=otel-headers", "--set", "otel.serviceName=rollbook-prod",
+			"--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128"),
 	} {
 		objs, err := Apply(ctx, c.Config(), out, ApplyOptions{DryRun: true})
 		if err != nil {
@@ -163,6 +166,9 @@ func TestHelmChart(t *testing.T) {
 			switch {
 			case o.GetKind() == "StatefulSet":
 				podFromTemplate(t, "chart "+name, o)
+				if name == "namespace-scoped" {
+					checkValuesReachPod(t, o)
+				}
 			case o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-journal-reader"):
 				// The journal API's readers' role: checked apart.
 				if !sameRules(r, journalReaderRules(t)) {
@@ -283,4 +289,31 @@ func sameRules(a, b []any) bool {
 		return m
 	}
 	return reflect.DeepEqual(flat(a), flat(b))
+}
+
+// checkValuesReachPod: the chart's NATS TLS, OTel and extraEnv values end
+// up where rollbook run and the OTel SDK read them.
+func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
+	t.Helper()
+	b, err := json.Marshal(sts.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered := string(b)
+	for _, want := range []string{
+		`"--nats-ca=/etc/rollbook/nats-tls/ca.crt"`, `"--nats-cert=/etc/rollbook/nats-tls/tls.crt"`, `"--nats-key=/etc/rollbook/nats-tls/tls.key"`,
+		`"secretName":"nats-tls"`, `"mountPath":"/etc/rollbook/nats-tls"`,
+		`{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}`,
+		`{"name":"OTEL_SERVICE_NAME","value":"rollbook-prod"}`,
+		`{"name":"OTEL_EXPORTER_OTLP_HEADERS","valueFrom":{"secretKeyRef":{"key":"headers","name":"otel-headers"}}}`,
+		`{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`,
+		`"--namespaces=`,
+	} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("the namespace-scoped StatefulSet lacks %s", want)
+		}
+	}
+	if strings.Contains(rendered, "--exclude-namespaces") {
+		t.Error("a namespaced install passes --exclude-namespaces")
+	}
 }
