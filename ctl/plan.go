@@ -129,7 +129,7 @@ type planPod struct {
 func PrintPlan(w io.Writer, format, from string, s *projections.State, res planner.PreviewResult) error {
 	zone := func(node string) string {
 		if n := s.Nodes[node]; n != nil && n.Node != nil {
-			return n.Node.TopologyLabels["topology.kubernetes.io/zone"]
+			return n.Node.Labels["topology.kubernetes.io/zone"]
 		}
 		return ""
 	}

@@ -25,6 +25,14 @@ var CRD []byte
 //go:embed rbac.yaml
 var RBAC []byte
 
+// Tenancy is tenancy.yaml: the rollbook-edit and rollbook-view ClusterRoles
+// that aggregate into admin/edit and view, and the ValidatingAdmissionPolicy
+// (with its binding) that refuses a rollout setting images or selecting
+// pods unless its author may patch pods in its namespace.
+//
+//go:embed tenancy.yaml
+var Tenancy []byte
+
 // Controller is deployment.yaml: the rollbook-system Namespace, the
 // controller StatefulSet (one journal volume per replica), its Service and
 // PodDisruptionBudget.

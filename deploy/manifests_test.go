@@ -39,6 +39,7 @@ func TestManifestsDecode(t *testing.T) {
 	}{
 		{"crd.yaml", CRD, "CustomResourceDefinition/inplacerollouts.rollbook.dev"},
 		{"rbac.yaml", RBAC, "ServiceAccount/rollbook ClusterRole/rollbook ClusterRoleBinding/rollbook Role/rollbook-leader-election RoleBinding/rollbook-leader-election ClusterRole/rollbook-journal-reader"},
+		{"tenancy.yaml", Tenancy, "ClusterRole/rollbook-edit ClusterRole/rollbook-view ValidatingAdmissionPolicy/rollbook-rollout-author-may-patch-pods ValidatingAdmissionPolicyBinding/rollbook-rollout-author-may-patch-pods"},
 		{"deployment.yaml", Controller, "Namespace/rollbook-system Service/rollbook StatefulSet/rollbook PodDisruptionBudget/rollbook"},
 		{"nats/nats.yaml", NATS, "ConfigMap/nats Service/nats-headless Service/nats StatefulSet/nats PodDisruptionBudget/nats"},
 	} {
@@ -64,7 +65,7 @@ func TestManifestsServerDryRun(t *testing.T) {
 	c := cluster.Shared(t)
 	ensureSystemNamespace(t)
 	ctx := context.Background()
-	for name, m := range map[string][]byte{"rbac.yaml": RBAC, "deployment.yaml": Controller, "nats/nats.yaml": NATS} {
+	for name, m := range map[string][]byte{"rbac.yaml": RBAC, "tenancy.yaml": Tenancy, "deployment.yaml": Controller, "nats/nats.yaml": NATS} {
 		objs, err := Apply(ctx, c.Config(), m, ApplyOptions{DryRun: true})
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -146,33 +147,97 @@ func TestHelmChart(t *testing.T) {
 		return out
 	}
 	for name, out := range map[string][]byte{
-		"cluster-wide":     render(),
-		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=nats://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1"),
+		"cluster-wide": render(),
+		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=tls://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1",
+			"--set", "nats.tls.secret=nats-tls", "--set", "nats.tls.clientCert=true",
+			"--set", "otel.endpoint=http://collector:4318", "--set", "otel.headersSecret=otel-headers", "--set", "otel.serviceName=rollbook-prod",
+			"--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128"),
 	} {
 		objs, err := Apply(ctx, c.Config(), out, ApplyOptions{DryRun: true})
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
+		// The controller's rules: a ClusterRole, or a Role per managed
+		// namespace, plus the nodes ClusterRole.
 		var rules []any
 		for _, o := range objs {
-			switch o.GetKind() {
-			case "ClusterRole":
-				if strings.HasSuffix(o.GetName(), "-journal-reader") {
-					// The journal API's readers' role: checked below.
-					if r, _, _ := unstructured.NestedSlice(o.Object, "rules"); !sameRules(r, journalReaderRules(t)) {
-						t.Errorf("%s: the chart's %s rules %v differ from rbac.yaml's rollbook-journal-reader", name, o.GetName(), r)
-					}
-					continue
-				}
-				r, _, _ := unstructured.NestedSlice(o.Object, "rules")
-				rules = append(rules, r...)
-			case "StatefulSet":
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			switch {
+			case o.GetKind() == "StatefulSet":
 				podFromTemplate(t, "chart "+name, o)
+				if name == "namespace-scoped" {
+					checkValuesReachPod(t, o)
+				}
+			case o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), "-journal-reader"):
+				// The journal API's readers' role: checked apart.
+				if !sameRules(r, journalReaderRules(t)) {
+					t.Errorf("%s: the chart's %s rules %v differ from rbac.yaml's rollbook-journal-reader", name, o.GetName(), r)
+				}
+			case o.GetName() != "rb-rollbook" && o.GetName() != "rb-rollbook-nodes":
+			case o.GetKind() == "ClusterRole" && name == "namespace-scoped" && grantsPods(r):
+				t.Errorf("%s: ClusterRole %s grants rights on pods", name, o.GetName())
+			case o.GetKind() == "ClusterRole", o.GetKind() == "Role" && o.GetNamespace() == shop:
+				rules = append(rules, r...)
 			}
 		}
 		if want := clusterRules(t); !sameRules(rules, want) {
-			t.Errorf("%s: the chart's ClusterRole rules\n%v\ndiffer from rbac.yaml's\n%v", name, rules, want)
+			t.Errorf("%s: the chart's controller rules\n%v\ndiffer from rbac.yaml's\n%v", name, rules, want)
+		}
+		if name == "cluster-wide" {
+			chartTenancyIsCopy(t, objs)
+		}
+	}
+}
+
+func grantsPods(rules []any) bool {
+	for _, r := range rules {
+		for _, res := range r.(map[string]any)["resources"].([]any) {
+			if strings.HasPrefix(res.(string), "pods") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// chartTenancyIsCopy: the chart's user roles and admission policy are
+// tenancy.yaml's, under the release's names; both as the apiserver answers
+// a dry run, with its defaults.
+func chartTenancyIsCopy(t *testing.T, chart []*unstructured.Unstructured) {
+	t.Helper()
+	want, err := Apply(context.Background(), cluster.Shared(t).Config(), Tenancy, ApplyOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]*unstructured.Unstructured{}
+	for _, o := range chart {
+		byKind[o.GetKind()+"/"+strings.TrimPrefix(o.GetName(), "rb-rollbook-")] = o
+	}
+	for _, w := range want {
+		name := w.GetKind() + "/" + strings.TrimPrefix(w.GetName(), "rollbook-")
+		got := byKind[name]
+		if got == nil {
+			t.Errorf("the chart renders no %s", name)
+			continue
+		}
+		field := "spec"
+		if w.GetKind() == "ClusterRole" {
+			field = "rules"
+			for k, v := range w.GetLabels() {
+				if strings.HasPrefix(k, "rbac.authorization.k8s.io/") && got.GetLabels()[k] != v {
+					t.Errorf("chart %s lacks label %s=%s", name, k, v)
+				}
+			}
+		}
+		gv, wv := got.Object[field], w.Object[field]
+		if w.GetKind() == "ValidatingAdmissionPolicyBinding" {
+			unstructured.RemoveNestedField(got.Object, "spec", "policyName")
+			unstructured.RemoveNestedField(w.Object, "spec", "policyName")
+			gv, wv = got.Object[field], w.Object[field]
+		}
+		if !reflect.DeepEqual(gv, wv) {
+			t.Errorf("chart %s %s\n%v\ndiffers from tenancy.yaml's\n%v", name, field, gv, wv)
 		}
 	}
 }
@@ -224,4 +289,31 @@ func sameRules(a, b []any) bool {
 		return m
 	}
 	return reflect.DeepEqual(flat(a), flat(b))
+}
+
+// checkValuesReachPod: the chart's NATS TLS, OTel and extraEnv values end
+// up where rollbook run and the OTel SDK read them.
+func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
+	t.Helper()
+	b, err := json.Marshal(sts.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered := string(b)
+	for _, want := range []string{
+		`"--nats-ca=/etc/rollbook/nats-tls/ca.crt"`, `"--nats-cert=/etc/rollbook/nats-tls/tls.crt"`, `"--nats-key=/etc/rollbook/nats-tls/tls.key"`,
+		`"secretName":"nats-tls"`, `"mountPath":"/etc/rollbook/nats-tls"`,
+		`{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}`,
+		`{"name":"OTEL_SERVICE_NAME","value":"rollbook-prod"}`,
+		`{"name":"OTEL_EXPORTER_OTLP_HEADERS","valueFrom":{"secretKeyRef":{"key":"headers","name":"otel-headers"}}}`,
+		`{"name":"HTTPS_PROXY","value":"http://proxy:3128"}`,
+		`"--namespaces=`,
+	} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("the namespace-scoped StatefulSet lacks %s", want)
+		}
+	}
+	if strings.Contains(rendered, "--exclude-namespaces") {
+		t.Error("a namespaced install passes --exclude-namespaces")
+	}
 }

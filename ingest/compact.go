@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error)
 			return o, fmt.Errorf("ingest: node %s: %w", o.Name, err)
 		}
 		o.Node = nodeFacts(&n)
-		o.Labels = nil // node labels are many and noisy; topology is in NodeFacts
+		o.Labels = nil // held once, in NodeFacts
 	case "inplacerollouts.rollbook.dev":
 		// The rollout is ours and small: keep spec and status whole, as JSON.
 		if spec, ok := u.Object["spec"]; ok {
@@ -271,15 +272,25 @@ func nodeFacts(n *corev1.Node) *journal.NodeFacts {
 			f.Ready = c.Status == corev1.ConditionTrue
 		}
 	}
-	for k, v := range n.Labels {
-		if strings.HasPrefix(k, "topology.kubernetes.io/") || k == "kubernetes.io/hostname" {
-			if f.TopologyLabels == nil {
-				f.TopologyLabels = map[string]string{}
-			}
-			f.TopologyLabels[k] = v
-		}
+	if len(n.Labels) > 0 {
+		f.Labels = maps.Clone(n.Labels)
 	}
 	return f
+}
+
+// topologyOnly keeps the labels scatter is most often given when a node's
+// record must shrink: topology.kubernetes.io/* and kubernetes.io/hostname.
+func topologyOnly(labels map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range labels {
+		if strings.HasPrefix(k, "topology.kubernetes.io/") || k == "kubernetes.io/hostname" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // truncate keeps what identifies an object and its state and drops the
@@ -307,6 +318,11 @@ func truncate(o journal.Observed, why error) *journal.Observed {
 	if t.Revision != nil {
 		t.Revision = &journal.RevisionFacts{Revision: t.Revision.Revision}
 	}
-	t.Truncated = "labels, annotations, spec, status, templates and messages dropped: " + why.Error()
+	if t.Node != nil {
+		n := *t.Node
+		n.Labels = topologyOnly(n.Labels)
+		t.Node = &n
+	}
+	t.Truncated = "labels (a node's but its topology), annotations, spec, status, templates and messages dropped: " + why.Error()
 	return &t
 }

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 
 	"rollbook.dev/rollbook/journal"
@@ -35,6 +38,12 @@ type Options struct {
 	// Namespaces limits namespaced resources to these namespaces; empty
 	// means cluster-wide. Cluster-scoped resources ignore it.
 	Namespaces []string
+	// ExcludeNamespaces are left out of a cluster-wide watch by a field
+	// selector, so the server never sends their objects (kube-system's
+	// pods are not the controller's business, and their churn costs).
+	// Naming a namespace in both Namespaces and ExcludeNamespaces is an
+	// error.
+	ExcludeNamespaces []string
 	// BatchSize caps the events gathered into one journal append (default 512).
 	BatchSize int
 	// PageSize is the paginated list's page (default 500).
@@ -85,6 +94,10 @@ func New(opts Options) (*Ingester, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	exclude, err := excludeSelector(opts.Namespaces, opts.ExcludeNamespaces)
+	if err != nil {
+		return nil, err
+	}
 	in := &Ingester{opts: opts}
 	for _, r := range opts.Resources {
 		scopes := []string{""}
@@ -92,7 +105,11 @@ func New(opts Options) (*Ingester, error) {
 			scopes = opts.Namespaces
 		}
 		for _, ns := range scopes {
-			in.streams = append(in.streams, &stream{in: in, res: r, ns: ns, known: known{}})
+			s := &stream{in: in, res: r, ns: ns, known: known{}}
+			if r.Namespaced && ns == "" {
+				s.fieldSelector = exclude
+			}
+			in.streams = append(in.streams, s)
 		}
 	}
 	in.synced.Add(len(in.streams))
@@ -143,4 +160,23 @@ func (in *Ingester) Tracked() int {
 		n += len(s.known)
 	}
 	return n
+}
+
+// excludeSelector is the field selector that leaves the excluded
+// namespaces out of a cluster-wide watch ("" when none are).
+func excludeSelector(namespaces, exclude []string) (string, error) {
+	var sels []fields.Selector
+	for _, ns := range exclude {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return "", fmt.Errorf("ingest: excluded namespace %q: %s", ns, errs[0])
+		}
+		if slices.Contains(namespaces, ns) {
+			return "", fmt.Errorf("ingest: namespace %s is both watched and excluded", ns)
+		}
+		sels = append(sels, fields.OneTermNotEqualSelector("metadata.namespace", ns))
+	}
+	if len(sels) == 0 {
+		return "", nil
+	}
+	return fields.AndSelectors(sels...).String(), nil
 }

@@ -18,7 +18,7 @@ func (s *stream) paginatedList(ctx context.Context) error {
 	var listRV string
 	var pending []journal.Entry
 	clear(s.staged) // what a failed round built was never appended
-	opts := metav1.ListOptions{Limit: s.in.opts.PageSize}
+	opts := metav1.ListOptions{Limit: s.in.opts.PageSize, FieldSelector: s.fieldSelector}
 	// Pages are handled one at a time so a 10k-pod list never sits in
 	// memory whole; every page comes from the first page's snapshot.
 	for {

@@ -30,10 +30,14 @@ var errStreamingRefused = errors.New("ingest: server refused a streaming list")
 
 // stream is one resource in one scope: one watch, one cursor, one known set.
 type stream struct {
-	in    *Ingester
-	res   Resource
-	ns    string
-	known known
+	in  *Ingester
+	res Resource
+	ns  string
+	// fieldSelector leaves excluded namespaces out of a cluster-wide
+	// stream; every list and watch of the stream carries it, so its
+	// known set never holds their objects.
+	fieldSelector string
+	known         known
 	// staged holds known-set changes of entries not yet appended.
 	staged     map[string]staged
 	syncedOnce sync.Once
@@ -134,7 +138,7 @@ func (s *stream) probe(ctx context.Context, rv string) error {
 	if s.probed {
 		return nil
 	}
-	_, err := s.client().List(ctx, metav1.ListOptions{Limit: 1, ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact})
+	_, err := s.client().List(ctx, metav1.ListOptions{Limit: 1, ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact, FieldSelector: s.fieldSelector})
 	switch {
 	case err == nil:
 		s.probed = true
@@ -177,7 +181,7 @@ func (s *stream) list(ctx context.Context) error {
 // caller can reset its backoff.
 func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bool, err error) {
 	timeout := int64(300 + rand.IntN(300)) // spread reconnects, like the Reflector
-	opts := metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout}
+	opts := metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout, FieldSelector: s.fieldSelector}
 	if initial {
 		yes := true
 		opts.SendInitialEvents = &yes

@@ -46,3 +46,36 @@ func TestHugeObjectIsJournaledTruncated(t *testing.T) {
 		t.Fatalf("truncation not said (%q) or labels kept (%d)", back.Truncated, len(back.Labels))
 	}
 }
+
+// TestNodeLabelsKept: a node's record keeps every label, so scatter may use
+// any of them; a node too large to journal keeps its topology labels.
+func TestNodeLabelsKept(t *testing.T) {
+	labels := map[string]any{"topology.kubernetes.io/zone": "z1", "kubernetes.io/hostname": "n1", "example.com/rack": "r7"}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Node",
+		"metadata": map[string]any{"name": "n1", "uid": "u1", "resourceVersion": "3", "labels": labels},
+	}}
+	o, err := Compact(Nodes, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Node == nil || o.Node.Labels["example.com/rack"] != "r7" || len(o.Node.Labels) != 3 {
+		t.Fatalf("node labels journaled: %+v, want all three", o.Node)
+	}
+	for i := range 200_000 {
+		labels[fmt.Sprintf("feature.example.com/f%d", i)] = "true"
+	}
+	if o, err = Compact(Nodes, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := journal.EncodeBody(&o); !errors.Is(err, journal.ErrTooLarge) {
+		t.Fatalf("encoding %d node labels: %v, want ErrTooLarge", len(o.Node.Labels), err)
+	}
+	back := truncate(o, journal.ErrTooLarge)
+	if len(back.Node.Labels) != 2 || back.Node.Labels["topology.kubernetes.io/zone"] != "z1" || back.Truncated == "" {
+		t.Fatalf("truncated node keeps %v (%q), want its two topology labels", back.Node.Labels, back.Truncated)
+	}
+	if len(o.Node.Labels) != 200_003 {
+		t.Fatal("truncate changed the record it was given")
+	}
+}

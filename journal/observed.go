@@ -170,8 +170,11 @@ type WorkloadFacts struct {
 type NodeFacts struct {
 	Ready         bool `cbor:"1,keyasint,omitempty"`
 	Unschedulable bool `cbor:"2,keyasint,omitempty"`
-	// TopologyLabels keeps only topology.kubernetes.io/* and kubernetes.io/hostname.
-	TopologyLabels map[string]string `cbor:"3,keyasint,omitempty"`
+	// Labels are the node's labels, every one, so that a rollout may
+	// scatter over any of them (a rack, an instance type, a pool). A node
+	// record too large to journal keeps only topology.kubernetes.io/* and
+	// kubernetes.io/hostname. (Journals written before kept only those.)
+	Labels map[string]string `cbor:"3,keyasint,omitempty"`
 }
 
 // Vanished says an object known to the journal was gone on a relist.

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"rollbook.dev/rollbook/projections"
@@ -20,21 +19,14 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 		order  string
 	}
 	ks := make([]keyed, len(pods))
-	var sels []labels.Selector
-	if pr := spec.Strategy.Priority; pr != nil {
-		for _, w := range pr.Weights {
-			sel, err := metav1.LabelSelectorAsSelector(&w.Selector)
-			if err != nil {
-				sel = labels.Nothing()
-			}
-			sels = append(sels, sel)
-		}
-	}
+	// budgets has refused a rollout whose selectors do not parse: sels
+	// then is empty and weighs nothing.
+	sels, _ := prioritySelectors(spec)
 	for i, pp := range pods {
 		ks[i].pp = pp
 		if pr := spec.Strategy.Priority; pr != nil {
-			for j, w := range pr.Weights {
-				if sels[j].Matches(labels.Set(pp.pod.Labels)) {
+			for j, sel := range sels {
+				if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
 					ks[i].weight += int64(w.Weight)
 				}
 			}
@@ -78,7 +70,7 @@ func scatter(s *projections.State, terms []projections.ScatterTerm, pods []*podP
 		for _, t := range terms {
 			v := ""
 			if n := s.Nodes[pp.pod.Pod.NodeName]; n != nil && n.Node != nil {
-				v = n.Node.TopologyLabels[t.Key]
+				v = n.Node.Labels[t.Key]
 			}
 			vals = append(vals, v)
 		}

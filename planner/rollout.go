@@ -335,6 +335,7 @@ func (p *planning) report(rp *rolloutPlan) {
 		conds.set("NotInPlace", "False", "InPlace", "")
 	}
 	p.reportHooks(rp)
+	p.reportScatter(rp)
 	if n.evictionBlocked != "" {
 		conds.set("EvictionBlocked", "True", "DisruptionBudget", "an eviction is refused and retried with backoff until the PodDisruptionBudget allows it; first: "+n.evictionBlocked)
 	} else {
@@ -352,6 +353,11 @@ func (p *planning) report(rp *rolloutPlan) {
 func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, hold, ok bool) {
 	spec, st, conds, n := rp.spec, rp.st, rp.conds, &rp.n
 	replicas := int(st.Replicas)
+	if _, err := prioritySelectors(spec); err != nil {
+		conds.set("Invalid", "True", "InvalidSpec", err.Error()+": fix the selector; the rollout does not go on in another order than the one asked for")
+		st.Phase = projections.PhaseFailed
+		return 0, 0, 0, false, false
+	}
 	maxUnavailable, err := scaled(spec.Strategy.MaxUnavailable, replicas, 1, false)
 	if err != nil {
 		conds.set("Invalid", "True", "InvalidSpec", "spec.strategy.maxUnavailable "+err.Error())

@@ -49,6 +49,7 @@ import (
 //	status r1               the rollout's status as written
 //	pods [ids=true]         the pods as the apiserver has them
 //	label pod=web-1 k=v     set a pod label
+//	node-label node=node-1 k=v  set a node label
 //	condition pod=web-1 type=example.com/Drained [status=True]  set a pod condition (a hook controller's release)
 //	hookctl on|off          a hook controller releases every marked pod at each kubelet sync
 //	delete-pod pod=web-1 [recreate=false]  delete a pod (its StatefulSet recreates it, at once or at the next kubelet)
@@ -354,6 +355,19 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		w.measures[name] = append(w.measures[name], argList(d, "verdicts")...)
 		return "ok"
 
+	case "node-label":
+		n := w.nodes[argOr(d, "node", "")]
+		if n == nil {
+			d.Fatalf(t, "no node %q", argOr(d, "node", ""))
+		}
+		for _, a := range d.CmdArgs {
+			if a.Key != "node" {
+				n.Node.Labels[a.Key] = a.Vals[0]
+			}
+		}
+		w.write(n)
+		return "ok"
+
 	case "hookctl":
 		w.hookCtl = d.CmdArgs[0].Key == "on"
 		return "ok"
@@ -472,7 +486,7 @@ func (w *world) podsTable(ids bool) string {
 		p := w.pods[k]
 		zone := "-"
 		if n := w.nodes[p.Pod.NodeName]; n != nil {
-			zone = n.Node.TopologyLabels[zoneLabel]
+			zone = n.Node.Labels[zoneLabel]
 		}
 		var images, imageIDs, cids []string
 		restarts := int32(0)

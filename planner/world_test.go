@@ -204,7 +204,7 @@ func (w *world) addNodes(n, zones int) []string {
 			continue
 		}
 		o := &journal.Observed{Resource: "nodes", Name: name, UID: w.uid("node"), Created: w.now,
-			Node: &journal.NodeFacts{Ready: true, TopologyLabels: map[string]string{zoneLabel: zone, "kubernetes.io/hostname": name}}}
+			Node: &journal.NodeFacts{Ready: true, Labels: map[string]string{zoneLabel: zone, "kubernetes.io/hostname": name}}}
 		w.nodes[name] = o
 		w.write(o)
 	}
@@ -310,7 +310,7 @@ func (w *world) newPod(f *fleet, i int) *journal.Observed {
 	if f.admission {
 		// What admission adds to a real pod and no template names: a
 		// label copied from its node, an injected sidecar, an annotation.
-		p.Labels[zoneLabel] = w.nodes[node].Node.TopologyLabels[zoneLabel]
+		p.Labels[zoneLabel] = w.nodes[node].Node.Labels[zoneLabel]
 		p.AnnotationKeys = append(p.AnnotationKeys, "mesh.example/injected")
 	}
 	slices.Sort(p.AnnotationKeys)

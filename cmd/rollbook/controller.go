@@ -34,6 +34,8 @@ type controllerOptions struct {
 	Config     *rest.Config
 	JournalDir string
 	Namespaces []string
+	// ExcludeNamespaces are left out of a cluster-wide watch.
+	ExcludeNamespaces []string
 	// NATS: an external URL, or an embedded server under JournalDir/nats
 	// unless NoNATS.
 	NATS   journal.NATSConfig
@@ -118,7 +120,7 @@ func newController(opts controllerOptions) (*controller, error) {
 	c.readClient = dynamic.NewForConfigOrDie(cfg)
 	c.auth = kubernetes.NewForConfigOrDie(cfg)
 	c.in, err = ingest.New(ingest.Options{
-		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, Logger: opts.Logger,
+		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, ExcludeNamespaces: opts.ExcludeNamespaces, Logger: opts.Logger,
 		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ func runCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	kubeconfig := fs.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file (in-cluster config when empty)")
 	namespaces := fs.String("namespaces", "", "comma-separated namespaces to manage (all when empty)")
+	exclude := fs.String("exclude-namespaces", "kube-system", "comma-separated namespaces a cluster-wide controller leaves alone (the server filters them out of every watch); ignored with --namespaces unless given")
 	journalDir := fs.String("journal-dir", "/var/lib/rollbook/journal", "journal directory (a persistent volume)")
 	natsURL := fs.String("nats-url", "", "external NATS server or cluster URL(s); an embedded server when empty")
 	natsCreds := fs.String("nats-creds", "", "NATS credentials file")
@@ -82,8 +83,12 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	excluded := splitList(*exclude)
+	if *namespaces != "" && !flagSet(fs, "exclude-namespaces") {
+		excluded = nil // the default exclusion is for a cluster-wide watch
+	}
 	opts := controllerOptions{
-		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), NoNATS: *noNATS,
+		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), ExcludeNamespaces: excluded, NoNATS: *noNATS,
 		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
 		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
 		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log, AnalysisHosts: splitList(*analysisHosts),
@@ -110,7 +115,7 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 		srv.lead(ctx, c)
 		defer srv.set(nil)
-		log.Info("rollbook: controller running", "journal", *journalDir, "namespaces", opts.Namespaces)
+		log.Info("rollbook: controller running", "journal", *journalDir, "namespaces", opts.Namespaces, "excluded", opts.ExcludeNamespaces)
 		return c.run(ctx)
 	}
 	if !*leaderElect {
@@ -250,6 +255,13 @@ func parseBytes(flag, s string) (int64, error) {
 		return 0, fmt.Errorf("%s=%q: want a size such as 3Gi or 500M", flag, s)
 	}
 	return q.Value(), nil
+}
+
+// flagSet reports whether the command line gave flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func splitList(s string) []string {

@@ -326,3 +326,24 @@ func (n *Node) ctr(ctx context.Context, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// ImportImage loads a docker-archive tarball whose image is named ref
+// (repo:tag, as written in the archive) into the node's containerd, for
+// pods with imagePullPolicy: Never.
+func (n *Node) ImportImage(ctx context.Context, tarball, ref string) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("node: image name %s: %w", ref, err)
+	}
+	if _, err := n.ctr(ctx, "images", "import", "--base-name", tag.Context().Name(), "--snapshotter", n.snapshotter, tarball); err != nil {
+		return err
+	}
+	out, err := n.ctr(ctx, "images", "ls", "-q")
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(strings.Fields(out), ref) {
+		return fmt.Errorf("node: image %s missing after importing %s; containerd has %s", ref, tarball, out)
+	}
+	return nil
+}
