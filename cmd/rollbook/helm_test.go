@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/test/cluster"
 	"rollbook.dev/rollbook/test/node"
 )
@@ -161,6 +162,23 @@ func TestHelmInstall(t *testing.T) {
 		}
 	}
 	uninstall()
+	// helm's --wait covers the StatefulSet it made, not the pod the
+	// garbage collector deletes after it, nor the process in it: the
+	// journal is read once the controller has let go of it.
+	cluster.Eventually(t, 2*time.Minute, "the controller gone and its journal unlocked", func() error {
+		pods, err := cs.CoreV1().Pods(system).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=controller"})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("controller pod %s still there", pods.Items[0].Name)
+		}
+		j, err := journal.Open(filepath.Join(journalDir, "journal"), journal.Options{})
+		if err != nil {
+			return err
+		}
+		return j.Close()
+	})
 	checkReplay(t, journalDir)
 }
 
