@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"rollbook.dev/rollbook/journal"
@@ -23,6 +24,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	dir := fs.String("journal", "", "journal directory of a recorded rollout (rollout --keep: <work dir>/journal)")
 	runs := fs.Int("runs", 3, "runs of each")
 	only := fs.Int("phases", 0, "run only the first n phases (0: all): 2 is scan and fold")
+	upto := fs.Uint64("records", 0, "read only the first n records (0: all)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -32,11 +34,12 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if _, err := os.Stat(*dir); err != nil {
 		return nil, fmt.Errorf("no journal at %s: %w", *dir, err)
 	}
-	j, err := journal.Open(*dir, journal.Options{})
+	jn, err := journal.Open(*dir, journal.Options{})
 	if err != nil {
 		return nil, err
 	}
-	defer j.Close()
+	defer jn.Close()
+	j := limitedReader{jn, *upto}
 	if j.First() != 1 {
 		return nil, fmt.Errorf("%s starts at record %d: replay a journal that starts at record 1", *dir, j.First())
 	}
@@ -97,17 +100,19 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	fmt.Printf("\nreplay: %s, %d runs of each, interleaved\n", *dir, *runs)
 	printMachine(env)
 	times := make([][]time.Duration, len(phases))
+	cpus := make([][]time.Duration, len(phases))
 	var records uint64
 	var plans int
 	for run := range *runs {
 		for i, p := range phases {
-			start := time.Now()
+			start, cpu0 := time.Now(), cpuTime()
 			n, pl, err := p.run()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
 			took := time.Since(start)
 			times[i] = append(times[i], took)
+			cpus[i] = append(cpus[i], cpuTime()-cpu0)
 			records = n
 			if pl > 0 {
 				plans = pl
@@ -117,12 +122,44 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	}
 	fmt.Printf("  %d records, %d recorded plans compared\n", records, plans)
 	rows := map[string]any{}
-	scan := median(times[0])
+	scan, scanCPU := median(times[0]), median(cpus[0])
 	for i, p := range phases {
-		med := median(times[i])
-		rate := float64(records) / med.Seconds()
-		fmt.Printf("  %-52s median %9s  %9.0f records/s  %5.2f× scan's time\n", p.name, med.Round(time.Millisecond), rate, med.Seconds()/scan.Seconds())
-		rows[fmt.Sprintf("phase_%d", i)] = map[string]any{"name": p.name, "median_s": round(med.Seconds(), 3), "records_per_s": round(rate, 0)}
+		med, cpu := median(times[i]), median(cpus[i])
+		rate, cpuRate := float64(records)/med.Seconds(), float64(records)/cpu.Seconds()
+		fmt.Printf("  %-58s median %9s (%9.0f records/s, %6.2f× scan's), CPU %9s (%9.0f records per CPU-second, %6.2f× scan's)\n",
+			p.name, med.Round(time.Millisecond), rate, med.Seconds()/scan.Seconds(), cpu.Round(time.Millisecond), cpuRate, cpu.Seconds()/scanCPU.Seconds())
+		rows[fmt.Sprintf("phase_%d", i)] = map[string]any{"name": p.name, "median_s": round(med.Seconds(), 3), "records_per_s": round(rate, 0),
+			"cpu_s": round(cpu.Seconds(), 3), "records_per_cpu_s": round(cpuRate, 0)}
 	}
 	return map[string]any{"journal": *dir, "records": records, "plans": plans, "phases": rows}, nil
+}
+
+// limitedReader reads a journal's first n records (n == 0: all).
+type limitedReader struct {
+	j *journal.Journal
+	n uint64
+}
+
+func (l limitedReader) First() uint64 { return l.j.First() }
+
+func (l limitedReader) Read(ctx context.Context, from uint64, fn func(journal.Record) error) error {
+	if l.n == 0 {
+		return l.j.Read(ctx, from, fn)
+	}
+	return l.j.Read(ctx, from, func(r journal.Record) error {
+		if r.Seq > l.n {
+			return journal.ErrStop
+		}
+		return fn(r)
+	})
+}
+
+// cpuTime is the CPU time (user and system) this process has used: on a
+// shared machine it moves much less with the load than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
