@@ -68,6 +68,9 @@ type OnePass struct {
 	window    []journal.Record
 	head      int
 	lastKind  journal.Kind
+	// base is the record the starting state was folded to (a
+	// checkpoint's): plans at or before it are not replayed.
+	base uint64
 }
 
 // DefaultLookahead bounds the records a recorded controller may have
@@ -82,7 +85,7 @@ var ErrLateIntent = errors.New("planner: replay: an intent came after its plan's
 // NewOnePass is NewReplayerFrom for one pass: the intents are collected
 // as the records come.
 func NewOnePass(state *projections.State, rollout string) *OnePass {
-	return &OnePass{Replayer: NewReplayerFrom(state, map[uint64][]Intent{}, rollout)}
+	return &OnePass{Replayer: NewReplayerFrom(state, map[uint64][]Intent{}, rollout), base: state.Seq}
 }
 
 // Add takes the next record; see Replayer.Add for the result.
@@ -92,10 +95,15 @@ func (o *OnePass) Add(r journal.Record) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if in.PlanSeq <= o.state.Seq && o.state.Seq != 0 {
+		switch {
+		case in.PlanSeq <= o.base:
+			// Its plan came before the records replayed (a checkpoint's
+			// books are where replay starts): nothing to compare.
+		case in.PlanSeq <= o.state.Seq:
 			return false, fmt.Errorf("%w (intent %d, plan at %d, folded to %d)", ErrLateIntent, r.Seq, in.PlanSeq, o.state.Seq)
+		default:
+			o.intents[in.PlanSeq] = append(o.intents[in.PlanSeq], in)
 		}
-		o.intents[in.PlanSeq] = append(o.intents[in.PlanSeq], in)
 	}
 	o.window = append(o.window, r)
 	o.lastKind = r.Kind
