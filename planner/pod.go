@@ -119,6 +119,10 @@ type podTarget struct {
 	// notInPlace names what the template changed that needs a new pod.
 	notInPlace  string
 	canRecreate bool
+	// state is the pod's state annotation as the target read it, when
+	// stateRead: classify takes it instead of parsing it a second time.
+	state     *PodState
+	stateRead bool
 }
 
 func gateCondition(p *journal.PodFacts) *journal.Condition {
@@ -163,7 +167,11 @@ func readState(p *projections.Pod) *PodState {
 // classify places a pod relative to its target at time now.
 func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
 	f := p.Pod
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: readState(p), labels: map[string]string{}, skipDrain: true, rev: t.rev}
+	st := t.state
+	if !t.stateRead {
+		st = readState(p)
+	}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, labels: map[string]string{}, skipDrain: true, rev: t.rev}
 	pp.oldLabel = p.Labels[RevisionLabel]
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition

@@ -151,7 +151,8 @@ func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 		pt.templateLabels[TemplateGenerationLabel] = t.generation
 	}
 	from := pod.Labels[RevisionLabel]
-	if st := readState(pod); st != nil && st.Revision == t.rev {
+	pt.state, pt.stateRead = readState(pod), true
+	if st := pt.state; st != nil && st.Revision == t.rev {
 		from, pt.applied = st.Label, true
 	}
 	var d revisionDiff
