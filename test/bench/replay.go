@@ -25,6 +25,8 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	runs := fs.Int("runs", 3, "runs of each")
 	only := fs.Int("phases", 0, "run only the first n phases (0: all): 2 is scan and fold")
 	upto := fs.Uint64("records", 0, "read only the first n records (0: all)")
+	whatIf := fs.Bool("what-if", false, "go on past divergences, as rollbook replay --what-if (a journal recorded by another planner version)")
+	divergent := 0
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -62,6 +64,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}},
 		{"replay, one pass (rollbook replay)", func() (uint64, int, error) {
 			o := planner.NewOnePass(projections.New(), "")
+			o.KeepGoing = *whatIf
 			var n uint64
 			err := j.Read(ctx, 1, func(r journal.Record) error {
 				n++
@@ -74,6 +77,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			if err == nil {
 				_, err = o.Finish()
 			}
+			divergent = len(o.Divergences)
 			return n, o.Plans, err
 		}},
 		{"replay, two passes (collect intents; fold + plan, compare)", func() (uint64, int, error) {
@@ -82,6 +86,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 				return 0, 0, err
 			}
 			rp := planner.NewReplayer(intents(), "")
+			rp.KeepGoing = *whatIf
 			var n uint64
 			err := j.Read(ctx, 1, func(r journal.Record) error {
 				n++
@@ -120,7 +125,11 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			env.logf("run %d: %s: %d records in %s (%.0f records/s)", run+1, p.name, n, took.Round(time.Millisecond), float64(n)/took.Seconds())
 		}
 	}
-	fmt.Printf("  %d records, %d recorded plans compared\n", records, plans)
+	fmt.Printf("  %d records, %d recorded plans compared", records, plans)
+	if *whatIf {
+		fmt.Printf(", %d of them derived differently by today's planner (--what-if)", divergent)
+	}
+	fmt.Println()
 	rows := map[string]any{}
 	scan, scanCPU := median(times[0]), median(cpus[0])
 	for i, p := range phases {
@@ -131,7 +140,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		rows[fmt.Sprintf("phase_%d", i)] = map[string]any{"name": p.name, "median_s": round(med.Seconds(), 3), "records_per_s": round(rate, 0),
 			"cpu_s": round(cpu.Seconds(), 3), "records_per_cpu_s": round(cpuRate, 0)}
 	}
-	return map[string]any{"journal": *dir, "records": records, "plans": plans, "phases": rows}, nil
+	return map[string]any{"journal": *dir, "records": records, "plans": plans, "divergent_plans": divergent, "phases": rows}, nil
 }
 
 // limitedReader reads a journal's first n records (n == 0: all).
