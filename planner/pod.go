@@ -1,7 +1,6 @@
 package planner
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -152,16 +151,13 @@ func declaresGate(p *journal.PodFacts) bool {
 	return false
 }
 
+// readState is the pod's state annotation, parsed when the pod was folded;
+// a pod made by hand (a test, a dry run's edit) is parsed here.
 func readState(p *projections.Pod) *PodState {
-	raw, ok := p.Annotations[StateAnnotation]
-	if !ok {
-		return nil
+	if p.State != nil {
+		return p.State
 	}
-	var st PodState
-	if json.Unmarshal([]byte(raw), &st) != nil {
-		return nil // unreadable: treated as never patched by us
-	}
-	return &st
+	return projections.ParseState(p.Annotations)
 }
 
 // classify places a pod relative to its target at time now.

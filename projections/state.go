@@ -54,6 +54,8 @@ type Pod struct {
 	journal.Observed
 	// ObservedAt is the time of the record that last changed it.
 	ObservedAt int64
+	// State is its rollbook.dev/state annotation, parsed.
+	State *PodState
 }
 
 // Key is "namespace/name".
@@ -193,6 +195,7 @@ func (s *State) observe(p *Pod, at int64) {
 			// newer view.
 			return
 		}
+		p.State = ParseState(o.Annotations)
 		s.Pods[key] = p
 		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
 	case "inplacerollouts.rollbook.dev":
