@@ -86,6 +86,9 @@ func EncodeBody(v any) ([]byte, error) {
 // DecodeBody decodes a body written by EncodeBody into v. Malformed input,
 // trailing bytes and unknown fields are errors wrapping ErrCorrupt.
 func DecodeBody(b []byte, v any) error {
+	if fastBody(b, v) {
+		return nil
+	}
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("journal: decode body: %w: %w", ErrCorrupt, err)
 	}
@@ -151,9 +154,12 @@ func DecodeRecord(value []byte) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	var e envelope
-	if err := decMode.Unmarshal(env, &e); err != nil {
-		return Record{}, fmt.Errorf("%w: envelope: %w", ErrCorrupt, err)
+	e, ok := decodeEnvelope(env)
+	if !ok {
+		e = envelope{}
+		if err := decMode.Unmarshal(env, &e); err != nil {
+			return Record{}, fmt.Errorf("%w: envelope: %w", ErrCorrupt, err)
+		}
 	}
 	if len(e.Prev) != 32 {
 		return Record{}, fmt.Errorf("%w: prev hash is %d bytes", ErrCorrupt, len(e.Prev))
@@ -171,6 +177,28 @@ func DecodeRecord(value []byte) (Record, error) {
 	}
 	r.Hash = chainHash(r.Prev, env)
 	return r, nil
+}
+
+// decodeEnvelope is the fast path of DecodeRecord for an envelope in
+// encMode's canonical form (see canonReader); ok is false for anything
+// else, which decMode then reads.
+func decodeEnvelope(b []byte) (e envelope, ok bool) {
+	r := canonReader{b: b}
+	if n := r.count(majArray); n != 6 {
+		return e, false
+	}
+	e.Seq = r.uint()
+	e.Time = r.int64()
+	if k := r.uint(); k <= 0xff {
+		e.Kind = uint8(k)
+	} else {
+		r.bad = true
+	}
+	e.Key = r.text()
+	e.Body = r.bytes()
+	e.Prev = r.bytes()
+	r.end()
+	return e, !r.bad
 }
 
 // frame wraps payload as a stored value: version | payload | CRC-32C.

@@ -43,7 +43,7 @@ const (
 	// GateCondition is the readiness gate condition type.
 	GateCondition = "rollbook.dev/InPlaceUpdateReady"
 	// StateAnnotation holds PodState as JSON: what the patch replaced.
-	StateAnnotation = "rollbook.dev/state"
+	StateAnnotation = projections.StateAnnotation
 	// RevisionLabel is the StatefulSet/DaemonSet revision label.
 	RevisionLabel = "controller-revision-hash"
 	// TemplateGenerationLabel is the DaemonSet's revision label.

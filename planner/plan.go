@@ -27,12 +27,14 @@ type planning struct {
 	res     Result
 	claimed map[string]string // pod key → rollout key
 	busy    map[string]bool   // pod key → has an action in this plan
+	keys    []string          // every pod key, sorted
 }
 
 // Plan derives the actions for state s at s.Now.
 func Plan(s *projections.State) Result {
 	p := &planning{s: s, now: s.Now, claimed: map[string]string{}, busy: map[string]bool{}}
 	keys := sortedPodKeys(s)
+	p.keys = keys
 	// A pod that declares the gate and has no condition never becomes
 	// Ready: set it True as soon as it is seen, rollout or not.
 	for _, k := range keys {
@@ -161,7 +163,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 	t, problem, notFound := resolveTarget(p.s, r)
 	if problem == "" {
 		var pods []*projections.Pod
-		pods, problem = selectPods(p.s, r, t)
+		pods, problem = selectPodsIn(p.s, p.keys, r, t)
 		if problem == "" && t.workload != nil && (t.workload.Workload.ObservedGeneration < t.workload.Generation || t.to == nil) {
 			// NB: the workload's controller has not yet observed its new
 			// template, so its update revision (the label pods must carry)
@@ -308,13 +310,13 @@ func rollbackTarget(pod *projections.Pod, rev string) (podTarget, bool) {
 	}
 	switch st.Revision {
 	case rev:
-		pt := podTarget{rev: "rb-" + rev, label: st.Label}
+		pt := podTarget{rev: "rb-" + rev, label: st.Label, state: st, stateRead: true}
 		for _, b := range st.Before {
 			pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: b.Image})
 		}
 		return pt, true
 	case "rb-" + rev:
-		pt := podTarget{rev: st.Revision, label: pod.Labels[RevisionLabel]}
+		pt := podTarget{rev: st.Revision, label: pod.Labels[RevisionLabel], state: st, stateRead: true}
 		for _, b := range st.Before {
 			if c, _ := findContainer(pod.Pod, b.Name, b.Init); c != nil {
 				pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: c.Image})

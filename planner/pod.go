@@ -1,7 +1,6 @@
 package planner
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -119,6 +118,10 @@ type podTarget struct {
 	// notInPlace names what the template changed that needs a new pod.
 	notInPlace  string
 	canRecreate bool
+	// state is the pod's state annotation as the target read it, when
+	// stateRead: classify takes it instead of parsing it a second time.
+	state     *PodState
+	stateRead bool
 }
 
 func gateCondition(p *journal.PodFacts) *journal.Condition {
@@ -148,22 +151,23 @@ func declaresGate(p *journal.PodFacts) bool {
 	return false
 }
 
+// readState is the pod's state annotation, parsed when the pod was folded;
+// a pod made by hand (a test, a dry run's edit) is parsed here.
 func readState(p *projections.Pod) *PodState {
-	raw, ok := p.Annotations[StateAnnotation]
-	if !ok {
-		return nil
+	if p.State != nil {
+		return p.State
 	}
-	var st PodState
-	if json.Unmarshal([]byte(raw), &st) != nil {
-		return nil // unreadable: treated as never patched by us
-	}
-	return &st
+	return projections.ParseState(p.Annotations)
 }
 
 // classify places a pod relative to its target at time now.
 func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
 	f := p.Pod
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: readState(p), labels: map[string]string{}, skipDrain: true, rev: t.rev}
+	st := t.state
+	if !t.stateRead {
+		st = readState(p)
+	}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, labels: map[string]string{}, skipDrain: true, rev: t.rev}
 	pp.oldLabel = p.Labels[RevisionLabel]
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition

@@ -564,6 +564,7 @@ func (d *dryRun) patch(p *projections.Pod, a Action) {
 		delete(p.Annotations, k)
 	}
 	p.Annotations[StateAnnotation] = a.State
+	p.State = projections.ParseState(p.Annotations)
 	p.HasAnnotations = true
 	kubeletReady(f, d.c.Now)
 }

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -52,6 +53,99 @@ type Replayer struct {
 	KeepGoing   bool
 }
 
+// OnePass replays in one read of the journal. A plan's intents come after
+// the record it was derived at, so OnePass folds each record only once it
+// has read Lookahead records past it and is not inside a run of intents
+// (the controller journals a plan's intents in one append: one unbroken
+// run). An intent whose plan was already folded ends it with
+// ErrLateIntent; the caller then replays in two passes
+// (CollectIntents, then Replayer), which have no such limit.
+type OnePass struct {
+	*Replayer
+	// Lookahead is how many records OnePass reads past a record before
+	// folding it; 0 means DefaultLookahead.
+	Lookahead int
+	window    []journal.Record
+	head      int
+	lastKind  journal.Kind
+	// base is the record the starting state was folded to (a
+	// checkpoint's): plans at or before it are not replayed.
+	base uint64
+}
+
+// DefaultLookahead bounds the records a recorded controller may have
+// appended between planning and journaling the plan's intents (other
+// appenders' records in the same group commits).
+const DefaultLookahead = 1 << 14
+
+// ErrLateIntent: an intent came later than OnePass's lookahead after the
+// record its plan was derived at.
+var ErrLateIntent = errors.New("planner: replay: an intent came after its plan's record was folded")
+
+// NewOnePass is NewReplayerFrom for one pass: the intents are collected
+// as the records come.
+func NewOnePass(state *projections.State, rollout string) *OnePass {
+	return &OnePass{Replayer: NewReplayerFrom(state, map[uint64][]Intent{}, rollout), base: state.Seq}
+}
+
+// Add takes the next record; see Replayer.Add for the result.
+func (o *OnePass) Add(r journal.Record) (bool, error) {
+	if r.Kind == journal.KindActionIntended {
+		in, err := decodeIntent(r)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case in.PlanSeq <= o.base:
+			// Its plan came before the records replayed (a checkpoint's
+			// books are where replay starts): nothing to compare.
+		case in.PlanSeq <= o.state.Seq:
+			return false, fmt.Errorf("%w (intent %d, plan at %d, folded to %d)", ErrLateIntent, r.Seq, in.PlanSeq, o.state.Seq)
+		default:
+			o.intents[in.PlanSeq] = append(o.intents[in.PlanSeq], in)
+		}
+	}
+	o.window = append(o.window, r)
+	o.lastKind = r.Kind
+	look := o.Lookahead
+	if look <= 0 {
+		look = DefaultLookahead
+	}
+	for len(o.window)-o.head > look && o.lastKind != journal.KindActionIntended {
+		ok, err := o.next()
+		if err != nil || !ok {
+			return ok, err
+		}
+	}
+	return true, nil
+}
+
+// Finish folds the records still held, at the end of the journal.
+func (o *OnePass) Finish() (bool, error) {
+	for o.head < len(o.window) {
+		ok, err := o.next()
+		if err != nil || !ok {
+			return ok, err
+		}
+	}
+	return true, nil
+}
+
+func (o *OnePass) next() (bool, error) {
+	r := o.window[o.head]
+	o.window[o.head] = journal.Record{}
+	o.head++
+	if o.head == len(o.window) || o.head >= 1024 && o.head*2 >= len(o.window) {
+		// Drop what was folded, keeping the window's storage.
+		n := copy(o.window, o.window[o.head:])
+		clear(o.window[n:])
+		o.window, o.head = o.window[:n], 0
+	}
+	ok, err := o.Replayer.Add(r)
+	delete(o.intents, r.Seq)
+	return ok, err
+}
+
 // CollectIntents is replay's first pass: the recorded intents by the
 // sequence their plan was derived at.
 func CollectIntents() (add func(journal.Record) error, result func() map[uint64][]Intent) {
@@ -60,18 +154,26 @@ func CollectIntents() (add func(journal.Record) error, result func() map[uint64]
 		if r.Kind != journal.KindActionIntended {
 			return nil
 		}
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return fmt.Errorf("planner: replay: record %d: %w", r.Seq, err)
+		in, err := decodeIntent(r)
+		if err != nil {
+			return err
 		}
-		var a Action
-		if err := journal.DecodeBody(f.Action, &a); err != nil {
-			return fmt.Errorf("planner: replay: intent %d: %w", r.Seq, err)
-		}
-		m[f.PlanSeq] = append(m[f.PlanSeq], Intent{Seq: r.Seq, PlanSeq: f.PlanSeq, Action: a})
+		m[in.PlanSeq] = append(m[in.PlanSeq], in)
 		return nil
 	}
 	return add, func() map[uint64][]Intent { return m }
+}
+
+func decodeIntent(r journal.Record) (Intent, error) {
+	var f journal.ActionFact
+	if err := r.Decode(&f); err != nil {
+		return Intent{}, fmt.Errorf("planner: replay: record %d: %w", r.Seq, err)
+	}
+	var a Action
+	if err := journal.DecodeBody(f.Action, &a); err != nil {
+		return Intent{}, fmt.Errorf("planner: replay: intent %d: %w", r.Seq, err)
+	}
+	return Intent{Seq: r.Seq, PlanSeq: f.PlanSeq, Action: a}, nil
 }
 
 // NewReplayer replays the given intents; rollout ("ns/name") limits the

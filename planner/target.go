@@ -151,7 +151,8 @@ func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 		pt.templateLabels[TemplateGenerationLabel] = t.generation
 	}
 	from := pod.Labels[RevisionLabel]
-	if st := readState(pod); st != nil && st.Revision == t.rev {
+	pt.state, pt.stateRead = readState(pod), true
+	if st := pt.state; st != nil && st.Revision == t.rev {
 		from, pt.applied = st.Label, true
 	}
 	var d revisionDiff
@@ -243,6 +244,12 @@ func revision(t target) string {
 
 // selectPods returns the pods a rollout targets, sorted by key.
 func selectPods(s *projections.State, r *projections.Rollout, t target) ([]*projections.Pod, string) {
+	return selectPodsIn(s, podKeysIn(s, r.Namespace), r, t)
+}
+
+// selectPodsIn is selectPods over keys, the sorted keys of (at least) the
+// rollout's namespace's pods: Plan sorts the keys once for every rollout.
+func selectPodsIn(s *projections.State, keys []string, r *projections.Rollout, t target) ([]*projections.Pod, string) {
 	var out []*projections.Pod
 	var match func(p *projections.Pod) bool
 	if t.workload != nil {
@@ -258,7 +265,7 @@ func selectPods(s *projections.State, r *projections.Rollout, t target) ([]*proj
 		}
 		match = func(p *projections.Pod) bool { return sel.Matches(labels.Set(p.Labels)) }
 	}
-	for _, k := range podKeysIn(s, r.Namespace) {
+	for _, k := range namespaceRun(keys, r.Namespace) {
 		p := s.Pods[k]
 		if p.Namespace == r.Namespace && p.Pod != nil && match(p) {
 			out = append(out, p)
@@ -279,6 +286,17 @@ func podKeysIn(s *projections.State, ns string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// namespaceRun is the run of sorted keys ("ns/name") in namespace ns.
+func namespaceRun(sorted []string, ns string) []string {
+	prefix := ns + "/"
+	i := sort.SearchStrings(sorted, prefix)
+	j := i
+	for j < len(sorted) && strings.HasPrefix(sorted[j], prefix) {
+		j++
+	}
+	return sorted[i:j]
 }
 
 func sortedPodKeys(s *projections.State) []string {

@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"fmt"
 	"strings"
 
 	"rollbook.dev/rollbook/journal"
@@ -46,15 +45,13 @@ const rolloutKeyPrefix = "inplacerollouts.rollbook.dev/"
 
 // Apply folds one record into the state and the books.
 func (d *Books) Apply(r journal.Record) error {
-	if err := d.State.Apply(r); err != nil {
+	dec, err := d.State.apply(r)
+	if err != nil {
 		return err
 	}
 	switch r.Kind {
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return fmt.Errorf("record %d: %w", r.Seq, err)
-		}
+		f := *dec.action
 		if r.Kind == journal.KindActionIntended {
 			if _, ok := d.Open[f.Key]; !ok {
 				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: f}
@@ -75,10 +72,7 @@ func (d *Books) Apply(r journal.Record) error {
 			delete(d.Rollouts, key)
 			return nil
 		}
-		var o journal.Observed
-		if err := r.Decode(&o); err != nil {
-			return fmt.Errorf("record %d: %w", r.Seq, err)
-		}
+		o := dec.observed
 		switch {
 		case o.Deleted:
 			delete(d.Rollouts, key)

@@ -54,6 +54,8 @@ type Pod struct {
 	journal.Observed
 	// ObservedAt is the time of the record that last changed it.
 	ObservedAt int64
+	// State is its rollbook.dev/state annotation, parsed.
+	State *PodState
 }
 
 // Key is "namespace/name".
@@ -121,21 +123,38 @@ func New() *State {
 // Apply folds one record. Records must come in sequence order; an unknown
 // kind or an undecodable body is an error, never skipped.
 func (s *State) Apply(r journal.Record) error {
+	_, err := s.apply(r)
+	return err
+}
+
+// decoded is the body of a record State.apply folded, for Books to reuse
+// instead of decoding it again: the Observed of an Observed record, the
+// fact of an action record, nil for other kinds.
+type decoded struct {
+	observed *journal.Observed
+	action   *journal.ActionFact
+}
+
+func (s *State) apply(r journal.Record) (decoded, error) {
+	var d decoded
 	if r.Seq <= s.Seq && s.Seq != 0 {
-		return fmt.Errorf("projections: record %d after %d", r.Seq, s.Seq)
+		return d, fmt.Errorf("projections: record %d after %d", r.Seq, s.Seq)
 	}
 	at := r.Time.UnixNano()
 	switch r.Kind {
 	case journal.KindObserved:
-		var o journal.Observed
-		if err := r.Decode(&o); err != nil {
-			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+		// Decoded in place into the Pod the state keeps if it is one
+		// (most are): one allocation, no copy.
+		p := &Pod{ObservedAt: at}
+		if err := r.Decode(&p.Observed); err != nil {
+			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
-		s.observe(o, at)
+		s.observe(p, at)
+		d.observed = &p.Observed
 	case journal.KindVanished:
 		var v journal.Vanished
 		if err := r.Decode(&v); err != nil {
-			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
 		s.forget(v.Resource, v.Namespace, v.Name)
 	case journal.KindTick:
@@ -143,23 +162,26 @@ func (s *State) Apply(r journal.Record) error {
 			s.Now = at
 		}
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			return fmt.Errorf("projections: record %d: %w", r.Seq, err)
+		f := new(journal.ActionFact)
+		if err := r.Decode(f); err != nil {
+			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
-		s.action(r.Kind, f, r.Seq, at)
+		s.action(r.Kind, *f, r.Seq, at)
+		d.action = f
 	case journal.KindCursor:
 	default:
-		return fmt.Errorf("projections: record %d: %w: %v", r.Seq, journal.ErrUnknownKind, r.Kind)
+		return d, fmt.Errorf("projections: record %d: %w: %v", r.Seq, journal.ErrUnknownKind, r.Kind)
 	}
 	// Seq advances only once the record is folded: a record that failed
 	// can be folded again (say, by a newer binary) without being refused
 	// as out of order.
 	s.Seq = r.Seq
-	return nil
+	return d, nil
 }
 
-func (s *State) observe(o journal.Observed, at int64) {
+// observe folds an Observed, decoded into p.
+func (s *State) observe(p *Pod, at int64) {
+	o := &p.Observed
 	if o.Deleted {
 		s.forget(o.Resource, o.Namespace, o.Name)
 		return
@@ -173,10 +195,11 @@ func (s *State) observe(o journal.Observed, at int64) {
 			// newer view.
 			return
 		}
-		s.Pods[key] = &Pod{Observed: o, ObservedAt: at}
+		p.State = ParseState(o.Annotations)
+		s.Pods[key] = p
 		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
 	case "inplacerollouts.rollbook.dev":
-		r := &Rollout{Observed: o, ObservedAt: at}
+		r := &Rollout{Observed: *o, ObservedAt: at}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
 			r.SpecError = err.Error()
 		}
@@ -186,13 +209,13 @@ func (s *State) observe(o journal.Observed, at int64) {
 		s.Rollouts[key] = r
 		s.settle("rollout:"+key, o.UID, o.ResourceVersion, 0)
 	case "statefulsets.apps":
-		s.Workloads["StatefulSet/"+key] = &Workload{Observed: o}
+		s.Workloads["StatefulSet/"+key] = &Workload{Observed: *o}
 	case "daemonsets.apps":
-		s.Workloads["DaemonSet/"+key] = &Workload{Observed: o}
+		s.Workloads["DaemonSet/"+key] = &Workload{Observed: *o}
 	case "controllerrevisions.apps":
-		s.Revisions[key] = &Revision{Observed: o}
+		s.Revisions[key] = &Revision{Observed: *o}
 	case "nodes":
-		s.Nodes[o.Name] = &Node{Observed: o}
+		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
 }
 

@@ -55,9 +55,33 @@ func replayCmd(ctx context.Context, args []string) error {
 	return errDiverged
 }
 
-// replay runs the two passes: collect the recorded intents, then fold and
-// compare.
+// replay reads the source once, folding and comparing as it goes
+// (planner.OnePass); a journal whose intents come too long after their
+// plan's record (planner.ErrLateIntent) is replayed again in two passes:
+// collect the recorded intents, then fold and compare.
 func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) (*planner.Divergence, *planner.Replayer, uint64, error) {
+	var o *planner.OnePass
+	base := func(b *projections.Books) error {
+		o = planner.NewOnePass(b.State, rollout)
+		o.KeepGoing = whatIf
+		return nil
+	}
+	n, stopped, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return o.Add(r) })
+	if err == nil && !stopped {
+		_, err = o.Finish()
+	}
+	if errors.Is(err, planner.ErrLateIntent) {
+		return replayTwoPasses(ctx, src, rollout, whatIf)
+	}
+	if err != nil {
+		return nil, nil, n, err
+	}
+	return firstDivergence(o.Replayer), o.Replayer, n, nil
+}
+
+// replayTwoPasses is replay for any journal: collect the recorded intents,
+// then fold and compare.
+func replayTwoPasses(ctx context.Context, src recordSource, rollout string, whatIf bool) (*planner.Divergence, *planner.Replayer, uint64, error) {
 	add, intents := planner.CollectIntents()
 	if err := src.read(ctx, add); err != nil {
 		return nil, nil, 0, err
@@ -68,11 +92,20 @@ func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) 
 		rp.KeepGoing = whatIf
 		return nil
 	}
-	var n uint64
+	n, _, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return rp.Add(r) })
+	if err != nil {
+		return nil, nil, n, err
+	}
+	return firstDivergence(rp), rp, n, nil
+}
+
+// feed reads src into add (made by base) until add says stop, and counts
+// the records read.
+func feed(ctx context.Context, src recordSource, base func(*projections.Books) error, add func(journal.Record) (bool, error)) (n uint64, stopped bool, err error) {
 	errStop := errors.New("stop")
-	err := src.readFrom(ctx, base, func(r journal.Record) error {
+	err = src.readFrom(ctx, base, func(r journal.Record) error {
 		n++
-		ok, err := rp.Add(r)
+		ok, err := add(r)
 		if err != nil {
 			return err
 		}
@@ -81,11 +114,15 @@ func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) 
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
-		return nil, nil, n, err
+	if errors.Is(err, errStop) {
+		return n, true, nil
 	}
+	return n, false, err
+}
+
+func firstDivergence(rp *planner.Replayer) *planner.Divergence {
 	if len(rp.Divergences) > 0 {
-		return &rp.Divergences[0], rp, n, nil
+		return &rp.Divergences[0]
 	}
-	return nil, rp, n, nil
+	return nil
 }

@@ -42,6 +42,8 @@ var commands = map[string]command{
 	"plan-cost":     {planCostCmd, "planner.Plan's cost on a kept rollout journal's state, copied 1..k times"},
 	"rollout":       {rolloutCmd, "an in-place rollout by the rollbook binary on a kwok fleet vs the apiserver's write capacity"},
 	"startup":       {startupCmd, "start-up from the latest checkpoint vs from record 1, by journal age; disk after a simulated month"},
+	"memory":        {memoryCmd, "whole-process RSS per tracked pod at 10k and 100k pods: the controller's state vs an informer's store"},
+	"replay":        {replayCmd, "replay of a recorded rollout journal vs reading it with the chain verified"},
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
 }
 
@@ -64,6 +66,13 @@ func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") || os.Args[1] == "help" {
 		usage()
 		os.Exit(2)
+	}
+	if os.Args[1] == "memory-child" { // memory's measured processes
+		if err := memoryChild(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "bench memory-child: %v\n", err)
+			os.Exit(1)
+		}
+		return
 	}
 	cmd, ok := commands[os.Args[1]]
 	if !ok {

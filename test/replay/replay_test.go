@@ -6,6 +6,7 @@
 package replay
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
+	"rollbook.dev/rollbook/projections"
 )
 
 func fixtures(t *testing.T) []string {
@@ -157,4 +159,161 @@ func rechain(t *testing.T, recs []journal.Record) []journal.Record {
 		out = append(out, got...)
 	}
 	return out
+}
+
+// onePass replays recs in one pass with the given lookahead (0: default).
+func onePass(recs []journal.Record, lookahead int) (*planner.OnePass, error) {
+	o := planner.NewOnePass(projections.New(), "")
+	o.Lookahead = lookahead
+	for _, r := range recs {
+		ok, err := o.Add(r)
+		if err != nil || !ok {
+			return o, err
+		}
+	}
+	_, err := o.Finish()
+	return o, err
+}
+
+// TestOnePassReplaysAsTwo: replay in one read compares the same plans and
+// actions as the two passes, on every recorded rollout; with a lookahead
+// too short for a journal's intents it says so (ErrLateIntent) instead of
+// comparing a plan with part of its intents.
+func TestOnePassReplaysAsTwo(t *testing.T) {
+	late := 0
+	for _, path := range fixtures(t) {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			recs := load(t, path)
+			two := replay(t, recs)
+			one, err := onePass(recs, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if one.Plans != two.Plans || one.Actions != two.Actions || len(one.Divergences) != len(two.Divergences) {
+				t.Fatalf("one pass: %s; two passes: %s", one.Summary(), two.Summary())
+			}
+			short, err := onePass(recs, 1)
+			switch {
+			case errors.Is(err, planner.ErrLateIntent):
+				late++
+			case err != nil:
+				t.Fatal(err)
+			case short.Plans != two.Plans || short.Actions != two.Actions || len(short.Divergences) != 0:
+				t.Fatalf("lookahead 1: %s; two passes: %s", short.Summary(), two.Summary())
+			}
+		})
+	}
+	if late == 0 {
+		t.Fatal("no fixture had an intent past a lookahead of 1: ErrLateIntent is untested")
+	}
+}
+
+// TestOnePassFindsTheChangedPlan: one pass reports a changed plan as two
+// passes do.
+func TestOnePassFindsTheChangedPlan(t *testing.T) {
+	recs := load(t, fixtures(t)[0])
+	two := replay(t, recs)
+	if len(two.Divergences) != 0 {
+		t.Fatal("fixture diverges")
+	}
+	// Drop the first intent of the first plan that has two or more: the
+	// plan then derives one action more than was recorded.
+	byPlan := map[uint64]int{}
+	for _, r := range recs {
+		if r.Kind == journal.KindActionIntended {
+			var f journal.ActionFact
+			if err := r.Decode(&f); err != nil {
+				t.Fatal(err)
+			}
+			byPlan[f.PlanSeq]++
+		}
+	}
+	drop := -1
+	for i, r := range recs {
+		if r.Kind != journal.KindActionIntended {
+			continue
+		}
+		var f journal.ActionFact
+		if err := r.Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		if byPlan[f.PlanSeq] >= 2 {
+			drop = i
+			break
+		}
+	}
+	if drop < 0 {
+		t.Fatal("no plan with two intents")
+	}
+	// The dropped record becomes a cursor record, so sequences stay put.
+	recs[drop].Kind, recs[drop].Body = journal.KindCursor, mustCursor(t)
+	recs = rechain(t, recs)
+	one, err := onePass(recs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Divergences) == 0 {
+		t.Fatal("one pass did not notice the missing intent")
+	}
+	if want := replay(t, recs).Divergences[0].String(); one.Divergences[0].String() != want {
+		t.Fatalf("one pass: %s\ntwo passes: %s", one.Divergences[0].String(), want)
+	}
+}
+
+func mustCursor(t *testing.T) []byte {
+	b, err := journal.EncodeBody(journal.CursorFact{Name: "x", ResourceVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOnePassFromACheckpoint: replay that starts from a checkpoint's
+// state (a pruned journal) compares in one pass what two passes compare,
+// intents of plans before the checkpoint included, without falling back.
+func TestOnePassFromACheckpoint(t *testing.T) {
+	recs := load(t, fixtures(t)[0])
+	// Cut just before an intent, so intents right after the cut belong to
+	// a plan before it.
+	cut := -1
+	for i := len(recs) / 2; i < len(recs); i++ {
+		if recs[i].Kind == journal.KindActionIntended {
+			cut = i
+			break
+		}
+	}
+	if cut < 0 {
+		t.Fatal("no intent in the fixture's second half")
+	}
+	stateAt := func() *projections.State {
+		s := projections.New()
+		for _, r := range recs[:cut] {
+			if err := s.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	add, intents := planner.CollectIntents()
+	for _, r := range recs[cut:] {
+		if err := add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	two := planner.NewReplayerFrom(stateAt(), intents(), "")
+	one := planner.NewOnePass(stateAt(), "")
+	for _, r := range recs[cut:] {
+		if _, err := two.Add(r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := one.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := one.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if one.Plans == 0 || one.Plans != two.Plans || one.Actions != two.Actions || len(one.Divergences)+len(two.Divergences) != 0 {
+		t.Fatalf("from record %d: one pass %s; two passes %s", recs[cut].Seq, one.Summary(), two.Summary())
+	}
 }
