@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
@@ -15,17 +16,23 @@ import (
 // journal API (--controller), or a copy. They share their code with the
 // rollbook binary's commands (package ctl).
 
-func historyVerb(ctx context.Context, e *env, args []string) error {
+// rolloutSpans parses a journal verb's command line and rebuilds the
+// named rollout's spans from its journal source.
+func rolloutSpans(ctx context.Context, e *env, args []string) (src ctl.Source, rollout string, spans []sdktrace.ReadOnlySpan, err error) {
 	e.flags(true, true)
-	if err := e.parse(args, 1); err != nil {
-		return err
+	if err = e.parse(args, 1); err != nil {
+		return
 	}
-	src, err := e.journal()
-	if err != nil {
-		return err
+	if src, err = e.journal(); err != nil {
+		return
 	}
-	rollout := e.key(e.fs.Arg(0))
-	spans, err := ctl.Spans(ctx, src, rollout)
+	rollout = e.key(e.fs.Arg(0))
+	spans, err = ctl.Spans(ctx, src, rollout)
+	return
+}
+
+func historyVerb(ctx context.Context, e *env, args []string) error {
+	src, rollout, spans, err := rolloutSpans(ctx, e, args)
 	if err != nil {
 		return err
 	}
@@ -37,16 +44,7 @@ func historyVerb(ctx context.Context, e *env, args []string) error {
 }
 
 func traceVerb(ctx context.Context, e *env, args []string) error {
-	e.flags(true, true)
-	if err := e.parse(args, 1); err != nil {
-		return err
-	}
-	src, err := e.journal()
-	if err != nil {
-		return err
-	}
-	rollout := e.key(e.fs.Arg(0))
-	spans, err := ctl.Spans(ctx, src, rollout)
+	src, rollout, spans, err := rolloutSpans(ctx, e, args)
 	if err != nil {
 		return err
 	}
