@@ -53,7 +53,9 @@ func (p *planning) analyze(rp *rolloutPlan, i int32, a *projections.Analysis) *p
 			}
 		}
 	}
-	if out.Phase != projections.AnalysisRunning {
+	if out.Phase != projections.AnalysisRunning || rp.spec.Paused {
+		// A rollout the user paused takes no new measurement: a check
+		// failing then would act (roll back) while the user holds it.
 		return out
 	}
 	// Measure only while the analysis can still pass: a failed check
