@@ -27,38 +27,19 @@ type planning struct {
 	res     Result
 	claimed map[string]string // pod key → rollout key
 	busy    map[string]bool   // pod key → has an action in this plan
-	keys    []string          // every pod key, sorted
+	keys    []string          // every pod key, sorted (a full plan)
+
+	// inc is the planner whose caches this plan fills; unit the rollout
+	// being planned; touched, in a partial plan, what changed.
+	inc     *Incremental
+	unit    *unit
+	touched *projections.Touched
 }
 
-// Plan derives the actions for state s at s.Now.
+// Plan derives the actions for state s at s.Now, planning everything: the
+// definition Incremental is held to.
 func Plan(s *projections.State) Result {
-	p := &planning{s: s, now: s.Now, claimed: map[string]string{}, busy: map[string]bool{}}
-	keys := sortedPodKeys(s)
-	p.keys = keys
-	// A pod that declares the gate and has no condition never becomes
-	// Ready: set it True as soon as it is seen, rollout or not.
-	for _, k := range keys {
-		pod := s.Pods[k]
-		if pod.Pod == nil || pod.Deleting != 0 || !declaresGate(pod.Pod) || gateCondition(pod.Pod) != nil || s.Pending[k] != nil {
-			continue
-		}
-		p.add(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "initial: no update in progress"})
-	}
-	for _, r := range rolloutsByAge(s) {
-		p.rollout(r)
-	}
-	// A pod gated by Rollbook that no rollout drives any more (the rollout
-	// was deleted, or now targets other pods) is released at once.
-	for _, k := range keys {
-		pod := s.Pods[k]
-		if _, ok := p.claimed[k]; ok || p.busy[k] || pod.Pod == nil || s.Pending[k] != nil {
-			continue
-		}
-		if c := gateCondition(pod.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
-			p.add(unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod))
-		}
-	}
-	return p.res
+	return NewIncremental().Plan(s, nil)
 }
 
 func (p *planning) add(a Action) {
@@ -69,8 +50,14 @@ func (p *planning) add(a Action) {
 }
 
 func (p *planning) wake(at int64) {
-	if at > p.now && (p.res.WakeAt == 0 || at < p.res.WakeAt) {
+	if at <= p.now {
+		return
+	}
+	if p.res.WakeAt == 0 || at < p.res.WakeAt {
 		p.res.WakeAt = at
+	}
+	if u := p.unit; u != nil && (u.wake == 0 || at < u.wake) {
+		u.wake = at
 	}
 }
 
@@ -163,7 +150,8 @@ func (p *planning) rollout(r *projections.Rollout) {
 	t, problem, notFound := resolveTarget(p.s, r)
 	if problem == "" {
 		var pods []*projections.Pod
-		pods, problem = selectPodsIn(p.s, p.keys, r, t)
+		pods, problem = selectPodsIn(p.s, p.keysFor(r, t), r, t)
+		p.selected(pods)
 		if problem == "" && t.workload != nil && (t.workload.Workload.ObservedGeneration < t.workload.Generation || t.to == nil) {
 			// NB: the workload's controller has not yet observed its new
 			// template, so its update revision (the label pods must carry)
@@ -375,6 +363,9 @@ func (p *planning) steps(rp *rolloutPlan, replicas, maxUpdated, done int) (capNo
 				since = st.StepPausedAt.UnixNano()
 			} else {
 				st.StepPausedAt = timeAt(p.now)
+				// Until that status is written and seen, the pause ends
+				// PauseSeconds after whenever the rollout is planned.
+				p.volatile()
 			}
 			if end := since + int64(*s.PauseSeconds)*1e9; p.now < end {
 				p.wake(end)

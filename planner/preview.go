@@ -248,7 +248,7 @@ type start struct {
 }
 
 func newDryRun(s *projections.State, key string) *dryRun {
-	c := *s
+	c := s.Detached()
 	c.Pods, c.Rollouts = maps.Clone(s.Pods), maps.Clone(s.Rollouts)
 	c.Failures, c.Emitted, c.Recreated = maps.Clone(s.Failures), maps.Clone(s.Emitted), maps.Clone(s.Recreated)
 	// A write in flight is taken as not landed: the planner derives it

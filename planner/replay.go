@@ -51,7 +51,16 @@ type Replayer struct {
 	// at most the first.
 	Divergences []Divergence
 	KeepGoing   bool
+	// Full plans with Plan, the definition, instead of the incremental
+	// planner the controller runs; CrossCheck plans with both and fails
+	// on the first plan where they differ (tests).
+	Full, CrossCheck bool
+	inc              *Incremental
 }
+
+// ErrIncrementalDiffers: the incremental planner derived other actions
+// than Plan (Replayer.CrossCheck).
+var ErrIncrementalDiffers = errors.New("planner: replay: the incremental planner differs from Plan")
 
 // OnePass replays in one read of the journal. A plan's intents come after
 // the record it was derived at, so OnePass folds each record only once it
@@ -186,7 +195,8 @@ func NewReplayer(intents map[uint64][]Intent, rollout string) *Replayer {
 // checkpoint: state is the checkpoint's, and replay compares the plans
 // derived after it.
 func NewReplayerFrom(state *projections.State, intents map[uint64][]Intent, rollout string) *Replayer {
-	return &Replayer{state: state, intents: intents, rollout: rollout}
+	state.Track()
+	return &Replayer{state: state, intents: intents, rollout: rollout, inc: NewIncremental()}
 }
 
 // Add folds one record and, when a recorded plan was derived right after
@@ -200,7 +210,19 @@ func (rp *Replayer) Add(r journal.Record) (bool, error) {
 	if !ok {
 		return true, nil
 	}
-	derived := Plan(rp.state).Actions
+	var derived []Action
+	switch {
+	case rp.Full:
+		derived = Plan(rp.state).Actions
+	default:
+		res := rp.inc.Plan(rp.state, rp.state.TakeTouched())
+		if rp.CrossCheck {
+			if full := Plan(rp.state); !sameResult(res, full) {
+				return false, fmt.Errorf("%w at record %d (%d full plans, %d partial before it)", ErrIncrementalDiffers, r.Seq, rp.inc.Full, rp.inc.Partial)
+			}
+		}
+		derived = res.Actions
+	}
 	rec, der := rp.filter(recorded), rp.filterActions(derived)
 	rp.Plans++
 	rp.Actions += len(rec)
@@ -263,6 +285,25 @@ func sameAction(a, b Action) bool {
 	}
 	if a.Status != nil && !(sameStatus(*a.Status, *b.Status, true) && a.Status.JournalSequence == b.Status.JournalSequence) {
 		return false
+	}
+	return true
+}
+
+// PlanKinds counts the plans the incremental planner made in full and in
+// part.
+func (rp *Replayer) PlanKinds() (full, partial int) { return rp.inc.Full, rp.inc.Partial }
+
+// sameResult: the same actions, as replay compares them, in the same
+// order, and the same wake-up.
+func sameResult(a, b Result) bool {
+	if a.WakeAt != b.WakeAt || len(a.Actions) != len(b.Actions) {
+		return false
+	}
+	for i := range a.Actions {
+		x, y := a.Actions[i], b.Actions[i]
+		if x.String() != y.String() || x.Key() != y.Key() || !sameAction(x, y) {
+			return false
+		}
 	}
 	return true
 }

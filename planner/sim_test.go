@@ -118,6 +118,13 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	}
 	t.Logf("seed %d: %d pods (gate %v, skipDrain %v, hooks %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d measurements; %d records; phase %s",
 		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, measured, len(s.w.records), st.Phase)
+	// Every plan above was also made by the incremental planner and
+	// compared (world.plan): that says something only if most of them
+	// were partial.
+	t.Logf("seed %d: incremental planner: %d full plans, %d partial", seed, s.w.inc.Full, s.w.inc.Partial)
+	if s.w.inc.Partial < 2*s.w.inc.Full {
+		t.Errorf("seed %d: only %d of %d plans were partial", seed, s.w.inc.Partial, s.w.inc.Full+s.w.inc.Partial)
+	}
 	h := sha256.New()
 	for _, r := range s.w.records {
 		fmt.Fprintf(h, "%d %d %s %s %x\n", r.Seq, r.Time.UnixNano(), r.Kind, r.Key, r.Body)

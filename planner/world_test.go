@@ -43,6 +43,9 @@ type world struct {
 
 	records []journal.Record
 	state   *projections.State
+	// inc plans beside Plan at every plan, fed what the records touched,
+	// and must agree with it.
+	inc *Incremental
 
 	nodes    map[string]*journal.Observed // by name
 	sets     map[string]*fleet            // by name
@@ -117,6 +120,8 @@ func newWorld(tb testing.TB) *world {
 		imageIDs: map[string]string{}, sick: map[string]bool{}, pullFail: map[string]bool{}, started: map[string]bool{},
 		patches: map[string]int{}, recreated: map[string]string{}, recreates: map[string]int{}, outside: map[string]bool{},
 	}
+	w.state.Track()
+	w.inc = NewIncremental()
 	w.tick(0)
 	return w
 }
@@ -757,6 +762,9 @@ func (w *world) plan() Result {
 	res := Plan(w.state)
 	if again := Plan(w.state); !reflect.DeepEqual(res, again) {
 		w.tb.Fatalf("planning twice differs:\n%s\n----\n%s", formatResult(res, w.now), formatResult(again, w.now))
+	}
+	if inc := w.inc.Plan(w.state, w.state.TakeTouched()); !reflect.DeepEqual(res, inc) {
+		w.tb.Fatalf("the incremental planner (%d full plans, %d partial) plans differently from Plan:\n%s\n----\n%s", w.inc.Full, w.inc.Partial, formatResult(res, w.now), formatResult(inc, w.now))
 	}
 	w.plans++
 	if w.freshEvery > 0 && w.plans%w.freshEvery != 0 {

@@ -41,6 +41,10 @@ type State struct {
 	// Analyses holds the measurements of each rollout step's analysis, by
 	// AnalysisKey.
 	Analyses map[string]*AnalysisRun
+
+	// touched collects what folded records change, once Track is called
+	// (see Touched); not part of the state a checkpoint saves.
+	touched *Touched
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -150,6 +154,7 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
 		s.observe(p, at)
+		s.touchObject(p.Resource, p.Namespace, p.Name)
 		d.observed = &p.Observed
 	case journal.KindVanished:
 		var v journal.Vanished
@@ -157,6 +162,7 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
 		s.forget(v.Resource, v.Namespace, v.Name)
+		s.touchObject(v.Resource, v.Namespace, v.Name)
 	case journal.KindTick:
 		if at > s.Now {
 			s.Now = at
@@ -167,6 +173,7 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
 		s.action(r.Kind, *f, r.Seq, at)
+		s.touchAction(f.Pod, f.Rollout)
 		d.action = f
 	case journal.KindCursor:
 	default:

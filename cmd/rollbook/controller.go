@@ -79,6 +79,8 @@ type controller struct {
 	// checkpoints); state is books.State, the planner's view.
 	books *projections.Books
 	state *projections.State
+	// inc plans what the records folded since its last plan changed.
+	inc *planner.Incremental
 	// traceFrom is where the trace loop starts (see traceFrom).
 	traceFrom uint64
 
@@ -88,6 +90,7 @@ type controller struct {
 	dirty    chan struct{}
 
 	plans       atomic.Int64
+	fullPlans   atomic.Int64
 	ticks       atomic.Int64
 	checkpoints atomic.Int64
 	started     atomic.Bool
@@ -114,6 +117,8 @@ func newController(opts controllerOptions) (*controller, error) {
 		return nil, err
 	}
 	c.state = c.books.State
+	c.state.Track()
+	c.inc = planner.NewIncremental()
 	c.folded.Store(c.state.Seq)
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
@@ -396,8 +401,9 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 		}
 		c.mu.Lock()
 		planStart := time.Now()
-		res := planner.Plan(c.state)
+		res := c.inc.Plan(c.state, c.state.TakeTouched())
 		planSeconds.Observe(time.Since(planStart).Seconds())
+		c.fullPlans.Store(int64(c.inc.Full))
 		seq := c.state.Seq
 		c.mu.Unlock()
 		c.plans.Add(1)

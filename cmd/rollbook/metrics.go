@@ -106,7 +106,7 @@ func servePprof(mux *http.ServeMux) {
 // leads at most once (losing the Lease ends it).
 var planSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 	Name:    "rollbook_plan_duration_seconds",
-	Help:    "Time to compute one plan (planner.Plan over the folded state).",
+	Help:    "Time to compute one plan (planner.Incremental over the folded state and what changed since the last plan).",
 	Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 })
 
@@ -123,6 +123,8 @@ var (
 		"Last journal sequence folded into the controller's state.", nil, nil)
 	descPlans = prometheus.NewDesc("rollbook_plans_total",
 		"Plans computed.", nil, nil)
+	descFullPlans = prometheus.NewDesc("rollbook_full_plans_total",
+		"Plans that planned every rollout and pod (the first, after a node change, and every 5 minutes of journal time); the others replanned only what the records since the last plan changed.", nil, nil)
 	descWrites = prometheus.NewDesc("rollbook_api_writes_total",
 		"API requests sent by the actuator, by verb and resource (every one a write).", []string{"verb", "resource"}, nil)
 	descActionSeconds = prometheus.NewDesc("rollbook_action_seconds",
@@ -192,7 +194,7 @@ type controllerCollector metricsServer
 
 func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descLeader, descRollouts, descPods, descJournalSeq, descPlans, descWrites, descActionSeconds,
+		descLeader, descRollouts, descPods, descJournalSeq, descPlans, descFullPlans, descWrites, descActionSeconds,
 		descFailures, descPhase, descReplicas, descUpdated, descUpdatedReady, descUnavailable, descFailedPods, descStep,
 		descIngestLag, descIngestRecords, descWatchSynced, descWatchFailing,
 		descJournalRecords, descJournalBatches, descJournalBytes, descJournalHealthy, descOutboxPublished, descOutboxLag,
@@ -262,6 +264,7 @@ func collectState(e emitter, c *controller) {
 	e.gauge(descPods, float64(gated), "gated")
 	e.gauge(descJournalSeq, float64(seq))
 	e.counter(descPlans, float64(c.plans.Load()))
+	e.counter(descFullPlans, float64(c.fullPlans.Load()))
 }
 
 // collectActuator exports the actuator's requests, latencies and failures.

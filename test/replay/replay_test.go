@@ -58,6 +58,9 @@ func replay(t *testing.T, recs []journal.Record) *planner.Replayer {
 		}
 	}
 	rp := planner.NewReplayer(intents(), "")
+	// Replay plans as the controller does, incrementally; every plan is
+	// also made by Plan, the definition, and must be the same.
+	rp.CrossCheck = true
 	for _, r := range recs {
 		ok, err := rp.Add(r)
 		if err != nil {
@@ -82,7 +85,11 @@ func TestRecordedRolloutsReplay(t *testing.T) {
 			if rp.Actions == 0 {
 				t.Fatalf("fixture has no recorded actions: nothing was compared")
 			}
-			t.Logf("%d records, %s", len(recs), rp.Summary())
+			full, partial := rp.PlanKinds()
+			if partial == 0 {
+				t.Fatalf("no plan was made incrementally (%d full): the cross-check compared nothing", full)
+			}
+			t.Logf("%d records, %s; incremental planner: %d full plans, %d partial, each the same as Plan's", len(recs), rp.Summary(), full, partial)
 		})
 	}
 }

@@ -1,0 +1,361 @@
+package planner
+
+import (
+	"slices"
+	"sort"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"rollbook.dev/rollbook/projections"
+)
+
+// Incremental plans exactly as Plan does, at a cost proportional to what
+// changed since its last plan rather than to the fleet (P3). It keeps each
+// rollout's last plan (a unit: its actions, wake-up time, the pods it
+// selected and claimed) and each pod's initial and release ungates, and
+// replans only the units the touched objects (projections.Touched) reach:
+//
+//   - a rollout touched by its own records (spec, status, its actions'
+//     outcomes, measurements, events);
+//   - a rollout whose selection held, or now matches, a touched pod;
+//   - a workload rollout whose workload changed, or any workload rollout
+//     of a namespace whose ControllerRevisions changed;
+//   - a rollout whose wake-up time has come (time reaches a plan only
+//     through the wake-ups it asks for);
+//   - a rollout whose last plan had actions (they carry the journal
+//     sequence and the time they were planned at, and are normally
+//     touched by their own intents anyway);
+//   - a younger rollout that selects a pod whose claimant changed.
+//
+// Everything else is reused as it was. A node change, a first plan, and a
+// plan every FullEvery of journal time plan everything, the last as a
+// safety net that bounds how long a dependency missed here could go
+// unseen. Tests hold it to Plan at every plan of the golden scripts, the
+// simulation and the recorded journals.
+//
+// Incremental is not safe for concurrent use; it is pure like Plan (its
+// result is a function of the states and touched sets it was given).
+type Incremental struct {
+	units   map[string]*unit
+	initial map[string]Action // pod key → its initial ungate
+	release map[string]Action // pod key → its release
+	// selectedBy indexes units by the pods they selected.
+	selectedBy map[string]map[string]bool
+	fullAt     int64
+	// Full and Partial count plans of each kind, for metrics.
+	Full, Partial int
+}
+
+// FullEvery is how much journal time may pass between two full plans.
+const FullEvery = int64(300e9)
+
+// unit is one rollout's last plan.
+type unit struct {
+	ns       string
+	actions  []Action
+	wake     int64
+	selected []string // sorted pod keys
+	claims   []string // sorted pod keys
+	// What selects its pods, to tell whether a touched pod joins it: the
+	// owner workload's UID, or the label selector; neither while its
+	// target does not resolve.
+	ownerUID string
+	selector labels.Selector
+	selKey   string
+	// workload is the spec's "Kind/namespace/name", "" for selectors.
+	workload string
+	// volatile: its plan depends on the time it was planned at in a way
+	// no wake-up covers; it is planned again every time.
+	volatile bool
+}
+
+func (u *unit) matches(pod *projections.Pod) bool {
+	switch {
+	case pod.Namespace != u.ns:
+		return false
+	case u.ownerUID != "":
+		return pod.Owner != nil && pod.Owner.UID == u.ownerUID
+	case u.selector != nil:
+		return u.selector.Matches(labels.Set(pod.Labels))
+	}
+	return false
+}
+
+// NewIncremental returns a planner whose first plan is a full one.
+func NewIncremental() *Incremental { return &Incremental{} }
+
+// Plan derives the actions for s at s.Now, as Plan(s) would. touched is
+// what the records folded since the previous call changed
+// (State.TakeTouched); nil plans everything.
+func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) Result {
+	full := in.units == nil || touched == nil || touched.All || s.Now >= in.fullAt+FullEvery
+	p := &planning{s: s, now: s.Now, claimed: map[string]string{}, busy: map[string]bool{}, inc: in}
+	changed := map[string]bool{} // pods whose claimant changed
+	var dirty map[string]bool
+	if full {
+		in.Full++
+		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string]map[string]bool{}
+		in.fullAt = s.Now
+		p.keys = sortedPodKeys(s)
+		for _, k := range p.keys {
+			in.initialFor(s, k)
+		}
+	} else {
+		in.Partial++
+		p.touched = touched
+		for k := range touched.Pods {
+			in.initialFor(s, k)
+		}
+		for rk, u := range in.units {
+			if s.Rollouts[rk] == nil {
+				// Deleted: its pods are free for younger rollouts.
+				in.unindex(rk, u, changed)
+				delete(in.units, rk)
+			}
+		}
+		dirty = in.dirty(s, touched, changed)
+	}
+	for _, k := range keysSorted(in.initial) {
+		p.add(in.initial[k])
+	}
+	for _, r := range rolloutsByAge(s) {
+		rk := r.Key()
+		if u := in.units[rk]; u != nil && !full && !dirty[rk] {
+			for _, k := range u.claims {
+				p.claimed[k] = rk
+			}
+			for _, a := range u.actions {
+				p.add(a)
+			}
+			p.wake(u.wake)
+			continue
+		}
+		in.replan(p, r, changed, dirty)
+	}
+	if full {
+		for _, k := range p.keys {
+			in.releaseFor(p, k)
+		}
+	} else {
+		for k := range touched.Pods {
+			in.releaseFor(p, k)
+		}
+		for k := range changed {
+			in.releaseFor(p, k)
+		}
+		for _, k := range keysSorted(in.release) {
+			in.releaseFor(p, k) // a release not yet carried out is derived again
+		}
+	}
+	for _, k := range keysSorted(in.release) {
+		p.add(in.release[k])
+	}
+	return p.res
+}
+
+// dirty returns the units to replan (see Incremental).
+func (in *Incremental) dirty(s *projections.State, t *projections.Touched, changed map[string]bool) map[string]bool {
+	d := map[string]bool{}
+	for rk := range t.Rollouts {
+		d[rk] = true
+	}
+	for k := range changed {
+		for rk := range in.selectedBy[k] {
+			d[rk] = true
+		}
+	}
+	for rk, u := range in.units {
+		if u.volatile || len(u.actions) > 0 || (u.wake != 0 && u.wake <= s.Now) || (t.Namespaces[u.ns] && u.workload != "") || (u.workload != "" && t.Workloads[u.workload]) {
+			d[rk] = true
+		}
+	}
+	for k := range t.Pods {
+		for rk := range in.selectedBy[k] {
+			d[rk] = true
+		}
+		pod := s.Pods[k]
+		if pod == nil {
+			continue
+		}
+		for rk, u := range in.units {
+			if !d[rk] && u.matches(pod) {
+				d[rk] = true
+			}
+		}
+	}
+	return d
+}
+
+// replan plans rollout r afresh and keeps its unit; pods whose claimant
+// changed make the younger rollouts that select them dirty.
+func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirty map[string]bool) {
+	rk := r.Key()
+	old := in.units[rk]
+	start := len(p.res.Actions)
+	p.unit = &unit{ns: r.Namespace, wake: 0}
+	if ref := r.Spec.Target.WorkloadRef; ref != nil {
+		p.unit.workload = ref.Kind + "/" + r.Namespace + "/" + ref.Name
+	}
+	p.rollout(r)
+	u := p.unit
+	p.unit = nil
+	u.actions = slices.Clone(p.res.Actions[start:])
+	for _, k := range u.selected {
+		if p.claimed[k] == rk {
+			u.claims = append(u.claims, k)
+		}
+	}
+	var oldClaims, oldSelected []string
+	if old != nil {
+		oldClaims, oldSelected = old.claims, old.selected
+	}
+	for _, k := range symmetricDifference(oldClaims, u.claims) {
+		changed[k] = true
+		for other := range in.selectedBy[k] {
+			if dirty != nil {
+				dirty[other] = true
+			}
+		}
+	}
+	if !slices.Equal(oldSelected, u.selected) {
+		if old != nil {
+			in.unindex(rk, old, nil)
+		}
+		for _, k := range u.selected {
+			if in.selectedBy[k] == nil {
+				in.selectedBy[k] = map[string]bool{}
+			}
+			in.selectedBy[k][rk] = true
+		}
+	}
+	in.units[rk] = u
+}
+
+// unindex drops a unit from the pod index; with changed, its claims are
+// recorded as changed.
+func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
+	for _, k := range u.selected {
+		if m := in.selectedBy[k]; m != nil {
+			delete(m, rk)
+			if len(m) == 0 {
+				delete(in.selectedBy, k)
+			}
+		}
+	}
+	if changed != nil {
+		for _, k := range u.claims {
+			changed[k] = true
+		}
+	}
+}
+
+// keysFor returns the sorted pod keys rollout r may select with target t:
+// in a full plan every pod's; otherwise, when r selects pods as it did at
+// its last plan, what it selected then and the touched pods of its
+// namespace, else its namespace's (a new rollout, a new target).
+func (p *planning) keysFor(r *projections.Rollout, t target) []string {
+	u := p.unit
+	if u != nil {
+		if t.workload != nil {
+			u.ownerUID = t.workload.UID
+		} else if sel, err := metav1.LabelSelectorAsSelector(r.Spec.Target.Selector); err == nil && !sel.Empty() {
+			u.selector, u.selKey = sel, sel.String()
+		}
+	}
+	if p.touched == nil {
+		return p.keys
+	}
+	old := p.inc.units[r.Key()]
+	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey {
+		return podKeysIn(p.s, r.Namespace)
+	}
+	keys := make([]string, 0, len(old.selected))
+	for _, k := range old.selected {
+		if p.s.Pods[k] != nil {
+			keys = append(keys, k)
+		}
+	}
+	for k := range p.touched.Pods {
+		if pod := p.s.Pods[k]; pod != nil && pod.Namespace == r.Namespace {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return slices.Compact(keys)
+}
+
+// volatile marks the rollout being planned as depending on the plan's
+// time in a way no wake-up covers (see unit.volatile).
+func (p *planning) volatile() {
+	if p.unit != nil {
+		p.unit.volatile = true
+	}
+}
+
+// selected records the pods the rollout being planned selected.
+func (p *planning) selected(pods []*projections.Pod) {
+	if p.unit == nil {
+		return
+	}
+	for _, pod := range pods {
+		p.unit.selected = append(p.unit.selected, pod.Key())
+	}
+}
+
+// initialFor derives pod k's initial ungate: a pod that declares the gate
+// and has no condition never becomes Ready otherwise.
+func (in *Incremental) initialFor(s *projections.State, k string) {
+	delete(in.initial, k)
+	pod := s.Pods[k]
+	if pod == nil || pod.Pod == nil || pod.Deleting != 0 || !declaresGate(pod.Pod) || gateCondition(pod.Pod) != nil || s.Pending[k] != nil {
+		return
+	}
+	in.initial[k] = Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "initial: no update in progress"}
+}
+
+// releaseFor derives pod k's release: a pod gated by Rollbook that no
+// rollout drives any more (the rollout was deleted, or now targets other
+// pods) is released at once.
+func (in *Incremental) releaseFor(p *planning, k string) {
+	delete(in.release, k)
+	pod := p.s.Pods[k]
+	if pod == nil {
+		return
+	}
+	if _, ok := p.claimed[k]; ok || p.busy[k] || pod.Pod == nil || p.s.Pending[k] != nil {
+		return
+	}
+	if c := gateCondition(pod.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+		in.release[k] = unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod)
+	}
+}
+
+// symmetricDifference of two sorted lists.
+func symmetricDifference(a, b []string) []string {
+	var out []string
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i] < b[j]):
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j] < a[i]:
+			out = append(out, b[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func keysSorted[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

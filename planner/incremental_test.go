@@ -1,0 +1,63 @@
+package planner
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestIncrementalFollowsClaims: when an older rollout lets go of pods, a
+// younger one that selects them and was touched by nothing else takes
+// them in the same plan. (world.plan compares the incremental planner
+// with Plan at every plan; the golden scripts and the simulation reach
+// this case rarely.)
+func TestIncrementalFollowsClaims(t *testing.T) {
+	for _, how := range []string{"selector", "delete"} {
+		t.Run(how, func(t *testing.T) {
+			w := newWorld(t)
+			w.addFleet("web", 4, w.addNodes(1, 1), "round", "OnDelete", true, false, false,
+				[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": "web"}, nil)
+			spec := func(app string) []byte {
+				return []byte(fmt.Sprintf(`{"target":{"selector":{"matchLabels":{"app":%q}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":1}}`, app))
+			}
+			w.addRollout("a", spec("web"))
+			w.tick(time.Second)
+			w.addRollout("b", spec("web"))
+			// Carry out status writes and events only, until there are none:
+			// b then holds a plan with nothing to do, and a keeps wanting to
+			// gate a pod.
+			for i := 0; ; i++ {
+				if i == 10 {
+					t.Fatal("status writes do not settle")
+				}
+				did := false
+				for _, a := range w.plan().Actions {
+					if a.Kind == Status || a.Kind == Event {
+						w.do(a, "")
+						did = true
+					}
+				}
+				if !did {
+					break
+				}
+			}
+			if how == "delete" {
+				w.deleteRollout("a")
+			} else {
+				w.addRollout("a", spec("none"))
+			}
+			var gates int
+			for _, a := range w.plan().Actions {
+				if a.Kind == Gate && a.Rollout == testNS+"/b" {
+					gates++
+				}
+			}
+			if gates != 1 {
+				t.Fatalf("rollout b gates %d pods once a let go of them, want 1 (maxUnavailable)", gates)
+			}
+			if w.inc.Partial == 0 {
+				t.Fatal("no partial plan was compared")
+			}
+		})
+	}
+}
