@@ -264,6 +264,9 @@ func (p *planning) keysFor(r *projections.Rollout, t target) []string {
 		}
 	}
 	if p.touched == nil {
+		if u != nil && u.ownerUID != "" {
+			return p.ownedBy(u.ownerUID)
+		}
 		return p.keys
 	}
 	old := p.inc.units[r.Key()]
@@ -291,6 +294,21 @@ func (p *planning) volatile() {
 	if p.unit != nil {
 		p.unit.volatile = true
 	}
+}
+
+// ownedBy returns the sorted keys of the pods owned by uid, indexing every
+// pod by owner at the first call of a full plan: ten workload rollouts
+// then cost one pass over the fleet, not ten.
+func (p *planning) ownedBy(uid string) []string {
+	if p.owners == nil {
+		p.owners = map[string][]string{}
+		for _, k := range p.keys {
+			if o := p.s.Pods[k].Owner; o != nil {
+				p.owners[o.UID] = append(p.owners[o.UID], k)
+			}
+		}
+	}
+	return p.owners[uid]
 }
 
 // selected records the pods the rollout being planned selected.

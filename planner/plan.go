@@ -25,9 +25,10 @@ type planning struct {
 	s       *projections.State
 	now     int64
 	res     Result
-	claimed map[string]string // pod key → rollout key
-	busy    map[string]bool   // pod key → has an action in this plan
-	keys    []string          // every pod key, sorted (a full plan)
+	claimed map[string]string   // pod key → rollout key
+	busy    map[string]bool     // pod key → has an action in this plan
+	keys    []string            // every pod key, sorted (a full plan)
+	owners  map[string][]string // owner UID → sorted pod keys (ownedBy)
 
 	// inc is the planner whose caches this plan fills; unit the rollout
 	// being planned; touched, in a partial plan, what changed.
