@@ -159,7 +159,7 @@ func TestChaosRollout(t *testing.T) {
 		log, _ := os.ReadFile(p.log)
 		leads += strings.Count(string(log), "rollbook: leading")
 	}
-	d, rp, records, err := replay(ctx, recordSource{nats: journal.NATSConfig{URL: url}, stream: "ROLLBOOK"}, ns+"/web", false)
+	d, rp, records, err := replay(ctx, recordSource{nats: journal.NATSConfig{URL: url}, stream: "ROLLBOOK"}, ns+"/web", replayMode{})
 	if err != nil {
 		t.Fatalf("replaying the stream: %v", err)
 	}

@@ -202,7 +202,7 @@ func demoCmd(ctx context.Context, args []string) error {
 	// The same journal, replayed through today's planner, and drawn.
 	jdir := filepath.Join(*dir, "journal")
 	replayed := "derives exactly the recorded actions"
-	if d, rp, _, err := replay(ctx, recordSource{dir: jdir}, "", false); err != nil {
+	if d, rp, _, err := replay(ctx, recordSource{dir: jdir}, "", replayMode{}); err != nil {
 		replayed = "failed: " + err.Error()
 	} else if d != nil {
 		replayed = "DIVERGED: " + d.String()

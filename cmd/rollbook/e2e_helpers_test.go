@@ -81,13 +81,15 @@ func (r *running) stop(t *testing.T) {
 }
 
 // checkReplay replays a test's journal through today's planner: every
-// end-to-end test also proves its rollout is replayable. With
+// end-to-end test also proves its rollout is replayable, and that the
+// incremental planner the controller ran derives at every recorded plan
+// what a plan of everything derives. With
 // ROLLBOOK_WRITE_FIXTURES=<dir> it also exports the journal there, as a
 // replay fixture (test/replay/testdata).
 func checkReplay(t *testing.T, dir string) {
 	t.Helper()
 	src := recordSource{dir: filepath.Join(dir, "journal")}
-	d, rp, n, err := replay(context.Background(), src, "", false)
+	d, rp, n, err := replay(context.Background(), src, "", replayMode{crossCheck: true})
 	if err != nil {
 		t.Fatalf("replaying the journal: %v", err)
 	}

@@ -99,7 +99,7 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 	// The stream replays across the failover as one chain, and today's
 	// planner derives what both leaders did.
 	fromStream := recordSource{nats: journal.NATSConfig{URL: url}, stream: "ROLLBOOK"}
-	d, rp, records, err := replay(ctx, fromStream, ns+"/web", false)
+	d, rp, records, err := replay(ctx, fromStream, ns+"/web", replayMode{})
 	if err != nil {
 		t.Fatalf("replaying the stream across the failover: %v", err)
 	}

@@ -80,7 +80,7 @@ func TestReplayFromNATSStream(t *testing.T) {
 	if streamed < want || streamHead != diskHead {
 		t.Fatalf("stream has %d records (head %x), journal %d (hash at %d: %x), rollout done at %d", streamed, streamHead[:6], onDisk, streamed, diskHead[:6], want)
 	}
-	d, rp, n, err := replay(ctx, fromStream, ns+"/web", false)
+	d, rp, n, err := replay(ctx, fromStream, ns+"/web", replayMode{})
 	if err != nil {
 		t.Fatal(err)
 	}

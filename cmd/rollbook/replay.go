@@ -31,11 +31,12 @@ func replayCmd(ctx context.Context, args []string) error {
 	src := sourceFlags(fs)
 	rollout := fs.String("rollout", "", "compare only this rollout's actions (namespace/name)")
 	whatIf := fs.Bool("what-if", false, "do not stop at the first divergence: report every plan today's planner would change")
+	full := fs.Bool("full", false, "plan everything at every recorded plan (planner.Plan, the definition) instead of incrementally as the controller does; slower on large journals")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	start := time.Now()
-	d, rp, records, err := replay(ctx, *src, *rollout, *whatIf)
+	d, rp, records, err := replay(ctx, *src, *rollout, replayMode{whatIf: *whatIf, full: *full})
 	if err != nil {
 		return err
 	}
@@ -59,11 +60,15 @@ func replayCmd(ctx context.Context, args []string) error {
 // (planner.OnePass); a journal whose intents come too long after their
 // plan's record (planner.ErrLateIntent) is replayed again in two passes:
 // collect the recorded intents, then fold and compare.
-func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) (*planner.Divergence, *planner.Replayer, uint64, error) {
+// replayMode: whatIf goes on past divergences; full plans with
+// planner.Plan, crossCheck with both (Replayer.Full, CrossCheck).
+type replayMode struct{ whatIf, full, crossCheck bool }
+
+func replay(ctx context.Context, src recordSource, rollout string, mode replayMode) (*planner.Divergence, *planner.Replayer, uint64, error) {
 	var o *planner.OnePass
 	base := func(b *projections.Books) error {
 		o = planner.NewOnePass(b.State, rollout)
-		o.KeepGoing = whatIf
+		o.KeepGoing, o.Full, o.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
 	n, stopped, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return o.Add(r) })
@@ -71,7 +76,7 @@ func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) 
 		_, err = o.Finish()
 	}
 	if errors.Is(err, planner.ErrLateIntent) {
-		return replayTwoPasses(ctx, src, rollout, whatIf)
+		return replayTwoPasses(ctx, src, rollout, mode)
 	}
 	if err != nil {
 		return nil, nil, n, err
@@ -81,7 +86,7 @@ func replay(ctx context.Context, src recordSource, rollout string, whatIf bool) 
 
 // replayTwoPasses is replay for any journal: collect the recorded intents,
 // then fold and compare.
-func replayTwoPasses(ctx context.Context, src recordSource, rollout string, whatIf bool) (*planner.Divergence, *planner.Replayer, uint64, error) {
+func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode replayMode) (*planner.Divergence, *planner.Replayer, uint64, error) {
 	add, intents := planner.CollectIntents()
 	if err := src.read(ctx, add); err != nil {
 		return nil, nil, 0, err
@@ -89,7 +94,7 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, what
 	var rp *planner.Replayer
 	base := func(b *projections.Books) error {
 		rp = planner.NewReplayerFrom(b.State, intents(), rollout)
-		rp.KeepGoing = whatIf
+		rp.KeepGoing, rp.Full, rp.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
 	n, _, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return rp.Add(r) })

@@ -15,11 +15,11 @@ func TestReplayOnePassAsTwo(t *testing.T) {
 	}
 	for _, path := range paths[:3] {
 		src := recordSource{export: path}
-		d, one, n, err := replay(context.Background(), src, "", false)
+		d, one, n, err := replay(context.Background(), src, "", replayMode{})
 		if err != nil || d != nil {
 			t.Fatalf("%s: one pass: %v %v", path, err, d)
 		}
-		d, two, n2, err := replayTwoPasses(context.Background(), src, "", false)
+		d, two, n2, err := replayTwoPasses(context.Background(), src, "", replayMode{})
 		if err != nil || d != nil {
 			t.Fatalf("%s: two passes: %v %v", path, err, d)
 		}
