@@ -46,6 +46,7 @@ func runCmd(ctx context.Context, args []string) error {
 	qps := fs.Float64("kube-api-qps", 100, "actuator write QPS")
 	burst := fs.Int("kube-api-burst", 200, "actuator write burst")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
+	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "how long the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
 	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's /debug/pprof on the metrics address (CPU and heap profiles of a running controller; off by default: anyone who reaches the port could read them)")
@@ -91,7 +92,7 @@ func runCmd(ctx context.Context, args []string) error {
 		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), ExcludeNamespaces: excluded, NoNATS: *noNATS,
 		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
 		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
-		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Logger: log, AnalysisHosts: splitList(*analysisHosts),
+		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Debounce: *debounce, Logger: log, AnalysisHosts: splitList(*analysisHosts),
 		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}

@@ -59,6 +59,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
 	profile := fs.String("controller-profile", "", "write a CPU profile of the controller (rollbook run --pprof) from the template change on to this file")
 	profileFor := fs.Duration("controller-profile-time", 30*time.Second, "how long the controller's CPU profile runs")
+	extra := fs.String("controller-args", "", "more `rollbook run` flags, space-separated (e.g. \"--plan-debounce 5ms\")")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 
 	ctrl, metricsURL, err := startRollbook(ctx, env, rollbookRun{
 		Bin: bin, Dir: root, Kubeconfig: c.Kubeconfig, Namespace: benchNS,
-		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "",
+		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "", Extra: strings.Fields(*extra),
 	})
 	if err != nil {
 		return nil, err
@@ -401,6 +402,8 @@ type rollbookRun struct {
 	QPS, Burst, Workers int
 	NATS                bool // its embedded NATS outbox (--no-nats otherwise)
 	Pprof               bool // serve /debug/pprof (rollbook run --pprof)
+	// Extra are more `rollbook run` flags, as given.
+	Extra []string
 }
 
 // fetchProfile saves a CPU profile of the controller over d.
@@ -453,6 +456,7 @@ func startRollbook(ctx context.Context, env *benchEnv, r rollbookRun) (*cluster.
 	if r.Pprof {
 		args = append(args, "--pprof")
 	}
+	args = append(args, r.Extra...)
 	env.logf("starting %s %s", r.Bin, strings.Join(args, " "))
 	ctrl, err := cluster.StartProcess("rollbook", r.Dir, r.Bin, args, nil)
 	if err != nil {
