@@ -37,7 +37,12 @@ import (
 // Incremental is not safe for concurrent use; it is pure like Plan (its
 // result is a function of the states and touched sets it was given).
 type Incremental struct {
-	units   map[string]*unit
+	units map[string]*unit
+	// claims maps each pod to the rollout that claimed it: the rollouts
+	// this plan processed so far with their new claims, the others with
+	// those of the last plan (claimOf counts only the former). Kept across
+	// plans, so reusing a rollout's plan costs nothing per pod.
+	claims  map[string]string
 	initial map[string]Action // pod key → its initial ungate
 	release map[string]Action // pod key → its release
 	// selectedBy indexes units by the pods they selected.
@@ -90,12 +95,13 @@ func NewIncremental() *Incremental { return &Incremental{} }
 // (State.TakeTouched); nil plans everything.
 func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) Result {
 	full := in.units == nil || touched == nil || touched.All || s.Now >= in.fullAt+FullEvery
-	p := &planning{s: s, now: s.Now, claimed: map[string]string{}, busy: map[string]bool{}, inc: in}
+	p := &planning{s: s, now: s.Now, processed: map[string]bool{}, busy: map[string]bool{}, inc: in}
 	changed := map[string]bool{} // pods whose claimant changed
 	var dirty map[string]bool
 	if full {
 		in.Full++
 		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string]map[string]bool{}
+		in.claims = map[string]string{}
 		in.fullAt = s.Now
 		p.keys = sortedPodKeys(s)
 		for _, k := range p.keys {
@@ -111,6 +117,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 			if s.Rollouts[rk] == nil {
 				// Deleted: its pods are free for younger rollouts.
 				in.unindex(rk, u, changed)
+				in.dropClaims(rk, u)
 				delete(in.units, rk)
 			}
 		}
@@ -122,9 +129,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 	for _, r := range rolloutsByAge(s) {
 		rk := r.Key()
 		if u := in.units[rk]; u != nil && !full && !dirty[rk] {
-			for _, k := range u.claims {
-				p.claimed[k] = rk
-			}
+			p.processed[rk] = true
 			for _, a := range u.actions {
 				p.add(a)
 			}
@@ -192,6 +197,10 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirty map[string]bool) {
 	rk := r.Key()
 	old := in.units[rk]
+	if old != nil {
+		in.dropClaims(rk, old)
+	}
+	p.processed[rk] = true
 	start := len(p.res.Actions)
 	p.unit = &unit{ns: r.Namespace, wake: 0}
 	if ref := r.Spec.Target.WorkloadRef; ref != nil {
@@ -202,7 +211,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	p.unit = nil
 	u.actions = slices.Clone(p.res.Actions[start:])
 	for _, k := range u.selected {
-		if p.claimed[k] == rk {
+		if in.claims[k] == rk {
 			u.claims = append(u.claims, k)
 		}
 	}
@@ -246,6 +255,30 @@ func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
 	if changed != nil {
 		for _, k := range u.claims {
 			changed[k] = true
+		}
+	}
+}
+
+// claimOf returns the rollout that claimed pod k so far in this plan.
+func (p *planning) claimOf(k string) (string, bool) {
+	rk, ok := p.inc.claims[k]
+	if !ok || !p.processed[rk] {
+		return "", false
+	}
+	return rk, true
+}
+
+// claim gives pod k to rollout rk, the one being planned.
+func (p *planning) claim(k, rk string) { p.inc.claims[k] = rk }
+
+// unclaim lets go of pod k (the rollout being planned cannot plan).
+func (p *planning) unclaim(k string) { delete(p.inc.claims, k) }
+
+// dropClaims removes a unit's claims that are still its own.
+func (in *Incremental) dropClaims(rk string, u *unit) {
+	for _, k := range u.claims {
+		if in.claims[k] == rk {
+			delete(in.claims, k)
 		}
 	}
 }
@@ -341,7 +374,7 @@ func (in *Incremental) releaseFor(p *planning, k string) {
 	if pod == nil {
 		return
 	}
-	if _, ok := p.claimed[k]; ok || p.busy[k] || pod.Pod == nil || p.s.Pending[k] != nil {
+	if _, ok := p.claimOf(k); ok || p.busy[k] || pod.Pod == nil || p.s.Pending[k] != nil {
 		return
 	}
 	if c := gateCondition(pod.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {

@@ -25,7 +25,10 @@ type planning struct {
 	s       *projections.State
 	now     int64
 	res     Result
-	claimed map[string]string   // pod key → rollout key
+	// processed holds the rollouts planned or reused so far in this
+	// plan: a claim (Incremental.claims) counts only once its rollout is
+	// (see claimOf).
+	processed map[string]bool
 	busy    map[string]bool     // pod key → has an action in this plan
 	keys    []string            // every pod key, sorted (a full plan)
 	owners  map[string][]string // owner UID → sorted pod keys (ownedBy)
@@ -162,8 +165,8 @@ func (p *planning) rollout(r *projections.Rollout) {
 			// second time. Hold, keeping the pods claimed: the records that
 			// end the wait wake the planner.
 			for _, pod := range pods {
-				if _, ok := p.claimed[pod.Key()]; !ok {
-					p.claimed[pod.Key()] = r.Key()
+				if _, ok := p.claimOf(pod.Key()); !ok {
+					p.claim(pod.Key(), r.Key())
 				}
 			}
 			if t.workload.Workload.ObservedGeneration >= t.workload.Generation {

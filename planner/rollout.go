@@ -120,7 +120,7 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		// A rollout that cannot plan lets go of its pods, as an invalid
 		// target does, so a pod it gated is released by Plan.
 		for _, pod := range rp.mine {
-			delete(p.claimed, pod.Key())
+			p.unclaim(pod.Key())
 		}
 		return
 	}
@@ -145,11 +145,11 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 		}
 	}
 	for _, pod := range pods {
-		if owner, ok := p.claimed[pod.Key()]; ok {
+		if owner, ok := p.claimOf(pod.Key()); ok {
 			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
 			continue
 		}
-		p.claimed[pod.Key()] = rp.r.Key()
+		p.claim(pod.Key(), rp.r.Key())
 		rp.mine = append(rp.mine, pod)
 	}
 	if len(rp.conflicts) > 0 {
