@@ -22,16 +22,16 @@ type Result struct {
 }
 
 type planning struct {
-	s       *projections.State
-	now     int64
-	res     Result
+	s   *projections.State
+	now int64
+	res Result
 	// processed holds the rollouts planned or reused so far in this
 	// plan: a claim (Incremental.claims) counts only once its rollout is
 	// (see claimOf).
 	processed map[string]bool
-	busy    map[string]bool     // pod key → has an action in this plan
-	keys    []string            // every pod key, sorted (a full plan)
-	owners  map[string][]string // owner UID → sorted pod keys (ownedBy)
+	busy      map[string]bool     // pod key → has an action in this plan
+	keys      []string            // every pod key, sorted (a full plan)
+	owners    map[string][]string // owner UID → sorted pod keys (ownedBy)
 
 	// inc is the planner whose caches this plan fills; unit the rollout
 	// being planned; touched, in a partial plan, what changed.
