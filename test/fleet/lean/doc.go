@@ -51,7 +51,9 @@
 //     containerID, restartCount +1, lastState.terminated). A resize shows
 //     in status resources and allocatedResources after Delays.Resize.
 //     status.observedGeneration (and the conditions') follows
-//     metadata.generation. A pod with a deletionTimestamp and a grace
+//     metadata.generation, in the write that carries out the restart or
+//     resize the new generation asks for (one write per restart, as kwok
+//     makes). A pod with a deletionTimestamp and a grace
 //     period is deleted with grace 0.
 //   - Failure injection by image name, as fleet documents: pullfail,
 //     crashloop, slowstart, samedigest.

@@ -74,7 +74,9 @@ var OwnedConditions = []corev1.PodConditionType{
 // resize shows after Delays.Resize; the failure injections (see the package
 // documentation). Then the pod-level fields are derived from the container
 // statuses as the kubelet does: phase, the owned conditions with the Ready
-// rule over spec.readinessGates, observedGeneration.
+// rule over spec.readinessGates, and observedGeneration: metadata.generation
+// at once, or, when the spec change waits for a delay, with the write that
+// carries it out.
 func Step(in Input, d Delays) Output {
 	p := in.Pod
 	out := Output{Seen: Seen{}}
@@ -112,6 +114,11 @@ type stepper struct {
 	d     Delays
 	out   *Output
 	stamp metav1.Time // now, at the second: what the apiserver keeps of a time
+	// specPending: a spec change (image, resources) waits for its delay.
+	// The generation it came with is acknowledged (observedGeneration)
+	// when it is carried out, in the same write, as kwok does: one write
+	// per restart, not an acknowledgement and then a restart.
+	specPending bool
 }
 
 // due reports whether the transition key, pending since it was first
@@ -144,6 +151,7 @@ func (s *stepper) container(c *corev1.Container, old *corev1.ContainerStatus) co
 		return s.create(c, nil)
 	case old.Image != c.Image:
 		if !s.due("image "+c.Name+" "+c.Image, s.d.ImageChange) {
+			s.specPending = true
 			return *old.DeepCopy()
 		}
 		return s.create(c, old)
@@ -152,6 +160,8 @@ func (s *stepper) container(c *corev1.Container, old *corev1.ContainerStatus) co
 	if res, alloc := resources(c); !equality.Semantic.DeepEqual(res, n.Resources) || !equality.Semantic.DeepEqual(alloc, n.AllocatedResources) {
 		if s.due("resize "+c.Name, s.d.Resize) {
 			n.Resources, n.AllocatedResources = res, alloc
+		} else {
+			s.specPending = true
 		}
 	}
 	switch k := kind(c.Image); {
@@ -312,7 +322,7 @@ func (s *stepper) podFields(st *corev1.PodStatus) {
 	if st.HostIP == "" && s.in.HostIP != "" {
 		st.HostIP, st.HostIPs = s.in.HostIP, []corev1.HostIP{{IP: s.in.HostIP}}
 	}
-	if p.Generation != 0 {
+	if p.Generation != 0 && !s.specPending {
 		st.ObservedGeneration = p.Generation
 	}
 
@@ -337,7 +347,7 @@ func (s *stepper) podFields(st *corev1.PodStatus) {
 	}
 	for _, w := range want {
 		w.LastTransitionTime = s.stamp
-		w.ObservedGeneration = p.Generation
+		w.ObservedGeneration = st.ObservedGeneration
 		i := conditionIndex(st.Conditions, w.Type)
 		if i < 0 {
 			st.Conditions = append(st.Conditions, w)
