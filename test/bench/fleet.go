@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -283,10 +284,24 @@ func fleetPhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, kind str
 			return nil, err
 		}
 	}
-	if err := cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{}); err != nil {
+	// NB: the apiserver answers a collection delete of thousands of pods
+	// with a timeout after a minute and goes on deleting: wait for the
+	// pods to be gone either way.
+	err = cs.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}, metav1.ListOptions{})
+	if err != nil && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
 		return nil, err
 	}
-	if err := waitPodsGone(ctx, env, cs, ns); err != nil {
+	err = waitFor(ctx, env, 10*time.Minute, kind+": pods deleted", func() (int, int, error) {
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil {
+			return 0, 0, err
+		}
+		if len(list.Items) == 0 {
+			return 1, 1, nil
+		}
+		return 0, 1, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return r, nil
