@@ -130,7 +130,8 @@ type fleetRun struct {
 func (r *fleetRun) print(o fleetOpts) {
 	fmt.Printf("  %s (load %s → %s):\n", r.Kind, r.Load[0], r.Load[1])
 	fmt.Printf("    setup: %d pods created and Ready in %s\n", o.Pods, r.Setup.Round(time.Second))
-	fmt.Printf("    patches sent in %s; the last restart seen %s after the last patch\n", r.Patching.Round(100*time.Millisecond), r.Draining.Round(100*time.Millisecond))
+	fmt.Printf("    %d patches sent in %s (%.1f/s); the last restart seen %s after the last patch returned\n",
+		o.Pods, r.Patching.Round(100*time.Millisecond), float64(o.Pods)/r.Patching.Seconds(), r.Draining.Round(100*time.Millisecond))
 	fmt.Printf("    patch → restarted and Ready (configured %s): median %s, p90 %s, p99 %s, max %s (from the request sent: median %s); %d of %d restarted, %d missing\n",
 		o.Delay, r.Median.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond),
 		r.SentMedian.Round(time.Millisecond), r.Restarted, o.Pods, r.Missing)
