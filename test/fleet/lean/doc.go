@@ -54,7 +54,8 @@
 //     metadata.generation, in the write that carries out the restart or
 //     resize the new generation asks for (one write per restart, as kwok
 //     makes). A pod with a deletionTimestamp and a grace
-//     period is deleted with grace 0.
+//     period is deleted with grace 0; one left with grace 0 for 5 s (a
+//     delete cut short between its two writes) is deleted again.
 //   - Failure injection by image name, as fleet documents: pullfail,
 //     crashloop, slowstart, samedigest.
 //

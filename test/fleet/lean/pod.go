@@ -80,13 +80,21 @@ var OwnedConditions = []corev1.PodConditionType{
 func Step(in Input, d Delays) Output {
 	p := in.Pod
 	out := Output{Seen: Seen{}}
+	s := &stepper{in: in, d: d, out: &out, stamp: metav1.NewTime(in.Now.Truncate(time.Second))}
 	if p.DeletionTimestamp != nil {
-		// Once the grace period is 0 the apiserver (or the finalizers'
-		// owners) finish the pod; deleting again would only race them.
-		out.Delete = p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > 0
+		// At grace 0 the apiserver removes the pod itself (once its
+		// finalizers' owners are done), so deleting at once would only race
+		// it; a pod still there a while later (a delete cut short between
+		// its two writes) is deleted again, as the kubelet finishes every
+		// pod whose containers stopped.
+		switch g := p.DeletionGracePeriodSeconds; {
+		case g == nil || *g > 0:
+			out.Delete = true
+		case len(p.Finalizers) == 0:
+			out.Delete = s.due("delete", staleDelete)
+		}
 		return out
 	}
-	s := &stepper{in: in, d: d, out: &out, stamp: metav1.NewTime(in.Now.Truncate(time.Second))}
 	if len(p.Status.ContainerStatuses) == 0 && !s.due("start", d.Start) {
 		return out
 	}
@@ -108,6 +116,10 @@ func Step(in Input, d Delays) Output {
 	}
 	return out
 }
+
+// staleDelete is how long a pod deleted with grace 0 may stay before the
+// kubelet deletes it again.
+const staleDelete = 5 * time.Second
 
 type stepper struct {
 	in    Input

@@ -158,8 +158,12 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("graceful delete: %+v", out)
 	}
 	p.DeletionGracePeriodSeconds = new(int64(0))
-	if out := Step(Input{Pod: p, Now: t0}, delays); out.Delete {
-		t.Fatal("deleting again a pod the apiserver is removing")
+	out := Step(Input{Pod: p, Now: t0}, delays)
+	if out.Delete || out.Wake != staleDelete {
+		t.Fatalf("grace 0: %+v, want no delete (the apiserver is removing it) and a look again later", out)
+	}
+	if out := Step(Input{Pod: p, Now: t0.Add(staleDelete), Seen: out.Seen}, delays); !out.Delete {
+		t.Fatal("a pod left with grace 0 is not deleted again")
 	}
 }
 
