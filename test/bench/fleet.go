@@ -285,21 +285,19 @@ func fleetPhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, kind str
 			return nil, err
 		}
 	}
-	if err := deletePods(ctx, c, pods); err != nil {
-		return nil, err
-	}
-	err = waitFor(ctx, env, 5*time.Minute, kind+": pods deleted", func() (int, int, error) {
-		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1})
-		if err != nil {
-			return 0, 0, err
+	// Deletes that time out on a busy apiserver are tried again on the
+	// pods still there, a few rounds.
+	left := pods
+	for round := 0; len(left) > 0; round++ {
+		if round == 5 {
+			return nil, fmt.Errorf("%d pods left after %d rounds of deletes", len(left), round)
 		}
-		if len(list.Items) == 0 {
-			return 1, 1, nil
+		if err := deletePods(ctx, c, left); err != nil {
+			env.logf("%s: %v; deleting again", kind, err)
 		}
-		return 0, 1, nil
-	})
-	if err != nil {
-		return nil, err
+		if left, err = listPods(ctx, cs, ns); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -319,7 +317,7 @@ func deletePods(ctx context.Context, c *cluster.Cluster, pods []corev1.Pod) erro
 	var failed atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	for range 32 {
+	for range 16 {
 		wg.Go(func() {
 			for p := range work {
 				err := cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
