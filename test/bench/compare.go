@@ -53,7 +53,8 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fs.IntVar(&o.KruiseQPS, "kruise-qps", 0, "kruise-manager's --rest-config-qps (0: its default, 30)")
 	fs.IntVar(&o.KruiseBurst, "kruise-burst", 0, "kruise-manager's --rest-config-burst (0: its default, 50)")
 	binary := fs.String("binary", "", "a built rollbook binary (default: go build ./cmd/rollbook)")
-	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers")
+	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers (the lean kubelet's workers with --fleet lean)")
+	fleetKind := fs.String("fleet", fleet.Kwok, "the simulated kubelets: kwok or lean")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", 20*time.Minute, "bound on creating each workload's pods and their becoming Ready")
 	fs.DurationVar(&o.Timeout, "timeout", 40*time.Minute, "bound on each rollout")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal, audit log)")
@@ -89,8 +90,8 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	defer c.Stop()
-	env.logf("starting kwok and %d nodes", *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Progress: env.progress, Parallelism: *kwokWorkers})
+	env.logf("starting %s and %d nodes", *fleetKind, *nodes)
+	fl, err := fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: env.progress, Parallelism: *kwokWorkers})
 	if err != nil {
 		return nil, err
 	}
@@ -121,9 +122,9 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		env.logf("audit log: %.0f MiB", float64(st.Size())/(1<<20))
 	}
 
-	printCompare(env, o, *nodes, rb, kr)
+	printCompare(env, o, *nodes, fl.Kind, rb, kr)
 	return map[string]any{
-		"pods": o.Pods, "nodes": *nodes, "max_unavailable": o.MaxUnavailable,
+		"pods": o.Pods, "nodes": *nodes, "fleet": fl.Kind, "max_unavailable": o.MaxUnavailable,
 		"rollbook": rb.summary(o.Pods), "openkruise": kr.summary(o.Pods),
 		"ratio_pods_per_s":         round(rb.rate(o.Pods)/kr.rate(o.Pods), 2),
 		"ratio_pod_writes_per_pod": round(rb.Requests.podWritesPerPod(o.Pods)/kr.Requests.podWritesPerPod(o.Pods), 2),
@@ -651,10 +652,10 @@ func orDefault(v int) string {
 	return fmt.Sprint(v)
 }
 
-func printCompare(env *benchEnv, o compareOpts, nodes int, rb, kr *peerRun) {
+func printCompare(env *benchEnv, o compareOpts, nodes int, kind string, rb, kr *peerRun) {
 	n := o.Pods
-	fmt.Printf("\ncompare: %d pods per workload (one container + the controller's readiness gate, %s → %s in place), maxUnavailable %s, grace 0; %d kwok nodes (3 zones), in-place restart 200 ms after the patch; apiserver with its default admission plugins and an audit log; Rollbook first, then OpenKruise\n",
-		n, imageV1, imageV2, o.MaxUnavailable, nodes)
+	fmt.Printf("\ncompare: %d pods per workload (one container + the controller's readiness gate, %s → %s in place), maxUnavailable %s, grace 0; %d %s nodes (3 zones), in-place restart 200 ms after the patch; apiserver with its default admission plugins and an audit log; Rollbook first, then OpenKruise\n",
+		n, imageV1, imageV2, o.MaxUnavailable, nodes, kind)
 	printMachine(env)
 	fmt.Printf("  %s: %s\n  %s: %s\n", rb.Name, rb.Controller, kr.Name, kr.Controller)
 	row := func(what, a, b string) { fmt.Printf("  %-50s %-22s %s\n", what, a, b) }

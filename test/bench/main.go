@@ -1,6 +1,6 @@
 // Command bench measures Rollbook against its baselines on this machine:
-// each subcommand starts what it needs (a local control plane, a kwok
-// fleet), measures Rollbook and the thing it is compared with in the same
+// each subcommand starts what it needs (a local control plane, a
+// simulated fleet: kwok, or --fleet lean), measures Rollbook and the thing it is compared with in the same
 // run, and prints the figures, their ratio and a one-line JSON summary
 // (the last line of its output).
 //
@@ -8,6 +8,7 @@
 //	go run ./test/bench restart --pods 10000
 //	go run ./test/bench rollout --pods 10000 --nodes 100
 //	go run ./test/bench compare --pods 1000 --nodes 20
+//	go run ./test/bench fleet --pods 10000 --nodes 100 --fleet kwok,lean
 //	go run ./test/bench startup --pods 10000 --records 1000000,10000000
 //
 // These machines are shared and noisy: the ratios are the figures to
@@ -45,6 +46,7 @@ var commands = map[string]command{
 	"memory":        {memoryCmd, "whole-process RSS per tracked pod at 10k and 100k pods: the controller's state vs an informer's store"},
 	"replay":        {replayCmd, "replay of a recorded rollout journal vs reading it with the chain verified"},
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
+	"fleet":         {fleetCmd, "control run without Rollbook: image patches at a fixed rate, restart latency of kwok and the lean simulated kubelet"},
 }
 
 // benchEnv is what every subcommand shares: progress output and the

@@ -53,7 +53,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	workers := fs.Int("workers", 64, "the controller's --workers")
 	withNATS := fs.Bool("nats", false, "run the controller with its embedded NATS outbox (default --no-nats)")
 	binary := fs.String("binary", "", "a built rollbook binary (default: go build ./cmd/rollbook)")
-	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers")
+	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers (the lean kubelet's workers with --fleet lean)")
+	fleetKind := fs.String("fleet", fleet.Kwok, "the simulated kubelets: kwok or lean")
 	readyTimeout := fs.Duration("ready-timeout", 20*time.Minute, "bound on creating the pods and their becoming Ready")
 	timeout := fs.Duration("timeout", 20*time.Minute, "bound on the rollout")
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
@@ -85,8 +86,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	defer c.Stop()
-	env.logf("starting kwok and %d nodes", *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Progress: env.progress, Parallelism: *kwokWorkers})
+	env.logf("starting %s and %d nodes", *fleetKind, *nodes)
+	fl, err := fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: env.progress, Parallelism: *kwokWorkers})
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	env.logf("apiserver write capacity before: %.0f writes/s (%d writes, %d errors)", capBefore.rate(), capBefore.Writes, capBefore.Errors)
-	time.Sleep(3 * time.Second) // let kwok and the controller drain the label events
+	time.Sleep(3 * time.Second) // let the fleet and the controller drain the label events
 
 	m0, err := scrapeMetrics(ctx, hc, metricsURL)
 	if err != nil {
@@ -314,8 +315,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		steady = float64(*pods*8/10) / (t90 - t10).Seconds()
 	}
 
-	fmt.Printf("\nrollout: %d pods in %d StatefulSets of ≤%d on %d kwok nodes (3 zones), 2 containers, gate %s; one InPlaceRollout each: maxUnavailable %s, grace %ds, scatter zone; controller: the rollbook binary, --kube-api-qps %d --workers %d, NATS %v\n",
-		*pods, len(names), *stsSize, *nodes, planner.GateCondition, *maxUnavailable, *grace, *qps, *workers, *withNATS)
+	fmt.Printf("\nrollout: %d pods in %d StatefulSets of ≤%d on %d %s nodes (3 zones), 2 containers, gate %s; one InPlaceRollout each: maxUnavailable %s, grace %ds, scatter zone; controller: the rollbook binary, --kube-api-qps %d --workers %d, NATS %v\n",
+		*pods, len(names), *stsSize, *nodes, fl.Kind, planner.GateCondition, *maxUnavailable, *grace, *qps, *workers, *withNATS)
 	printMachine(env)
 	fmt.Printf("  setup: %d pods created and Ready in %s\n", *pods, readyTook.Round(time.Second))
 	fmt.Printf("  rollout: template patch → every rollout Succeeded in %s: %.1f pods/s (10%%→90%% of pods: %.1f pods/s)\n", took.Round(100*time.Millisecond), rate, steady)
@@ -328,8 +329,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fmt.Printf("  ratio pods/s ÷ (capacity/3): %.2f\n", rate/bound)
 	fmt.Printf("  vs OpenKruise v1.9.0 here (GROUND.md): %.1f pods/s at 1,000 and 5,000 pods → %.1f× its speed; %.1f writes/pod → %.2f× its writes\n",
 		kruisePodsPerSec, rate/kruisePodsPerSec, kruiseWritesPerPod, perPod/kruiseWritesPerPod)
-	fmt.Printf("  peak RSS (VmHWM): rollbook %.1f MiB, kwok %.1f MiB, kube-apiserver %.1f MiB, etcd %.1f MiB\n",
-		rss["rollbook"]["peak_mib"], rss["kwok"]["peak_mib"], rss["kube-apiserver"]["peak_mib"], rss["etcd"]["peak_mib"])
+	fmt.Printf("  peak RSS (VmHWM): rollbook %.1f MiB, %s %.1f MiB, kube-apiserver %.1f MiB, etcd %.1f MiB\n",
+		rss["rollbook"]["peak_mib"], fl.Kind, rss[fl.Kind]["peak_mib"], rss["kube-apiserver"]["peak_mib"], rss["etcd"]["peak_mib"])
 	cpu := map[string]float64{}
 	for k, v := range cpu1 {
 		cpu[k] = round(v-cpu0[k], 1)
@@ -350,7 +351,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		fmt.Printf("  WARNING: %d of %d pods updated, %d recreated\n", updated, *pods, recreated)
 	}
 	return map[string]any{
-		"pods": *pods, "nodes": *nodes, "statefulsets": len(names), "max_unavailable": *maxUnavailable, "grace_seconds": *grace, "nats": *withNATS,
+		"pods": *pods, "nodes": *nodes, "fleet": fl.Kind, "statefulsets": len(names), "max_unavailable": *maxUnavailable, "grace_seconds": *grace, "nats": *withNATS,
 		"ready_setup_s":              round(readyTook.Seconds(), 1),
 		"rollout_s":                  round(took.Seconds(), 1),
 		"pods_per_s":                 round(rate, 1),
@@ -677,7 +678,7 @@ func labelValue(labels, name string) string {
 }
 
 func pids(c *cluster.Cluster, fl *fleet.Fleet, ctrl *cluster.Process) map[string]int {
-	out := map[string]int{"rollbook": ctrl.Pid(), "kwok": fl.Process().Pid()}
+	out := map[string]int{"rollbook": ctrl.Pid(), fl.Kind: fl.Process().Pid()}
 	for _, n := range []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"} {
 		if p := c.Process(n); p != nil {
 			out[n] = p.Pid()

@@ -3,6 +3,12 @@
 // on the local control plane of package cluster, with pod stages that
 // behave like the real kubelet where in-place updates care.
 //
+// Options.Kind Lean runs package lean's simulated kubelet instead
+// (cmd/leankubelet, built from this tree): the same behaviours below in
+// plain Go, as its own process, cheap enough to keep up with 10,000 pods
+// where kwok's jq stages fall behind (BENCHMARKS.md, "A fleet that keeps
+// up"). This package's tests run against it with -fleet=lean.
+//
 // Start builds kwok once into the cache, writes its configuration (Config)
 // and runs it against the cluster's admin kubeconfig, managing only nodes
 // annotated kwok.x-k8s.io/node=fake. CreateNodes creates such nodes, zone

@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -20,6 +21,11 @@ import (
 )
 
 func TestMain(m *testing.M) { cluster.Main(m) }
+
+// fleetKind chooses the simulated kubelet the suite runs against: kwok by
+// default; `go test ./test/fleet -fleet=lean` runs the same checks against
+// package lean's.
+var fleetKind = flag.String("fleet", fleet.Kwok, "the simulated kubelet to test: kwok or lean")
 
 // gate is the readiness gate Rollbook owns.
 const gate corev1.PodConditionType = "rollbook.dev/InPlaceUpdateReady"
@@ -44,14 +50,14 @@ func setup(t *testing.T) (kubernetes.Interface, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
 		start := time.Now()
-		theFleet, fleetErr = fleet.Start(ctx, c, fleet.Options{Progress: os.Stderr})
+		theFleet, fleetErr = fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: os.Stderr})
 		if fleetErr != nil {
 			return
 		}
 		kwokUp := time.Since(start)
 		_, fleetErr = fleet.CreateNodes(ctx, c.Clientset(), nodeCount, nil)
-		fmt.Fprintf(os.Stderr, "fleet: kwok healthy in %s, %d nodes Ready %s later\n",
-			kwokUp.Round(time.Millisecond), nodeCount, (time.Since(start) - kwokUp).Round(time.Millisecond))
+		fmt.Fprintf(os.Stderr, "fleet: %s healthy in %s, %d nodes Ready %s later\n",
+			*fleetKind, kwokUp.Round(time.Millisecond), nodeCount, (time.Since(start) - kwokUp).Round(time.Millisecond))
 	})
 	if fleetErr != nil {
 		t.Fatalf("starting the fleet: %v", fleetErr)

@@ -33,7 +33,7 @@ type identity struct {
 }
 
 func (i identity) String() string {
-	id := strings.TrimPrefix(i.ID, "kwok://")
+	_, id, _ := strings.Cut(i.ID, "://")
 	return fmt.Sprintf("%s restarts=%d (%s)", id[:min(len(id), 12)], i.Restarts, i.Image)
 }
 
