@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -21,11 +20,10 @@ import (
 // in by name, so what is not named here (env values, volumes, secrets,
 // commands, arbitrary annotations) can never reach the journal.
 func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error) {
-	raw, err := u.MarshalJSON()
+	sum, err := objectHash(u.Object)
 	if err != nil {
 		return journal.Observed{}, fmt.Errorf("ingest: encoding %s %s/%s: %w", r.Name(), u.GetNamespace(), u.GetName(), err)
 	}
-	sum := sha256.Sum256(raw)
 	o := journal.Observed{
 		Resource:        r.Name(),
 		Namespace:       u.GetNamespace(),
