@@ -94,7 +94,7 @@ func randomObject(rng *rand.Rand, depth int) any {
 	case 2:
 		return rng.Int64() - rng.Int64()
 	case 3:
-		return math.Float64frombits(rng.Uint64()&^(0x7ff<<52)|uint64(rng.IntN(0x7fe))<<52) // finite
+		return math.Float64frombits(rng.Uint64()&^(0x7ff<<52) | uint64(rng.IntN(0x7fe))<<52) // finite
 	case 4:
 		return randomString(rng)
 	case 5, 6:
