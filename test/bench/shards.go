@@ -529,10 +529,31 @@ type shardJournal struct {
 	Records       uint64
 	First, Last   uint64
 	Head          [32]byte
-	OwnNS         int    // records keyed in the shard's namespace
+	OwnNS         int    // records whose key names the shard's namespace
 	ClusterScoped int    // nodes, ticks: no namespace
-	OtherNS       int    // another namespace's: must be 0
+	OtherNS       int    // another shard's namespace: must be 0
 	Verify        string // `rollbook journal verify`'s answer
+}
+
+// count files a record by the namespaces its key names. NB: keys come in
+// several shapes ("pods/<ns>/<name>", "gate/<ns>/<name>", a watch cursor's
+// "watch/<resource>/<ns>", "nodes/<name>"), so a key is looked at whole:
+// journal.Subject's namespace token reads only the second segment and
+// takes "watch/pods/<ns>" for namespace "pods".
+func (sj *shardJournal) count(key, own string, others map[string]bool) {
+	mine, foreign := false, false
+	for _, seg := range strings.Split(key, "/") {
+		mine = mine || seg == own
+		foreign = foreign || others[seg]
+	}
+	switch {
+	case foreign:
+		sj.OtherNS++
+	case mine:
+		sj.OwnNS++
+	default:
+		sj.ClusterScoped++
+	}
 }
 
 // checkJournals runs the product's `rollbook journal verify` on every
@@ -543,6 +564,12 @@ func checkJournals(ctx context.Context, bin string, shards []*shard) error {
 	owner := map[[32]byte]int{} // record hash → shard
 	ids := map[string]int{}
 	for _, s := range shards {
+		others := map[string]bool{}
+		for _, o := range shards {
+			if o != s {
+				others[o.NS] = true
+			}
+		}
 		out, err := exec.CommandContext(ctx, bin, "journal", "verify", "--dir", s.journalDir()).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%s: rollbook journal verify: %v\n%s", s.NS, err, out)
@@ -561,16 +588,7 @@ func checkJournals(ctx context.Context, bin string, shards []*shard) error {
 				return fmt.Errorf("record %d's hash %x is also in %s's journal", r.Seq, r.Hash[:8], shards[other].NS)
 			}
 			owner[r.Hash] = s.Index
-			// The subject's last token is the record's namespace, "_" for none.
-			subject := journal.Subject("x", r)
-			switch subject[strings.LastIndexByte(subject, '.')+1:] {
-			case s.NS:
-				s.Journal.OwnNS++
-			case "_":
-				s.Journal.ClusterScoped++
-			default:
-				s.Journal.OtherNS++
-			}
+			s.Journal.count(r.Key, s.NS, others)
 			return nil
 		})
 		j.Close()
@@ -786,7 +804,8 @@ func (r *shardsResult) summary() map[string]any {
 			},
 			"replay": map[string]any{
 				"records": s.Replay.Records, "wall_s": round(s.Replay.Wall.Seconds(), 2), "cpu_s": round(s.Replay.CPU.Seconds(), 2),
-				"records_per_s": round(s.Replay.rate(), 0), "verdict": s.Replay.Verdict,
+				"records_per_s": round(s.Replay.rate(), 0), "records_per_cpu_s": round(float64(s.Replay.Records)/s.Replay.CPU.Seconds(), 0),
+				"verdict": s.Replay.Verdict,
 			},
 		}
 		if r.Audit {
