@@ -303,6 +303,11 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 	}
 
+	for _, s := range shards {
+		if s.Loop, err = analyzeJournal(ctx, s.journalDir(), s.Start, s.End, nil); err != nil {
+			return nil, fmt.Errorf("%s: reading its journal: %w", s.NS, err)
+		}
+	}
 	env.logf("checking each shard's journal: verify, journal ID, namespaces, shared records")
 	if err := checkJournals(ctx, bin, shards); err != nil {
 		return nil, err
@@ -358,6 +363,7 @@ type shard struct {
 	Requests     requestCounts // from the audit log, by its user, in [Start, End]
 	OutsideWrite int64         // writes by its user, all run long, to anything but its namespace
 	Journal      shardJournal
+	Loop         loopStats // its journal during its rollout: commits, ticks, each pod's cycle
 	Replay       replayRun
 }
 
@@ -757,6 +763,13 @@ func (r *shardsResult) print(env *benchEnv) {
 	per("controller peak RSS (VmHWM)", func(s *shard) string { return f("%.0f MiB", mib(float64(s.PeakRSSKiB)*1024)) }, f("%.0f MiB", mib(float64(rss)*1024)))
 	per("controller CPU-s during its rollout", func(s *shard) string { return f("%.1f", s.CPU) }, f("%.1f", cpu))
 	per("pods after: on v2 / Ready / recreated", func(s *shard) string { return f("%d / %d / %d", s.Updated, s.Ready, s.Recreated) }, f("%d / %d / %d", updated, ready, recreated))
+	per("journal during its rollout: records (commits), ticks", func(s *shard) string {
+		return f("%d (%d), %d", s.Loop.Records, s.Loop.Commits, s.Loop.Ticks)
+	}, "")
+	per("pod cycle, gate intended → ungate succeeded", func(s *shard) string {
+		return f("%.1f s (p90 %.1f)", s.Loop.Cycle.Median.Seconds(), s.Loop.Cycle.P90.Seconds())
+	}, "")
+	per("  pods in flight ≈ pods/s × median cycle", func(s *shard) string { return f("%.0f", s.rate()*s.Loop.Cycle.Median.Seconds()) }, "")
 	per("journal ID", func(s *shard) string { return s.Journal.ID[:min(16, len(s.Journal.ID))] }, f("%d distinct", n))
 	per("journal records (last sequence)", func(s *shard) string { return f("%d (%d)", s.Journal.Records, s.Journal.Last) }, f("%d", records))
 	per("  own namespace / no namespace / other", func(s *shard) string {
@@ -801,6 +814,12 @@ func (r *shardsResult) summary() map[string]any {
 				"id": s.Journal.ID, "records": s.Journal.Records, "first": s.Journal.First, "last": s.Journal.Last,
 				"head": fmt.Sprintf("%x", s.Journal.Head), "own_namespace": s.Journal.OwnNS, "no_namespace": s.Journal.ClusterScoped,
 				"other_namespace": s.Journal.OtherNS, "verify": s.Journal.Verify,
+			},
+			"loop": map[string]any{
+				"records": s.Loop.Records, "commits": s.Loop.Commits, "ticks": s.Loop.Ticks, "observed": s.Loop.Observed,
+				"intents": s.Loop.Intents, "succeeded": s.Loop.Succeeded, "failed": s.Loop.Failed,
+				"cycle_median_s": round(s.Loop.Cycle.Median.Seconds(), 3), "cycle_p90_s": round(s.Loop.Cycle.P90.Seconds(), 3),
+				"phases": phaseMap(s.Loop.Phases),
 			},
 			"replay": map[string]any{
 				"records": s.Replay.Records, "wall_s": round(s.Replay.Wall.Seconds(), 2), "cpu_s": round(s.Replay.CPU.Seconds(), 2),
