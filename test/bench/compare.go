@@ -221,6 +221,12 @@ func countRequests(auditLog, ua string, from, to time.Time) (requestCounts, erro
 	if err != nil {
 		return requestCounts{}, err
 	}
+	return requestsFrom(counts), nil
+}
+
+// requestsFrom sorts audit-log counts into a controller's reads and
+// writes by what they touch.
+func requestsFrom(counts map[cluster.AuditKey]int64) requestCounts {
 	r := requestCounts{ByKey: map[string]int64{}}
 	agents := map[string]bool{}
 	for k, n := range counts {
@@ -259,7 +265,7 @@ func countRequests(auditLog, ua string, from, to time.Time) (requestCounts, erro
 		r.UserAgents = append(r.UserAgents, a)
 	}
 	sort.Strings(r.UserAgents)
-	return r, nil
+	return r
 }
 
 const (

@@ -10,6 +10,7 @@
 //	go run ./test/bench compare --pods 1000 --nodes 20
 //	go run ./test/bench fleet --pods 10000 --nodes 100 --fleet kwok,lean
 //	go run ./test/bench startup --pods 10000 --records 1000000,10000000
+//	go run ./test/bench shards --shards 3 --pods-per-shard 1000 --nodes 30
 //
 // These machines are shared and noisy: the ratios are the figures to
 // trust, and each summary carries the load average at the start and end.
@@ -47,6 +48,7 @@ var commands = map[string]command{
 	"replay":        {replayCmd, "replay of a recorded rollout journal vs reading it with the chain verified"},
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
 	"fleet":         {fleetCmd, "control run without Rollbook: image patches at a fixed rate, restart latency of kwok and the lean simulated kubelet"},
+	"shards":        {shardsCmd, "N controllers, each on its own namespace and journal, rolling at once on one cluster; each journal replayed"},
 }
 
 // benchEnv is what every subcommand shares: progress output and the
