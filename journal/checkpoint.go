@@ -167,13 +167,63 @@ func (j *Journal) Checkpoints() ([]CheckpointInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("journal: read checkpoint: %w", err)
 		}
-		c, err := decodeCheckpointValue(it.Key(), v)
+		ci, err := decodeCheckpointInfo(it.Key(), v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, CheckpointInfo{Seq: c.Seq, Time: c.Time, Bytes: len(c.Data)})
+		out = append(out, ci)
 	}
 	return out, it.Error()
+}
+
+// checkpointHeader is checkpointValue without its data, of which it
+// keeps the length: listing checkpoints (retention does, every minute)
+// must not decode and copy megabytes per checkpoint, as it did until
+// 2026-12-04 (BENCHMARKS §3, the 10,000-pod run's peak RSS).
+type checkpointHeader struct {
+	_    struct{} `cbor:",toarray"`
+	Seq  uint64
+	Hash []byte
+	Time int64
+	Data byteStringLen
+}
+
+// byteStringLen decodes a CBOR byte string as its length alone.
+type byteStringLen int
+
+func (n *byteStringLen) UnmarshalCBOR(b []byte) error {
+	if len(b) == 0 || b[0]>>5 != 2 {
+		return fmt.Errorf("journal: checkpoint data is not a byte string")
+	}
+	var l uint64
+	switch ai := b[0] & 0x1f; {
+	case ai < 24:
+		l = uint64(ai)
+	case ai <= 27 && len(b) >= 1+1<<(ai-24):
+		for _, c := range b[1 : 1+1<<(ai-24)] {
+			l = l<<8 | uint64(c)
+		}
+	default:
+		return fmt.Errorf("journal: checkpoint data has a malformed length")
+	}
+	*n = byteStringLen(l)
+	return nil
+}
+
+func decodeCheckpointInfo(key, v []byte) (CheckpointInfo, error) {
+	seq, ok := seqOfCheckpointKey(key)
+	if !ok {
+		return CheckpointInfo{}, fmt.Errorf("journal: %w: malformed checkpoint key %x", ErrCorrupt, key)
+	}
+	p, err := unframe(v)
+	if err != nil {
+		return CheckpointInfo{}, fmt.Errorf("journal: checkpoint %d: %w", seq, err)
+	}
+	var h checkpointHeader
+	if err := ckptDecMode.Unmarshal(p, &h); err != nil || h.Seq != seq || len(h.Hash) != 32 {
+		return CheckpointInfo{}, fmt.Errorf("journal: checkpoint %d: %w: does not decode or names another record", seq, ErrCorrupt)
+	}
+	return CheckpointInfo{Seq: seq, Time: time.Unix(0, h.Time).UTC(), Bytes: int(h.Data)}, nil
 }
 
 func decodeCheckpointValue(key, v []byte) (Checkpoint, error) {

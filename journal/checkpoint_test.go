@@ -197,3 +197,30 @@ func TestCheckpointDataDecodesLargeMaps(t *testing.T) {
 		t.Fatalf("a truncated checkpoint decoded: %v", err)
 	}
 }
+
+// TestCheckpointsListsSizesWithoutData: Checkpoints reads each
+// checkpoint's length from its header (every CBOR length form), not by
+// decoding its data, and says the same time as LatestCheckpoint.
+func TestCheckpointsListsSizesWithoutData(t *testing.T) {
+	j, _ := openTemp(t, Options{NoSync: true, Logger: discardLogger()})
+	appendEach(t, j, 0, 4)
+	sizes := []int{5, 30, 300, 70000}
+	for i, n := range sizes {
+		if err := j.SaveCheckpoint(uint64(i+1), bytes.Repeat([]byte{'x'}, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	infos, err := j.Checkpoints()
+	if err != nil || len(infos) != len(sizes) {
+		t.Fatalf("Checkpoints() = %+v, %v", infos, err)
+	}
+	for i, ci := range infos {
+		c, ok, err := j.LatestCheckpoint(ci.Seq)
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		if ci.Bytes != sizes[i] || ci.Bytes != len(c.Data) || !ci.Time.Equal(c.Time) || ci.Seq != c.Seq {
+			t.Fatalf("checkpoint %d listed as %+v; stored %d bytes at %s", c.Seq, ci, len(c.Data), c.Time)
+		}
+	}
+}
