@@ -56,7 +56,7 @@ func BenchmarkPlan(b *testing.B) {
 		benchWorld = w
 	}
 	w := benchWorld
-	keys := sortedKeysOf(w.pods)
+	keys := keysSorted(w.pods)
 	touch := func(i int) {
 		p := w.pods[keys[(i*7919)%len(keys)]]
 		w.write(p)

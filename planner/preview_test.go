@@ -305,7 +305,7 @@ func jsonSpec(t *testing.T, y string) []byte {
 
 func formatBegan(m map[string]began) string {
 	var parts []string
-	for _, k := range sortedKeysOf(m) {
+	for _, k := range keysSorted(m) {
 		b := m[k]
 		parts = append(parts, fmt.Sprintf("%s:%d/%d/%s", k, b.batch, b.step, b.action))
 	}

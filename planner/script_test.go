@@ -154,10 +154,10 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 	case "metadata":
 		// Each pod's labels (the revision label aside) and annotation keys.
 		var b strings.Builder
-		for _, k := range sortedKeysOf(w.pods) {
+		for _, k := range keysSorted(w.pods) {
 			p := w.pods[k]
 			var ls []string
-			for _, l := range sortedKeysOf(p.Labels) {
+			for _, l := range keysSorted(p.Labels) {
 				if l != RevisionLabel {
 					ls = append(ls, l+"="+p.Labels[l])
 				}
@@ -482,7 +482,7 @@ func (w *world) podsTable(ids bool) string {
 		fmt.Fprint(tw, "\timageIDs\tcontainerIDs")
 	}
 	fmt.Fprintln(tw)
-	for _, k := range sortedKeysOf(w.pods) {
+	for _, k := range keysSorted(w.pods) {
 		p := w.pods[k]
 		zone := "-"
 		if n := w.nodes[p.Pod.NodeName]; n != nil {
@@ -524,7 +524,7 @@ func (w *world) podsTable(ids bool) string {
 		}
 		fmt.Fprintln(tw)
 	}
-	for _, n := range sortedKeysOf(w.sets) {
+	for _, n := range keysSorted(w.sets) {
 		wf := w.sets[n].obs.Workload
 		fmt.Fprintf(tw, "statefulset %s: updateRevision=%s replicas=%d updated=%d ready=%d\n", n, wf.UpdateRevision, wf.Replicas, wf.UpdatedReplicas, wf.ReadyReplicas)
 	}

@@ -311,7 +311,7 @@ func (s *sim) step() {
 		}
 	case r < 60: // some kubelets sync
 		var some []string
-		for _, k := range sortedKeysOf(w.pods) {
+		for _, k := range keysSorted(w.pods) {
 			if s.chance(0.6) {
 				some = append(some, w.pods[k].Name)
 			}
@@ -346,7 +346,7 @@ func (s *sim) step() {
 		s.newTemplate()
 		s.logf("template %s", s.f.obs.Workload.UpdateRevision)
 	case r < 88 && s.faults && s.chance(0.2): // a pod is deleted from outside; its workload recreates it, maybe later
-		keys := sortedKeysOf(w.pods)
+		keys := keysSorted(w.pods)
 		k := keys[s.intn(len(keys))]
 		// Half the time, a pod with a write in flight: the write then
 		// fails as gone (or conflicts with the replacement).
@@ -365,13 +365,13 @@ func (s *sim) step() {
 	case r < 92: // missing pods are recreated
 		s.recreate()
 	case r < 94 && s.faults: // a pod turns unready for its own reasons, or one recovers
-		if sick := sortedKeysOf(w.sick); len(sick) > 0 && (len(sick) >= 2 || s.chance(0.5)) {
+		if sick := keysSorted(w.sick); len(sick) > 0 && (len(sick) >= 2 || s.chance(0.5)) {
 			k := sick[s.intn(len(sick))]
 			delete(w.sick, k)
 			s.logf("cured %s", k)
 			break
 		}
-		keys := sortedKeysOf(w.pods)
+		keys := keysSorted(w.pods)
 		k := keys[s.intn(len(keys))]
 		w.sick[k] = true
 		w.outside[k] = true
@@ -805,7 +805,7 @@ func (s *sim) converge() {
 		if st.Phase != projections.PhaseFailed || !hasConditionReason(st, "NotInPlace", "RecreatedPodDiffers") {
 			s.t.Fatalf("a rollout no pod can take did not stop with RecreatedPodDiffers\n%s\n%s", w.statusText(s.name), w.podsTable(false))
 		}
-		for _, k := range sortedKeysOf(w.pods) {
+		for _, k := range keysSorted(w.pods) {
 			if p := w.pods[k]; gated(p.Pod) || !podReady(p.Pod) {
 				s.t.Errorf("%s is gated or not ready after the rollout stopped", p.Name)
 			}
@@ -817,7 +817,7 @@ func (s *sim) converge() {
 		// rollout may be stuck, but then it must say so.
 		if st.Phase != projections.PhaseSucceeded && !hasCondition(st, "Stalled") {
 			var fails []string
-			for _, k := range sortedKeysOf(w.state.Failures) {
+			for _, k := range keysSorted(w.state.Failures) {
 				f := w.state.Failures[k]
 				fails = append(fails, fmt.Sprintf("%s: %d %s", k, f.Count, f.Class))
 			}
@@ -831,7 +831,7 @@ func (s *sim) converge() {
 	_, maxUpdated := s.budgets()
 	template := s.f.tmpl.Containers
 	atTarget := 0
-	for _, k := range sortedKeysOf(w.pods) {
+	for _, k := range keysSorted(w.pods) {
 		p := w.pods[k]
 		if !podReady(p.Pod) {
 			s.t.Errorf("%s is not ready after the rollout", p.Name)

@@ -447,7 +447,7 @@ func (w *world) runContainers(p *journal.Observed) bool {
 // returns the pods it changed.
 func (w *world) kubelet(only ...string) []string {
 	var out []string
-	for _, k := range sortedKeysOf(w.pods) {
+	for _, k := range keysSorted(w.pods) {
 		p := w.pods[k]
 		if len(only) > 0 && !slices.Contains(only, p.Name) {
 			continue
@@ -469,7 +469,7 @@ func (w *world) kubelet(only ...string) []string {
 }
 
 func (w *world) syncFleets() {
-	for _, n := range sortedKeysOf(w.sets) {
+	for _, n := range keysSorted(w.sets) {
 		w.syncFleet(w.sets[n])
 	}
 }
@@ -825,7 +825,7 @@ func (w *world) rolloutStatus(name string) (projections.RolloutStatus, bool) {
 // It reports whether it changed the pod (the caller writes it).
 func (w *world) releaseHook(p *journal.Observed) bool {
 	which := p.Labels[HookLabel]
-	for _, k := range sortedKeysOf(w.state.Rollouts) {
+	for _, k := range keysSorted(w.state.Rollouts) {
 		var h *projections.LifecycleHook
 		switch spec := w.state.Rollouts[k].Spec; which {
 		case HookPreUpdate:
