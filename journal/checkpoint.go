@@ -59,9 +59,14 @@ func EncodeCheckpoint(v any) ([]byte, error) {
 
 // DecodeCheckpoint decodes Data written by EncodeCheckpoint; like
 // DecodeBody, unknown fields and malformed input wrap ErrCorrupt.
+// A v with a Restored method has it called after decoding, to rebuild
+// what a checkpoint does not hold (projections.Books: pods' keys).
 func DecodeCheckpoint(b []byte, v any) error {
 	if err := ckptDecMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("journal: decode checkpoint: %w: %w", ErrCorrupt, err)
+	}
+	if r, ok := v.(interface{ Restored() }); ok {
+		r.Restored()
 	}
 	return nil
 }

@@ -73,6 +73,8 @@ type unit struct {
 	// volatile: its plan depends on the time it was planned at in a way
 	// no wake-up covers; it is planned again every time.
 	volatile bool
+	// kept: its pods' classifications, for its next plan.
+	kept *keptPlans
 }
 
 func (u *unit) matches(pod *projections.Pod) bool {

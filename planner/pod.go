@@ -70,6 +70,9 @@ type podPlan struct {
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
 	// post-update once verified and ungated.
 	hook hookWait
+	// timed: the plan's time decided the stage (a timeout, a hook's
+	// wait), so the classification holds for this plan only.
+	timed bool
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -189,7 +192,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			pp.stage = stageDone // verified before it was ungated
 			if h := postHook(spec); h != nil && p.Labels[HookLabel] == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
-				pp.hook = waitAt(p, h, HookPostUpdate, c.LastTransition, now)
+				pp.hook, pp.timed = waitAt(p, h, HookPostUpdate, c.LastTransition, now), true
 				if s := pp.hook.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
 					pp.stage = stagePostHook
 				}
@@ -197,6 +200,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			break
 		}
 		ok, why := verify(f, pp.state, t)
+		pp.timed = !ok
 		switch {
 		case ok:
 			pp.stage = stageVerified
@@ -217,7 +221,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	case pp.gated:
 		pp.stage = stageGated
 		if h := preHook(spec); h != nil {
-			pp.hook = waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
+			pp.hook, pp.timed = waitAt(p, h, HookPreUpdate, pp.gatedAt, now), true
 		}
 	default:
 		pp.stage = stageIdle

@@ -188,29 +188,44 @@ func (p *planning) enterRevision(rp *rolloutPlan) {
 // and released if gated); an unscheduled pod counts as unavailable and is
 // not planned; a pod made for the target is never recreated again for it.
 func (p *planning) classifyPods(rp *rolloutPlan) {
+	kept := p.keptPlans(rp)
 	for _, pod := range rp.mine {
-		pt := rp.t.forPod(p.s, pod)
-		if rp.rollingBack {
-			var ok bool
-			if pt, ok = rollbackTarget(pod, rp.t.rev); !ok {
-				rp.plans = append(rp.plans, untouched(pod))
-				continue
-			}
+		pp, ok := kept.get(pod, p.touched)
+		if !ok {
+			pp = p.classifyPod(rp, pod)
+			kept.put(pod, pp)
 		}
-		if pod.Pod.NodeName == "" && pod.Pod.Phase == "Pending" {
+		if pp == nil {
 			rp.st.Replicas++
 			rp.st.Unavailable++
 			continue
 		}
-		pp := classify(pod, pt, rp.spec, p.now)
-		if pp.stage == stageRecreate && p.recreatedForTarget(pod, rp.r.Key(), rp.t) {
-			// Another recreate would make the same pod, and the next, in a
-			// loop at maxUnavailable pods a time.
-			pp.stage = stageDiverged
-		}
 		rp.plans = append(rp.plans, pp)
 	}
+	kept.trim(len(rp.mine))
 	rp.st.Replicas += int32(len(rp.plans))
+}
+
+// classifyPod places one pod; nil for a pod not yet scheduled, which
+// counts as unavailable and is not planned.
+func (p *planning) classifyPod(rp *rolloutPlan, pod *projections.Pod) *podPlan {
+	pt := rp.t.forPod(p.s, pod)
+	if rp.rollingBack {
+		var ok bool
+		if pt, ok = rollbackTarget(pod, rp.t.rev); !ok {
+			return untouched(pod)
+		}
+	}
+	if pod.Pod.NodeName == "" && pod.Pod.Phase == "Pending" {
+		return nil
+	}
+	pp := classify(pod, pt, rp.spec, p.now)
+	if pp.stage == stageRecreate && p.recreatedForTarget(pod, rp.r.Key(), rp.t) {
+		// Another recreate would make the same pod, and the next, in a
+		// loop at maxUnavailable pods a time.
+		pp.stage = stageDiverged
+	}
+	return pp
 }
 
 // count tallies the pods. Invariant: a pod whose gate, patch or recreate

@@ -96,3 +96,14 @@ func (d *Books) TraceFrom() uint64 {
 	}
 	return from
 }
+
+// Restored finishes books decoded from a checkpoint as the fold would
+// have left them (journal.DecodeCheckpoint calls it).
+func (d *Books) Restored() {
+	if d.State == nil {
+		return
+	}
+	for k, p := range d.State.Pods {
+		p.key = k
+	}
+}

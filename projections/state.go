@@ -60,10 +60,18 @@ type Pod struct {
 	ObservedAt int64
 	// State is its rollbook.dev/state annotation, parsed.
 	State *PodState
+	// key is Key, made when the pod is folded: planning asks a pod its
+	// key several times per plan.
+	key string
 }
 
 // Key is "namespace/name".
-func (p *Pod) Key() string { return p.Namespace + "/" + p.Name }
+func (p *Pod) Key() string {
+	if p.key != "" {
+		return p.key
+	}
+	return p.Namespace + "/" + p.Name
+}
 
 // Rollout is an InPlaceRollout as last observed, its spec parsed.
 type Rollout struct {
@@ -153,8 +161,11 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 		if err := r.Decode(&p.Observed); err != nil {
 			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
 		}
+		quiet := s.sameNode(&p.Observed)
 		s.observe(p, at)
-		s.touchObject(p.Resource, p.Namespace, p.Name)
+		if !quiet {
+			s.touchObject(p.Resource, p.Namespace, p.Name)
+		}
 		d.observed = &p.Observed
 	case journal.KindVanished:
 		var v journal.Vanished
@@ -202,7 +213,7 @@ func (s *State) observe(p *Pod, at int64) {
 			// newer view.
 			return
 		}
-		p.State = ParseState(o.Annotations)
+		p.State, p.key = ParseState(o.Annotations), key
 		s.Pods[key] = p
 		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
 	case "inplacerollouts.rollbook.dev":

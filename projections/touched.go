@@ -1,5 +1,11 @@
 package projections
 
+import (
+	"maps"
+
+	"rollbook.dev/rollbook/journal"
+)
+
 // Touched collects what the records folded since it was last taken
 // changed, for a planner that replans only that (planner.Incremental).
 // It names objects, not changes: a pod is touched by its own records and
@@ -47,6 +53,22 @@ func (s *State) Detached() State {
 // Empty: nothing was touched.
 func (t *Touched) Empty() bool {
 	return !t.All && len(t.Pods) == 0 && len(t.Rollouts) == 0 && len(t.Workloads) == 0 && len(t.Namespaces) == 0
+}
+
+// sameNode: o is a node record that changes none of the node's facts,
+// only its status's heartbeats (a kubelet, or kwok, reports every node
+// every minute or so). Nodes touch everything, so such a record touching
+// the node would make every plan after one a full plan.
+func (s *State) sameNode(o *journal.Observed) bool {
+	if o.Resource != "nodes" || o.Deleted || o.Node == nil {
+		return false
+	}
+	n := s.Nodes[o.Name]
+	if n == nil || n.Node == nil || n.UID != o.UID {
+		return false
+	}
+	a, b := n.Node, o.Node
+	return a.Ready == b.Ready && a.Unschedulable == b.Unschedulable && maps.Equal(a.Labels, b.Labels)
 }
 
 // touchObject records an Observed or Vanished object.

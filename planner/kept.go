@@ -1,0 +1,97 @@
+package planner
+
+import "rollbook.dev/rollbook/projections"
+
+// keptPlans are one rollout's pod classifications from its last plan,
+// reused while nothing they were derived from has changed: a rollout of
+// 10,000 pods whose records touched ten is classified ten pods at a time.
+//
+// A classification is a function of the pod (its object: a new pointer
+// for each version the fold takes), of the records about it (pending and
+// recreated actions: they touch the pod), of the rollout's spec, target
+// and rollback state (the context), of the namespace's ControllerRevisions
+// (a change touches the namespace) and, for a pod at a timeout or a hook's
+// wait, of the plan's time (podPlan.timed; never reused).
+type keptPlans struct {
+	ctx  keptContext
+	pods map[string]*keptPlan
+	// round counts the classifications; an entry is valid only if the
+	// last one saw it: a pod that left the rollout's pods and came back
+	// may have been touched while it was away.
+	round int
+}
+
+// keptContext is what the rollout contributes to its pods' classification.
+type keptContext struct {
+	spec        string // the spec as observed (JSON)
+	rev, label  string
+	owner       string // the workload's UID
+	rollingBack bool
+}
+
+type keptPlan struct {
+	pod   *projections.Pod
+	plan  *podPlan // nil: not yet scheduled
+	round int
+}
+
+// keptPlans returns the classifications the rollout being planned may
+// reuse, and keeps them with its new unit; nil outside the incremental
+// planner's units.
+func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
+	if p.unit == nil {
+		return nil
+	}
+	ctx := keptContext{spec: string(rp.r.Observed.Spec), rev: rp.t.rev, label: rp.t.label, rollingBack: rp.rollingBack}
+	if rp.t.workload != nil {
+		ctx.owner = rp.t.workload.UID
+	}
+	k := &keptPlans{ctx: ctx, pods: map[string]*keptPlan{}}
+	if old := p.inc.units[rp.r.Key()]; old != nil && old.kept != nil && p.touched != nil &&
+		!p.touched.Namespaces[rp.r.Namespace] && old.kept.ctx == ctx {
+		k = old.kept
+	}
+	k.round++
+	p.unit.kept = k
+	return k
+}
+
+// get returns pod's classification from the last plan, if still valid.
+func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched) (*podPlan, bool) {
+	if k == nil || touched == nil {
+		return nil, false
+	}
+	key := pod.Key()
+	e := k.pods[key]
+	if e == nil || e.pod != pod || e.round != k.round-1 || touched.Pods[key] || (e.plan != nil && e.plan.timed) {
+		return nil, false
+	}
+	e.round = k.round
+	return e.plan, true
+}
+
+// put keeps pod's new classification.
+func (k *keptPlans) put(pod *projections.Pod, pp *podPlan) {
+	if k == nil {
+		return
+	}
+	key := pod.Key()
+	if e := k.pods[key]; e != nil {
+		e.pod, e.plan, e.round = pod, pp, k.round
+		return
+	}
+	k.pods[key] = &keptPlan{pod: pod, plan: pp, round: k.round}
+}
+
+// trim drops entries the last classification did not see, once they
+// outnumber the rollout's pods: pods deleted or gone to other rollouts.
+func (k *keptPlans) trim(mine int) {
+	if k == nil || len(k.pods) <= 2*mine+64 {
+		return
+	}
+	for key, e := range k.pods {
+		if e.round != k.round {
+			delete(k.pods, key)
+		}
+	}
+}
