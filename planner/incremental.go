@@ -199,9 +199,6 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirty map[string]bool) {
 	rk := r.Key()
 	old := in.units[rk]
-	if old != nil {
-		in.dropClaims(rk, old)
-	}
 	p.processed[rk] = true
 	start := len(p.res.Actions)
 	p.unit = &unit{ns: r.Namespace, wake: 0}
@@ -212,14 +209,28 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	u := p.unit
 	p.unit = nil
 	u.actions = slices.Clone(p.res.Actions[start:])
-	for _, k := range u.selected {
+	// u.claims holds what this plan claimed (claim), some let go of
+	// since (unclaim); the last plan's claims it did not make again are
+	// dropped only now, so that the rollout's own plan never paid to
+	// drop and make again the claims it keeps.
+	claims := u.claims[:0]
+	for _, k := range u.claims {
 		if in.claims[k] == rk {
-			u.claims = append(u.claims, k)
+			claims = append(claims, k)
 		}
+	}
+	u.claims = claims
+	if !slices.IsSorted(u.claims) {
+		sort.Strings(u.claims)
 	}
 	var oldClaims, oldSelected []string
 	if old != nil {
 		oldClaims, oldSelected = old.claims, old.selected
+		for _, k := range old.claims {
+			if _, kept := slices.BinarySearch(u.claims, k); !kept && in.claims[k] == rk {
+				delete(in.claims, k)
+			}
+		}
 	}
 	for _, k := range symmetricDifference(oldClaims, u.claims) {
 		changed[k] = true
@@ -261,7 +272,8 @@ func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
 	}
 }
 
-// claimOf returns the rollout that claimed pod k so far in this plan.
+// claimOf returns the rollout that claimed pod k so far in this plan; for
+// the rollout being planned, that may be itself (its last plan's claim).
 func (p *planning) claimOf(k string) (string, bool) {
 	rk, ok := p.inc.claims[k]
 	if !ok || !p.processed[rk] {
@@ -270,8 +282,16 @@ func (p *planning) claimOf(k string) (string, bool) {
 	return rk, true
 }
 
-// claim gives pod k to rollout rk, the one being planned.
-func (p *planning) claim(k, rk string) { p.inc.claims[k] = rk }
+// claim gives pod k to rollout rk, the one being planned (which may hold
+// it from its last plan: see replan).
+func (p *planning) claim(k, rk string) {
+	if p.inc.claims[k] != rk {
+		p.inc.claims[k] = rk
+	}
+	if p.unit != nil {
+		p.unit.claims = append(p.unit.claims, k)
+	}
+}
 
 // unclaim lets go of pod k (the rollout being planned cannot plan).
 func (p *planning) unclaim(k string) { delete(p.inc.claims, k) }
@@ -308,19 +328,31 @@ func (p *planning) keysFor(r *projections.Rollout, t target) []string {
 	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey {
 		return podKeysIn(p.s, r.Namespace)
 	}
-	keys := make([]string, 0, len(old.selected))
-	for _, k := range old.selected {
+	var added []string
+	for k := range p.touched.Pods {
+		if pod := p.s.Pods[k]; pod != nil && pod.Namespace == r.Namespace {
+			added = append(added, k)
+		}
+	}
+	sort.Strings(added)
+	// Both sorted: merge them rather than sort the rollout's pods again.
+	keys := make([]string, 0, len(old.selected)+len(added))
+	i, j := 0, 0
+	for i < len(old.selected) || j < len(added) {
+		var k string
+		switch {
+		case j == len(added) || (i < len(old.selected) && old.selected[i] < added[j]):
+			k, i = old.selected[i], i+1
+		case i == len(old.selected) || added[j] < old.selected[i]:
+			k, j = added[j], j+1
+		default:
+			k, i, j = added[j], i+1, j+1
+		}
 		if p.s.Pods[k] != nil {
 			keys = append(keys, k)
 		}
 	}
-	for k := range p.touched.Pods {
-		if pod := p.s.Pods[k]; pod != nil && pod.Namespace == r.Namespace {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	return slices.Compact(keys)
+	return keys
 }
 
 // volatile marks the rollout being planned as depending on the plan's

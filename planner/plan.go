@@ -165,7 +165,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 			// second time. Hold, keeping the pods claimed: the records that
 			// end the wait wake the planner.
 			for _, pod := range pods {
-				if _, ok := p.claimOf(pod.Key()); !ok {
+				if owner, ok := p.claimOf(pod.Key()); !ok || owner == r.Key() {
 					p.claim(pod.Key(), r.Key())
 				}
 			}

@@ -73,6 +73,9 @@ type podPlan struct {
 	// timed: the plan's time decided the stage (a timeout, a hook's
 	// wait), so the classification holds for this plan only.
 	timed bool
+	// restartPending: see restartPending; a fact of the pod and its
+	// state, found once per classification.
+	restartPending bool
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -175,6 +178,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
 	}
+	pp.restartPending = restartPending(pp)
 	notInPlace := diff(pp, t)
 	atTarget := len(pp.images) == 0 && len(pp.resources) == 0 && !pp.metadataChanges()
 	ours := pp.state != nil && pp.state.Revision == t.rev

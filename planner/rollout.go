@@ -144,12 +144,13 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 			}
 		}
 	}
+	rk := rp.r.Key()
 	for _, pod := range pods {
-		if owner, ok := p.claimOf(pod.Key()); ok {
+		if owner, ok := p.claimOf(pod.Key()); ok && owner != rk {
 			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
 			continue
 		}
-		p.claim(pod.Key(), rp.r.Key())
+		p.claim(pod.Key(), rk)
 		rp.mine = append(rp.mine, pod)
 	}
 	if len(rp.conflicts) > 0 {
@@ -251,7 +252,7 @@ func (p *planning) count(rp *rolloutPlan) {
 		if inFlight {
 			n.started++
 		}
-		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() || restartPending(pp) {
+		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() || pp.restartPending {
 			n.unavailable++
 		}
 		if !pp.hasGate {

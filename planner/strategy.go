@@ -37,33 +37,37 @@ func prioritySelectors(spec projections.RolloutSpec) ([]labels.Selector, error) 
 // ignoring it in silence. Pods not scheduled yet, or on nodes not seen yet,
 // tell nothing either way; with none of those, nothing is reported.
 func unusedScatterKeys(s *projections.State, spec projections.RolloutSpec, pods []*projections.Pod) []string {
-	if len(spec.Strategy.Scatter) == 0 {
+	keys := spec.Strategy.Scatter
+	if len(keys) == 0 {
 		return nil
 	}
-	var nodes []map[string]string
+	found, left, anyNode := make([]bool, len(keys)), len(keys), false
 	seen := map[string]bool{}
 	for _, pod := range pods {
 		if pod.Pod == nil || pod.Pod.NodeName == "" || seen[pod.Pod.NodeName] {
 			continue
 		}
 		seen[pod.Pod.NodeName] = true
-		if n := s.Nodes[pod.Pod.NodeName]; n != nil && n.Node != nil {
-			nodes = append(nodes, n.Node.Labels)
+		n := s.Nodes[pod.Pod.NodeName]
+		if n == nil || n.Node == nil {
+			continue
+		}
+		anyNode = true
+		for i, t := range keys {
+			if _, ok := n.Node.Labels[t.Key]; ok && !found[i] {
+				found[i], left = true, left-1
+			}
+		}
+		if left == 0 {
+			return nil // every key found: the usual case ends at the first node
 		}
 	}
-	if len(nodes) == 0 {
+	if !anyNode {
 		return nil
 	}
 	var unused []string
-	for _, t := range spec.Strategy.Scatter {
-		found := false
-		for _, l := range nodes {
-			if _, ok := l[t.Key]; ok {
-				found = true
-				break
-			}
-		}
-		if !found {
+	for i, t := range keys {
+		if !found[i] {
 			unused = append(unused, t.Key)
 		}
 	}
