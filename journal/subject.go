@@ -2,6 +2,7 @@ package journal
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -66,14 +67,16 @@ func validToken(s string) bool {
 	return true
 }
 
-// validPrefix checks a subject prefix: one or more valid tokens joined by dots.
-func validPrefix(p string) error {
+// ValidateSubjectPrefix checks a subject prefix (OutboxOptions.SubjectPrefix):
+// one or more literal tokens joined by dots, so that prefix+".>" is a
+// stream's subjects and captures only the outbox's own messages.
+func ValidateSubjectPrefix(p string) error {
 	if p == "" {
 		return errors.New("journal: empty subject prefix")
 	}
 	for _, t := range strings.Split(p, ".") {
 		if !validToken(t) {
-			return errors.New("journal: subject prefix " + p + " is not a valid literal subject")
+			return fmt.Errorf("journal: subject prefix %q is not a literal subject: dot-separated tokens, none empty, with no '*', '>' or whitespace", p)
 		}
 	}
 	return nil
