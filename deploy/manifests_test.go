@@ -148,7 +148,8 @@ func TestHelmChart(t *testing.T) {
 	}
 	for name, out := range map[string][]byte{
 		"cluster-wide": render(),
-		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=tls://nats:4222", "--set", "nats.credsSecret=nats-creds", "--set", "replicaCount=1",
+		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=tls://nats:4222", "--set", "nats.credsSecret=nats-creds",
+			"--set", "nats.stream=ROLLBOOK-SHOP", "--set", "nats.subjectPrefix=rollbook.shop", "--set", "replicaCount=1",
 			"--set", "nats.tls.secret=nats-tls", "--set", "nats.tls.clientCert=true",
 			"--set", "otel.endpoint=http://collector:4318", "--set", "otel.headersSecret=otel-headers", "--set", "otel.serviceName=rollbook-prod",
 			"--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128"),
@@ -291,8 +292,8 @@ func sameRules(a, b []any) bool {
 	return reflect.DeepEqual(flat(a), flat(b))
 }
 
-// checkValuesReachPod: the chart's NATS TLS, OTel and extraEnv values end
-// up where rollbook run and the OTel SDK read them.
+// checkValuesReachPod: the chart's NATS stream, NATS TLS, OTel and extraEnv
+// values end up where rollbook run and the OTel SDK read them.
 func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
 	t.Helper()
 	b, err := json.Marshal(sts.Object)
@@ -301,6 +302,7 @@ func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
 	}
 	rendered := string(b)
 	for _, want := range []string{
+		`"--nats-stream=ROLLBOOK-SHOP"`, `"--nats-subject-prefix=rollbook.shop"`,
 		`"--nats-ca=/etc/rollbook/nats-tls/ca.crt"`, `"--nats-cert=/etc/rollbook/nats-tls/tls.crt"`, `"--nats-key=/etc/rollbook/nats-tls/tls.key"`,
 		`"secretName":"nats-tls"`, `"mountPath":"/etc/rollbook/nats-tls"`,
 		`{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}`,

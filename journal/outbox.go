@@ -32,10 +32,27 @@ const (
 	HeaderTraceParent = "traceparent"
 )
 
+// DefaultStreamName is the stream an outbox publishes to unless told.
+const DefaultStreamName = "ROLLBOOK"
+
+// ValidateStreamName checks a JetStream stream name (OutboxOptions.Stream.Name)
+// for the characters the server refuses in one: the name is a token of the
+// stream API's subjects ($JS.API.STREAM.INFO.<name>) and a directory of its
+// store.
+func ValidateStreamName(name string) error {
+	if name == "" {
+		return errors.New("journal: empty stream name")
+	}
+	if strings.ContainsAny(name, ". *>\t\r\n/\\") {
+		return fmt.Errorf("journal: stream name %q must not contain '.', '*', '>', '/', '\\' or whitespace", name)
+	}
+	return nil
+}
+
 // OutboxOptions configure an Outbox. The zero value works with defaults.
 type OutboxOptions struct {
 	// Stream is the JetStream stream the outbox creates or updates. Name
-	// defaults to "ROLLBOOK", Subjects to SubjectPrefix+".>"; Retention,
+	// defaults to DefaultStreamName, Subjects to SubjectPrefix+".>"; Retention,
 	// MaxAge, MaxBytes, Replicas (3 for an R3 cluster), Duplicates and the
 	// rest are passed as given (server defaults when zero; the duplicate
 	// window defaults to 2 minutes there).
@@ -68,14 +85,14 @@ func (o *OutboxOptions) setDefaults() error {
 	if o.SubjectPrefix == "" {
 		o.SubjectPrefix = DefaultSubjectPrefix
 	}
-	if err := validPrefix(o.SubjectPrefix); err != nil {
+	if err := ValidateSubjectPrefix(o.SubjectPrefix); err != nil {
 		return err
 	}
 	if o.Stream.Name == "" {
-		o.Stream.Name = "ROLLBOOK"
+		o.Stream.Name = DefaultStreamName
 	}
-	if strings.ContainsAny(o.Stream.Name, ". *>\t\r\n/\\") {
-		return fmt.Errorf("journal: stream name %q must not contain '.', '*', '>', '/', '\\' or whitespace", o.Stream.Name)
+	if err := ValidateStreamName(o.Stream.Name); err != nil {
+		return err
 	}
 	if len(o.Stream.Subjects) == 0 {
 		o.Stream.Subjects = []string{o.SubjectPrefix + ".>"}

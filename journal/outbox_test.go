@@ -148,27 +148,6 @@ func appendN(t testing.TB, j *Journal, from, n int) {
 	}
 }
 
-// TestSubject: subjects come from the record kind and the key's namespace.
-func TestSubject(t *testing.T) {
-	for _, c := range []struct {
-		kind Kind
-		key  string
-		want string
-	}{
-		{KindObserved, "pods/shop/web-0", "rb.observed.shop"},
-		{KindActionIntended, "inplacerollouts.rollbook.dev/shop/web-2-0", "rb.actionintended.shop"},
-		{KindObserved, "nodes/node-1", "rb.observed._"},
-		{KindTick, "tick", "rb.tick._"},
-		{KindVanished, "pods/we.ird/x", "rb.vanished._"},
-		{KindVanished, "pods//x", "rb.vanished._"},
-		{KindCursor, "watch/pods", "rb.cursor._"},
-	} {
-		if got := Subject("rb", Record{Kind: c.kind, Key: c.key}); got != c.want {
-			t.Errorf("Subject(%v, %q) = %q, want %q", c.kind, c.key, got, c.want)
-		}
-	}
-}
-
 // TestOutboxPublishesInOrder: N committed records end up in the stream as
 // exactly N messages, in order, with Msg-Id <journal>-<seq>, the subject
 // and headers derived from each record, a lower-case traceparent when the

@@ -40,7 +40,10 @@ type controllerOptions struct {
 	// unless NoNATS.
 	NATS   journal.NATSConfig
 	NoNATS bool
-	Stream jetstream.StreamConfig
+	// Stream and SubjectPrefix are the outbox's (journal.OutboxOptions):
+	// defaults when empty.
+	Stream        jetstream.StreamConfig
+	SubjectPrefix string
 	// QPS and Burst bound the actuator's writes.
 	QPS     float32
 	Burst   int
@@ -158,7 +161,7 @@ func newController(opts controllerOptions) (*controller, error) {
 		// lookup learns rollout UIDs from the folded state before the
 		// outbox resumes (run).
 		c.tp = tracing.NewTraceParents()
-		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, Logger: opts.Logger, TraceParent: c.tp.Of}); err != nil {
+		if c.ob, err = journal.NewOutbox(j, c.nc, journal.OutboxOptions{Stream: opts.Stream, SubjectPrefix: opts.SubjectPrefix, Logger: opts.Logger, TraceParent: c.tp.Of}); err != nil {
 			c.shutdown()
 			return nil, err
 		}

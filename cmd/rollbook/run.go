@@ -36,6 +36,8 @@ func runCmd(ctx context.Context, args []string) error {
 	natsCert := fs.String("nats-cert", "", "client certificate for NATS mutual TLS")
 	natsKey := fs.String("nats-key", "", "client key for NATS mutual TLS")
 	noNATS := fs.Bool("no-nats", false, "do not publish the journal to NATS")
+	natsStream := fs.String("nats-stream", journal.DefaultStreamName, "JetStream stream the journal is published to; shards sharing one NATS server each need their own, and their own --nats-subject-prefix")
+	natsPrefix := fs.String("nats-subject-prefix", journal.DefaultSubjectPrefix, "first token(s) of the journal's subjects (<prefix>.<kind>.<namespace>); the stream captures <prefix>.>, so streams on one server need prefixes that do not overlap, e.g. rollbook.shard-a")
 	streamReplicas := fs.Int("stream-replicas", 1, "JetStream stream replicas (3 on a NATS cluster)")
 	streamMaxAge := fs.Duration("stream-max-age", 30*24*time.Hour, "JetStream stream max age")
 	streamMaxBytes := fs.String("stream-max-bytes", "", "JetStream stream max bytes, e.g. 5Gi (empty: 5Gi for the embedded server, which shares the journal's volume; unlimited on an external one)")
@@ -69,6 +71,14 @@ func runCmd(ctx context.Context, args []string) error {
 	if *qps <= 0 || *burst <= 0 || *workers <= 0 {
 		return errors.New("--kube-api-qps, --kube-api-burst and --workers must be positive")
 	}
+	// Checked here, not when the outbox starts: that is after the Lease
+	// is won, and a standby would wait for it only to fail.
+	if err := journal.ValidateStreamName(*natsStream); err != nil {
+		return fmt.Errorf("--nats-stream: %w", err)
+	}
+	if err := journal.ValidateSubjectPrefix(*natsPrefix); err != nil {
+		return fmt.Errorf("--nats-subject-prefix: %w", err)
+	}
 	maxBytes, err := parseBytes("--stream-max-bytes", *streamMaxBytes)
 	if err != nil {
 		return err
@@ -90,9 +100,10 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	opts := controllerOptions{
 		Config: cfg, JournalDir: *journalDir, Namespaces: splitList(*namespaces), ExcludeNamespaces: excluded, NoNATS: *noNATS,
-		NATS:   journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
-		Stream: jetstream.StreamConfig{Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
-		QPS:    float32(*qps), Burst: *burst, Workers: *workers, Debounce: *debounce, Logger: log, AnalysisHosts: splitList(*analysisHosts),
+		NATS:          journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
+		Stream:        jetstream.StreamConfig{Name: *natsStream, Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
+		SubjectPrefix: *natsPrefix,
+		QPS:           float32(*qps), Burst: *burst, Workers: *workers, Debounce: *debounce, Logger: log, AnalysisHosts: splitList(*analysisHosts),
 		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}
@@ -126,10 +137,7 @@ func runCmd(ctx context.Context, args []string) error {
 	if opts.NATS.URL != "" && !opts.NoNATS {
 		// A standby keeps its journal a copy of the leader's, from the
 		// stream they share: it continues the same history when it leads.
-		f := &follower{dir: *journalDir, nats: opts.NATS, stream: "ROLLBOOK", ckpt: opts.Checkpoints, log: log}
-		if opts.Stream.Name != "" {
-			f.stream = opts.Stream.Name
-		}
+		f := &follower{dir: *journalDir, nats: opts.NATS, stream: opts.Stream.Name, ckpt: opts.Checkpoints, log: log}
 		follow = func(ctx context.Context) { f.run(ctx, 10*time.Second) }
 	}
 	if !(lease.Duration > lease.RenewDeadline && lease.RenewDeadline > lease.RetryPeriod && lease.RetryPeriod > 0) {

@@ -52,9 +52,8 @@ import (
 // once, as a fleet's replay would run).
 //
 // NB: each shard runs with --no-nats unless --nats (then each embeds its
-// own server under its work directory). `rollbook run` has no flag for the
-// stream name (always ROLLBOOK, subjects rollbook.>), so N shards cannot
-// share one JetStream server on N streams; the bench does not try.
+// own server under its work directory). The bench does not run N shards on
+// one JetStream server (--nats-stream and --nats-subject-prefix per shard).
 func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("shards")
 	n := fs.Int("shards", 3, "controllers, each on its own namespace shard-i")
