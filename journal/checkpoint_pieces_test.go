@@ -167,6 +167,9 @@ func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 	if _, err := w.Commit(); err == nil {
 		t.Fatal("Commit after Abort succeeded")
 	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Fatal("Write after Abort succeeded")
+	}
 
 	// The process dies while writing: the journal closes under the
 	// writer, which never ends.

@@ -88,6 +88,9 @@ func (j *Journal) newCheckpoint(seq uint64) (*CheckpointWriter, error) {
 // the bytes EncodeCheckpoint returns, written piece by piece as they are
 // encoded.
 func (w *CheckpointWriter) Encode(v any) error {
+	if w.ended {
+		return errEnded
+	}
 	if w.err != nil {
 		return w.err
 	}
@@ -100,6 +103,9 @@ func (w *CheckpointWriter) Encode(v any) error {
 
 // Write appends p to the checkpoint's data.
 func (w *CheckpointWriter) Write(p []byte) (int, error) {
+	if w.ended {
+		return 0, errEnded
+	}
 	n := len(p)
 	for len(p) > 0 && w.err == nil {
 		k := min(len(p), pieceBytes-w.buf.Len())
@@ -178,7 +184,7 @@ func (w *CheckpointWriter) fail(err error) {
 // what was written is deleted.
 func (w *CheckpointWriter) Commit() (int, error) {
 	if w.ended {
-		return 0, errors.New("journal: checkpoint already committed or aborted")
+		return 0, errEnded
 	}
 	if w.buf.Len() > 0 && w.err == nil {
 		w.put(w.buf.Bytes())
@@ -250,6 +256,8 @@ func (w *CheckpointWriter) commit() error {
 	}
 	return nil
 }
+
+var errEnded = errors.New("journal: checkpoint already committed or aborted")
 
 // Abort ends a checkpoint not committed and deletes what it wrote; after
 // Commit it does nothing.
