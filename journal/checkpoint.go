@@ -1,10 +1,12 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -13,7 +15,8 @@ import (
 // Checkpoint is what a reader folded from the journal up to and including
 // record Seq, saved so that later readers start after Seq instead of at
 // record 1. It is the journal's snapshot in the sense of raft's: the
-// journal stores and returns it whole and never looks inside Data.
+// journal stores and returns Data whole, written in pieces (see
+// NewCheckpoint), and never looks inside it.
 //
 // A checkpoint is anchored to the chain: Hash is the hash of record Seq,
 // the Prev of record Seq+1. Records up to a checkpoint may be pruned
@@ -27,7 +30,29 @@ type Checkpoint struct {
 	Data []byte
 }
 
-// checkpointValue is a checkpoint as stored under its 'K' key, framed.
+// checkpointHead is a checkpoint as stored under its 'K' key: the record
+// it is anchored to, and where its data is: Pieces pieces under the 'D'
+// keys (Seq, Gen, 0 … Pieces-1), each framed, Bytes in all. Gen tells one
+// write of the checkpoint at Seq from another (one it replaces, or one a
+// crash cut short).
+//
+// Invariant: a head names pieces that are all there. Commit writes the
+// head only once every piece is written, in one synced batch with the
+// deletion of every other generation's pieces at Seq; a head and its
+// pieces are deleted in one batch.
+type checkpointHead struct {
+	_      struct{} `cbor:",toarray"`
+	Seq    uint64
+	Hash   []byte
+	Time   int64
+	Bytes  uint64
+	Pieces uint32
+	Gen    uint64
+}
+
+// checkpointValue is a checkpoint as written until 2026-12-04: whole,
+// data included, under its 'K' key. Journals on disk still hold such
+// checkpoints and every reader reads them.
 type checkpointValue struct {
 	_    struct{} `cbor:",toarray"`
 	Seq  uint64
@@ -35,6 +60,13 @@ type checkpointValue struct {
 	Time int64
 	Data []byte
 }
+
+// The first byte of a 'K' value's payload tells the two apart: a head is
+// an array of six, a checkpointValue of four.
+const (
+	headArray     = majArray<<5 | 6
+	oneValueArray = majArray<<5 | 4
+)
 
 // ckptDecMode decodes checkpoint values and, through DecodeCheckpoint,
 // their Data: a checkpoint holds every object the controller tracks, so
@@ -48,13 +80,15 @@ const maxCheckpointPairs = 1 << 24
 
 // EncodeCheckpoint encodes a checkpoint's Data as core deterministic CBOR,
 // with no size bound: a checkpoint is never a record and is never
-// published as one message.
+// published as one message. It returns the bytes CheckpointWriter.Encode
+// writes in pieces, in one slice.
 func EncodeCheckpoint(v any) ([]byte, error) {
-	b, err := encMode.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	e := pieceEncoder{buf: &buf}
+	if err := e.encode(reflect.ValueOf(v)); err != nil {
 		return nil, fmt.Errorf("journal: encode checkpoint: %w", err)
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 // DecodeCheckpoint decodes Data written by EncodeCheckpoint; like
@@ -72,48 +106,42 @@ func DecodeCheckpoint(b []byte, v any) error {
 }
 
 // SaveCheckpoint stores data as the checkpoint at record seq, which must
-// be committed and not pruned. Saving again at the same seq replaces it.
-// The write is synced: a checkpoint that Prune relies on must survive a
-// crash as surely as the records it replaces.
+// be committed and not pruned: NewCheckpoint, Write and Commit, for data
+// already encoded. Saving again at the same seq replaces it.
 func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
-	j.rw.RLock()
-	defer j.rw.RUnlock()
-	if j.closed.Load() {
-		return ErrClosed
-	}
-	if seq == 0 || seq > j.committed.Load() {
-		return fmt.Errorf("journal: checkpoint at %d: not a committed record (last is %d)", seq, j.committed.Load())
-	}
-	r, err := j.record(seq)
+	w, err := j.NewCheckpoint(seq)
 	if err != nil {
-		return fmt.Errorf("journal: checkpoint at %d: %w", seq, err)
+		return err
 	}
-	if !j.enoughSpace(2 * uint64(len(data))) { // the value, and its WAL entry
+	defer w.Abort()
+	if !j.enoughSpace(2 * uint64(len(data))) { // the pieces, and their WAL entries
 		return fmt.Errorf("journal: checkpoint at %d: %w", seq, ErrDiskFull)
 	}
-	v, err := encMode.Marshal(checkpointValue{Seq: seq, Hash: r.Hash[:], Time: r.Time.UnixNano(), Data: data})
-	if err != nil {
-		return fmt.Errorf("journal: encode checkpoint %d: %w", seq, err)
+	if _, err := w.Write(data); err != nil {
+		return err
 	}
-	if err := j.db.Set(checkpointKey(seq), frame(v), pebble.Sync); err != nil {
-		return fmt.Errorf("journal: save checkpoint %d: %w", seq, err)
-	}
-	return nil
+	_, err = w.Commit()
+	return err
 }
 
 // LatestCheckpoint returns the newest checkpoint at or below record atMost
-// (0: the newest of all), and false when there is none.
+// (0: the newest of all), and false when there is none. Its Data is the
+// one copy read: the size of the data, allocated once.
 func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
 		return Checkpoint{}, false, ErrClosed
 	}
+	// One view of head and pieces: a Prune or a thinning meanwhile does
+	// not take the pieces from under the head.
+	snap := j.db.NewSnapshot()
+	defer snap.Close()
 	upper := checkpointEnd
 	if atMost != 0 {
 		upper = checkpointKey(atMost + 1)
 	}
-	it, err := j.db.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: upper})
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: upper})
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("journal: open iterator: %w", err)
 	}
@@ -125,13 +153,35 @@ func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("journal: read checkpoint: %w", err)
 	}
-	c, err := decodeCheckpointValue(it.Key(), v)
-	return c, err == nil, err
+	m, p, err := decodeCheckpointMeta(it.Key(), v)
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	c := Checkpoint{Seq: m.Seq, Hash: m.Hash, Time: m.Time}
+	if m.OneValue {
+		var cv checkpointValue
+		if err := ckptDecMode.Unmarshal(p, &cv); err != nil {
+			return Checkpoint{}, false, fmt.Errorf("journal: checkpoint %d: %w: %w", m.Seq, ErrCorrupt, err)
+		}
+		c.Data = cv.Data // the decoder's copy
+		return c, true, nil
+	}
+	// NB: the length comes from a checksummed head; the bound on what is
+	// reserved up front is for a head that is wrong all the same.
+	c.Data = make([]byte, 0, min(m.Bytes, 1<<30))
+	err = readPieces(snap, m, func(p []byte) error {
+		c.Data = append(c.Data, p...)
+		return nil
+	})
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	return c, true, nil
 }
 
-// deleteCheckpoint removes the checkpoint at seq, if any. The newest
-// checkpoint at or below the journal's start cannot be deleted: readers
-// start from it.
+// deleteCheckpoint removes the checkpoint at seq, if any, head and pieces
+// in one batch. The newest checkpoint at or below the journal's start
+// cannot be deleted: readers start from it.
 func (j *Journal) deleteCheckpoint(seq uint64) error {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
@@ -141,7 +191,15 @@ func (j *Journal) deleteCheckpoint(seq uint64) error {
 	if seq+1 == j.First() && seq > 0 {
 		return fmt.Errorf("journal: checkpoint %d is where the journal starts", seq)
 	}
-	if err := j.db.Delete(checkpointKey(seq), pebble.NoSync); err != nil {
+	b := j.db.NewBatch()
+	defer b.Close()
+	if err := b.Delete(checkpointKey(seq), nil); err != nil {
+		return err
+	}
+	if err := b.DeleteRange(piecesKey(seq), piecesKey(seq+1), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("journal: delete checkpoint %d: %w", seq, err)
 	}
 	return nil
@@ -154,38 +212,65 @@ type CheckpointInfo struct {
 	Bytes int
 }
 
-// Checkpoints lists the stored checkpoints, oldest first.
+// Checkpoints lists the stored checkpoints, oldest first, from their
+// heads alone.
 func (j *Journal) Checkpoints() ([]CheckpointInfo, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
 		return nil, ErrClosed
 	}
-	it, err := j.db.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: checkpointEnd})
+	ms, err := checkpointMetas(j.db)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CheckpointInfo, len(ms))
+	for i, m := range ms {
+		out[i] = CheckpointInfo{Seq: m.Seq, Time: m.Time, Bytes: int(m.Bytes)}
+	}
+	return out, nil
+}
+
+// checkpointMetas decodes every checkpoint's 'K' value, oldest first.
+// A checkpoint in one value is read whole, its checksum checked.
+func checkpointMetas(r pebble.Reader) ([]ckptMeta, error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: checkpointEnd})
 	if err != nil {
 		return nil, fmt.Errorf("journal: open iterator: %w", err)
 	}
 	defer it.Close()
-	var out []CheckpointInfo
+	var out []ckptMeta
 	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, fmt.Errorf("journal: read checkpoint: %w", err)
 		}
-		ci, err := decodeCheckpointInfo(it.Key(), v)
+		m, _, err := decodeCheckpointMeta(it.Key(), v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ci)
+		out = append(out, m)
 	}
 	return out, it.Error()
 }
 
-// checkpointHeader is checkpointValue without its data, of which it
-// keeps the length: listing checkpoints (retention does, every minute)
-// must not decode and copy megabytes per checkpoint, as it did until
-// 2026-12-04 (BENCHMARKS §3, the 10,000-pod run's peak RSS).
-type checkpointHeader struct {
+// ckptMeta is what a 'K' value says of its checkpoint, in either format.
+type ckptMeta struct {
+	Seq   uint64
+	Hash  [32]byte
+	Time  time.Time
+	Bytes uint64
+	// OneValue: the data is in the 'K' value (a checkpointValue);
+	// otherwise in Pieces pieces of generation Gen.
+	OneValue bool
+	Pieces   uint32
+	Gen      uint64
+}
+
+// oneValueHeader is checkpointValue without its data, of which it keeps
+// the length: listing checkpoints (retention does, every minute) must not
+// decode and copy megabytes per checkpoint.
+type oneValueHeader struct {
 	_    struct{} `cbor:",toarray"`
 	Seq  uint64
 	Hash []byte
@@ -215,38 +300,42 @@ func (n *byteStringLen) UnmarshalCBOR(b []byte) error {
 	return nil
 }
 
-func decodeCheckpointInfo(key, v []byte) (CheckpointInfo, error) {
+// decodeCheckpointMeta decodes a 'K' value, and returns its payload
+// (aliasing v) for a caller that reads a one-value checkpoint's data.
+func decodeCheckpointMeta(key, v []byte) (ckptMeta, []byte, error) {
 	seq, ok := seqOfCheckpointKey(key)
 	if !ok {
-		return CheckpointInfo{}, fmt.Errorf("journal: %w: malformed checkpoint key %x", ErrCorrupt, key)
+		return ckptMeta{}, nil, fmt.Errorf("journal: %w: malformed checkpoint key %x", ErrCorrupt, key)
 	}
 	p, err := unframe(v)
 	if err != nil {
-		return CheckpointInfo{}, fmt.Errorf("journal: checkpoint %d: %w", seq, err)
+		return ckptMeta{}, nil, fmt.Errorf("journal: checkpoint %d: %w", seq, err)
 	}
-	var h checkpointHeader
-	if err := ckptDecMode.Unmarshal(p, &h); err != nil || h.Seq != seq || len(h.Hash) != 32 {
-		return CheckpointInfo{}, fmt.Errorf("journal: checkpoint %d: %w: does not decode or names another record", seq, ErrCorrupt)
+	var m ckptMeta
+	var hash []byte
+	var at int64
+	switch {
+	case len(p) == 0:
+		err = errors.New("empty")
+	case p[0] == headArray:
+		var h checkpointHead
+		err = ckptDecMode.Unmarshal(p, &h)
+		m = ckptMeta{Seq: h.Seq, Bytes: h.Bytes, Pieces: h.Pieces, Gen: h.Gen}
+		hash, at = h.Hash, h.Time
+	case p[0] == oneValueArray:
+		var h oneValueHeader
+		err = ckptDecMode.Unmarshal(p, &h)
+		m = ckptMeta{Seq: h.Seq, Bytes: uint64(h.Data), OneValue: true}
+		hash, at = h.Hash, h.Time
+	default:
+		err = errors.New("neither a head nor a whole checkpoint")
 	}
-	return CheckpointInfo{Seq: seq, Time: time.Unix(0, h.Time).UTC(), Bytes: int(h.Data)}, nil
-}
-
-func decodeCheckpointValue(key, v []byte) (Checkpoint, error) {
-	seq, ok := seqOfCheckpointKey(key)
-	if !ok {
-		return Checkpoint{}, fmt.Errorf("journal: %w: malformed checkpoint key %x", ErrCorrupt, key)
+	if err != nil || m.Seq != seq || len(hash) != 32 {
+		return ckptMeta{}, nil, fmt.Errorf("journal: checkpoint %d: %w: does not decode or names another record", seq, ErrCorrupt)
 	}
-	p, err := unframe(v)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("journal: checkpoint %d: %w", seq, err)
-	}
-	var cv checkpointValue
-	if err := ckptDecMode.Unmarshal(p, &cv); err != nil || cv.Seq != seq || len(cv.Hash) != 32 {
-		return Checkpoint{}, fmt.Errorf("journal: checkpoint %d: %w: does not decode or names another record", seq, ErrCorrupt)
-	}
-	c := Checkpoint{Seq: seq, Time: time.Unix(0, cv.Time).UTC(), Data: append([]byte(nil), cv.Data...)}
-	copy(c.Hash[:], cv.Hash)
-	return c, nil
+	copy(m.Hash[:], hash)
+	m.Time = time.Unix(0, at).UTC()
+	return m, p, nil
 }
 
 // record reads one committed record. The caller holds rw.
@@ -301,10 +390,10 @@ func (j *Journal) First() uint64 {
 }
 
 // Prune deletes every record up to and including the checkpoint at seq,
-// and every older checkpoint; the journal then starts at seq+1, anchored
-// to that checkpoint's hash. Cursors are kept. Readers already past the
-// pruned range are unaffected; one reading inside it (a Pebble iterator
-// holds its snapshot) finishes on what it saw.
+// and every older checkpoint, pieces included; the journal then starts at
+// seq+1, anchored to that checkpoint's hash. Cursors are kept. Readers
+// already past the pruned range are unaffected; one reading inside it (a
+// Pebble iterator holds its snapshot) finishes on what it saw.
 //
 // NB: what is pruned is gone from this journal. The caller decides what
 // may go (nothing still to be published or exported, nothing an audit
@@ -323,7 +412,7 @@ func (j *Journal) Prune(ctx context.Context, seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("journal: prune to %d: %w", seq, err)
 	}
-	c, err := decodeCheckpointValue(checkpointKey(seq), v)
+	c, _, err := decodeCheckpointMeta(checkpointKey(seq), v)
 	closer.Close()
 	if err != nil {
 		return err
@@ -341,6 +430,10 @@ func (j *Journal) Prune(ctx context.Context, seq uint64) error {
 		return err
 	}
 	if err := b.DeleteRange(checkpointStart, checkpointKey(seq), nil); err != nil {
+		return err
+	}
+	// The older checkpoints' pieces, and any that no head names.
+	if err := b.DeleteRange(piecesStart, piecesKey(seq), nil); err != nil {
 		return err
 	}
 	if err := b.Set(metaKey(metaStart), a.encode(), nil); err != nil {

@@ -57,6 +57,7 @@ type Journal struct {
 	start    anchor        // where the log starts (after Prune); guarded by mu
 
 	pruneMu sync.Mutex // one Prune at a time
+	ckptMu  sync.Mutex // one CheckpointWriter at a time, from NewCheckpoint to Commit or Abort
 
 	// Commit statistics, for tests and benchmarks.
 	batches    atomic.Uint64 // synced batches that held at least one record

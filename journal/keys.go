@@ -9,7 +9,12 @@ import "encoding/binary"
 //	'C' + cursor name                -> version | 8-byte seq | value | CRC
 //	                                    (seq: the last record committed with it)
 //	'M' + metadata name              -> metadata value (version | bytes | CRC)
-//	'K' + 8-byte big-endian sequence -> checkpoint at that record (framed)
+//	'K' + 8-byte big-endian sequence -> checkpoint at that record (framed):
+//	                                    its head, or (written before
+//	                                    2026-12-04) the whole checkpoint
+//	'D' + 8-byte sequence + 8-byte generation + 4-byte index
+//	                                 -> one piece of the data of the
+//	                                    checkpoint at that record (framed)
 //
 // Big-endian sequences sort numerically, so Pebble's key order is log order
 // and the last key of the 'L' range is the last record.
@@ -18,6 +23,7 @@ const (
 	prefixCursor byte = 'C'
 	prefixMeta   byte = 'M'
 	prefixCkpt   byte = 'K'
+	prefixPiece  byte = 'D'
 )
 
 const logKeyLen = 1 + 8
@@ -61,6 +67,40 @@ func seqOfCheckpointKey(k []byte) (uint64, bool) {
 var (
 	checkpointStart = []byte{prefixCkpt}
 	checkpointEnd   = []byte{prefixCkpt + 1}
+)
+
+// pieceKey is the key of piece i of the data that the checkpoint at seq
+// was written with under generation gen (see checkpointHead).
+func pieceKey(seq, gen uint64, i uint32) []byte {
+	k := make([]byte, 0, 1+8+8+4)
+	k = append(k, prefixPiece)
+	k = binary.BigEndian.AppendUint64(k, seq)
+	k = binary.BigEndian.AppendUint64(k, gen)
+	return binary.BigEndian.AppendUint32(k, i)
+}
+
+// piecesKey sorts after every piece of the checkpoints below seq and
+// before every piece of those at seq and above: pieces of the checkpoints
+// in [a, b) are the keys in [piecesKey(a), piecesKey(b)).
+func piecesKey(seq uint64) []byte {
+	k := make([]byte, 1+8)
+	k[0] = prefixPiece
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+// pieceIndex returns the index of a piece key, or false for a key that is
+// not one.
+func pieceIndex(k []byte) (uint32, bool) {
+	if len(k) != 1+8+8+4 || k[0] != prefixPiece {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(k[17:]), true
+}
+
+var (
+	piecesStart = []byte{prefixPiece}
+	piecesEnd   = []byte{prefixPiece + 1}
 )
 
 func cursorKey(name string) []byte { return append([]byte{prefixCursor}, name...) }

@@ -11,9 +11,9 @@ import (
 // Truncate removes every record after sequence after from the journal in
 // dir, which no process may have open: the repair for a record that fails
 // Verify (truncate after the last good one). It also removes the
-// checkpoints past after, and the cursors written with a removed record
-// (a watch then relists instead of resuming past what the journal lost).
-// It returns how many records it removed.
+// checkpoints past after (heads and pieces), and the cursors written with
+// a removed record (a watch then relists instead of resuming past what the
+// journal lost). It returns how many records it removed.
 //
 // What the removed records said is lost to this journal; a NATS stream
 // that received them still holds them, and Import refills the journal
@@ -56,6 +56,9 @@ func Truncate(dir string, after uint64, opts Options) (uint64, error) {
 		return 0, err
 	}
 	if err := b.DeleteRange(checkpointKey(after+1), checkpointEnd, nil); err != nil {
+		return 0, err
+	}
+	if err := b.DeleteRange(piecesKey(after+1), piecesEnd, nil); err != nil {
 		return 0, err
 	}
 	it, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCursor}, UpperBound: []byte{prefixCursor + 1}})

@@ -110,22 +110,46 @@ func (c *controller) checkpointLoop(ctx context.Context) error {
 	}
 }
 
-// checkpoint saves the folded state and returns the record it is at.
+// checkpoint saves the folded state and returns the record it is at. The
+// state is encoded straight into the journal, a piece at a time, under
+// the fold's lock; the synced commit that makes it visible waits outside.
 func (c *controller) checkpoint() (uint64, error) {
 	start := time.Now()
 	c.mu.Lock()
-	data, err := journal.EncodeCheckpoint(c.books)
 	seq := c.books.State.Seq
+	w, err := c.j.NewCheckpoint(seq)
+	if err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	defer w.Abort()
+	err = w.Encode(c.books)
 	c.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if err := c.j.SaveCheckpoint(seq, data); err != nil {
+	n, err := w.Commit()
+	if err != nil {
 		return 0, err
 	}
 	c.checkpoints.Add(1)
-	c.log.Debug("checkpoint: written", "seq", seq, "bytes", len(data), "took", time.Since(start))
+	c.log.Debug("checkpoint: written", "seq", seq, "bytes", n, "took", time.Since(start))
 	return seq, nil
+}
+
+// saveCheckpoint writes books as the checkpoint at seq, straight into the
+// journal.
+func saveCheckpoint(j *journal.Journal, seq uint64, books *projections.Books) error {
+	w, err := j.NewCheckpoint(seq)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	if err := w.Encode(books); err != nil {
+		return err
+	}
+	_, err = w.Commit()
+	return err
 }
 
 // retain prunes the journal as retention allows, never past what still

@@ -144,10 +144,7 @@ func (f *follower) follow(ctx context.Context, st jetstream.Stream, j *journal.J
 			return nil
 		}
 		lastCkpt = last
-		data, err := journal.EncodeCheckpoint(books)
-		if err == nil {
-			err = j.SaveCheckpoint(last, data)
-		}
+		err := saveCheckpoint(j, last, books)
 		if err == nil {
 			err = j.Retain(ctx, journal.Retention{MaxAge: f.ckpt.RetainAge, MaxBytes: f.ckpt.RetainBytes}, min(books.TraceFrom(), last+1), time.Now())
 		}

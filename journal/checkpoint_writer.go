@@ -1,0 +1,321 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"reflect"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// pieceBytes is the size of a checkpoint's pieces (the last is shorter):
+// what writing one holds in memory, whatever the checkpoint's size, and
+// small enough that Pebble applies each to its memtable rather than
+// keeping it as a batch of its own (as it does a value over half a
+// memtable).
+const pieceBytes = 256 << 10
+
+// CheckpointWriter writes one checkpoint: see NewCheckpoint.
+type CheckpointWriter struct {
+	j     *Journal
+	head  checkpointHead
+	buf   bytes.Buffer  // data not yet in a piece
+	batch *pebble.Batch // one piece at a time, reused
+	err   error         // the first failure; the checkpoint is then abandoned
+	ended bool
+}
+
+// NewCheckpoint starts the checkpoint at record seq, which must be
+// committed and not pruned. Its data, what Encode and Write are given in
+// that order, goes to the journal in pieces of 256 KiB as it comes, each
+// written unsynced: writing a checkpoint holds a piece in memory, not the
+// checkpoint. Commit then writes the checkpoint's head, synced, and that
+// makes it visible.
+//
+// Until Commit returns no reader sees any of it; a crash before leaves
+// pieces that no head names, which the next Commit at or above them, or a
+// Prune past them, deletes. Committing at a seq that has a checkpoint
+// replaces it, atomically.
+//
+// NB: the head's synced commit makes the pieces before it durable too:
+// Pebble's WAL is one sequence, synced up to the head (a WAL closed at a
+// memtable switch is synced as it closes).
+//
+// One checkpoint is written at a time: NewCheckpoint waits while another
+// is open. Every writer must end with Commit or Abort (Abort after Commit
+// does nothing, so `defer w.Abort()` is the way to write one).
+func (j *Journal) NewCheckpoint(seq uint64) (*CheckpointWriter, error) {
+	j.ckptMu.Lock()
+	w, err := j.newCheckpoint(seq)
+	if err != nil {
+		j.ckptMu.Unlock()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (j *Journal) newCheckpoint(seq uint64) (*CheckpointWriter, error) {
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return nil, ErrClosed
+	}
+	if seq == 0 || seq > j.committed.Load() {
+		return nil, fmt.Errorf("journal: checkpoint at %d: not a committed record (last is %d)", seq, j.committed.Load())
+	}
+	r, err := j.record(seq)
+	if err != nil {
+		return nil, fmt.Errorf("journal: checkpoint at %d: %w", seq, err)
+	}
+	var gen [8]byte
+	if _, err := rand.Read(gen[:]); err != nil {
+		return nil, fmt.Errorf("journal: checkpoint at %d: %w", seq, err)
+	}
+	w := &CheckpointWriter{
+		j:     j,
+		head:  checkpointHead{Seq: seq, Hash: r.Hash[:], Time: r.Time.UnixNano(), Gen: binary.BigEndian.Uint64(gen[:])},
+		batch: j.db.NewBatchWithSize(pieceBytes + 64),
+	}
+	w.buf.Grow(2 * pieceBytes)
+	return w, nil
+}
+
+// Encode appends v to the checkpoint's data as core deterministic CBOR:
+// the bytes EncodeCheckpoint returns, written piece by piece as they are
+// encoded.
+func (w *CheckpointWriter) Encode(v any) error {
+	if w.ended {
+		return errEnded
+	}
+	if w.err != nil {
+		return w.err
+	}
+	e := pieceEncoder{buf: &w.buf, flush: w.flush}
+	if err := e.encode(reflect.ValueOf(v)); err != nil {
+		w.fail(fmt.Errorf("journal: encode checkpoint %d: %w", w.head.Seq, err))
+	}
+	return w.err
+}
+
+// Write appends p to the checkpoint's data.
+func (w *CheckpointWriter) Write(p []byte) (int, error) {
+	if w.ended {
+		return 0, errEnded
+	}
+	n := len(p)
+	for len(p) > 0 && w.err == nil {
+		k := min(len(p), pieceBytes-w.buf.Len())
+		w.buf.Write(p[:k])
+		p = p[k:]
+		w.flush()
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return n, nil
+}
+
+// flush writes every whole piece buf holds and keeps the rest.
+func (w *CheckpointWriter) flush() error {
+	if w.buf.Len() < pieceBytes {
+		return w.err
+	}
+	for w.err == nil && w.buf.Len() >= pieceBytes {
+		w.put(w.buf.Next(pieceBytes))
+	}
+	// Move the rest (less than a piece) to the front, so the encoder
+	// keeps appending in place.
+	rest := w.buf.Bytes()
+	w.buf.Reset()
+	w.buf.Write(rest)
+	return w.err
+}
+
+// put writes one piece, unsynced.
+func (w *CheckpointWriter) put(p []byte) {
+	j := w.j
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		w.fail(ErrClosed)
+		return
+	}
+	if !j.enoughSpace(2 * uint64(len(p))) {
+		w.fail(fmt.Errorf("journal: checkpoint at %d: %w", w.head.Seq, ErrDiskFull))
+		return
+	}
+	key := pieceKey(w.head.Seq, w.head.Gen, w.head.Pieces)
+	op := w.batch.SetDeferred(len(key), 1+len(p)+crcLen)
+	copy(op.Key, key)
+	op.Value[0] = FormatVersion
+	copy(op.Value[1:], p)
+	binary.BigEndian.PutUint32(op.Value[1+len(p):], crc32.Checksum(op.Value[:1+len(p)], crcTable))
+	if err := op.Finish(); err != nil {
+		w.fail(err)
+		return
+	}
+	err := w.batch.Commit(pebble.NoSync)
+	w.batch.Reset()
+	if err != nil {
+		w.fail(fmt.Errorf("journal: save checkpoint %d: %w", w.head.Seq, err))
+		return
+	}
+	w.head.Pieces++
+	w.head.Bytes += uint64(len(p))
+}
+
+func (w *CheckpointWriter) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// Commit writes the last piece and then the head, synced (a checkpoint
+// that Prune relies on must survive a crash as surely as the records it
+// replaces), which makes the checkpoint visible, and returns the size of
+// its data. The same batch
+// deletes the pieces no head names between the checkpoint before this one
+// and this one (a crash's leftovers), and those of the checkpoint at the
+// same record that this one replaces. On error nothing is visible, and
+// what was written is deleted.
+func (w *CheckpointWriter) Commit() (int, error) {
+	if w.ended {
+		return 0, errEnded
+	}
+	if w.buf.Len() > 0 && w.err == nil {
+		w.put(w.buf.Bytes())
+		w.buf.Reset()
+	}
+	if w.err != nil {
+		w.Abort()
+		return 0, w.err
+	}
+	if err := w.commit(); err != nil {
+		w.fail(err)
+		w.Abort()
+		return 0, err
+	}
+	w.end()
+	return int(w.head.Bytes), nil
+}
+
+func (w *CheckpointWriter) commit() error {
+	j, h := w.j, w.head
+	j.rw.RLock()
+	defer j.rw.RUnlock()
+	if j.closed.Load() {
+		return ErrClosed
+	}
+	v, err := encMode.Marshal(h)
+	if err != nil {
+		return fmt.Errorf("journal: encode checkpoint %d: %w", h.Seq, err)
+	}
+	// NB: under pruneMu, so that no Prune deletes this checkpoint's
+	// pieces (it deletes those below the checkpoint it prunes to) between
+	// the check and the commit.
+	j.pruneMu.Lock()
+	defer j.pruneMu.Unlock()
+	if h.Seq+1 < j.First() {
+		return fmt.Errorf("journal: checkpoint at %d: the journal was pruned past it (it starts at %d)", h.Seq, j.First())
+	}
+	orphans := piecesStart // the first piece no head names
+	it, err := j.db.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: checkpointKey(h.Seq)})
+	if err != nil {
+		return fmt.Errorf("journal: open iterator: %w", err)
+	}
+	if it.Last() {
+		prev, _ := seqOfCheckpointKey(it.Key())
+		orphans = piecesKey(prev + 1)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	b := j.db.NewBatch()
+	defer b.Close()
+	for _, r := range [][2][]byte{
+		{orphans, piecesKey(h.Seq)},
+		{piecesKey(h.Seq), pieceKey(h.Seq, h.Gen, 0)},
+		{pieceKey(h.Seq, h.Gen, h.Pieces), piecesKey(h.Seq + 1)},
+	} {
+		if bytes.Compare(r[0], r[1]) >= 0 {
+			continue
+		}
+		if err := b.DeleteRange(r[0], r[1], nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Set(checkpointKey(h.Seq), frame(v), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("journal: save checkpoint %d: %w", h.Seq, err)
+	}
+	return nil
+}
+
+var errEnded = errors.New("journal: checkpoint already committed or aborted")
+
+// Abort ends a checkpoint not committed and deletes what it wrote; after
+// Commit it does nothing.
+func (w *CheckpointWriter) Abort() {
+	if w.ended {
+		return
+	}
+	if w.head.Pieces > 0 {
+		j := w.j
+		j.rw.RLock()
+		if !j.closed.Load() {
+			// Best effort: what stays is deleted with the next Commit.
+			_ = j.db.DeleteRange(pieceKey(w.head.Seq, w.head.Gen, 0), pieceKey(w.head.Seq, w.head.Gen, w.head.Pieces), pebble.NoSync)
+		}
+		j.rw.RUnlock()
+	}
+	w.end()
+}
+
+func (w *CheckpointWriter) end() {
+	w.ended = true
+	w.batch.Close()
+	w.j.ckptMu.Unlock()
+}
+
+// readPieces calls fn with each piece of m's data in order, checking that
+// every piece is there and intact. fn must not keep the slice.
+func readPieces(r pebble.Reader, m ckptMeta, fn func([]byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: pieceKey(m.Seq, m.Gen, 0), UpperBound: pieceKey(m.Seq, m.Gen, m.Pieces)})
+	if err != nil {
+		return fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+	var n uint32
+	var size uint64
+	for valid := it.First(); valid; valid = it.Next() {
+		if i, ok := pieceIndex(it.Key()); !ok || i != n {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
+		}
+		p, err := unframe(v)
+		if err != nil {
+			return fmt.Errorf("journal: checkpoint %d, piece %d: %w", m.Seq, n, err)
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+		n++
+		size += uint64(len(p))
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
+	}
+	if n != m.Pieces || size != m.Bytes {
+		return fmt.Errorf("journal: checkpoint %d: %w: %d of its %d pieces, %d of its %d bytes", m.Seq, ErrCorrupt, n, m.Pieces, size, m.Bytes)
+	}
+	return nil
+}
