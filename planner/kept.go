@@ -11,7 +11,7 @@ import "rollbook.dev/rollbook/projections"
 // recreated actions: they touch the pod), of the rollout's spec, target
 // and rollback state (the context), of the namespace's ControllerRevisions
 // (a change touches the namespace) and, for a pod at a timeout or a hook's
-// wait, of the plan's time (podPlan.timed; never reused).
+// wait, of the plan's time (podPlan.until and timed).
 type keptPlans struct {
 	ctx  keptContext
 	pods map[string]*keptPlan
@@ -57,13 +57,16 @@ func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
 }
 
 // get returns pod's classification from the last plan, if still valid.
-func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched) (*podPlan, bool) {
+func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now int64) (*podPlan, bool) {
 	if k == nil || touched == nil {
 		return nil, false
 	}
 	key := pod.Key()
 	e := k.pods[key]
-	if e == nil || e.pod != pod || e.round != k.round-1 || touched.Pods[key] || (e.plan != nil && e.plan.timed) {
+	if e == nil || e.pod != pod || e.round != k.round-1 || touched.Pods[key] {
+		return nil, false
+	}
+	if pp := e.plan; pp != nil && (pp.timed || (pp.until != 0 && now >= pp.until)) {
 		return nil, false
 	}
 	e.round = k.round

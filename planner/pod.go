@@ -70,8 +70,11 @@ type podPlan struct {
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
 	// post-update once verified and ungated.
 	hook hookWait
-	// timed: the plan's time decided the stage (a timeout, a hook's
-	// wait), so the classification holds for this plan only.
+	// The plan's time decided the stage: until, a deadline not yet
+	// reached (a verification or a hook's wait), so the classification
+	// holds while the time is before it; timed, a deadline passed, so it
+	// holds for this plan only. Neither: it holds at any time.
+	until int64
 	timed bool
 	// restartPending: see restartPending; a fact of the pod and its
 	// state, found once per classification.
@@ -196,7 +199,8 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			pp.stage = stageDone // verified before it was ungated
 			if h := postHook(spec); h != nil && p.Labels[HookLabel] == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
-				pp.hook, pp.timed = waitAt(p, h, HookPostUpdate, c.LastTransition, now), true
+				pp.hook = waitAt(p, h, HookPostUpdate, c.LastTransition, now)
+				pp.timedBy(pp.hook)
 				if s := pp.hook.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
 					pp.stage = stagePostHook
 				}
@@ -204,14 +208,14 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			break
 		}
 		ok, why := verify(f, pp.state, t)
-		pp.timed = !ok
 		switch {
 		case ok:
 			pp.stage = stageVerified
 		case now-pp.state.PatchedAt >= verifyTimeout(spec):
-			pp.stage, pp.why = stageFailed, why
+			pp.stage, pp.why, pp.timed = stageFailed, why, true
 		default:
 			pp.stage, pp.why, pp.wakeAt = stageVerifying, why, pp.state.PatchedAt+verifyTimeout(spec)
+			pp.until = pp.wakeAt
 		}
 	case atTarget:
 		pp.stage = stageDone
@@ -225,12 +229,24 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	case pp.gated:
 		pp.stage = stageGated
 		if h := preHook(spec); h != nil {
-			pp.hook, pp.timed = waitAt(p, h, HookPreUpdate, pp.gatedAt, now), true
+			pp.hook = waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
+			pp.timedBy(pp.hook)
 		}
 	default:
 		pp.stage = stageIdle
 	}
 	return pp
+}
+
+// timedBy records how a hook's wait made the classification depend on
+// the plan's time.
+func (pp *podPlan) timedBy(w hookWait) {
+	switch w.state {
+	case hookWaiting:
+		pp.until = w.until
+	case hookTimedOut:
+		pp.timed = true
+	}
 }
 
 // metadataChanges: the patch has labels or annotations to set or remove.

@@ -191,7 +191,7 @@ func (p *planning) enterRevision(rp *rolloutPlan) {
 func (p *planning) classifyPods(rp *rolloutPlan) {
 	kept := p.keptPlans(rp)
 	for _, pod := range rp.mine {
-		pp, ok := kept.get(pod, p.touched)
+		pp, ok := kept.get(pod, p.touched, p.now)
 		if !ok {
 			pp = p.classifyPod(rp, pod)
 			kept.put(pod, pp)
