@@ -61,3 +61,24 @@ func TestIncrementalFollowsClaims(t *testing.T) {
 		})
 	}
 }
+
+// stalled looks a pod's failures up only when podOfKey found the pod in
+// some failure's key: the two must agree on Action.Key's shape, or a
+// stalled pod would go unreported.
+func TestPodOfKeyReadsActionKeys(t *testing.T) {
+	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
+		a := Action{Kind: k, Pod: "shop/web-0", UID: "u-1", Revision: "abc123"}
+		if pod, ok := podOfKey(a.Key()); !ok || pod != a.Pod {
+			t.Errorf("%s: podOfKey(%q) = %q, %v; want %q", k, a.Key(), pod, ok, a.Pod)
+		}
+	}
+	for _, a := range []Action{
+		{Kind: Status, Rollout: "shop/r", RolloutUID: "u"},
+		{Kind: Event, Rollout: "shop/r", Reason: "Started", Message: "m"},
+		{Kind: Measure, Rollout: "shop/r", Revision: "abc", Step: 1, N: 2},
+	} {
+		if pod, ok := podOfKey(a.Key()); ok {
+			t.Errorf("%s: podOfKey(%q) named pod %q", a.Kind, a.Key(), pod)
+		}
+	}
+}

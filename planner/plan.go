@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	"rollbook.dev/rollbook/projections"
 )
@@ -28,10 +29,11 @@ type planning struct {
 	// processed holds the rollouts planned or reused so far in this
 	// plan: a claim (Incremental.claims) counts only once its rollout is
 	// (see claimOf).
-	processed map[string]bool
-	busy      map[string]bool     // pod key → has an action in this plan
-	keys      []string            // every pod key, sorted (a full plan)
-	owners    map[string][]string // owner UID → sorted pod keys (ownedBy)
+	processed  map[string]bool
+	busy       map[string]bool     // pod key → has an action in this plan
+	keys       []string            // every pod key, sorted (a full plan)
+	failedPods map[string]bool     // see failedPod
+	owners     map[string][]string // owner UID → sorted pod keys (ownedBy)
 
 	// inc is the planner whose caches this plan fills; unit the rollout
 	// being planned; touched, in a partial plan, what changed.
@@ -250,7 +252,7 @@ func revOf(pp *podPlan, rev string) string {
 // stalled says why a pod's next write for its target revision will not be
 // retried, or "".
 func (p *planning) stalled(pp *podPlan) string {
-	if len(p.s.Failures) == 0 {
+	if len(p.s.Failures) == 0 || !p.failedPod(pp.pod.Key()) {
 		return "" // the common case: no key to build five times per pod
 	}
 	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
@@ -260,6 +262,35 @@ func (p *planning) stalled(pp *podPlan) string {
 		}
 	}
 	return ""
+}
+
+// failedPod: some action on pod k has failed and not succeeded since.
+// The pods are found from the failures' keys once per plan: a failure
+// left by a pod long gone would otherwise make stalled build five keys
+// for every pod of every rollout, on every plan.
+func (p *planning) failedPod(k string) bool {
+	if p.failedPods == nil {
+		p.failedPods = map[string]bool{}
+		for key := range p.s.Failures {
+			if pod, ok := podOfKey(key); ok {
+				p.failedPods[pod] = true
+			}
+		}
+	}
+	return p.failedPods[k]
+}
+
+// podOfKey is the pod a pod action's key names (Action.Key:
+// "kind/namespace/name/uid/revision"); false for other actions' keys.
+func podOfKey(key string) (string, bool) {
+	kind, rest, _ := strings.Cut(key, "/")
+	switch ActionKind(kind) {
+	case Gate, Patch, Resize, Ungate, Recreate:
+		ns, rest, _ := strings.Cut(rest, "/")
+		name, _, _ := strings.Cut(rest, "/")
+		return ns + "/" + name, true
+	}
+	return "", false
 }
 
 // try adds an action unless its failure history says to wait or stop;

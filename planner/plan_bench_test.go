@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"rollbook.dev/rollbook/projections"
 )
 
 // midRollout builds a world of sets StatefulSets of size pods each over
@@ -83,7 +85,16 @@ func benchPlan(b *testing.B, sets, size int) {
 		}
 		b.ReportMetric(float64(n), "actions")
 	})
-	b.Run("incremental", func(b *testing.B) {
+	b.Run("incremental", func(b *testing.B) { benchIncremental(b, w, touch) })
+	// A failure left on record by a pod long gone (a real controller's
+	// state has some): it must not make every pod's plan dearer.
+	w.state.Failures["ungate/other/gone-0/u-gone/rev"] = &projections.Failure{Count: 1, Class: "conflict"}
+	b.Run("incremental-stale-failure", func(b *testing.B) { benchIncremental(b, w, touch) })
+	delete(w.state.Failures, "ungate/other/gone-0/u-gone/rev")
+}
+
+func benchIncremental(b *testing.B, w *world, touch func(int)) {
+	{
 		inc := NewIncremental()
 		inc.Plan(w.state, nil)
 		var n, i int
@@ -96,5 +107,5 @@ func benchPlan(b *testing.B, sets, size int) {
 		}
 		b.ReportMetric(float64(n), "actions")
 		b.ReportMetric(float64(inc.Partial)/float64(inc.Full+inc.Partial), "partial/plans")
-	})
+	}
 }
