@@ -208,6 +208,12 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	p.rollout(r)
 	u := p.unit
 	p.unit = nil
+	if projections.Terminal(r.Status.Phase) {
+		// A rollout that is over is seldom planned again: its pods'
+		// classifications (a few hundred bytes a pod) are not worth
+		// keeping for the next time.
+		u.kept = nil
+	}
 	u.actions = slices.Clone(p.res.Actions[start:])
 	// u.claims holds what this plan claimed (claim), some let go of
 	// since (unclaim); the last plan's claims it did not make again are
