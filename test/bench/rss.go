@@ -37,7 +37,8 @@ import (
 //     Pebble journal (group commits of 512, fsync, as ingest appends a
 //     list), folded by the controller's fold (projections.Books), ingest's
 //     known set seeded from it as the controller does, then one rollout
-//     over every pod planned (planner.Plan).
+//     over every pod planned by the controller's planner, kept
+//     (planner.Incremental: its caches are per pod too).
 //   - informer: a SharedInformer's store (cache.Indexer with the
 //     namespace index) of the same pods decoded into typed corev1.Pod
 //     objects, as its reflector keeps them; managedFields are absent
@@ -259,11 +260,15 @@ func rollbookHolds(n int) (any, int, error) {
 	if len(books.State.Pods) != n {
 		return nil, 0, fmt.Errorf("folded %d pods of %d", len(books.State.Pods), n)
 	}
-	res := planner.Plan(books.State)
+	// The controller's planner, kept as the controller keeps it: its
+	// caches (each rollout's last plan, claims, pods' classifications)
+	// are memory the controller holds per pod too.
+	inc := planner.NewIncremental()
+	res := inc.Plan(books.State, nil)
 	if n > 0 && len(res.Actions) == 0 {
 		return nil, 0, errors.New("the plan has no action")
 	}
-	return []any{books, in, j}, len(res.Actions), nil
+	return []any{books, in, j, inc}, len(res.Actions), nil
 }
 
 func mustEncodeBody(v any) []byte {
