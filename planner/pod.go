@@ -176,7 +176,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	if !t.stateRead {
 		st = readState(p)
 	}
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, labels: map[string]string{}, skipDrain: true, rev: t.rev}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
 	pp.oldLabel = p.Labels[RevisionLabel]
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
@@ -249,6 +249,15 @@ func (pp *podPlan) timedBy(w hookWait) {
 	}
 }
 
+// setLabel adds a label to the patch. The map is made on the first one:
+// most pods' classifications (kept between plans) have none.
+func (pp *podPlan) setLabel(k, v string) {
+	if pp.labels == nil {
+		pp.labels = map[string]string{}
+	}
+	pp.labels[k] = v
+}
+
 // metadataChanges: the patch has labels or annotations to set or remove.
 func (pp *podPlan) metadataChanges() bool {
 	return len(pp.labels)+len(pp.removeLabels)+len(pp.annotations)+len(pp.removeAnnotations) > 0
@@ -286,11 +295,11 @@ func diff(pp *podPlan, t podTarget) string {
 		}
 	}
 	if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
-		pp.labels[RevisionLabel] = t.label
+		pp.setLabel(RevisionLabel, t.label)
 	}
 	for _, k := range sortedKeys(t.templateLabels) {
 		if pp.pod.Labels[k] != t.templateLabels[k] {
-			pp.labels[k] = t.templateLabels[k]
+			pp.setLabel(k, t.templateLabels[k])
 		}
 	}
 	for _, k := range t.removeLabels {
