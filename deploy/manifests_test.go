@@ -302,7 +302,7 @@ func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
 	}
 	rendered := string(b)
 	for _, want := range []string{
-		`"--nats-stream=ROLLBOOK-SHOP"`, `"--nats-subject-prefix=rollbook.shop"`,
+		`"--stream=ROLLBOOK-SHOP"`, `"--subject-prefix=rollbook.shop"`,
 		`"--nats-ca=/etc/rollbook/nats-tls/ca.crt"`, `"--nats-cert=/etc/rollbook/nats-tls/tls.crt"`, `"--nats-key=/etc/rollbook/nats-tls/tls.key"`,
 		`"secretName":"nats-tls"`, `"mountPath":"/etc/rollbook/nats-tls"`,
 		`{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}`,

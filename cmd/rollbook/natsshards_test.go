@@ -23,7 +23,7 @@ import (
 
 // TestShardsShareOneNATSServer: two controllers, each managing its own
 // namespace (shards, docs/scale.md), publish to one NATS server on their
-// own --nats-stream and --nats-subject-prefix. Each stream holds exactly
+// own --stream and --subject-prefix. Each stream holds exactly
 // its own journal, from record 1, in order, on its own subjects, naming
 // only its own namespace (its watch cursors included) or none; neither
 // holds a record of the other's. A shard restarted with the same flags
@@ -55,7 +55,7 @@ func TestShardsShareOneNATSServer(t *testing.T) {
 	}
 	start := func(s *shard) {
 		s.proc = spawnRun(t, c, s.dir, "--namespaces", s.ns, "--leader-elect=false", "--nats-url", url,
-			"--nats-stream", s.stream, "--nats-subject-prefix", s.prefix)
+			"--stream", s.stream, "--subject-prefix", s.prefix)
 	}
 	stop := func(s *shard) {
 		s.proc.cmd.Process.Signal(syscall.SIGTERM)
@@ -203,12 +203,12 @@ func TestRunRefusesBadNATSNames(t *testing.T) {
 	for _, tc := range []struct {
 		flag, value, want string
 	}{
-		{"--nats-stream", "ROLLBOOK.A", `--nats-stream: journal: stream name "ROLLBOOK.A" must not contain '.'`},
-		{"--nats-stream", "shard a", "must not contain"},
-		{"--nats-stream", "", "--nats-stream: journal: empty stream name"},
-		{"--nats-subject-prefix", "rollbook.>", `--nats-subject-prefix: journal: subject prefix "rollbook.>" is not a literal subject`},
-		{"--nats-subject-prefix", "rollbook..a", "is not a literal subject"},
-		{"--nats-subject-prefix", "", "--nats-subject-prefix: journal: empty subject prefix"},
+		{"--stream", "ROLLBOOK.A", `--stream: journal: stream name "ROLLBOOK.A" must not contain '.'`},
+		{"--stream", "shard a", "must not contain"},
+		{"--stream", "", "--stream: journal: empty stream name"},
+		{"--subject-prefix", "rollbook.>", `--subject-prefix: journal: subject prefix "rollbook.>" is not a literal subject`},
+		{"--subject-prefix", "rollbook..a", "is not a literal subject"},
+		{"--subject-prefix", "", "--subject-prefix: journal: empty subject prefix"},
 	} {
 		var stdout, stderr bytes.Buffer
 		args := []string{"run", "--kubeconfig", missing, "--metrics-addr", "127.0.0.1:0", "--leader-elect=false", tc.flag + "=" + tc.value}

@@ -36,8 +36,8 @@ func runCmd(ctx context.Context, args []string) error {
 	natsCert := fs.String("nats-cert", "", "client certificate for NATS mutual TLS")
 	natsKey := fs.String("nats-key", "", "client key for NATS mutual TLS")
 	noNATS := fs.Bool("no-nats", false, "do not publish the journal to NATS")
-	natsStream := fs.String("nats-stream", journal.DefaultStreamName, "JetStream stream the journal is published to; shards sharing one NATS server each need their own, and their own --nats-subject-prefix")
-	natsPrefix := fs.String("nats-subject-prefix", journal.DefaultSubjectPrefix, "first token(s) of the journal's subjects (<prefix>.<kind>.<namespace>); the stream captures <prefix>.>, so streams on one server need prefixes that do not overlap, e.g. rollbook.shard-a")
+	natsStream := fs.String("stream", journal.DefaultStreamName, "JetStream stream the journal is published to; shards sharing one NATS server each need their own, and their own --subject-prefix")
+	natsPrefix := fs.String("subject-prefix", journal.DefaultSubjectPrefix, "first token(s) of the journal's subjects (<prefix>.<kind>.<namespace>); the stream captures <prefix>.>, so streams on one server need prefixes that do not overlap, e.g. rollbook.shard-a")
 	streamReplicas := fs.Int("stream-replicas", 1, "JetStream stream replicas (3 on a NATS cluster)")
 	streamMaxAge := fs.Duration("stream-max-age", 30*24*time.Hour, "JetStream stream max age")
 	streamMaxBytes := fs.String("stream-max-bytes", "", "JetStream stream max bytes, e.g. 5Gi (empty: 5Gi for the embedded server, which shares the journal's volume; unlimited on an external one)")
@@ -74,10 +74,10 @@ func runCmd(ctx context.Context, args []string) error {
 	// Checked here, not when the outbox starts: that is after the Lease
 	// is won, and a standby would wait for it only to fail.
 	if err := journal.ValidateStreamName(*natsStream); err != nil {
-		return fmt.Errorf("--nats-stream: %w", err)
+		return fmt.Errorf("--stream: %w", err)
 	}
 	if err := journal.ValidateSubjectPrefix(*natsPrefix); err != nil {
-		return fmt.Errorf("--nats-subject-prefix: %w", err)
+		return fmt.Errorf("--subject-prefix: %w", err)
 	}
 	maxBytes, err := parseBytes("--stream-max-bytes", *streamMaxBytes)
 	if err != nil {

@@ -53,7 +53,7 @@ import (
 //
 // NB: each shard runs with --no-nats unless --nats (then each embeds its
 // own server under its work directory). The bench does not run N shards on
-// one JetStream server (--nats-stream and --nats-subject-prefix per shard).
+// one JetStream server (--stream and --subject-prefix per shard).
 func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("shards")
 	n := fs.Int("shards", 3, "controllers, each on its own namespace shard-i")
