@@ -281,21 +281,11 @@ const (
 func rollbookPhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fleet.Fleet, o compareOpts, bin string) (*peerRun, error) {
 	cs := c.Clientset()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
-	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
-		return nil, err
-	}
-	if err := createNamespace(ctx, cs, "rollbook-system"); err != nil {
-		return nil, err
-	}
-	if _, err := deploy.Apply(ctx, c.Config(), deploy.RBAC, deploy.ApplyOptions{}); err != nil {
-		return nil, err
-	}
-	saCfg, err := c.ServiceAccountConfig(ctx, "rollbook-system", "rollbook")
-	if err != nil {
+	if err := installRollbook(ctx, c); err != nil {
 		return nil, err
 	}
 	kubeconfig := filepath.Join(o.Root, "rollbook.kubeconfig")
-	if err := writeKubeconfig(kubeconfig, saCfg); err != nil {
+	if err := serviceAccountKubeconfig(ctx, c, rollbookSystem, rollbookSA, kubeconfig); err != nil {
 		return nil, err
 	}
 	if err := createNamespace(ctx, cs, rollbookNS); err != nil {
@@ -364,7 +354,7 @@ func rollbookPhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *f
 			return 0, false, fmt.Errorf("rollout %s: phase %s, failed %d, conditions %v", u.GetName(), phase, failed, st["conditions"])
 		}
 		return int(ready), phase == "Succeeded", nil
-	})
+	}, rollHooks{})
 	if err != nil {
 		return nil, fmt.Errorf("%w\ncontroller log:\n%s", err, cluster.Tail(ctrl.Log, 20))
 	}
@@ -474,11 +464,19 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 		ready, _ := st["readyReplicas"].(int64)
 		n := int64(o.Pods)
 		return int(updatedReady), updatedReady == n && updated == n && ready == n, nil
-	})
+	}, rollHooks{})
 	if err != nil {
 		return nil, fmt.Errorf("%w\nkruise-manager log:\n%s", err, cluster.Tail(kr.Log, 20))
 	}
 	return p, nil
+}
+
+// rollHooks let a caller of rollPods change the cluster around the
+// rollout: BeforeStart runs after the write capacity before and the
+// controller's quiet, just before the change; AfterEnd runs once every pod
+// is updated, before the capacity after. Either may be nil.
+type rollHooks struct {
+	BeforeStart, AfterEnd func() error
 }
 
 // rollPods is what both phases measure alike: the write capacity on ns's
@@ -486,7 +484,7 @@ func kruisePhase(ctx context.Context, env *benchEnv, c *cluster.Cluster, fl *fle
 // updated and Ready and whether the controller is done), the pods after
 // it, the capacity again, and the controller's peak RSS and CPU.
 func rollPods(ctx context.Context, env *benchEnv, c *cluster.Cluster, p *peerRun, o compareOpts, ns string, ctrl *cluster.Process,
-	start func() error, progress func() (int, bool, error)) error {
+	start func() error, progress func() (int, bool, error), hooks rollHooks) error {
 	cs := c.Clientset()
 	before, err := podUIDs(ctx, cs, ns)
 	if err != nil {
@@ -506,6 +504,11 @@ func rollPods(ctx context.Context, env *benchEnv, c *cluster.Cluster, p *peerRun
 	// CPU going quiet tells.
 	if err := waitQuiet(ctx, ctrl.Pid(), 30*time.Second); err != nil {
 		return err
+	}
+	if hooks.BeforeStart != nil {
+		if err := hooks.BeforeStart(); err != nil {
+			return err
+		}
 	}
 
 	apiserver := c.Process("kube-apiserver").Pid()
@@ -539,6 +542,11 @@ func rollPods(ctx context.Context, env *benchEnv, c *cluster.Cluster, p *peerRun
 	}
 	p.CPU, p.APIServerCPU = procCPU(ctrl.Pid())-cpu0, procCPU(apiserver)-api0
 	p.Load1 = loadAvg()
+	if hooks.AfterEnd != nil {
+		if err := hooks.AfterEnd(); err != nil {
+			return err
+		}
+	}
 	env.logf("%s: every pod updated and Ready in %s (%.1f pods/s)", p.Name, p.took().Round(100*time.Millisecond), p.rate(o.Pods))
 
 	after, err := listPods(ctx, cs, ns)

@@ -11,6 +11,7 @@
 //	go run ./test/bench fleet --pods 10000 --nodes 100 --fleet kwok,lean
 //	go run ./test/bench startup --pods 10000 --records 1000000,10000000
 //	go run ./test/bench shards --shards 3 --pods-per-shard 1000 --nodes 30
+//	go run ./test/bench tenants --pods 1000 --nodes 20 --tenants 4
 //
 // These machines are shared and noisy: the ratios are the figures to
 // trust, and each summary carries the load average at the start and end.
@@ -49,6 +50,7 @@ var commands = map[string]command{
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
 	"fleet":         {fleetCmd, "control run without Rollbook: image patches at a fixed rate, restart latency of kwok and the lean simulated kubelet"},
 	"shards":        {shardsCmd, "N controllers, each on its own namespace and journal, rolling at once on one cluster; each journal replayed"},
+	"tenants":       {tenantsCmd, "the same rollout at the shipped defaults alone and while other tenants load the apiserver; APF and 429s from the server's side"},
 }
 
 // benchEnv is what every subcommand shares: progress output and the

@@ -645,6 +645,12 @@ func scrapeMetrics(ctx context.Context, hc *http.Client, base string) (scraped, 
 	if err != nil {
 		return scraped{}, err
 	}
+	return parseMetrics(text), nil
+}
+
+// parseMetrics reads Prometheus text: every sample by its full name with
+// labels, and rollbook_api_writes_total by "verb resource".
+func parseMetrics(text string) scraped {
 	s := scraped{writes: map[string]int64{}, values: map[string]float64{}}
 	for _, line := range strings.Split(text, "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -665,7 +671,7 @@ func scrapeMetrics(ctx context.Context, hc *http.Client, base string) (scraped, 
 			s.writes[verb+" "+res] = int64(v)
 		}
 	}
-	return s, nil
+	return s
 }
 
 func labelValue(labels, name string) string {

@@ -111,13 +111,7 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if _, err := fleet.CreateNodes(ctx, cs, *nodes, fleet.Zones); err != nil {
 		return nil, err
 	}
-	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
-		return nil, err
-	}
-	if err := createNamespace(ctx, cs, "rollbook-system"); err != nil {
-		return nil, err
-	}
-	if _, err := deploy.Apply(ctx, c.Config(), deploy.RBAC, deploy.ApplyOptions{}); err != nil {
+	if err := installRollbook(ctx, c); err != nil {
 		return nil, err
 	}
 
@@ -425,12 +419,8 @@ func shardIdentity(ctx context.Context, c *cluster.Cluster, s *shard) (string, e
 	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", err
 	}
-	cfg, err := c.ServiceAccountConfig(ctx, "rollbook-system", s.SA)
-	if err != nil {
-		return "", err
-	}
 	path := filepath.Join(s.Dir, "rollbook.kubeconfig")
-	return path, writeKubeconfig(path, cfg)
+	return path, serviceAccountKubeconfig(ctx, c, rollbookSystem, s.SA, path)
 }
 
 // startShardRollouts makes every shard's change at once: one goroutine per

@@ -93,6 +93,10 @@ type AuditEvent struct {
 		Code   int    `json:"code"`
 		Reason string `json:"reason"`
 	} `json:"responseStatus"`
+	// Annotations hold, for a request that took over 500 ms, the
+	// apiserver's latency by layer ("apiserver.latency.k8s.io/apf-queue-wait",
+	// ".../etcd", ...), as Go durations.
+	Annotations map[string]string `json:"annotations"`
 	// RequestObject is the request's body, logged at level Request.
 	RequestObject            json.RawMessage `json:"requestObject"`
 	RequestReceivedTimestamp time.Time       `json:"requestReceivedTimestamp"`
