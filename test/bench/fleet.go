@@ -63,7 +63,7 @@ func fleetCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any
 	defer cleanup()
 
 	env.logf("starting a local control plane")
-	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress})
+	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress}))
 	if err != nil {
 		return nil, err
 	}

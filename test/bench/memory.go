@@ -29,7 +29,7 @@ func podCluster(ctx context.Context, env *benchEnv, n, parallel int, status bool
 	env.logf("starting a local control plane")
 	// No etcd compaction during the run: a resume from a compacted cursor
 	// would relist (410 Gone), which is not what is measured.
-	c, err := cluster.Start(ctx, cluster.Options{Progress: env.progress, EtcdCompactionInterval: time.Hour})
+	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Progress: env.progress, EtcdCompactionInterval: time.Hour}))
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 
 	env.logf("starting a local control plane")
-	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress})
+	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress}))
 	if err != nil {
 		return nil, err
 	}

@@ -95,7 +95,7 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	}
 
 	env.logf("starting a local control plane (audit log %v)", *audit)
-	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: *audit})
+	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: *audit}))
 	if err != nil {
 		return nil, err
 	}

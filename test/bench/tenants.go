@@ -96,7 +96,7 @@ func tenantsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		}
 	}
 	env.logf("starting a local control plane (audit log on)")
-	c, err := cluster.Start(ctx, cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: true})
+	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: true}))
 	if err != nil {
 		return nil, err
 	}
