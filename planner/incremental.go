@@ -45,8 +45,9 @@ type Incremental struct {
 	claims  map[string]string
 	initial map[string]Action // pod key → its initial ungate
 	release map[string]Action // pod key → its release
-	// selectedBy indexes units by the pods they selected.
-	selectedBy map[string]map[string]bool
+	// selectedBy indexes units by the pods they selected: a short list
+	// per pod (most pods belong to one rollout), not a map of its own.
+	selectedBy map[string][]string
 	fullAt     int64
 	// Full and Partial count plans of each kind, for metrics.
 	Full, Partial int
@@ -102,7 +103,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 	var dirty map[string]bool
 	if full {
 		in.Full++
-		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string]map[string]bool{}
+		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string][]string{}
 		in.claims = map[string]string{}
 		in.fullAt = s.Now
 		p.keys = sortedPodKeys(s)
@@ -168,7 +169,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		d[rk] = true
 	}
 	for k := range changed {
-		for rk := range in.selectedBy[k] {
+		for _, rk := range in.selectedBy[k] {
 			d[rk] = true
 		}
 	}
@@ -178,7 +179,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		}
 	}
 	for k := range t.Pods {
-		for rk := range in.selectedBy[k] {
+		for _, rk := range in.selectedBy[k] {
 			d[rk] = true
 		}
 		pod := s.Pods[k]
@@ -240,7 +241,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	}
 	for _, k := range symmetricDifference(oldClaims, u.claims) {
 		changed[k] = true
-		for other := range in.selectedBy[k] {
+		for _, other := range in.selectedBy[k] {
 			if dirty != nil {
 				dirty[other] = true
 			}
@@ -251,10 +252,9 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 			in.unindex(rk, old, nil)
 		}
 		for _, k := range u.selected {
-			if in.selectedBy[k] == nil {
-				in.selectedBy[k] = map[string]bool{}
+			if !slices.Contains(in.selectedBy[k], rk) {
+				in.selectedBy[k] = append(in.selectedBy[k], rk)
 			}
-			in.selectedBy[k][rk] = true
 		}
 	}
 	in.units[rk] = u
@@ -264,11 +264,10 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 // recorded as changed.
 func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
 	for _, k := range u.selected {
-		if m := in.selectedBy[k]; m != nil {
-			delete(m, rk)
-			if len(m) == 0 {
-				delete(in.selectedBy, k)
-			}
+		if by := slices.DeleteFunc(in.selectedBy[k], func(s string) bool { return s == rk }); len(by) > 0 {
+			in.selectedBy[k] = by
+		} else {
+			delete(in.selectedBy, k)
 		}
 	}
 	if changed != nil {
