@@ -45,8 +45,13 @@ func runCmd(ctx context.Context, args []string) error {
 	ckptInterval := fs.Duration("checkpoint-interval", time.Minute, "write a checkpoint this often when records arrived (0: by count only)")
 	retainAge := fs.Duration("retain-age", 14*24*time.Hour, "prune journal records older than this, down to a checkpoint (0: keep; the NATS stream is the long-term copy)")
 	retainBytes := fs.String("retain-bytes", "3Gi", "prune the oldest journal records while the log is larger than this (0: no bound)")
-	qps := fs.Float64("kube-api-qps", 100, "actuator write QPS")
-	burst := fs.Int("kube-api-burst", 200, "actuator write burst")
+	// NB: the client-side limit is set high enough never to bind: the
+	// workers bound how many writes are in flight, and the apiserver's
+	// priority and fairness is what should limit them. At 100 QPS the
+	// limiter, not the cluster, held a 1,000-pod rollout to 35 pods/s
+	// (3 writes a pod); at 1,000, 47 (BENCHMARKS §3).
+	qps := fs.Float64("kube-api-qps", 500, "actuator write QPS, client side (the workers bound the writes in flight; the apiserver's priority and fairness limits them)")
+	burst := fs.Int("kube-api-burst", 1000, "actuator write burst, client side")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
 	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "how long the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
 	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")

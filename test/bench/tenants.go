@@ -61,8 +61,8 @@ func tenantsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fs.DurationVar(&o.CapSeconds, "capacity-time", 10*time.Second, "how long each write-capacity loop runs")
 	fs.IntVar(&o.CapWorkers, "capacity-workers", 16, "parallel writers of the write-capacity loop")
 	fs.IntVar(&o.CapMax, "capacity-max", 20000, "most writes of one write-capacity loop")
-	qps := fs.Int("kube-api-qps", 0, "the controller's --kube-api-qps (0: its default, 100)")
-	burst := fs.Int("kube-api-burst", 0, "the controller's --kube-api-burst (0: its default, 200)")
+	qps := fs.Int("kube-api-qps", 0, "the controller's --kube-api-qps (0: its default)")
+	burst := fs.Int("kube-api-burst", 0, "the controller's --kube-api-burst (0: its default)")
 	workers := fs.Int("workers", 0, "the controller's --workers (0: its default, 32)")
 	tl := tenantOpts{}
 	fs.IntVar(&tl.Tenants, "tenants", 4, "tenants: each its own ServiceAccount and namespace")
