@@ -46,10 +46,12 @@ func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
 	if rp.t.workload != nil {
 		ctx.owner = rp.t.workload.UID
 	}
-	k := &keptPlans{ctx: ctx, pods: map[string]*keptPlan{}}
+	var k *keptPlans
 	if old := p.inc.units[rp.r.Key()]; old != nil && old.kept != nil && p.touched != nil &&
 		!p.touched.Namespaces[rp.r.Namespace] && old.kept.ctx == ctx {
 		k = old.kept
+	} else {
+		k = &keptPlans{ctx: ctx, pods: map[string]*keptPlan{}}
 	}
 	k.round++
 	p.unit.kept = k
