@@ -84,21 +84,11 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 
-	env.logf("starting a local control plane (audit log on)")
-	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: true}))
+	c, fl, stop, err := startGround(ctx, env, root, true, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	env.logf("starting %s and %d nodes", *fleetKind, *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: env.progress, Parallelism: *kwokWorkers})
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Stop()
-	if _, err := fleet.CreateNodes(ctx, c.Clientset(), *nodes, fleet.Zones); err != nil {
-		return nil, err
-	}
+	defer stop()
 
 	rb, err := rollbookPhase(ctx, env, c, fl, o, bin)
 	if err != nil {

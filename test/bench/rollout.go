@@ -80,22 +80,12 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		}
 	}
 
-	env.logf("starting a local control plane")
-	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress}))
+	c, fl, stop, err := startGround(ctx, env, root, false, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	env.logf("starting %s and %d nodes", *fleetKind, *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: env.progress, Parallelism: *kwokWorkers})
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Stop()
+	defer stop()
 	cs := c.Clientset()
-	if _, err := fleet.CreateNodes(ctx, cs, *nodes, fleet.Zones); err != nil {
-		return nil, err
-	}
 	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
 		return nil, err
 	}

@@ -94,23 +94,13 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 	}
 
-	env.logf("starting a local control plane (audit log %v)", *audit)
-	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: *audit}))
+	c, fl, stop, err := startGround(ctx, env, root, *audit, fleet.Options{Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	env.logf("starting kwok and %d nodes", *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Progress: env.progress, Parallelism: *kwokWorkers})
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Stop()
+	defer stop()
 	cs := c.Clientset()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
-	if _, err := fleet.CreateNodes(ctx, cs, *nodes, fleet.Zones); err != nil {
-		return nil, err
-	}
 	if err := installRollbook(ctx, c); err != nil {
 		return nil, err
 	}

@@ -95,23 +95,13 @@ func tenantsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 			return nil, err
 		}
 	}
-	env.logf("starting a local control plane (audit log on)")
-	c, err := cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: true}))
+	c, fl, stop, err := startGround(ctx, env, root, true, fleet.Options{Kind: *fleetKind, Parallelism: *fleetWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Stop()
-	env.logf("starting %s and %d nodes", *fleetKind, *nodes)
-	fl, err := fleet.Start(ctx, c, fleet.Options{Kind: *fleetKind, Progress: env.progress, Parallelism: *fleetWorkers})
-	if err != nil {
-		return nil, err
-	}
-	defer fl.Stop()
+	defer stop()
 	cs := c.Clientset()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
-	if _, err := fleet.CreateNodes(ctx, cs, *nodes, fleet.Zones); err != nil {
-		return nil, err
-	}
 	if err := installRollbook(ctx, c); err != nil {
 		return nil, err
 	}
