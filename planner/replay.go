@@ -217,8 +217,8 @@ func (rp *Replayer) Add(r journal.Record) (bool, error) {
 	default:
 		res := rp.inc.Plan(rp.state, rp.state.TakeTouched())
 		if rp.CrossCheck {
-			if full := Plan(rp.state); !sameResult(res, full) {
-				return false, fmt.Errorf("%w at record %d (%d full plans, %d partial before it)", ErrIncrementalDiffers, r.Seq, rp.inc.Full, rp.inc.Partial)
+			if d := Difference(res, Plan(rp.state)); d != "" {
+				return false, fmt.Errorf("%w at record %d (%d full plans, %d partial before it): %s", ErrIncrementalDiffers, r.Seq, rp.inc.Full, rp.inc.Partial, d)
 			}
 		}
 		derived = res.Actions
@@ -293,19 +293,30 @@ func sameAction(a, b Action) bool {
 // part.
 func (rp *Replayer) PlanKinds() (full, partial int) { return rp.inc.Full, rp.inc.Partial }
 
-// sameResult: the same actions, as replay compares them, in the same
-// order, and the same wake-up.
-func sameResult(a, b Result) bool {
-	if a.WakeAt != b.WakeAt || len(a.Actions) != len(b.Actions) {
-		return false
-	}
-	for i := range a.Actions {
-		x, y := a.Actions[i], b.Actions[i]
-		if x.String() != y.String() || x.Key() != y.Key() || !sameAction(x, y) {
-			return false
+// Difference says where an incremental plan a differs from Plan's b, as
+// replay compares them: the first action that is not the same, or the
+// wake-up times; "" when they are the same plan. The controller's --cross-check-plans and replay's
+// cross-check print it.
+func Difference(a, b Result) string {
+	show := func(as []Action, i int) string {
+		if i >= len(as) {
+			return "(nothing)"
 		}
+		return as[i].String()
 	}
-	return true
+	for i := range max(len(a.Actions), len(b.Actions)) {
+		if i < len(a.Actions) && i < len(b.Actions) {
+			x, y := a.Actions[i], b.Actions[i]
+			if x.String() == y.String() && x.Key() == y.Key() && sameAction(x, y) {
+				continue
+			}
+		}
+		return fmt.Sprintf("action %d of %d/%d:\n  incremental: %s\n  full:        %s", i, len(a.Actions), len(b.Actions), show(a.Actions, i), show(b.Actions, i))
+	}
+	if a.WakeAt != b.WakeAt {
+		return fmt.Sprintf("wake-up at %d, against %d", a.WakeAt, b.WakeAt)
+	}
+	return ""
 }
 
 // Summary is one line for the end of a replay.

@@ -49,7 +49,7 @@ func TestChaosRollout(t *testing.T) {
 	url := nats.URL
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(disk, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
-			"--nats-url", url, "--checkpoint-every", "2000", "--workers", "32",
+			"--nats-url", url, "--checkpoint-every", "2000", "--workers", "32", "--cross-check-plans",
 			"--leader-elect-lease-duration", "5s", "--leader-elect-renew-deadline", "4s", "--leader-elect-retry-period", "1s")
 	}
 	procs := map[string]*runProc{"a": replica("a"), "b": replica("b")}
@@ -153,18 +153,29 @@ func TestChaosRollout(t *testing.T) {
 			t.Fatalf("%s: app restarts %d → %d (container %s → %s), want exactly one", name, b.RestartCount, a.RestartCount, b.ContainerID, a.ContainerID)
 		}
 	}
-	// One history across every leader.
+	// One history across every leader, each of whose plans the full
+	// planner made as well (--cross-check-plans).
 	leads := 0
 	for _, p := range procs {
 		log, _ := os.ReadFile(p.log)
 		leads += strings.Count(string(log), "rollbook: leading")
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, "the incremental plan differs") {
+				t.Errorf("a leader's incremental planner differed from Plan: %s", line)
+				break
+			}
+		}
 	}
-	d, rp, records, err := replay(ctx, recordSource{nats: journal.NATSConfig{URL: url}, stream: "ROLLBOOK"}, ns+"/web", replayMode{})
+	src := recordSource{nats: journal.NATSConfig{URL: url}, stream: "ROLLBOOK"}
+	d, rp, records, err := replay(ctx, src, ns+"/web", replayMode{crossCheck: true})
 	if err != nil {
 		t.Fatalf("replaying the stream: %v", err)
 	}
 	if d != nil {
-		t.Fatalf("replay of the stream diverged: %s", d.String())
+		// Which side strayed from the definition: the recorded plan, or
+		// the replay's?
+		fd, _, _, ferr := replay(ctx, src, ns+"/web", replayMode{full: true})
+		t.Fatalf("replay of the stream diverged: %s\nreplayed with the full planner: %v, error %v", d.String(), fd, ferr)
 	}
 	if leads < kills+1 || rp.Actions < pods {
 		t.Fatalf("%d leaderships, %d actions compared: the chaos did not happen as planned", leads, rp.Actions)

@@ -52,6 +52,9 @@ type controllerOptions struct {
 	AnalysisHosts []string
 	// Debounce gathers bursts of records into one plan.
 	Debounce time.Duration
+	// CrossCheck plans each time with planner.Plan as well and acts on
+	// its plan, logging any difference from the incremental planner's.
+	CrossCheck bool
 	// Checkpoints: how often the folded state is saved and how much
 	// journal is kept.
 	Checkpoints checkpointOptions
@@ -406,6 +409,13 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 		planStart := time.Now()
 		res := c.inc.Plan(c.state, c.state.TakeTouched())
 		planSeconds.Observe(time.Since(planStart).Seconds())
+		if c.opts.CrossCheck {
+			full := planner.Plan(c.state)
+			if d := planner.Difference(res, full); d != "" {
+				c.log.Error("planner: the incremental plan differs from Plan; acting on Plan's", "seq", c.state.Seq, "full", c.inc.Full, "partial", c.inc.Partial, "difference", d)
+				res = full
+			}
+		}
 		c.fullPlans.Store(int64(c.inc.Full))
 		seq := c.state.Seq
 		c.mu.Unlock()

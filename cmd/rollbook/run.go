@@ -53,6 +53,7 @@ func runCmd(ctx context.Context, args []string) error {
 	qps := fs.Float64("kube-api-qps", 500, "actuator write QPS, client side (the workers bound the writes in flight; the apiserver's priority and fairness limits them)")
 	burst := fs.Int("kube-api-burst", 1000, "actuator write burst, client side")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
+	crossCheck := fs.Bool("cross-check-plans", false, "plan with the full planner as well at every plan, act on its plan, and log where the incremental planner differs: for tests, and for a suspected planner bug (costs a full plan each time)")
 	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "how long the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
 	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
@@ -108,7 +109,7 @@ func runCmd(ctx context.Context, args []string) error {
 		NATS:          journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
 		Stream:        jetstream.StreamConfig{Name: *natsStream, Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
 		SubjectPrefix: *natsPrefix,
-		QPS:           float32(*qps), Burst: *burst, Workers: *workers, Debounce: *debounce, Logger: log, AnalysisHosts: splitList(*analysisHosts),
+		QPS:           float32(*qps), Burst: *burst, Workers: *workers, Debounce: *debounce, CrossCheck: *crossCheck, Logger: log, AnalysisHosts: splitList(*analysisHosts),
 		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}
