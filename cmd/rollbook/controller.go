@@ -50,8 +50,10 @@ type controllerOptions struct {
 	Workers int
 	// AnalysisHosts, when set, are the only hosts analysis checks reach.
 	AnalysisHosts []string
-	// Debounce gathers bursts of records into one plan.
-	Debounce time.Duration
+	// Debounce gathers bursts of records into one plan: the planner
+	// plans once records stop arriving for Quiet, or Debounce after the
+	// first at the latest. 0 means 2 ms; below 0, always Debounce.
+	Debounce, Quiet time.Duration
 	// CrossCheck plans each time with planner.Plan as well and acts on
 	// its plan, logging any difference from the incremental planner's.
 	CrossCheck bool
@@ -108,6 +110,9 @@ func newController(opts controllerOptions) (*controller, error) {
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = 20 * time.Millisecond
+	}
+	if opts.Quiet == 0 {
+		opts.Quiet = 2 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -367,6 +372,38 @@ func (c *controller) worker(ctx context.Context, work <-chan job) error {
 	}
 }
 
+// gather waits for a burst of records to end before a plan: until none
+// has come for Quiet, or Debounce has passed. A watch delivers a burst
+// (one ingest commit's worth) every few milliseconds on a busy fleet;
+// waiting out the whole Debounce after each first record put 20 ms into
+// every step of a pod's cycle (BENCHMARKS §3). It reports false once ctx
+// is done.
+func (c *controller) gather(ctx context.Context) bool {
+	end := time.NewTimer(c.opts.Debounce)
+	defer end.Stop()
+	var quiet <-chan time.Time
+	var qt *time.Timer
+	if c.opts.Quiet > 0 && c.opts.Quiet < c.opts.Debounce {
+		qt = time.NewTimer(c.opts.Quiet)
+		defer qt.Stop()
+		quiet = qt.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-end.C:
+			return true
+		case <-quiet:
+			return true
+		case <-c.dirty:
+			if qt != nil {
+				qt.Reset(c.opts.Quiet)
+			}
+		}
+	}
+}
+
 // tickEvery bounds how stale the planner's clock may be when it plans.
 const tickEvery = 100 * time.Millisecond
 
@@ -386,11 +423,8 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 		case <-c.dirty:
 		case <-timer.C:
 		}
-		// Gather a burst of records into one plan.
-		select {
-		case <-ctx.Done():
+		if !c.gather(ctx) {
 			return nil
-		case <-time.After(c.opts.Debounce):
 		}
 		c.mu.Lock()
 		last := c.state.Now
