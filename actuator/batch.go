@@ -21,7 +21,9 @@ func (a *Actuator) Intend(ctx context.Context, acts []planner.Action, planSeq ui
 		if err != nil {
 			return nil, 0, err
 		}
-		fb, err := journal.EncodeBody(f)
+		journaled := f
+		journaled.PlanActions = len(acts) // on the intent only, not its outcome
+		fb, err := journal.EncodeBody(journaled)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: %s: %w", ErrJournal, f.Key, err)
 		}

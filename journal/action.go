@@ -28,6 +28,12 @@ type ActionFact struct {
 	TraceParent string `cbor:"13,keyasint,omitempty"`
 	// Measurement is a measure action's result (ActionSucceeded only).
 	Measurement *Measurement `cbor:"14,keyasint,omitempty"`
+	// PlanActions is how many actions the intent's plan had (intents
+	// only). A plan's intents are journaled in one append, but a stream
+	// is published record by record: a leader that dies in between leaves
+	// the stream, which the next leader continues, fewer of them. Replay
+	// compares such a cut plan's journaled intents only.
+	PlanActions int `cbor:"15,keyasint,omitempty"`
 }
 
 // Failure classes of ActionFailed records.

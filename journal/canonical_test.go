@@ -33,7 +33,7 @@ func canonSamples() []any {
 	empty := Observed{Resource: "pods", Name: "x", Labels: map[string]string{}, Pod: &PodFacts{Conditions: []Condition{}, Containers: []Container{}}}
 	return []any{
 		sampleObserved(), full, empty, Observed{},
-		ActionFact{Key: "gate/shop/web-0", Kind: "gate", Pod: "shop/web-0", UID: "u", Action: []byte{0xa1, 1, 2}, PlanSeq: math.MaxUint64, Attempt: 3},
+		ActionFact{Key: "gate/shop/web-0", Kind: "gate", Pod: "shop/web-0", UID: "u", Action: []byte{0xa1, 1, 2}, PlanSeq: math.MaxUint64, Attempt: 3, PlanActions: 40},
 		ActionFact{Key: "k", Kind: "status", Rollout: "shop/r", Revision: "r-1", ResultVersion: "812", Error: "boom", Class: ClassConflict, Attempt: -2, TraceParent: "00-ab-cd-01"},
 		ActionFact{},
 		// Not on the fast path: decMode reads them.

@@ -262,6 +262,12 @@ func readActionFact(r *canonReader, f *ActionFact) bool {
 			f.Attempt = int(v)
 		case 13:
 			f.TraceParent = r.text()
+		case 15:
+			v := r.int64()
+			if int64(int(v)) != v {
+				r.bad = true
+			}
+			f.PlanActions = int(v)
 		default:
 			return false
 		}

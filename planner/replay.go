@@ -14,6 +14,9 @@ type Intent struct {
 	Seq     uint64 // the intent record's sequence
 	PlanSeq uint64
 	Action  Action
+	// PlanActions is how many actions its plan had; 0 in journals
+	// written before it was recorded.
+	PlanActions int
 }
 
 // Divergence is the first place where today's planner, fed the recorded
@@ -45,8 +48,12 @@ type Replayer struct {
 	state   *projections.State
 	intents map[uint64][]Intent
 	rollout string
-	// Plans and Actions count what was compared.
-	Plans, Actions int
+	// Plans and Actions count what was compared. Cut counts plans whose
+	// journaled intents are fewer than the plan's actions: a leader died
+	// while publishing them to the stream another leader continued
+	// (journal.ActionFact.PlanActions). Only those journaled are compared:
+	// the rest never happened in this history.
+	Plans, Actions, Cut int
 	// Divergences holds every divergence when KeepGoing (what-if), else
 	// at most the first.
 	Divergences []Divergence
@@ -182,7 +189,7 @@ func decodeIntent(r journal.Record) (Intent, error) {
 	if err := journal.DecodeBody(f.Action, &a); err != nil {
 		return Intent{}, fmt.Errorf("planner: replay: intent %d: %w", r.Seq, err)
 	}
-	return Intent{Seq: r.Seq, PlanSeq: f.PlanSeq, Action: a}, nil
+	return Intent{Seq: r.Seq, PlanSeq: f.PlanSeq, Action: a, PlanActions: f.PlanActions}, nil
 }
 
 // NewReplayer replays the given intents; rollout ("ns/name") limits the
@@ -227,6 +234,10 @@ func (rp *Replayer) Add(r journal.Record) (bool, error) {
 	rp.Plans++
 	rp.Actions += len(rec)
 	n := max(len(rec), len(der))
+	if cut(recorded) {
+		rp.Cut++
+		n = len(rec)
+	}
 	for i := range n {
 		var ra, da *Action
 		var rs uint64
@@ -246,6 +257,13 @@ func (rp *Replayer) Add(r journal.Record) (bool, error) {
 		break
 	}
 	return true, nil
+}
+
+// cut: the plan's journaled intents are fewer than its actions. The
+// journaled ones are the plan's first: one append journals them in plan
+// order, and a stream holds a prefix of a journal.
+func cut(in []Intent) bool {
+	return len(in) > 0 && len(in) < in[0].PlanActions
 }
 
 func (rp *Replayer) filter(in []Intent) []Intent {
@@ -323,6 +341,12 @@ func Difference(a, b Result) string {
 func (rp *Replayer) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d plans, %d recorded actions compared", rp.Plans, rp.Actions)
+	switch {
+	case rp.Cut == 1:
+		b.WriteString(", 1 plan cut short by a leader's death (its journaled intents compared)")
+	case rp.Cut > 1:
+		fmt.Fprintf(&b, ", %d plans cut short by a leader's death (their journaled intents compared)", rp.Cut)
+	}
 	if len(rp.Divergences) > 0 {
 		fmt.Fprintf(&b, ", %d divergent plans", len(rp.Divergences))
 	}

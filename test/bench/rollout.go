@@ -48,9 +48,10 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	capSeconds := fs.Duration("capacity-time", 10*time.Second, "how long each write-capacity loop runs")
 	capWorkers := fs.Int("capacity-workers", 16, "parallel writers of the write-capacity loop")
 	capMax := fs.Int("capacity-max", 20000, "most writes of one write-capacity loop")
-	qps := fs.Int("kube-api-qps", 1000, "the controller's --kube-api-qps")
-	burst := fs.Int("kube-api-burst", 2000, "the controller's --kube-api-burst")
-	workers := fs.Int("workers", 64, "the controller's --workers")
+	qps := fs.Int("kube-api-qps", 0, "the controller's --kube-api-qps (0: its shipped default)")
+	burst := fs.Int("kube-api-burst", 0, "the controller's --kube-api-burst (0: its shipped default)")
+	workers := fs.Int("workers", 0, "the controller's --workers (0: its shipped default)")
+	asAdmin := fs.Bool("as-admin", false, "run the controller as the cluster's admin (exempt from API Priority and Fairness) instead of its ServiceAccount under deploy/rbac.yaml")
 	withNATS := fs.Bool("nats", false, "run the controller with its embedded NATS outbox (default --no-nats)")
 	binary := fs.String("binary", "", "a built rollbook binary (default: go build ./cmd/rollbook)")
 	kwokWorkers := fs.Int("kwok-parallelism", 16, "kwok's pod stage workers (the lean kubelet's workers with --fleet lean)")
@@ -86,15 +87,23 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	defer stop()
 	cs := c.Clientset()
-	if err := deploy.ApplyCRD(ctx, c.Config()); err != nil {
+	if err := installRollbook(ctx, c); err != nil {
 		return nil, err
 	}
 	if err := createNamespace(ctx, cs, benchNS); err != nil {
 		return nil, err
 	}
+	// As shipped: the controller's own ServiceAccount, whose requests the
+	// apiserver's priority and fairness limits (the admin is exempt).
+	kubeconfig, identity := filepath.Join(root, "rollbook.kubeconfig"), "ServiceAccount "+rollbookSystem+"/"+rollbookSA
+	if *asAdmin {
+		kubeconfig, identity = c.Kubeconfig, "the admin"
+	} else if err := serviceAccountKubeconfig(ctx, c, rollbookSystem, rollbookSA, kubeconfig); err != nil {
+		return nil, err
+	}
 
 	ctrl, metricsURL, err := startRollbook(ctx, env, rollbookRun{
-		Bin: bin, Dir: root, Kubeconfig: c.Kubeconfig, Namespace: benchNS,
+		Bin: bin, Dir: root, Kubeconfig: kubeconfig, Namespace: benchNS,
 		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "", Extra: strings.Fields(*extra),
 	})
 	if err != nil {
@@ -305,8 +314,8 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		steady = float64(*pods*8/10) / (t90 - t10).Seconds()
 	}
 
-	fmt.Printf("\nrollout: %d pods in %d StatefulSets of ≤%d on %d %s nodes (3 zones), 2 containers, gate %s; one InPlaceRollout each: maxUnavailable %s, grace %ds, scatter zone; controller: the rollbook binary, --kube-api-qps %d --workers %d, NATS %v\n",
-		*pods, len(names), *stsSize, *nodes, fl.Kind, planner.GateCondition, *maxUnavailable, *grace, *qps, *workers, *withNATS)
+	fmt.Printf("\nrollout: %d pods in %d StatefulSets of ≤%d on %d %s nodes (3 zones), 2 containers, gate %s; one InPlaceRollout each: maxUnavailable %s, grace %ds, scatter zone; controller: the rollbook binary as %s, --kube-api-qps %s --kube-api-burst %s --workers %s, NATS %v\n",
+		*pods, len(names), *stsSize, *nodes, fl.Kind, planner.GateCondition, *maxUnavailable, *grace, identity, orDefault(*qps), orDefault(*burst), orDefault(*workers), *withNATS)
 	printMachine(env)
 	fmt.Printf("  setup: %d pods created and Ready in %s\n", *pods, readyTook.Round(time.Second))
 	fmt.Printf("  rollout: template patch → every rollout Succeeded in %s: %.1f pods/s (10%%→90%% of pods: %.1f pods/s)\n", took.Round(100*time.Millisecond), rate, steady)

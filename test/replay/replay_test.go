@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -323,4 +324,64 @@ func TestOnePassFromACheckpoint(t *testing.T) {
 	if one.Plans == 0 || one.Plans != two.Plans || one.Actions != two.Actions || len(one.Divergences)+len(two.Divergences) != 0 {
 		t.Fatalf("from record %d: one pass %s; two passes %s", recs[cut].Seq, one.Summary(), two.Summary())
 	}
+}
+
+// TestPlanCutByALeadersDeathReplays: a stream ends a plan's intents early
+// when its leader dies while publishing them, and the next leader goes on
+// from there. Each intent says how many actions its plan had, so replay
+// compares the journaled ones and counts the plan as cut; an intent that
+// claims no more than were journaled still diverges, so the allowance
+// cannot hide a planner that derives more.
+func TestPlanCutByALeadersDeathReplays(t *testing.T) {
+	for _, path := range fixtures(t) {
+		recs := load(t, path)
+		// The last plan with two intents or more; the journal is cut after
+		// its first intent, as a stream the dying leader published one
+		// intent of.
+		byPlan := map[uint64][]int{}
+		var last uint64
+		for i, r := range recs {
+			if r.Kind != journal.KindActionIntended {
+				continue
+			}
+			var f journal.ActionFact
+			if err := r.Decode(&f); err != nil {
+				t.Fatal(err)
+			}
+			byPlan[f.PlanSeq] = append(byPlan[f.PlanSeq], i)
+			if len(byPlan[f.PlanSeq]) == 2 {
+				last = f.PlanSeq
+			}
+		}
+		if last == 0 {
+			continue
+		}
+		first := byPlan[last][0]
+		withPlanActions := func(n int) []journal.Record {
+			out := slices.Clone(recs[:first+1])
+			var f journal.ActionFact
+			if err := out[first].Decode(&f); err != nil {
+				t.Fatal(err)
+			}
+			f.PlanActions = n
+			b, err := journal.EncodeBody(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[first].Body = b
+			return rechain(t, out)
+		}
+		rp := replay(t, withPlanActions(len(byPlan[last])))
+		if len(rp.Divergences) > 0 || rp.Cut != 1 {
+			t.Fatalf("%s, cut after the first of %d intents of the plan at %d: %d divergences, %d cut plans; want none and 1:\n%v",
+				filepath.Base(path), len(byPlan[last]), last, len(rp.Divergences), rp.Cut, rp.Divergences)
+		}
+		t.Logf("%s, cut after the first of %d intents of the plan at %d: %s", filepath.Base(path), len(byPlan[last]), last, rp.Summary())
+		rp = replay(t, withPlanActions(1))
+		if len(rp.Divergences) == 0 || rp.Cut != 0 {
+			t.Fatalf("%s: a plan that says it had one action, of which replay derives %d, replayed with no divergence", filepath.Base(path), len(byPlan[last]))
+		}
+		return
+	}
+	t.Fatal("no fixture has a plan of two intents or more")
 }
