@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -164,6 +165,10 @@ type Outbox struct {
 
 	published atomic.Uint64
 	running   atomic.Bool
+	// acked is closed, and replaced, whenever published advances
+	// (WaitPublished); nil while nobody waits.
+	ackMu sync.Mutex
+	acked chan struct{}
 }
 
 // NewOutbox prepares an outbox over j publishing through nc. Nothing is
@@ -198,6 +203,37 @@ func NewOutbox(j *Journal, nc *nats.Conn, opts OutboxOptions) (*Outbox, error) {
 
 // Published is the highest sequence known to be in the stream.
 func (o *Outbox) Published() uint64 { return o.published.Load() }
+
+// WaitPublished waits until record seq is in the stream, or ctx ends.
+func (o *Outbox) WaitPublished(ctx context.Context, seq uint64) error {
+	for {
+		o.ackMu.Lock()
+		if o.acked == nil {
+			o.acked = make(chan struct{})
+		}
+		ch := o.acked
+		o.ackMu.Unlock()
+		// Read after taking ch: an advance from here on closes it.
+		if o.published.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (o *Outbox) setPublished(seq uint64) {
+	o.published.Store(seq)
+	o.ackMu.Lock()
+	if o.acked != nil {
+		close(o.acked)
+		o.acked = nil
+	}
+	o.ackMu.Unlock()
+}
 
 // MsgID is the Nats-Msg-Id of record seq of journal id.
 func MsgID(journalID string, seq uint64) string {
@@ -367,7 +403,7 @@ func (o *Outbox) session(ctx context.Context) error {
 				}
 				saved = acked
 			}
-			o.published.Store(acked)
+			o.setPublished(acked)
 		case err := <-window[0].fut.Err():
 			var apiErr *jetstream.APIError
 			if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeWrongLastMsgID || apiErr.ErrorCode == jsErrCodeWrongLastSequence) {
@@ -456,7 +492,7 @@ func (o *Outbox) resync(ctx context.Context, stream jetstream.Stream) (next uint
 		if err := o.j.SetCursor(Cursor{Name: o.opts.CursorName, Value: strconv.FormatUint(k, 10)}); err != nil {
 			return 0, "", 0, err
 		}
-		o.published.Store(k)
+		o.setPublished(k)
 	}
 	return k + 1, id, info.State.LastSeq, nil
 }

@@ -357,6 +357,14 @@ func TestOutboxSurvivesNATSRestart(t *testing.T) {
 		return last > down+300
 	})
 	publishedWhileDown := ob.Published()
+	// A plan's actions wait for their intents in the stream, boundedly:
+	// while NATS is down the wait ends at its deadline.
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = ob.WaitPublished(wctx, down+300)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitPublished while NATS is down: %v, want the deadline", err)
+	}
 
 	s2, err := StartEmbeddedNATS(natsDir, NATSListen("127.0.0.1", port))
 	if err != nil {
@@ -367,7 +375,12 @@ func TestOutboxSurvivesNATSRestart(t *testing.T) {
 	close(stopAppends)
 	appended.Wait()
 	last, _ := j.Last()
-	eventually(t, 60*time.Second, "the stream to catch up", func() bool { return ob.Published() == last })
+	wctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	err = ob.WaitPublished(wctx, last)
+	cancel()
+	if err != nil || ob.Published() != last {
+		t.Fatalf("WaitPublished(%d) once NATS is back: %v, published %d", last, err, ob.Published())
+	}
 	js, _ := jetstream.New(nc)
 	checkStream(t, j, js, "RB", "rb", last)
 	t.Logf("%d records; NATS went down at %d, outbox had %d when it came back", last, down, publishedWhileDown)

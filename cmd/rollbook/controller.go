@@ -54,6 +54,13 @@ type controllerOptions struct {
 	// plans once records stop arriving for Quiet, or Debounce after the
 	// first at the latest. 0 means 2 ms; below 0, always Debounce.
 	Debounce, Quiet time.Duration
+	// StreamWait, when positive, holds a plan's actions until the NATS
+	// stream holds their intents, for at most that long. A standby
+	// continues the stream's history, not the leader's disk: a leader
+	// that died having acted on intents it had not yet published would
+	// leave actions no history shows. Set with leader election on a
+	// shared stream.
+	StreamWait time.Duration
 	// CrossCheck plans each time with planner.Plan as well and acts on
 	// its plan, logging any difference from the incremental planner's.
 	CrossCheck bool
@@ -77,6 +84,9 @@ type controller struct {
 	// may do (journalapi.go).
 	auth  kubernetes.Interface
 	log   *slog.Logger
+	// streamBehind: the last plan acted before the stream held its
+	// intents (awaitStream); the planner's goroutine only.
+	streamBehind bool
 	nc    *nats.Conn
 	ob    *journal.Outbox
 	tp    *tracing.TraceParents
@@ -372,6 +382,25 @@ func (c *controller) worker(ctx context.Context, work <-chan job) error {
 	}
 }
 
+// awaitStream waits, up to StreamWait, until the stream holds record seq,
+// a plan's last intent. NATS down or slow makes every plan wait that long
+// and then act anyway: the controller degrades, it does not stop, and says
+// so once per outage.
+func (c *controller) awaitStream(ctx context.Context, seq uint64) {
+	wctx, cancel := context.WithTimeout(ctx, c.opts.StreamWait)
+	defer cancel()
+	err := c.ob.WaitPublished(wctx, seq)
+	switch {
+	case err != nil && ctx.Err() == nil && !c.streamBehind:
+		c.streamBehind = true
+		c.log.Warn("controller: acting on intents the stream does not hold yet; a standby taking over now would not see them",
+			"seq", seq, "published", c.ob.Published(), "waited", c.opts.StreamWait)
+	case err == nil && c.streamBehind:
+		c.streamBehind = false
+		c.log.Info("controller: the stream holds each plan's intents before it is acted on again", "seq", seq)
+	}
+}
+
 // gather waits for a burst of records to end before a plan: until none
 // has come for Quiet, or Debounce has passed. A watch delivers a burst
 // (one ingest commit's worth) every few milliseconds on a busy fleet;
@@ -463,6 +492,9 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 			// the same actions again.
 			if err := c.waitFolded(ctx, last); err != nil {
 				return nil
+			}
+			if c.ob != nil && c.opts.StreamWait > 0 {
+				c.awaitStream(ctx, last)
 			}
 			for i, a := range res.Actions {
 				select {

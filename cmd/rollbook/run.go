@@ -60,6 +60,7 @@ func runCmd(ctx context.Context, args []string) error {
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's /debug/pprof on the metrics address (CPU and heap profiles of a running controller; off by default: anyone who reaches the port could read them)")
 	leaderElect := fs.Bool("leader-elect", true, "elect a leader on a Lease; standbys wait")
+	streamWait := fs.Duration("stream-wait", 2*time.Second, "with --leader-elect and --nats-url, how long a plan's actions wait for the stream to hold their intents, so a standby that takes over knows every action the leader took; past it they go ahead (0: never wait)")
 	leaseNS := fs.String("leader-elect-namespace", "", "namespace of the Lease (the pod's namespace when empty)")
 	leaseName := fs.String("leader-elect-name", "rollbook", "name of the Lease")
 	var lease leaseTiming
@@ -139,6 +140,9 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	if !*leaderElect {
 		return lead(ctx)
+	}
+	if opts.NATS.URL != "" && !opts.NoNATS {
+		opts.StreamWait = *streamWait // the history a standby continues
 	}
 	var follow func(context.Context)
 	if opts.NATS.URL != "" && !opts.NoNATS {
