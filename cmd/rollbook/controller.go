@@ -82,15 +82,15 @@ type controller struct {
 	readClient dynamic.Interface
 	// auth asks the apiserver who a journal API caller is and what they
 	// may do (journalapi.go).
-	auth  kubernetes.Interface
-	log   *slog.Logger
+	auth kubernetes.Interface
+	log  *slog.Logger
 	// streamBehind: the last plan acted before the stream held its
 	// intents (awaitStream); the planner's goroutine only.
 	streamBehind bool
-	nc    *nats.Conn
-	ob    *journal.Outbox
-	tp    *tracing.TraceParents
-	close []func()
+	nc           *nats.Conn
+	ob           *journal.Outbox
+	tp           *tracing.TraceParents
+	close        []func()
 
 	mu sync.Mutex
 	// books is what the controller folds from the journal (and saves as
