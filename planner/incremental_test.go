@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +81,24 @@ func TestPodOfKeyReadsActionKeys(t *testing.T) {
 		if pod, ok := podOfKey(a.Key()); ok {
 			t.Errorf("%s: podOfKey(%q) named pod %q", a.Kind, a.Key(), pod)
 		}
+	}
+}
+
+// TestDifferenceNamesTheFirstAction: what --cross-check-plans and replay's
+// cross-check print when the planners disagree names the first differing
+// action of each, or the wake-ups; the same plan prints nothing.
+func TestDifferenceNamesTheFirstAction(t *testing.T) {
+	gate := Action{Kind: Gate, Pod: "shop/web-1", UID: "u1", Rollout: "shop/web", Revision: "r2"}
+	patch := Action{Kind: Patch, Pod: "shop/web-0", UID: "u0", Rollout: "shop/web", Revision: "r2"}
+	a := Result{Actions: []Action{patch, gate}, WakeAt: 5}
+	if d := Difference(a, Result{Actions: []Action{patch, gate}, WakeAt: 5}); d != "" {
+		t.Fatalf("the same plan differs: %s", d)
+	}
+	d := Difference(a, Result{Actions: []Action{patch}, WakeAt: 5})
+	if !strings.Contains(d, "action 1 of 2/1") || !strings.Contains(d, gate.String()) || !strings.Contains(d, "(nothing)") {
+		t.Fatalf("a missing action: %s", d)
+	}
+	if d := Difference(a, Result{Actions: []Action{patch, gate}, WakeAt: 7}); !strings.Contains(d, "wake-up at 5, against 7") {
+		t.Fatalf("another wake-up: %s", d)
 	}
 }
