@@ -52,7 +52,7 @@ type controllerOptions struct {
 	AnalysisHosts []string
 	// Debounce gathers bursts of records into one plan: the planner
 	// plans once records stop arriving for Quiet, or Debounce after the
-	// first at the latest. 0 means 2 ms; below 0, always Debounce.
+	// first at the latest. 0 means 500 µs; below 0, always Debounce.
 	Debounce, Quiet time.Duration
 	// StreamWait, when positive, holds a plan's actions until the NATS
 	// stream holds their intents, for at most that long. A standby
@@ -122,7 +122,7 @@ func newController(opts controllerOptions) (*controller, error) {
 		opts.Debounce = 20 * time.Millisecond
 	}
 	if opts.Quiet == 0 {
-		opts.Quiet = 2 * time.Millisecond
+		opts.Quiet = 500 * time.Microsecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

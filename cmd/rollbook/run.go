@@ -55,7 +55,7 @@ func runCmd(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
 	crossCheck := fs.Bool("cross-check-plans", false, "plan with the full planner as well at every plan, act on its plan, and log where the incremental planner differs: for tests, and for a suspected planner bug (costs a full plan each time)")
 	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "the longest the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
-	quiet := fs.Duration("plan-quiet", 2*time.Millisecond, "plan as soon as no record has arrived for this long, before --plan-debounce has passed (negative: always wait --plan-debounce)")
+	quiet := fs.Duration("plan-quiet", 500*time.Microsecond, "plan as soon as no record has arrived for this long, before --plan-debounce has passed (negative: always wait --plan-debounce)")
 	analysisHosts := fs.String("analysis-allowed-hosts", "", "comma-separated hosts (host or host:port) analysis checks may reach; any when empty. Link-local addresses (instance metadata) are refused either way")
 	metricsAddr := fs.String("metrics-addr", ":8080", "address of /metrics, /healthz and /readyz")
 	pprofOn := fs.Bool("pprof", false, "also serve Go's /debug/pprof on the metrics address (CPU and heap profiles of a running controller; off by default: anyone who reaches the port could read them)")
