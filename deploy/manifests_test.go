@@ -149,7 +149,7 @@ func TestHelmChart(t *testing.T) {
 	for name, out := range map[string][]byte{
 		"cluster-wide": render(),
 		"namespace-scoped": render("--set", "namespaces={"+shop+"}", "--set", "nats.url=tls://nats:4222", "--set", "nats.credsSecret=nats-creds",
-			"--set", "nats.stream=ROLLBOOK-SHOP", "--set", "nats.subjectPrefix=rollbook.shop", "--set", "replicaCount=1",
+			"--set", "nats.stream=ROLLBOOK-SHOP", "--set", "nats.subjectPrefix=rollbook.shop", "--set", "nats.streamWait=5s", "--set", "replicaCount=1",
 			"--set", "nats.tls.secret=nats-tls", "--set", "nats.tls.clientCert=true",
 			"--set", "otel.endpoint=http://collector:4318", "--set", "otel.headersSecret=otel-headers", "--set", "otel.serviceName=rollbook-prod",
 			"--set", "extraEnv[0].name=HTTPS_PROXY", "--set", "extraEnv[0].value=http://proxy:3128"),
@@ -302,7 +302,7 @@ func checkValuesReachPod(t *testing.T, sts *unstructured.Unstructured) {
 	}
 	rendered := string(b)
 	for _, want := range []string{
-		`"--stream=ROLLBOOK-SHOP"`, `"--subject-prefix=rollbook.shop"`,
+		`"--stream=ROLLBOOK-SHOP"`, `"--subject-prefix=rollbook.shop"`, `"--stream-wait=5s"`,
 		`"--nats-ca=/etc/rollbook/nats-tls/ca.crt"`, `"--nats-cert=/etc/rollbook/nats-tls/tls.crt"`, `"--nats-key=/etc/rollbook/nats-tls/tls.key"`,
 		`"secretName":"nats-tls"`, `"mountPath":"/etc/rollbook/nats-tls"`,
 		`{"name":"OTEL_EXPORTER_OTLP_ENDPOINT","value":"http://collector:4318"}`,
