@@ -105,30 +105,20 @@ func TestChangedPlanFixtureDiverges(t *testing.T) {
 	// picked another image would have recorded.
 	changed := -1
 	for i, r := range recs {
-		if r.Kind != journal.KindActionIntended {
+		if r.Kind != journal.KindActionIntended || intentFact(t, r).Kind != string(planner.Patch) {
 			continue
 		}
-		var f journal.ActionFact
-		if err := r.Decode(&f); err != nil {
-			t.Fatal(err)
-		}
-		if f.Kind != string(planner.Patch) {
-			continue
-		}
-		var a planner.Action
-		if err := journal.DecodeBody(f.Action, &a); err != nil {
-			t.Fatal(err)
-		}
-		a.Images[0].To += "-changed"
-		var err error
-		if f.Action, err = journal.EncodeBody(a); err != nil {
-			t.Fatal(err)
-		}
-		b, err := journal.EncodeBody(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs[i].Body = b
+		rewriteIntent(t, &recs[i], func(f *journal.ActionFact) {
+			var a planner.Action
+			if err := journal.DecodeBody(f.Action, &a); err != nil {
+				t.Fatal(err)
+			}
+			a.Images[0].To += "-changed"
+			var err error
+			if f.Action, err = journal.EncodeBody(a); err != nil {
+				t.Fatal(err)
+			}
+		})
 		changed = i
 		break
 	}
@@ -145,6 +135,29 @@ func TestChangedPlanFixtureDiverges(t *testing.T) {
 		t.Fatalf("divergence does not show the changed action and its record:\n%s", d)
 	}
 	t.Logf("divergence as printed:\n%s", d)
+}
+
+// intentFact decodes an ActionIntended record's fact.
+func intentFact(t *testing.T, r journal.Record) journal.ActionFact {
+	t.Helper()
+	var f journal.ActionFact
+	if err := r.Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// rewriteIntent edits an ActionIntended record's fact in place (rechain
+// makes the journal valid again).
+func rewriteIntent(t *testing.T, r *journal.Record, edit func(*journal.ActionFact)) {
+	t.Helper()
+	f := intentFact(t, *r)
+	edit(&f)
+	b, err := journal.EncodeBody(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body = b
 }
 
 // rechain writes records into a real journal with their recorded times and
@@ -344,10 +357,7 @@ func TestPlanCutByALeadersDeathReplays(t *testing.T) {
 			if r.Kind != journal.KindActionIntended {
 				continue
 			}
-			var f journal.ActionFact
-			if err := r.Decode(&f); err != nil {
-				t.Fatal(err)
-			}
+			f := intentFact(t, r)
 			byPlan[f.PlanSeq] = append(byPlan[f.PlanSeq], i)
 			if len(byPlan[f.PlanSeq]) == 2 {
 				last = f.PlanSeq
@@ -359,16 +369,7 @@ func TestPlanCutByALeadersDeathReplays(t *testing.T) {
 		first := byPlan[last][0]
 		withPlanActions := func(n int) []journal.Record {
 			out := slices.Clone(recs[:first+1])
-			var f journal.ActionFact
-			if err := out[first].Decode(&f); err != nil {
-				t.Fatal(err)
-			}
-			f.PlanActions = n
-			b, err := journal.EncodeBody(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[first].Body = b
+			rewriteIntent(t, &out[first], func(f *journal.ActionFact) { f.PlanActions = n })
 			return rechain(t, out)
 		}
 		rp := replay(t, withPlanActions(len(byPlan[last])))
