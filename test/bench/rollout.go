@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -326,6 +327,16 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fmt.Printf("  apiserver write capacity (%d workers, label merge-patches on these pods, ≤%s): %.0f writes/s before, %.0f after → %.0f; 3 writes/pod bound %.1f pods/s\n",
 		*capWorkers, *capSeconds, capBefore.rate(), capAfter.rate(), capacity, bound)
 	fmt.Printf("  ratio pods/s ÷ (capacity/3): %.2f\n", rate/bound)
+	// The controller's own histograms split the journal's lag behind the
+	// bench's watch: arrival at Rollbook's watch (after client-go's
+	// decode) → committed, and the plans' cost.
+	for _, h := range []struct{ name, what string }{
+		{"rollbook_ingest_lag_seconds", "Rollbook's ingest lag (event off its watch → committed)"},
+		{"rollbook_plan_duration_seconds", "Rollbook's plans (each)"},
+	} {
+		n, med, p90 := histogramDelta(m0, m1, h.name)
+		fmt.Printf("  %s, during the rollout: %d, median ≤ %s, p90 ≤ %s (histogram buckets)\n", h.what, n, med, p90)
+	}
 	fmt.Printf("  vs OpenKruise v1.9.0 here (GROUND.md): %.1f pods/s at 1,000 and 5,000 pods → %.1f× its speed; %.1f writes/pod → %.2f× its writes\n",
 		kruisePodsPerSec, rate/kruisePodsPerSec, kruiseWritesPerPod, perPod/kruiseWritesPerPod)
 	fmt.Printf("  peak RSS (VmHWM): rollbook %.1f MiB, %s %.1f MiB, kube-apiserver %.1f MiB, etcd %.1f MiB\n",
@@ -671,6 +682,45 @@ func parseMetrics(text string) scraped {
 		}
 	}
 	return s
+}
+
+// histogramDelta reads what a Prometheus histogram counted between two
+// scrapes: how many, and the upper bounds of the buckets that hold the
+// median and the 90th percentile.
+func histogramDelta(before, after scraped, name string) (count int64, median, p90 string) {
+	type bucket struct {
+		le float64
+		n  float64
+	}
+	var bs []bucket
+	for k, v := range after.values {
+		rest, ok := strings.CutPrefix(k, name+"_bucket{")
+		if !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(labelValue(rest, "le"), 64)
+		if err != nil && labelValue(rest, "le") != "+Inf" {
+			continue
+		}
+		if err != nil {
+			le = math.Inf(1)
+		}
+		bs = append(bs, bucket{le, v - before.values[k]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	if len(bs) == 0 || bs[len(bs)-1].n == 0 {
+		return 0, "-", "-"
+	}
+	total := bs[len(bs)-1].n
+	at := func(q float64) string {
+		for _, b := range bs {
+			if b.n >= q*total && !math.IsInf(b.le, 1) {
+				return fmt.Sprint(time.Duration(b.le * float64(time.Second)))
+			}
+		}
+		return "+Inf"
+	}
+	return int64(total), at(0.5), at(0.9)
 }
 
 func labelValue(labels, name string) string {
