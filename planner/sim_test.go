@@ -588,6 +588,8 @@ func (s *sim) unavailable() []string {
 			why = "deleted"
 		case !podReady(p.Pod):
 			why = "not ready"
+		case gated(p.Pod):
+			why = "gated" // not Ready from the kubelet's next sync
 		case kubeletWillRestart(p.Pod):
 			why = "restart pending"
 		default:
@@ -613,14 +615,16 @@ func kubeletWillRestart(f *journal.PodFacts) bool {
 
 // checkStarts: a plan disrupts no more ready pods than the budget left.
 // A start is a gate, a recreate, or a patch of a pod not gated (nothing
-// to drain); starting a pod that is not ready costs nothing.
+// to drain); starting a pod that is not ready costs nothing, and neither
+// does recreating one already disrupted (gated, or its restart pending:
+// unavailable already, and counted so).
 func (s *sim) checkStarts(res Result) {
 	maxU, _ := s.budgets()
 	before := len(s.unavailable())
 	n := 0
 	for _, a := range res.Actions {
 		p := s.w.pods[a.Pod]
-		if p == nil || !podReady(p.Pod) {
+		if p == nil || !podReady(p.Pod) || gated(p.Pod) || kubeletWillRestart(p.Pod) {
 			continue
 		}
 		if a.Kind == Gate || a.Kind == Recreate || a.Kind == Patch && !gated(p.Pod) {
