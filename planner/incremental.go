@@ -61,8 +61,9 @@ type unit struct {
 	ns       string
 	actions  []Action
 	wake     int64
-	selected []string // sorted pod keys
-	claims   []string // sorted pod keys
+	selected []string           // sorted pod keys
+	pods     []*projections.Pod // the pods of selected, as selected
+	claims   []string           // sorted pod keys
 	// What selects its pods, to tell whether a touched pod joins it: the
 	// owner workload's UID, or the label selector; neither while its
 	// target does not resolve.
@@ -233,13 +234,8 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	var oldClaims, oldSelected []string
 	if old != nil {
 		oldClaims, oldSelected = old.claims, old.selected
-		for _, k := range old.claims {
-			if _, kept := slices.BinarySearch(u.claims, k); !kept && in.claims[k] == rk {
-				delete(in.claims, k)
-			}
-		}
 	}
-	for _, k := range symmetricDifference(oldClaims, u.claims) {
+	changedClaim := func(k string) {
 		changed[k] = true
 		for _, other := range in.selectedBy[k] {
 			if dirty != nil {
@@ -247,6 +243,12 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 			}
 		}
 	}
+	diffSorted(oldClaims, u.claims, func(k string) {
+		if in.claims[k] == rk {
+			delete(in.claims, k) // let go of since the last plan
+		}
+		changedClaim(k)
+	}, changedClaim)
 	if !slices.Equal(oldSelected, u.selected) {
 		if old != nil {
 			in.unindex(rk, old, nil)
@@ -310,11 +312,14 @@ func (in *Incremental) dropClaims(rk string, u *unit) {
 	}
 }
 
-// keysFor returns the sorted pod keys rollout r may select with target t:
-// in a full plan every pod's; otherwise, when r selects pods as it did at
-// its last plan, what it selected then and the touched pods of its
-// namespace, else its namespace's (a new rollout, a new target).
-func (p *planning) keysFor(r *projections.Rollout, t target) []string {
+// podsOf selects rollout r's pods with target t, as selectPodsIn over
+// every pod would. In a full plan it reads every pod's key (or, for a
+// workload, the pods indexed by owner); in a partial plan, a rollout that
+// selects as at its last plan keeps the pods it selected then that
+// nothing touched, as they were: the fold makes a new pointer for each
+// version of a pod, and every record about a pod touches it, so only the
+// touched pods of its namespace are looked up and matched again.
+func (p *planning) podsOf(r *projections.Rollout, t target) ([]*projections.Pod, string) {
 	u := p.unit
 	if u != nil {
 		if t.workload != nil {
@@ -325,13 +330,17 @@ func (p *planning) keysFor(r *projections.Rollout, t target) []string {
 	}
 	if p.touched == nil {
 		if u != nil && u.ownerUID != "" {
-			return p.ownedBy(u.ownerUID)
+			return selectPodsIn(p.s, p.ownedBy(u.ownerUID), r, t)
 		}
-		return p.keys
+		return selectPodsIn(p.s, p.keys, r, t)
 	}
 	old := p.inc.units[r.Key()]
-	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey {
-		return podKeysIn(p.s, r.Namespace)
+	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey || (u.ownerUID == "" && u.selKey == "") || len(old.pods) != len(old.selected) {
+		return selectPodsIn(p.s, podKeysIn(p.s, r.Namespace), r, t)
+	}
+	match, problem := matcher(r, t)
+	if problem != "" {
+		return nil, problem
 	}
 	var added []string
 	for k := range p.touched.Pods {
@@ -341,23 +350,29 @@ func (p *planning) keysFor(r *projections.Rollout, t target) []string {
 	}
 	sort.Strings(added)
 	// Both sorted: merge them rather than sort the rollout's pods again.
-	keys := make([]string, 0, len(old.selected)+len(added))
+	out := make([]*projections.Pod, 0, len(old.selected)+len(added))
 	i, j := 0, 0
 	for i < len(old.selected) || j < len(added) {
 		var k string
 		switch {
 		case j == len(added) || (i < len(old.selected) && old.selected[i] < added[j]):
-			k, i = old.selected[i], i+1
+			k = old.selected[i]
+			if !p.touched.Pods[k] {
+				out = append(out, old.pods[i]) // as it was, and selected then
+				i++
+				continue
+			}
+			i++ // touched and gone: it would be among the added otherwise
 		case i == len(old.selected) || added[j] < old.selected[i]:
 			k, j = added[j], j+1
 		default:
 			k, i, j = added[j], i+1, j+1
 		}
-		if p.s.Pods[k] != nil {
-			keys = append(keys, k)
+		if pod := p.s.Pods[k]; pod != nil && match(pod) {
+			out = append(out, pod)
 		}
 	}
-	return keys
+	return out, ""
 }
 
 // volatile marks the rollout being planned as depending on the plan's
@@ -391,6 +406,7 @@ func (p *planning) selected(pods []*projections.Pod) {
 	for _, pod := range pods {
 		p.unit.selected = append(p.unit.selected, pod.Key())
 	}
+	p.unit.pods = pods
 }
 
 // initialFor derives pod k's initial ungate: a pod that declares the gate
@@ -421,24 +437,23 @@ func (in *Incremental) releaseFor(p *planning, k string) {
 	}
 }
 
-// symmetricDifference of two sorted lists.
-func symmetricDifference(a, b []string) []string {
-	var out []string
+// diffSorted walks two sorted lists once, calling onlyA for each key
+// only a holds and onlyB for each only b holds, in order.
+func diffSorted(a, b []string, onlyA, onlyB func(string)) {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		switch {
 		case j == len(b) || (i < len(a) && a[i] < b[j]):
-			out = append(out, a[i])
+			onlyA(a[i])
 			i++
 		case i == len(a) || b[j] < a[i]:
-			out = append(out, b[j])
+			onlyB(b[j])
 			j++
 		default:
 			i++
 			j++
 		}
 	}
-	return out
 }
 
 func keysSorted[V any](m map[string]V) []string {

@@ -156,7 +156,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 	t, problem, notFound := resolveTarget(p.s, r)
 	if problem == "" {
 		var pods []*projections.Pod
-		pods, problem = selectPodsIn(p.s, p.keysFor(r, t), r, t)
+		pods, problem = p.podsOf(r, t)
 		p.selected(pods)
 		if problem == "" && t.workload != nil && (t.workload.Workload.ObservedGeneration < t.workload.Generation || t.to == nil) {
 			// NB: the workload's controller has not yet observed its new

@@ -250,28 +250,40 @@ func selectPods(s *projections.State, r *projections.Rollout, t target) ([]*proj
 // selectPodsIn is selectPods over keys, the sorted keys of (at least) the
 // rollout's namespace's pods: Plan sorts the keys once for every rollout.
 func selectPodsIn(s *projections.State, keys []string, r *projections.Rollout, t target) ([]*projections.Pod, string) {
-	var out []*projections.Pod
-	var match func(p *projections.Pod) bool
-	if t.workload != nil {
-		uid := t.workload.UID
-		match = func(p *projections.Pod) bool { return p.Owner != nil && p.Owner.UID == uid }
-	} else {
-		sel, err := metav1.LabelSelectorAsSelector(r.Spec.Target.Selector)
-		if err != nil {
-			return nil, "spec.target.selector is invalid: " + err.Error()
-		}
-		if sel.Empty() {
-			return nil, "spec.target.selector is empty and would select every pod in the namespace: add matchLabels or matchExpressions"
-		}
-		match = func(p *projections.Pod) bool { return sel.Matches(labels.Set(p.Labels)) }
+	match, problem := matcher(r, t)
+	if problem != "" {
+		return nil, problem
 	}
+	var out []*projections.Pod
 	for _, k := range namespaceRun(keys, r.Namespace) {
-		p := s.Pods[k]
-		if p.Namespace == r.Namespace && p.Pod != nil && match(p) {
+		if p := s.Pods[k]; match(p) {
 			out = append(out, p)
 		}
 	}
 	return out, ""
+}
+
+// matcher tells the pods rollout r selects with target t (a pod of its
+// namespace, observed, and its workload's or matching its selector), or
+// why the rollout's selector cannot select any.
+func matcher(r *projections.Rollout, t target) (func(*projections.Pod) bool, string) {
+	ns := r.Namespace
+	if t.workload != nil {
+		uid := t.workload.UID
+		return func(p *projections.Pod) bool {
+			return p.Namespace == ns && p.Pod != nil && p.Owner != nil && p.Owner.UID == uid
+		}, ""
+	}
+	sel, err := metav1.LabelSelectorAsSelector(r.Spec.Target.Selector)
+	if err != nil {
+		return nil, "spec.target.selector is invalid: " + err.Error()
+	}
+	if sel.Empty() {
+		return nil, "spec.target.selector is empty and would select every pod in the namespace: add matchLabels or matchExpressions"
+	}
+	return func(p *projections.Pod) bool {
+		return p.Namespace == ns && p.Pod != nil && sel.Matches(labels.Set(p.Labels))
+	}, ""
 }
 
 // podKeysIn returns the sorted keys of a namespace's pods ("ns/name"
