@@ -14,16 +14,17 @@ import (
 // over the scatter keys' node label values so each batch spreads out.
 func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) []*podPlan {
 	type keyed struct {
-		pp     *podPlan
-		weight int64
-		order  string
+		pp      *podPlan
+		weight  int64
+		order   string
+		ordinal int // parsed once, not at each comparison
 	}
 	ks := make([]keyed, len(pods))
 	// budgets has refused a rollout whose selectors do not parse: sels
 	// then is empty and weighs nothing.
 	sels, _ := prioritySelectors(spec)
 	for i, pp := range pods {
-		ks[i].pp = pp
+		ks[i].pp, ks[i].ordinal = pp, ordinal(pp.pod.Name)
 		if pr := spec.Strategy.Priority; pr != nil {
 			for j, sel := range sels {
 				if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
@@ -44,7 +45,7 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 		}
 		// Highest ordinal first, as a StatefulSet updates: with a
 		// partition, the lowest ordinals keep the old version.
-		oa, ob := ordinal(ks[a].pp.pod.Name), ordinal(ks[b].pp.pod.Name)
+		oa, ob := ks[a].ordinal, ks[b].ordinal
 		if oa != ob {
 			return oa > ob
 		}

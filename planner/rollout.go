@@ -146,11 +146,19 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 	}
 	rk := rp.r.Key()
 	for _, pod := range pods {
-		if owner, ok := p.claimOf(pod.Key()); ok && owner != rk {
+		k := pod.Key()
+		// claimOf and claim in one look-up: most pods are this rollout's
+		// already, from its last plan.
+		switch owner, ok := p.inc.claims[k]; {
+		case ok && owner != rk && p.processed[owner]:
 			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
 			continue
+		case owner != rk:
+			p.inc.claims[k] = rk
 		}
-		p.claim(pod.Key(), rk)
+		if p.unit != nil {
+			p.unit.claims = append(p.unit.claims, k)
+		}
 		rp.mine = append(rp.mine, pod)
 	}
 	if len(rp.conflicts) > 0 {
