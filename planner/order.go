@@ -1,7 +1,8 @@
 package planner
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,20 +37,28 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 			}
 		}
 	}
-	sort.SliceStable(ks, func(a, b int) bool {
-		if ks[a].weight != ks[b].weight {
-			return ks[a].weight > ks[b].weight
+	slices.SortStableFunc(ks, func(a, b keyed) int {
+		if a.weight != b.weight {
+			return cmp.Compare(b.weight, a.weight)
 		}
-		if ks[a].order != ks[b].order {
-			return lessValue(ks[a].order, ks[b].order)
+		if a.order != b.order {
+			// As sort.SliceStable with lessValue as the less function did:
+			// the same comparisons in the same order, so the same result
+			// whatever the values (lessValue mixes numbers and strings).
+			switch {
+			case lessValue(a.order, b.order):
+				return -1
+			case lessValue(b.order, a.order):
+				return 1
+			}
+			return 0
 		}
 		// Highest ordinal first, as a StatefulSet updates: with a
 		// partition, the lowest ordinals keep the old version.
-		oa, ob := ks[a].ordinal, ks[b].ordinal
-		if oa != ob {
-			return oa > ob
+		if a.ordinal != b.ordinal {
+			return cmp.Compare(b.ordinal, a.ordinal)
 		}
-		return ks[a].pp.pod.Name < ks[b].pp.pod.Name
+		return strings.Compare(a.pp.pod.Name, b.pp.pod.Name)
 	})
 	sorted := make([]*podPlan, len(ks))
 	for i := range ks {
@@ -66,21 +75,26 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 func scatter(s *projections.State, terms []projections.ScatterTerm, pods []*podPlan) []*podPlan {
 	var groups [][]*podPlan
 	index := map[string]int{}
+	byNode := map[string]int{} // a node's group, found once per node
 	for _, pp := range pods {
-		var vals []string
-		for _, t := range terms {
-			v := ""
-			if n := s.Nodes[pp.pod.Pod.NodeName]; n != nil && n.Node != nil {
-				v = n.Node.Labels[t.Key]
-			}
-			vals = append(vals, v)
-		}
-		g := strings.Join(vals, "\x00")
-		i, ok := index[g]
+		node := pp.pod.Pod.NodeName
+		i, ok := byNode[node]
 		if !ok {
-			i = len(groups)
-			index[g] = i
-			groups = append(groups, nil)
+			var vals []string
+			for _, t := range terms {
+				v := ""
+				if n := s.Nodes[node]; n != nil && n.Node != nil {
+					v = n.Node.Labels[t.Key]
+				}
+				vals = append(vals, v)
+			}
+			g := strings.Join(vals, "\x00")
+			if i, ok = index[g]; !ok {
+				i = len(groups)
+				index[g] = i
+				groups = append(groups, nil)
+			}
+			byNode[node] = i
 		}
 		groups[i] = append(groups[i], pp)
 	}
