@@ -410,6 +410,12 @@ func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
 			if c.ContainerID == b.ContainerID || c.ImageID == "" || (c.ImageID == b.ImageID && c.RestartCount <= b.Restarts) {
 				return false, fmt.Sprintf("container %q has not restarted with %s yet%s", b.Name, c.Image, waiting(c))
 			}
+			// A pod patched again while the kubelet had not yet taken its
+			// last patch (b.Image, not yet running) may restart for that
+			// one first: a new ID and image ID, running the old target.
+			if sameImage(c.StatusImage, b.Image) && !sameImage(c.StatusImage, c.Image) {
+				return false, fmt.Sprintf("container %q restarted with %s, not yet with %s", b.Name, c.StatusImage, c.Image)
+			}
 		}
 		for _, w := range t.containers {
 			if w.Name == b.Name && w.Init == b.Init && (len(w.Requests) > 0 || len(w.Limits) > 0) {
@@ -428,6 +434,14 @@ func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
 		}
 	}
 	return true, ""
+}
+
+// sameImage: the runtime's report of an image (a container status's
+// image) names the spec's reference ref, as given or as the runtime
+// completes it (containerd reports "docker.io/library/app:v1" for
+// "app:v1"). A report that cannot be told is not the same.
+func sameImage(status, ref string) bool {
+	return status != "" && (status == ref || strings.HasSuffix(status, "/"+ref))
 }
 
 func orNone(s string) string {
