@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,25 +86,7 @@ func TestCrashNeverLeavesAHalfCheckpoint(t *testing.T) {
 	acked := map[uint64]int{} // seq → bytes
 	var newest uint64
 	for round := 0; round < 8; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashNeverLeavesAHalfCheckpoint$", "-test.count=1")
-		cmd.Env = append(os.Environ(), ckptCrashChildEnv+"="+dir)
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		killAfter, onBegin := 1+rng.IntN(20), rng.IntN(2) == 0
-		lines := make(chan string, 64)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
 		take := func(l string) bool {
 			f := strings.Fields(l)
 			if len(f) != 3 || f[0] != "ckpt" {
@@ -120,35 +101,15 @@ func TestCrashNeverLeavesAHalfCheckpoint(t *testing.T) {
 			return true
 		}
 		n := 0
-		deadline := time.After(60 * time.Second)
-	read:
-		for n < killAfter {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if take(l) {
-					n++
-				}
-				if onBegin && n == killAfter-1 && strings.HasPrefix(l, "begin ") {
-					n++
-				}
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("round %d: child wrote only %d checkpoints in 60s", round, n)
+		crashRound(t, fmt.Sprintf("round %d", round), "TestCrashNeverLeavesAHalfCheckpoint", ckptCrashChildEnv, dir, func(l string) bool {
+			if take(l) {
+				n = min(n+1, killAfter) // the log says where it was killed
 			}
-		}
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		for l := range lines {
-			take(l)
-		}
-		cmd.Wait()
-		if n < killAfter {
-			t.Fatalf("round %d: child exited after %d checkpoints", round, n)
-		}
+			if onBegin && n == killAfter-1 && strings.HasPrefix(l, "begin ") {
+				n++ // killed as the next checkpoint begins: among its pieces
+			}
+			return n >= killAfter
+		})
 
 		j, err := Open(dir, Options{})
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,58 +72,17 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	acked := map[uint64]string{}
 	for round := 0; round < 12; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKeepsAcknowledgedRecords$", "-test.count=1")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		// Kill after a random number of acks, so the kill lands at a random
-		// point of the append/fsync cycle.
-		killAfter := 1 + rng.IntN(400)
-		lines := make(chan string, 1024)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		n := 0
-		deadline := time.After(60 * time.Second)
-	read:
-		for n < killAfter {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if seq, key, ok := parseAck(l); ok {
-					acked[seq] = key
-					n++
-				}
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("round %d: child acknowledged only %d appends in 60s", round, n)
-			}
-		}
-		if err := cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup, no Close
-			t.Fatal(err)
-		}
-		// Acks already written before the kill are still acks: take them.
-		for l := range lines {
+		// point of the append/fsync cycle. Acks written before the kill are
+		// still acks: crashRound hands them over too.
+		killAfter, n := 1+rng.IntN(400), 0
+		crashRound(t, fmt.Sprintf("round %d", round), "TestCrashKeepsAcknowledgedRecords", crashChildEnv, dir, func(l string) bool {
 			if seq, key, ok := parseAck(l); ok {
 				acked[seq] = key
+				n = min(n+1, killAfter) // the log says where it was killed
 			}
-		}
-		cmd.Wait()
-		if n < killAfter {
-			t.Fatalf("round %d: child exited after %d acks", round, n)
-		}
+			return n >= killAfter
+		})
 
 		j, err := Open(dir, Options{})
 		if err != nil {
