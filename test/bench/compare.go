@@ -73,11 +73,9 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 
 	// Both builds before the cluster starts: they are the heaviest part
 	// of a cold run and would otherwise share the cores with it.
-	bin := *binary
-	if bin == "" {
-		if bin, err = buildRollbook(ctx, env, root); err != nil {
-			return nil, err
-		}
+	bin, err := buildRollbook(ctx, env, root, *binary)
+	if err != nil {
+		return nil, err
 	}
 	kb, err := buildKruise(ctx, env)
 	if err != nil {

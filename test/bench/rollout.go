@@ -75,11 +75,9 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	defer cleanup()
 
-	bin := *binary
-	if bin == "" {
-		if bin, err = buildRollbook(ctx, env, root); err != nil {
-			return nil, err
-		}
+	bin, err := buildRollbook(ctx, env, root, *binary)
+	if err != nil {
+		return nil, err
 	}
 
 	c, fl, stop, err := startGround(ctx, env, root, false, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
@@ -386,8 +384,12 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}, nil
 }
 
-// buildRollbook builds the product binary into dir.
-func buildRollbook(ctx context.Context, env *benchEnv, dir string) (string, error) {
+// buildRollbook builds the product binary into dir, unless given names
+// one already built (--binary).
+func buildRollbook(ctx context.Context, env *benchEnv, dir, given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
 	src, err := cluster.SourceDir()
 	if err != nil {
 		return "", err

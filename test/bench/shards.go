@@ -87,11 +87,9 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	}
 	defer cleanup()
 
-	bin := *binary
-	if bin == "" {
-		if bin, err = buildRollbook(ctx, env, root); err != nil {
-			return nil, err
-		}
+	bin, err := buildRollbook(ctx, env, root, *binary)
+	if err != nil {
+		return nil, err
 	}
 
 	c, fl, stop, err := startGround(ctx, env, root, *audit, fleet.Options{Parallelism: *kwokWorkers}, *nodes)

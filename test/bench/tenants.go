@@ -89,11 +89,9 @@ func tenantsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	defer cleanup()
 	o.Root = root
 
-	bin := *binary
-	if bin == "" {
-		if bin, err = buildRollbook(ctx, env, root); err != nil {
-			return nil, err
-		}
+	bin, err := buildRollbook(ctx, env, root, *binary)
+	if err != nil {
+		return nil, err
 	}
 	c, fl, stop, err := startGround(ctx, env, root, true, fleet.Options{Kind: *fleetKind, Parallelism: *fleetWorkers}, *nodes)
 	if err != nil {
