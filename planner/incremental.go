@@ -49,8 +49,10 @@ type Incremental struct {
 	// per pod (most pods belong to one rollout), not a map of its own.
 	selectedBy map[string][]string
 	fullAt     int64
-	// Full and Partial count plans of each kind, for metrics.
-	Full, Partial int
+	// Full and Partial count plans of each kind, for metrics; FromLast
+	// the rollouts planned from their last plan and the pods that changed
+	// since (delta.go).
+	Full, Partial, FromLast int
 }
 
 // FullEvery is how much journal time may pass between two full plans.
@@ -77,6 +79,14 @@ type unit struct {
 	volatile bool
 	// kept: its pods' classifications, for its next plan.
 	kept *keptPlans
+	// plans and counts: each of pods' classification and counts, when
+	// simple: its next plan may start from this one (delta.go).
+	plans  []*podPlan
+	counts []podCount
+	simple bool
+	// claimsDelta: set by a plan made from the last one, the claims it
+	// changed; replan then does not compare them all.
+	claimsDelta *claimsDelta
 }
 
 func (u *unit) matches(pod *projections.Pod) bool {
@@ -99,8 +109,8 @@ func NewIncremental() *Incremental { return &Incremental{} }
 // (State.TakeTouched); nil plans everything.
 func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) Result {
 	full := in.units == nil || touched == nil || touched.All || s.Now >= in.fullAt+FullEvery
-	p := &planning{s: s, now: s.Now, processed: map[string]bool{}, busy: map[string]bool{}, inc: in}
 	changed := map[string]bool{} // pods whose claimant changed
+	p := &planning{s: s, now: s.Now, processed: map[string]bool{}, busy: map[string]bool{}, inc: in, changed: changed}
 	var dirty map[string]bool
 	if full {
 		in.Full++
@@ -221,19 +231,21 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	// since (unclaim); the last plan's claims it did not make again are
 	// dropped only now, so that the rollout's own plan never paid to
 	// drop and make again the claims it keeps.
-	claims := u.claims[:0]
-	for _, k := range u.claims {
-		if in.claims[k] == rk {
-			claims = append(claims, k)
-		}
-	}
-	u.claims = claims
-	if !slices.IsSorted(u.claims) {
-		sort.Strings(u.claims)
-	}
 	var oldClaims, oldSelected []string
 	if old != nil {
 		oldClaims, oldSelected = old.claims, old.selected
+	}
+	if u.claimsDelta == nil {
+		claims := u.claims[:0]
+		for _, k := range u.claims {
+			if in.claims[k] == rk {
+				claims = append(claims, k)
+			}
+		}
+		u.claims = claims
+		if !slices.IsSorted(u.claims) {
+			sort.Strings(u.claims)
+		}
 	}
 	changedClaim := func(k string) {
 		changed[k] = true
@@ -242,6 +254,25 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 				dirty[other] = true
 			}
 		}
+	}
+	if cd := u.claimsDelta; cd != nil {
+		// Made from the last plan: its changes are the claims' changes.
+		for _, k := range cd.left {
+			if in.claims[k] == rk {
+				delete(in.claims, k)
+			}
+			changedClaim(k)
+			in.unindexPod(k, rk)
+		}
+		for _, k := range cd.joined {
+			changedClaim(k)
+			if !slices.Contains(in.selectedBy[k], rk) {
+				in.selectedBy[k] = append(in.selectedBy[k], rk)
+			}
+		}
+		u.claimsDelta = nil
+		in.units[rk] = u
+		return
 	}
 	diffSorted(oldClaims, u.claims, func(k string) {
 		if in.claims[k] == rk {
@@ -266,16 +297,21 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 // recorded as changed.
 func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
 	for _, k := range u.selected {
-		if by := slices.DeleteFunc(in.selectedBy[k], func(s string) bool { return s == rk }); len(by) > 0 {
-			in.selectedBy[k] = by
-		} else {
-			delete(in.selectedBy, k)
-		}
+		in.unindexPod(k, rk)
 	}
 	if changed != nil {
 		for _, k := range u.claims {
 			changed[k] = true
 		}
+	}
+}
+
+// unindexPod drops rollout rk from pod k's entry in the pod index.
+func (in *Incremental) unindexPod(k, rk string) {
+	if by := slices.DeleteFunc(in.selectedBy[k], func(s string) bool { return s == rk }); len(by) > 0 {
+		in.selectedBy[k] = by
+	} else {
+		delete(in.selectedBy, k)
 	}
 }
 

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"cmp"
+	"container/heap"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,18 +81,7 @@ func scatter(s *projections.State, terms []projections.ScatterTerm, pods []*podP
 		node := pp.pod.Pod.NodeName
 		i, ok := byNode[node]
 		if !ok {
-			var vals []string
-			for _, t := range terms {
-				v := ""
-				if n := s.Nodes[node]; n != nil && n.Node != nil {
-					v = n.Node.Labels[t.Key]
-				}
-				vals = append(vals, v)
-			}
-			g := strings.Join(vals, "\x00")
-			if i, ok = index[g]; !ok {
-				i = len(groups)
-				index[g] = i
+			if i = groupOf(s, terms, node, index, len(groups)); i == len(groups) {
 				groups = append(groups, nil)
 			}
 			byNode[node] = i
@@ -129,4 +119,145 @@ func ordinal(name string) int {
 		return -1
 	}
 	return n
+}
+
+// ordered yields candidates in order's order, one at a time: a start
+// takes the first few of them, at most the rollout's budget, and sorting
+// a thousand candidates to take two was most of what a plan cost. Each
+// candidate's sort key is found once per classification (podPlan.sortKey):
+// a pod waits as a candidate across many plans.
+func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) func() *podPlan {
+	if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
+		// lessValue mixes numbers and strings, so its order need not be
+		// total: only the whole stable sort gives order's result.
+		sorted, i := order(s, spec, pods), 0
+		return func() *podPlan {
+			if i == len(sorted) {
+				return nil
+			}
+			i++
+			return sorted[i-1]
+		}
+	}
+	sels, _ := prioritySelectors(spec) // see order
+	keyOf := func(pp *podPlan) *sortKey {
+		if pp.sortKey == nil {
+			k := &sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
+			if pr := spec.Strategy.Priority; pr != nil {
+				for j, sel := range sels {
+					if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
+						k.weight += int64(w.Weight)
+					}
+				}
+			}
+			pp.sortKey = k
+		}
+		return pp.sortKey
+	}
+	if len(spec.Strategy.Scatter) == 0 {
+		h := &candidates{keyOf: keyOf, pods: slices.Clone(pods)}
+		heap.Init(h)
+		return h.next
+	}
+	// As scatter: groups of equal scatter label values, in the order of
+	// their best pod, taken round-robin.
+	var groups []*candidates
+	index, byNode := map[string]int{}, map[string]int{}
+	for _, pp := range pods {
+		node := pp.pod.Pod.NodeName
+		i, ok := byNode[node]
+		if !ok {
+			i = groupOf(s, spec.Strategy.Scatter, node, index, len(groups))
+			if i == len(groups) {
+				groups = append(groups, &candidates{keyOf: keyOf})
+			}
+			byNode[node] = i
+		}
+		groups[i].pods = append(groups[i].pods, pp)
+	}
+	for _, g := range groups {
+		heap.Init(g)
+	}
+	slices.SortFunc(groups, func(a, b *candidates) int { return compareKeys(keyOf(a.pods[0]), keyOf(b.pods[0])) })
+	at := 0
+	return func() *podPlan {
+		for len(groups) > 0 {
+			if at >= len(groups) {
+				at = 0
+			}
+			g := groups[at]
+			if len(g.pods) == 0 {
+				groups = slices.Delete(groups, at, at+1)
+				continue
+			}
+			at++
+			return g.next()
+		}
+		return nil
+	}
+}
+
+// groupOf returns the scatter group of a node: its index in index, by
+// the node's values of the scatter keys, or next for a new group.
+func groupOf(s *projections.State, terms []projections.ScatterTerm, node string, index map[string]int, next int) int {
+	var vals []string
+	for _, t := range terms {
+		v := ""
+		if n := s.Nodes[node]; n != nil && n.Node != nil {
+			v = n.Node.Labels[t.Key]
+		}
+		vals = append(vals, v)
+	}
+	g := strings.Join(vals, "\x00")
+	i, ok := index[g]
+	if !ok {
+		i = next
+		index[g] = i
+	}
+	return i
+}
+
+// sortKey is what ordered compares a candidate by (without an order key).
+type sortKey struct {
+	weight  int64
+	ordinal int
+	name    string
+}
+
+// compareKeys is order's comparison: highest weight first, then highest
+// ordinal, as a StatefulSet updates, then by name.
+func compareKeys(a, b *sortKey) int {
+	if a.weight != b.weight {
+		return cmp.Compare(b.weight, a.weight)
+	}
+	if a.ordinal != b.ordinal {
+		return cmp.Compare(b.ordinal, a.ordinal)
+	}
+	return strings.Compare(a.name, b.name)
+}
+
+// candidates is a heap of candidates, the first in order on top.
+type candidates struct {
+	keyOf func(*podPlan) *sortKey
+	pods  []*podPlan
+}
+
+func (h *candidates) Len() int { return len(h.pods) }
+func (h *candidates) Less(i, j int) bool {
+	return compareKeys(h.keyOf(h.pods[i]), h.keyOf(h.pods[j])) < 0
+}
+func (h *candidates) Swap(i, j int) { h.pods[i], h.pods[j] = h.pods[j], h.pods[i] }
+func (h *candidates) Push(x any)    { h.pods = append(h.pods, x.(*podPlan)) }
+func (h *candidates) Pop() any {
+	last := h.pods[len(h.pods)-1]
+	h.pods = h.pods[:len(h.pods)-1]
+	return last
+}
+
+// next pops the first candidate, nil when none is left.
+func (h *candidates) next() *podPlan {
+	if len(h.pods) == 0 {
+		return nil
+	}
+	return heap.Pop(h).(*podPlan)
 }

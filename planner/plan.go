@@ -40,6 +40,8 @@ type planning struct {
 	inc     *Incremental
 	unit    *unit
 	touched *projections.Touched
+	// changed: pods whose claimant changed so far in this plan.
+	changed map[string]bool
 }
 
 // Plan derives the actions for state s at s.Now, planning everything: the
@@ -154,6 +156,11 @@ func (p *planning) rollout(r *projections.Rollout) {
 	conds := newConditions(r.Status.Conditions, p.now)
 	conds.set("Aborted", "False", "Resumed", "")
 	t, problem, notFound := resolveTarget(p.s, r)
+	if problem == "" && t.workload != nil && t.workload.Workload.ObservedGeneration >= t.workload.Generation && t.to != nil &&
+		p.rolloutFast(r, t, &st, conds) {
+		p.finishStatus(r, &st, conds)
+		return
+	}
 	if problem == "" {
 		var pods []*projections.Pod
 		pods, problem = p.podsOf(r, t)

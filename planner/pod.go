@@ -79,6 +79,8 @@ type podPlan struct {
 	// restartPending: see restartPending; a fact of the pod and its
 	// state, found once per classification.
 	restartPending bool
+	// sortKey: where it goes among the candidates (ordered), found once.
+	sortKey *sortKey
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed

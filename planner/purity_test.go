@@ -42,6 +42,7 @@ var purePackages = []string{"rollbook.dev/rollbook/planner", "rollbook.dev/rollb
 // allowedImports are the direct imports the pure packages may have.
 var allowedImports = map[string]string{
 	"cmp":                                  "",
+	"container/heap":                       "",
 	"crypto/sha256":                        "hashes for revisions and trace IDs",
 	"encoding/hex":                         "hashes for revisions and trace IDs",
 	"encoding/json":                        "rollout spec and status, the state annotation",

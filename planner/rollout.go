@@ -35,6 +35,12 @@ type rolloutPlan struct {
 	promoted int32
 	plans    []*podPlan
 	n        tally
+	// all is mine's classifications, nil for a pod not yet scheduled;
+	// counts what each adds to the tally (podCount). The incremental
+	// planner keeps them (delta.go).
+	all    []*podPlan
+	counts []podCount
+	key    string // r.Key(), made once
 }
 
 // tally counts the pods of a rollout by stage.
@@ -99,7 +105,21 @@ func (rp *rolloutPlan) holding() bool {
 }
 
 func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*projections.Pod, st *projections.RolloutStatus, conds *conditions) {
-	rp := &rolloutPlan{r: r, t: t, spec: r.Spec, st: st, conds: conds, promoted: -1}
+	rp := newRolloutPlan(r, t, st, conds)
+	if !p.selectPods(rp, pods) {
+		return
+	}
+	p.enterRevision(rp)
+	p.classifyPods(rp)
+	p.count(rp)
+	if p.act(rp, p.drive) && p.unit != nil {
+		p.unit.plans, p.unit.counts, p.unit.simple = rp.all, rp.counts, rp.simple()
+	}
+}
+
+// newRolloutPlan starts a rollout's plan: its target is valid.
+func newRolloutPlan(r *projections.Rollout, t target, st *projections.RolloutStatus, conds *conditions) *rolloutPlan {
+	rp := &rolloutPlan{r: r, t: t, spec: r.Spec, st: st, conds: conds, promoted: -1, key: r.Key()}
 	conds.set("Invalid", "False", "Valid", "")
 	if t.workload != nil {
 		conds.set("WorkloadFound", "True", "Found", "")
@@ -108,12 +128,13 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 	if t.workload != nil {
 		st.WorkloadRevision, st.WorkloadGeneration = t.toName, t.workload.Generation
 	}
-	if !p.selectPods(rp, pods) {
-		return
-	}
-	p.enterRevision(rp)
-	p.classifyPods(rp)
-	p.count(rp)
+	return rp
+}
+
+// act plans from the tally: the conditions, the budgets, the pods under
+// way (drive), the starts and the phase. It reports false for a rollout
+// that cannot plan.
+func (p *planning) act(rp *rolloutPlan, drive func(*rolloutPlan) []*podPlan) bool {
 	p.report(rp)
 	updates, budget, maxUpdated, hold, ok := p.budgets(rp)
 	if !ok {
@@ -122,11 +143,12 @@ func (p *planning) rolloutPods(r *projections.Rollout, t target, pods []*project
 		for _, pod := range rp.mine {
 			p.unclaim(pod.Key())
 		}
-		return
+		return false
 	}
-	candidates := p.drive(rp)
+	candidates := drive(rp)
 	p.start(rp, candidates, updates, budget)
 	p.phase(rp, len(candidates), maxUpdated, hold)
+	return true
 }
 
 // selectPods claims the rollout's pods; a pod an older rollout claimed is
@@ -198,21 +220,19 @@ func (p *planning) enterRevision(rp *rolloutPlan) {
 // not planned; a pod made for the target is never recreated again for it.
 func (p *planning) classifyPods(rp *rolloutPlan) {
 	kept := p.keptPlans(rp)
-	for _, pod := range rp.mine {
+	rp.all = make([]*podPlan, len(rp.mine))
+	for i, pod := range rp.mine {
 		pp, ok := kept.get(pod, p.touched, p.now)
 		if !ok {
 			pp = p.classifyPod(rp, pod)
 			kept.put(pod, pp)
 		}
-		if pp == nil {
-			rp.st.Replicas++
-			rp.st.Unavailable++
-			continue
+		rp.all[i] = pp
+		if pp != nil {
+			rp.plans = append(rp.plans, pp)
 		}
-		rp.plans = append(rp.plans, pp)
 	}
 	kept.trim(len(rp.mine))
-	rp.st.Replicas += int32(len(rp.plans))
 }
 
 // classifyPod places one pod; nil for a pod not yet scheduled, which
@@ -237,88 +257,83 @@ func (p *planning) classifyPod(rp *rolloutPlan, pod *projections.Pod) *podPlan {
 	return pp
 }
 
-// count tallies the pods. Invariant: a pod whose gate, patch or recreate
-// is in flight has started and is unavailable although the watch does not
-// show it yet, and a patched pod not yet verified is unavailable even while
-// the kubelet still reports it ready (no gate, or skipDrain): planning
-// again before results arrive never starts more pods than the budget.
+// count tallies the pods (see counted for the invariants).
 func (p *planning) count(rp *rolloutPlan) {
+	rp.counts = make([]podCount, len(rp.all))
+	for i, pp := range rp.all {
+		rp.counts[i] = p.counted(pp)
+	}
+	p.tally(rp)
+}
+
+// tally adds up the pods' counts (see counted); a pod counted rare adds
+// its words, in pod order.
+func (p *planning) tally(rp *rolloutPlan) {
 	n, st := &rp.n, rp.st
-	n.unavailable = int(st.Unavailable) // unscheduled pods
-	if w := rp.t.workload; w != nil {
-		// A pod its workload has not (re)created yet, an evicted one
-		// among them, is unavailable too: without it, the budget would
-		// let the next eviction start before the replacement is seen.
-		if missing := int(w.Workload.Replicas) - len(rp.mine) - len(rp.conflicts); missing > 0 {
-			n.unavailable += missing
+	unscheduled := 0
+	for i, c := range rp.counts {
+		if c&countUnscheduled != 0 {
+			unscheduled++
+			continue
+		}
+		n.add(c, st)
+		if c&countRare != 0 {
+			p.countRare(rp, rp.all[i])
 		}
 	}
-	for _, pp := range rp.plans {
-		pending := p.s.Pending[pp.pod.Key()]
-		inFlight := pending != nil && (pp.stage == stageIdle || pp.stage == stageRecreate) &&
-			(pending.Kind == string(Gate) || pending.Kind == string(Patch) || pending.Kind == string(Recreate))
-		if inFlight {
-			n.started++
-		}
-		if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() || pp.restartPending {
-			n.unavailable++
-		}
-		if !pp.hasGate {
-			n.noGate++
-		}
-		if why := p.stalled(pp); why != "" {
-			n.stalled++
-			n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
-		}
-		switch {
-		case pp.hook.state == hookWaiting:
-			n.hookWaiting = append(n.hookWaiting, pp)
-		case pp.hook.state == hookTimedOut && proceeds(pp.hook.hook):
-			n.hookProceeded = append(n.hookProceeded, pp)
-		case pp.hook.state == hookTimedOut:
-			n.hookPaused = append(n.hookPaused, pp)
-		}
-		switch pp.stage {
-		case stageDone:
-			n.done++
-			st.Updated++
-			if pp.ready {
-				st.UpdatedReady++
-			}
-		case stageVerified, stageVerifying:
-			st.Updated++
-			n.started++
-		case stagePostHook:
-			st.Updated++
-			n.started++
-			if pp.ready {
-				st.UpdatedReady++
-			}
-		case stageGated, stageResize:
-			n.started++
-		case stageFailed:
-			n.started++
-			n.failed++
-			n.failedWhy = first(n.failedWhy, pp.pod.Name+": "+pp.why)
-		case stageBlocked:
-			n.blocked++
-			n.blockedWhy = first(n.blockedWhy, pp.pod.Name+": "+pp.why)
-		case stageSkipped:
-			n.skipped++
-		case stageDiverged:
-			n.diverged++
-			n.divergedWhy = first(n.divergedWhy, pp.pod.Name+": "+pp.why)
-		case stageRecreate:
-			n.recreating++
-			// No pod name or count: the message stays put while pods are
-			// recreated, and costs no status write per pod.
-			n.recreateWhy = first(n.recreateWhy, pp.why)
-			if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
-				n.evictionBlocked = first(n.evictionBlocked, pp.pod.Name+": "+f.Error)
-			}
-		}
-	}
+	st.Replicas = int32(len(rp.all))
+	n.unavailable += unscheduled + p.missing(rp) // and the pods not made yet
 	st.Unavailable, st.Failed = int32(n.unavailable), int32(n.failed)
+}
+
+// missing counts the pods the workload has not (re)created yet, an evicted
+// one among them: they are unavailable too. Without them, the budget would
+// let the next eviction start before the replacement is seen.
+func (p *planning) missing(rp *rolloutPlan) int {
+	if w := rp.t.workload; w != nil {
+		return max(int(w.Workload.Replicas)-len(rp.mine)-len(rp.conflicts), 0)
+	}
+	return 0
+}
+
+// countRare tallies what a pod counted rare adds besides its counts: the
+// words of a failure, a block, a divergence, a recreate, a stalled write
+// or a hook's wait, in pod order, for the conditions.
+func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
+	n := &rp.n
+	if why := p.stalled(pp); why != "" { // counted asked it already: no new wake-up
+		n.stalled++
+		n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
+	}
+	switch {
+	case pp.hook.state == hookWaiting:
+		n.hookWaiting = append(n.hookWaiting, pp)
+	case pp.hook.state == hookTimedOut && proceeds(pp.hook.hook):
+		n.hookProceeded = append(n.hookProceeded, pp)
+	case pp.hook.state == hookTimedOut:
+		n.hookPaused = append(n.hookPaused, pp)
+	}
+	switch pp.stage {
+	case stageFailed:
+		n.failed++
+		n.failedWhy = first(n.failedWhy, pp.pod.Name+": "+pp.why)
+	case stageBlocked:
+		n.blocked++
+		n.blockedWhy = first(n.blockedWhy, pp.pod.Name+": "+pp.why)
+	case stageSkipped:
+		n.skipped++
+	case stageDiverged:
+		n.diverged++
+		n.divergedWhy = first(n.divergedWhy, pp.pod.Name+": "+pp.why)
+	case stageRecreate:
+		n.recreating++
+		// No pod name or count: the message stays put while pods are
+		// recreated, and costs no status write per pod.
+		n.recreateWhy = first(n.recreateWhy, pp.why)
+		if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
+			n.evictionBlocked = first(n.evictionBlocked, pp.pod.Name+": "+f.Error)
+		}
+	}
 }
 
 func first(have, candidate string) string {
@@ -437,62 +452,70 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 // place (blocked, skipped, diverged) or needs a recreate the rollout will
 // not start now.
 func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
-	rk, t, spec := rp.r.Key(), rp.t, rp.spec
 	for _, pp := range rp.plans {
-		key := pp.pod.Key()
-		if p.busy[key] || p.s.Pending[key] != nil {
-			continue
-		}
-		switch pp.stage {
-		case stageVerified:
-			p.try(p.verifiedUngate(rp, pp))
-		case stageGated:
-			if rp.holding() || pp.untouched {
-				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
-				continue
-			}
-			if pp.hook.state != hookNone && !p.waitHook(rp, pp) {
-				continue
-			}
-			if due := pp.gatedAt + gracePeriod(spec); p.now < due {
-				p.wake(due)
-				continue
-			}
-			p.try(p.patch(rp.r, pp, revOf(pp, t.rev)))
-		case stageResize:
-			p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.resources})
-		case stageVerifying:
-			p.wake(pp.wakeAt)
-		case stagePostHook:
-			if pp.hook.state == hookWaiting {
-				p.wake(pp.hook.until)
-			} else {
-				p.hookTimeoutEvent(rp, pp)
-			}
-		case stageDone:
-			if pp.hook.state == hookTimedOut {
-				p.hookTimeoutEvent(rp, pp) // post-update, onTimeout Proceed
-			}
-		case stageBlocked, stageSkipped, stageDiverged:
-			if pp.gated {
-				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why}, pp.pod))
-			}
-		case stageRecreate:
-			switch {
-			case !pp.gated:
-				candidates = append(candidates, pp)
-			case rp.holding():
-				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")}, pp.pod))
-			case pp.pod.Deleting == 0:
-				// Gated for an in-place target that changed to one needing
-				// a new pod: its own gate already spent the budget.
-				p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why})
-			}
-		case stageIdle:
+		if p.drivePod(rp, pp) {
 			candidates = append(candidates, pp)
 		}
 	}
 	return candidates
+}
+
+// drivePod acts on one pod under way and reports whether it may start.
+func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
+	rk, t, spec := rp.key, rp.t, rp.spec
+	key := pp.pod.Key()
+	if p.busy[key] || p.s.Pending[key] != nil {
+		return false
+	}
+	switch pp.stage {
+	case stageVerified:
+		p.try(p.verifiedUngate(rp, pp))
+	case stageGated:
+		if rp.holding() || pp.untouched {
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
+			return false
+		}
+		if pp.hook.state != hookNone && !p.waitHook(rp, pp) {
+			return false
+		}
+		if due := pp.gatedAt + gracePeriod(spec); p.now < due {
+			p.wake(due)
+			return false
+		}
+		p.try(p.patch(rp.r, pp, revOf(pp, t.rev)))
+	case stageResize:
+		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.resources})
+	case stageVerifying:
+		p.wake(pp.wakeAt)
+	case stagePostHook:
+		if pp.hook.state == hookWaiting {
+			p.wake(pp.hook.until)
+		} else {
+			p.hookTimeoutEvent(rp, pp)
+		}
+	case stageDone:
+		if pp.hook.state == hookTimedOut {
+			p.hookTimeoutEvent(rp, pp) // post-update, onTimeout Proceed
+		}
+	case stageBlocked, stageSkipped, stageDiverged:
+		if pp.gated {
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why}, pp.pod))
+		}
+	case stageRecreate:
+		switch {
+		case !pp.gated:
+			return true
+		case rp.holding():
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")}, pp.pod))
+		case pp.pod.Deleting == 0:
+			// Gated for an in-place target that changed to one needing
+			// a new pod: its own gate already spent the budget.
+			p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why})
+		}
+	case stageIdle:
+		return true
+	}
+	return false
 }
 
 // start starts candidates in the rollout's order (priority, scatter)
@@ -504,7 +527,8 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		return
 	}
 	rk, t := rp.r.Key(), rp.t
-	for _, pp := range order(p.s, rp.spec, candidates) {
+	next := ordered(p.s, rp.spec, candidates)
+	for pp := next(); pp != nil; pp = next() {
 		if updates <= 0 || budget <= 0 {
 			return
 		}

@@ -213,7 +213,14 @@ func (s *State) observe(p *Pod, at int64) {
 			// newer view.
 			return
 		}
-		p.State, p.key = ParseState(o.Annotations), key
+		p.key = key
+		if old := s.Pods[key]; old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
+			// Most records of a pod are its status: its annotation, and so
+			// its state, stay as they were (a state is never written to).
+			p.State = old.State
+		} else {
+			p.State = ParseState(o.Annotations)
+		}
 		s.Pods[key] = p
 		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
 	case "inplacerollouts.rollbook.dev":

@@ -1,0 +1,315 @@
+package planner
+
+import (
+	"slices"
+	"strings"
+
+	"rollbook.dev/rollbook/projections"
+)
+
+// A rollout is replanned whenever a record touches one of its pods, and
+// while it rolls that is nearly every plan. Classifying its pods again is
+// already avoided (kept.go); this file avoids looking at them at all. A
+// rollout whose last plan was simple (a workload's pods, none left to an
+// older rollout, not rolling back) keeps what each pod added to that
+// plan: its classification and its counts, as bits (podCount). The next
+// plan looks again only at the pods that changed since (touched, their
+// claimant changed, their classification's deadline came, or a failure
+// on record) and adds up the bits of all, which is a scan of a small
+// array rather than a map look-up or two per pod; only the pods under
+// way are driven, and only the rare ones (failed, blocked, at a hook...)
+// are read for their words. count and this plan share counted and tally,
+// so the two add up alike; anything not simple is planned from all its
+// pods (rolloutPods), and the tests hold both to Plan.
+
+// podCount is what one pod adds to its rollout's tally, and what drive
+// does with it, as bits.
+type podCount uint16
+
+const (
+	countUnscheduled podCount = 1 << iota // not scheduled yet: unavailable, not planned
+	countStarted
+	countUnavailable
+	countNoGate
+	countDone
+	countUpdated
+	countUpdatedReady
+	// countIdle: a candidate to start (idle, nothing in flight or in this
+	// plan); countActive: under way, drive acts on it.
+	countIdle
+	countActive
+	// countTimed: its classification has a deadline (podPlan.until, timed).
+	countTimed
+	// countFailed: an action on it failed and has not succeeded since; it
+	// is counted again at every plan, for allowed's backoff and wake-ups.
+	countFailed
+	// countRare: failed, blocked, skipped, diverged, recreating, at a
+	// hook, or stalled: the tally needs its words, in pod order
+	// (countRare).
+	countRare
+)
+
+// counted returns what pp adds to its rollout's tally. Invariant: a pod
+// whose gate, patch or recreate is in flight has started and is
+// unavailable although the watch does not show it yet, and a patched pod
+// not yet verified is unavailable even while the kubelet still reports it
+// ready (no gate, or skipDrain): planning again before results arrive
+// never starts more pods than the budget.
+func (p *planning) counted(pp *podPlan) podCount {
+	if pp == nil {
+		return countUnscheduled
+	}
+	var c podCount
+	key := pp.pod.Key()
+	pending := p.s.Pending[key]
+	inFlight := pending != nil && (pp.stage == stageIdle || pp.stage == stageRecreate) &&
+		(pending.Kind == string(Gate) || pending.Kind == string(Patch) || pending.Kind == string(Recreate))
+	if inFlight {
+		c |= countStarted
+	}
+	if !pp.ready || pp.gated || pp.pod.Deleting != 0 || inFlight || pp.stage.updating() || pp.restartPending {
+		c |= countUnavailable
+	}
+	if !pp.hasGate {
+		c |= countNoGate
+	}
+	switch pp.stage {
+	case stageDone:
+		c |= countDone | countUpdated
+		if pp.ready {
+			c |= countUpdatedReady
+		}
+	case stageVerified, stageVerifying:
+		c |= countUpdated | countStarted
+	case stagePostHook:
+		c |= countUpdated | countStarted
+		if pp.ready {
+			c |= countUpdatedReady
+		}
+	case stageGated, stageResize:
+		c |= countStarted
+	case stageFailed:
+		c |= countStarted | countRare
+	case stageIdle:
+	default: // recreate, blocked, skipped, diverged, untouched
+		c |= countRare
+	}
+	if s := pp.hook.state; s == hookWaiting || s == hookTimedOut {
+		c |= countRare
+	}
+	if len(p.s.Failures) > 0 && p.failedPod(key) {
+		c |= countFailed
+		if p.stalled(pp) != "" {
+			c |= countRare
+		}
+	}
+	switch {
+	case p.busy[key] || pending != nil:
+	case pp.stage == stageIdle:
+		c |= countIdle
+	case pp.stage != stageDone || pp.hook.state == hookTimedOut:
+		c |= countActive
+	}
+	if pp.timed || pp.until != 0 {
+		c |= countTimed
+	}
+	return c
+}
+
+// add counts one pod's bits.
+func (n *tally) add(c podCount, st *projections.RolloutStatus) {
+	if c&countStarted != 0 {
+		n.started++
+	}
+	if c&countUnavailable != 0 {
+		n.unavailable++
+	}
+	if c&countNoGate != 0 {
+		n.noGate++
+	}
+	if c&countDone != 0 {
+		n.done++
+	}
+	if c&countUpdated != 0 {
+		st.Updated++
+	}
+	if c&countUpdatedReady != 0 {
+		st.UpdatedReady++
+	}
+}
+
+// simple: the rollout's next plan may start from this one (see above).
+func (rp *rolloutPlan) simple() bool {
+	return rp.t.workload != nil && len(rp.conflicts) == 0 && !rp.rollingBack && len(rp.all) == len(rp.mine)
+}
+
+// claimsDelta is what a plan from the last one changed in its rollout's
+// claims, for replan to pass on without comparing every claim.
+type claimsDelta struct{ left, joined []string }
+
+// podChange is a pod the plan looks at again.
+type podChange struct {
+	key string
+	at  int  // its place in the last plan's pods, or where it goes
+	was bool // among the last plan's pods
+	pod *projections.Pod
+	pp  *podPlan // nil and pod set: not scheduled
+	c   podCount
+}
+
+// rolloutFast plans rollout r's pods from its last plan and the pods
+// that changed since, as rolloutPods would from all of them. It reports
+// false, having changed nothing, when the last plan was not simple or
+// what changed makes this one not simple; rolloutPods plans it then.
+func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections.RolloutStatus, conds *conditions) bool {
+	u, rk := p.unit, r.Key()
+	if u == nil || p.touched == nil || t.workload == nil || p.touched.Namespaces[r.Namespace] {
+		return false
+	}
+	old := p.inc.units[rk]
+	if old == nil || !old.simple || old.kept == nil || old.ownerUID != t.workload.UID ||
+		len(old.pods) != len(old.selected) || len(old.plans) != len(old.selected) || len(old.counts) != len(old.selected) {
+		return false
+	}
+	// As enterRevision will find it: nothing before it sets RollingBack.
+	rollingBack := r.Spec.Strategy.OnFailure == "Rollback" && r.Status.TargetRevision == t.rev && conds.is("RollingBack")
+	if rollingBack || old.kept.ctx != (keptContext{spec: string(r.Observed.Spec), rev: t.rev, label: t.label, owner: t.workload.UID}) {
+		return false
+	}
+	changes, ok := p.changedPods(r, t, old)
+	if !ok {
+		return false
+	}
+
+	p.inc.FromLast++
+	if conds.has("RevisionObserved") {
+		conds.set("RevisionObserved", "True", "Observed", "")
+	}
+	rp := newRolloutPlan(r, t, st, conds)
+	conds.set("Conflict", "False", "NoConflict", "")
+	p.enterRevision(rp)
+	sel, pods, plans, counts, cd := spliced(old, changes)
+	for _, ch := range changes {
+		switch {
+		case ch.pod != nil:
+			if p.inc.claims[ch.key] != rk {
+				p.inc.claims[ch.key] = rk
+			}
+			old.kept.put(ch.pod, ch.pp)
+		default:
+			delete(old.kept.pods, ch.key) // gone: if it comes back, it is classified again
+		}
+	}
+	u.selected, u.pods, u.claims, u.ownerUID, u.kept = sel, pods, sel, t.workload.UID, old.kept
+	rp.mine, rp.all, rp.counts = pods, plans, counts
+	p.tally(rp)
+	if p.act(rp, p.driveKept) {
+		u.plans, u.counts, u.simple, u.claimsDelta = plans, counts, rp.simple(), cd
+	} else {
+		// It let go of its pods: replan compares the claims as usual.
+		u.claims = slices.Clone(sel)
+	}
+	return true
+}
+
+// changedPods returns the pods of r's namespace to look at again, sorted
+// by key, each classified and counted if r selects it now; false if one
+// makes the plan not simple (an older rollout claims it).
+func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]podChange, bool) {
+	prefix := r.Namespace + "/"
+	var keys []string
+	for k := range p.touched.Pods {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range p.changed {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	for i, c := range old.counts {
+		if pp := old.plans[i]; c&countFailed != 0 || c&countTimed != 0 && (pp.timed || pp.until != 0 && p.now >= pp.until) {
+			keys = append(keys, old.selected[i])
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	match, _ := matcher(r, t) // a workload's: no problem to report
+	cl := &rolloutPlan{r: r, t: t, spec: r.Spec, key: r.Key()}
+	changes := make([]podChange, 0, len(keys))
+	for _, k := range keys {
+		at, was := slices.BinarySearch(old.selected, k)
+		ch := podChange{key: k, at: at, was: was}
+		if pod := p.s.Pods[k]; pod != nil && match(pod) {
+			if owner, ok := p.inc.claims[k]; ok && owner != cl.key && p.processed[owner] {
+				return nil, false // left to an older rollout
+			}
+			ch.pod, ch.pp = pod, p.classifyPod(cl, pod)
+			ch.c = p.counted(ch.pp)
+		} else if !was {
+			continue // neither then nor now
+		}
+		changes = append(changes, ch)
+	}
+	return changes, true
+}
+
+// spliced returns the last plan's pods with the changes made: each
+// changed pod replaced, dropped or put in its place. The last plan's
+// slices are not written to.
+func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.Pod, plans []*podPlan, counts []podCount, cd *claimsDelta) {
+	cd = &claimsDelta{}
+	same := true
+	for _, ch := range changes {
+		if ch.was != (ch.pod != nil) {
+			same = false
+		}
+	}
+	if same {
+		pods, plans, counts = slices.Clone(old.pods), slices.Clone(old.plans), slices.Clone(old.counts)
+		for _, ch := range changes {
+			pods[ch.at], plans[ch.at], counts[ch.at] = ch.pod, ch.pp, ch.c
+		}
+		return old.selected, pods, plans, counts, cd
+	}
+	size := len(old.selected) + len(changes)
+	sel, pods, plans, counts = make([]string, 0, size), make([]*projections.Pod, 0, size), make([]*podPlan, 0, size), make([]podCount, 0, size)
+	from := 0
+	for _, ch := range changes {
+		sel, pods = append(sel, old.selected[from:ch.at]...), append(pods, old.pods[from:ch.at]...)
+		plans, counts = append(plans, old.plans[from:ch.at]...), append(counts, old.counts[from:ch.at]...)
+		from = ch.at
+		if ch.was {
+			from++
+		}
+		switch {
+		case ch.pod != nil:
+			sel, pods, plans, counts = append(sel, ch.key), append(pods, ch.pod), append(plans, ch.pp), append(counts, ch.c)
+			if !ch.was {
+				cd.joined = append(cd.joined, ch.key)
+			}
+		case ch.was:
+			cd.left = append(cd.left, ch.key)
+		}
+	}
+	sel, pods = append(sel, old.selected[from:]...), append(pods, old.pods[from:]...)
+	plans, counts = append(plans, old.plans[from:]...), append(counts, old.counts[from:]...)
+	return sel, pods, plans, counts, cd
+}
+
+// driveKept is drive over the bits of a plan made from the last one:
+// only the pods under way are driven; the idle ones are the candidates.
+func (p *planning) driveKept(rp *rolloutPlan) (candidates []*podPlan) {
+	for i, c := range rp.counts {
+		switch {
+		case c&countActive != 0:
+			if p.drivePod(rp, rp.all[i]) {
+				candidates = append(candidates, rp.all[i])
+			}
+		case c&countIdle != 0:
+			candidates = append(candidates, rp.all[i])
+		}
+	}
+	return candidates
+}
