@@ -81,7 +81,7 @@ type OnePass struct {
 	// Lookahead is how many records OnePass reads past a record before
 	// folding it; 0 means DefaultLookahead.
 	Lookahead int
-	window    []journal.Record
+	window    []projections.Decoded
 	head      int
 	lastKind  journal.Kind
 	// base is the record the starting state was folded to (a
@@ -105,9 +105,14 @@ func NewOnePass(state *projections.State, rollout string) *OnePass {
 }
 
 // Add takes the next record; see Replayer.Add for the result.
-func (o *OnePass) Add(r journal.Record) (bool, error) {
+func (o *OnePass) Add(r journal.Record) (bool, error) { return o.AddDecoded(projections.Decode(r)) }
+
+// AddDecoded is Add for a record projections.Decode read: a reader may
+// decode the records ahead, on another core.
+func (o *OnePass) AddDecoded(d projections.Decoded) (bool, error) {
+	r := d.Record
 	if r.Kind == journal.KindActionIntended {
-		in, err := decodeIntent(r)
+		in, err := intentOf(d)
 		if err != nil {
 			return false, err
 		}
@@ -121,7 +126,7 @@ func (o *OnePass) Add(r journal.Record) (bool, error) {
 			o.intents[in.PlanSeq] = append(o.intents[in.PlanSeq], in)
 		}
 	}
-	o.window = append(o.window, r)
+	o.window = append(o.window, d)
 	o.lastKind = r.Kind
 	look := o.Lookahead
 	if look <= 0 {
@@ -148,8 +153,8 @@ func (o *OnePass) Finish() (bool, error) {
 }
 
 func (o *OnePass) next() (bool, error) {
-	r := o.window[o.head]
-	o.window[o.head] = journal.Record{}
+	d := o.window[o.head]
+	o.window[o.head] = projections.Decoded{}
 	o.head++
 	if o.head == len(o.window) || o.head >= 1024 && o.head*2 >= len(o.window) {
 		// Drop what was folded, keeping the window's storage.
@@ -157,8 +162,8 @@ func (o *OnePass) next() (bool, error) {
 		clear(o.window[n:])
 		o.window, o.head = o.window[:n], 0
 	}
-	ok, err := o.Replayer.Add(r)
-	delete(o.intents, r.Seq)
+	ok, err := o.Replayer.AddDecoded(d)
+	delete(o.intents, d.Record.Seq)
 	return ok, err
 }
 
@@ -180,10 +185,13 @@ func CollectIntents() (add func(journal.Record) error, result func() map[uint64]
 	return add, func() map[uint64][]Intent { return m }
 }
 
-func decodeIntent(r journal.Record) (Intent, error) {
-	var f journal.ActionFact
-	if err := r.Decode(&f); err != nil {
-		return Intent{}, fmt.Errorf("planner: replay: record %d: %w", r.Seq, err)
+func decodeIntent(r journal.Record) (Intent, error) { return intentOf(projections.Decode(r)) }
+
+// intentOf reads the intent of an intent record, decoded.
+func intentOf(d projections.Decoded) (Intent, error) {
+	r, f := d.Record, d.Action()
+	if f == nil {
+		return Intent{}, fmt.Errorf("planner: replay: record %d: %w", r.Seq, d.Err())
 	}
 	var a Action
 	if err := journal.DecodeBody(f.Action, &a); err != nil {
@@ -209,8 +217,12 @@ func NewReplayerFrom(state *projections.State, intents map[uint64][]Intent, roll
 // Add folds one record and, when a recorded plan was derived right after
 // it, compares. It returns false once a divergence is found (unless
 // KeepGoing).
-func (rp *Replayer) Add(r journal.Record) (bool, error) {
-	if err := rp.state.Apply(r); err != nil {
+func (rp *Replayer) Add(r journal.Record) (bool, error) { return rp.AddDecoded(projections.Decode(r)) }
+
+// AddDecoded is Add for a record projections.Decode read.
+func (rp *Replayer) AddDecoded(d projections.Decoded) (bool, error) {
+	r := d.Record
+	if err := rp.state.ApplyDecoded(d); err != nil {
 		return false, err
 	}
 	recorded, ok := rp.intents[r.Seq]

@@ -45,7 +45,7 @@ const rolloutKeyPrefix = "inplacerollouts.rollbook.dev/"
 
 // Apply folds one record into the state and the books.
 func (d *Books) Apply(r journal.Record) error {
-	dec, err := d.State.apply(r)
+	dec, err := d.State.apply(Decode(r))
 	if err != nil {
 		return err
 	}

@@ -135,7 +135,14 @@ func New() *State {
 // Apply folds one record. Records must come in sequence order; an unknown
 // kind or an undecodable body is an error, never skipped.
 func (s *State) Apply(r journal.Record) error {
-	_, err := s.apply(r)
+	_, err := s.apply(Decode(r))
+	return err
+}
+
+// ApplyDecoded folds a record Decode read, as Apply would fold it: a
+// reader may decode on one core while the fold runs on another (replay).
+func (s *State) ApplyDecoded(d Decoded) error {
+	_, err := s.apply(d)
 	return err
 }
 
@@ -147,20 +154,60 @@ type decoded struct {
 	action   *journal.ActionFact
 }
 
-func (s *State) apply(r journal.Record) (decoded, error) {
+// Decoded is a record and its body, decoded for the fold (Decode).
+type Decoded struct {
+	Record journal.Record
+	// One of these, by the record's kind; err if the body did not decode.
+	pod      *Pod
+	vanished *journal.Vanished
+	action   *journal.ActionFact
+	err      error
+}
+
+// Action is the fact of an action record; nil for other kinds, or if its
+// body did not decode (Err says why).
+func (d Decoded) Action() *journal.ActionFact {
+	if d.err != nil {
+		return nil
+	}
+	return d.action
+}
+
+// Err is why the record's body did not decode.
+func (d Decoded) Err() error { return d.err }
+
+// Decode reads a record's body as the fold needs it. An Observed is
+// decoded in place into the Pod the state keeps if it is one (most are):
+// one allocation, no copy.
+func Decode(r journal.Record) Decoded {
+	d := Decoded{Record: r}
+	switch r.Kind {
+	case journal.KindObserved:
+		d.pod = &Pod{ObservedAt: r.Time.UnixNano()}
+		d.err = r.Decode(&d.pod.Observed)
+	case journal.KindVanished:
+		d.vanished = new(journal.Vanished)
+		d.err = r.Decode(d.vanished)
+	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
+		d.action = new(journal.ActionFact)
+		d.err = r.Decode(d.action)
+	}
+	return d
+}
+
+func (s *State) apply(dr Decoded) (decoded, error) {
 	var d decoded
+	r := dr.Record
 	if r.Seq <= s.Seq && s.Seq != 0 {
 		return d, fmt.Errorf("projections: record %d after %d", r.Seq, s.Seq)
+	}
+	if dr.err != nil {
+		return d, fmt.Errorf("projections: record %d: %w", r.Seq, dr.err)
 	}
 	at := r.Time.UnixNano()
 	switch r.Kind {
 	case journal.KindObserved:
-		// Decoded in place into the Pod the state keeps if it is one
-		// (most are): one allocation, no copy.
-		p := &Pod{ObservedAt: at}
-		if err := r.Decode(&p.Observed); err != nil {
-			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
-		}
+		p := dr.pod
 		quiet := s.sameNode(&p.Observed)
 		s.observe(p, at)
 		if !quiet {
@@ -168,10 +215,7 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 		}
 		d.observed = &p.Observed
 	case journal.KindVanished:
-		var v journal.Vanished
-		if err := r.Decode(&v); err != nil {
-			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
-		}
+		v := dr.vanished
 		s.forget(v.Resource, v.Namespace, v.Name)
 		s.touchObject(v.Resource, v.Namespace, v.Name)
 	case journal.KindTick:
@@ -179,10 +223,7 @@ func (s *State) apply(r journal.Record) (decoded, error) {
 			s.Now = at
 		}
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
-		f := new(journal.ActionFact)
-		if err := r.Decode(f); err != nil {
-			return d, fmt.Errorf("projections: record %d: %w", r.Seq, err)
-		}
+		f := dr.action
 		s.action(r.Kind, *f, r.Seq, at)
 		s.touchAction(f.Pod, f.Rollout)
 		d.action = f

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
@@ -71,7 +72,7 @@ func replay(ctx context.Context, src recordSource, rollout string, mode replayMo
 		o.KeepGoing, o.Full, o.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
-	n, stopped, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return o.Add(r) })
+	n, stopped, err := feed(ctx, src, base, func(d projections.Decoded) (bool, error) { return o.AddDecoded(d) })
 	if err == nil && !stopped {
 		_, err = o.Finish()
 	}
@@ -97,7 +98,7 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode
 		rp.KeepGoing, rp.Full, rp.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
-	n, _, err := feed(ctx, src, base, func(r journal.Record) (bool, error) { return rp.Add(r) })
+	n, _, err := feed(ctx, src, base, func(d projections.Decoded) (bool, error) { return rp.AddDecoded(d) })
 	if err != nil {
 		return nil, nil, n, err
 	}
@@ -105,24 +106,9 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode
 }
 
 // feed reads src into add (made by base) until add says stop, and counts
-// the records read.
-func feed(ctx context.Context, src recordSource, base func(*projections.Books) error, add func(journal.Record) (bool, error)) (n uint64, stopped bool, err error) {
-	errStop := errors.New("stop")
-	err = src.readFrom(ctx, base, func(r journal.Record) error {
-		n++
-		ok, err := add(r)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errStop
-		}
-		return nil
-	})
-	if errors.Is(err, errStop) {
-		return n, true, nil
-	}
-	return n, false, err
+// the records read, decoding them ahead (ctl.DecodeAhead).
+func feed(ctx context.Context, src recordSource, base func(*projections.Books) error, add func(projections.Decoded) (bool, error)) (n uint64, stopped bool, err error) {
+	return ctl.DecodeAhead(ctx, func(ctx context.Context, fn func(journal.Record) error) error { return src.readFrom(ctx, base, fn) }, add)
 }
 
 func firstDivergence(rp *planner.Replayer) *planner.Divergence {

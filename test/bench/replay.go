@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
@@ -63,17 +64,13 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			return n, 0, err
 		}},
 		{"replay, one pass (rollbook replay)", func() (uint64, int, error) {
+			// As rollbook replay: read and decoded ahead on a second goroutine.
 			o := planner.NewOnePass(projections.New(), "")
 			o.KeepGoing = *whatIf
-			var n uint64
-			err := j.Read(ctx, 1, func(r journal.Record) error {
-				n++
-				ok, err := o.Add(r)
-				if err == nil && !ok {
-					err = fmt.Errorf("replay diverged: %s", o.Divergences[0].String())
-				}
-				return err
-			})
+			n, stopped, err := ctl.DecodeAhead(ctx, func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, 1, fn) }, o.AddDecoded)
+			if err == nil && stopped {
+				err = fmt.Errorf("replay diverged: %s", o.Divergences[0].String())
+			}
 			if err == nil {
 				_, err = o.Finish()
 			}
