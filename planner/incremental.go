@@ -49,10 +49,11 @@ type Incremental struct {
 	// per pod (most pods belong to one rollout), not a map of its own.
 	selectedBy map[string][]string
 	fullAt     int64
-	// Full and Partial count plans of each kind, for metrics; FromLast
-	// the rollouts planned from their last plan and the pods that changed
-	// since (delta.go).
-	Full, Partial, FromLast int
+	// Full and Partial count plans of each kind, for metrics; Replanned
+	// the rollouts planned again (not reused), and FromLast those of them
+	// planned from their last plan and the pods that changed since
+	// (delta.go).
+	Full, Partial, Replanned, FromLast int
 }
 
 // FullEvery is how much journal time may pass between two full plans.
@@ -212,6 +213,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	rk := r.Key()
 	old := in.units[rk]
 	p.processed[rk] = true
+	in.Replanned++
 	start := len(p.res.Actions)
 	p.unit = &unit{ns: r.Namespace, wake: 0}
 	if ref := r.Spec.Target.WorkloadRef; ref != nil {
@@ -224,7 +226,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		// A rollout that is over is seldom planned again: its pods'
 		// classifications (a few hundred bytes a pod) are not worth
 		// keeping for the next time.
-		u.kept = nil
+		u.kept, u.plans, u.counts, u.simple = nil, nil, nil, false
 	}
 	u.actions = slices.Clone(p.res.Actions[start:])
 	// u.claims holds what this plan claimed (claim), some let go of

@@ -121,7 +121,7 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 	// Every plan above was also made by the incremental planner and
 	// compared (world.plan): that says something only if most of them
 	// were partial.
-	t.Logf("seed %d: incremental planner: %d full plans, %d partial, %d rollouts planned from their last plan", seed, s.w.inc.Full, s.w.inc.Partial, s.w.inc.FromLast)
+	t.Logf("seed %d: incremental planner: %d full plans, %d partial; %d rollouts planned again, %d of them from their last plan", seed, s.w.inc.Full, s.w.inc.Partial, s.w.inc.Replanned, s.w.inc.FromLast)
 	if s.w.inc.Partial < 2*s.w.inc.Full {
 		t.Errorf("seed %d: only %d of %d plans were partial", seed, s.w.inc.Partial, s.w.inc.Full+s.w.inc.Partial)
 	}

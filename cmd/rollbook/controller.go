@@ -475,7 +475,7 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 		if c.opts.CrossCheck {
 			full := planner.Plan(c.state)
 			if d := planner.Difference(res, full); d != "" {
-				c.log.Error("planner: the incremental plan differs from Plan; acting on Plan's", "seq", c.state.Seq, "full", c.inc.Full, "partial", c.inc.Partial, "difference", d)
+				c.log.Error("planner: the incremental plan differs from Plan; acting on Plan's", "seq", c.state.Seq, "full", c.inc.Full, "partial", c.inc.Partial, "fromLast", c.inc.FromLast, "difference", d)
 				res = full
 			}
 		}
