@@ -10,8 +10,8 @@ import (
 // A rollout is replanned whenever a record touches one of its pods, and
 // while it rolls that is nearly every plan. Classifying its pods again is
 // already avoided (kept.go); this file avoids looking at them at all. A
-// rollout whose last plan was simple (a workload's pods, none left to an
-// older rollout, not rolling back) keeps what each pod added to that
+// rollout whose last plan was simple (no pod left to an older rollout,
+// not rolling back) keeps what each pod added to that
 // plan: its classification and its counts, as bits (podCount). The next
 // plan looks again only at the pods that changed since (touched, their
 // claimant changed, their classification's deadline came, or a failure
@@ -140,7 +140,7 @@ func (n *tally) add(c podCount, st *projections.RolloutStatus) {
 
 // simple: the rollout's next plan may start from this one (see above).
 func (rp *rolloutPlan) simple() bool {
-	return rp.t.workload != nil && len(rp.conflicts) == 0 && !rp.rollingBack && len(rp.all) == len(rp.mine)
+	return len(rp.conflicts) == 0 && !rp.rollingBack && len(rp.all) == len(rp.mine)
 }
 
 // claimsDelta is what a plan from the last one changed in its rollout's
@@ -163,32 +163,47 @@ type podChange struct {
 // what changed makes this one not simple; rolloutPods plans it then.
 func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections.RolloutStatus, conds *conditions) bool {
 	u, rk := p.unit, r.Key()
-	if u == nil || p.touched == nil || t.workload == nil || p.touched.Namespaces[r.Namespace] {
+	if u == nil || p.touched == nil || p.touched.Namespaces[r.Namespace] {
 		return false
 	}
 	old := p.inc.units[rk]
-	if old == nil || !old.simple || old.kept == nil || old.ownerUID != t.workload.UID ||
+	if old == nil || !old.simple || old.kept == nil ||
 		len(old.pods) != len(old.selected) || len(old.plans) != len(old.selected) || len(old.counts) != len(old.selected) {
+		return false
+	}
+	owner := ""
+	if t.workload != nil {
+		owner = t.workload.UID
+	}
+	// The same spec (the context below) selects as the last plan did.
+	if old.ownerUID != owner || owner == "" && old.selector == nil {
 		return false
 	}
 	// As enterRevision will find it: nothing before it sets RollingBack.
 	rollingBack := r.Spec.Strategy.OnFailure == "Rollback" && r.Status.TargetRevision == t.rev && conds.is("RollingBack")
-	if rollingBack || old.kept.ctx != (keptContext{spec: string(r.Observed.Spec), rev: t.rev, label: t.label, owner: t.workload.UID}) {
+	if rollingBack || old.kept.ctx != (keptContext{spec: string(r.Observed.Spec), rev: t.rev, label: t.label, owner: owner}) {
 		return false
 	}
 	changes, ok := p.changedPods(r, t, old)
 	if !ok {
 		return false
 	}
+	sel, pods, plans, counts, cd := spliced(old, changes)
+	if t.workload == nil {
+		for _, ct := range r.Spec.Containers {
+			if len(pods) > 0 && !anyHas(pods, ct.Name) {
+				return false // selectPods says what is wrong
+			}
+		}
+	}
 
 	p.inc.FromLast++
-	if conds.has("RevisionObserved") {
+	if t.workload != nil && conds.has("RevisionObserved") {
 		conds.set("RevisionObserved", "True", "Observed", "")
 	}
 	rp := newRolloutPlan(r, t, st, conds)
 	conds.set("Conflict", "False", "NoConflict", "")
 	p.enterRevision(rp)
-	sel, pods, plans, counts, cd := spliced(old, changes)
 	for _, ch := range changes {
 		switch {
 		case ch.pod != nil:
@@ -200,7 +215,8 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 			delete(old.kept.pods, ch.key) // gone: if it comes back, it is classified again
 		}
 	}
-	u.selected, u.pods, u.claims, u.ownerUID, u.kept = sel, pods, sel, t.workload.UID, old.kept
+	u.selected, u.pods, u.claims, u.kept = sel, pods, sel, old.kept
+	u.ownerUID, u.selector, u.selKey = old.ownerUID, old.selector, old.selKey
 	rp.mine, rp.all, rp.counts = pods, plans, counts
 	p.tally(rp)
 	if p.act(rp, p.driveKept) {
@@ -235,7 +251,10 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	match, _ := matcher(r, t) // a workload's: no problem to report
+	match, problem := matcher(r, t)
+	if problem != "" {
+		return nil, false
+	}
 	cl := &rolloutPlan{r: r, t: t, spec: r.Spec, key: r.Key()}
 	changes := make([]podChange, 0, len(keys))
 	for _, k := range keys {

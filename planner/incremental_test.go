@@ -106,64 +106,71 @@ func TestDifferenceNamesTheFirstAction(t *testing.T) {
 	}
 }
 
-// TestRolloutPlannedFromItsLastPlan: two StatefulSet rollouts, rolled to
-// the end with a kubelet that restarts a few pods a round, are planned
-// from their last plans once under way (delta.go), and every plan still
-// equals Plan's (world.plan compares them). A pod whose patch fails is
-// looked at again at every plan, and its rollout still plans from its
-// last plan.
+// TestRolloutPlannedFromItsLastPlan: two rollouts (of StatefulSets, or
+// of pods a selector names), rolled to the end with a kubelet that
+// restarts a few pods a round, are planned from their last plans once
+// under way (delta.go), and every plan still equals Plan's (world.plan
+// compares them). A pod whose patch fails is looked at again at every
+// plan, and its rollout still plans from its last plan.
 func TestRolloutPlannedFromItsLastPlan(t *testing.T) {
-	w := newWorld(t)
-	w.freshEvery = 10
-	nodes := w.addNodes(6, 3)
-	for _, name := range []string{"web0", "web1"} {
-		f := w.addFleet(name, 40, nodes, "round", "OnDelete", true, false, false,
-			[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": name}, nil)
-		cs := f.template()
-		cs[0].image = "app:v2"
-		w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
-		w.write(f.obs)
-		w.addRollout("r-"+name, []byte(fmt.Sprintf(
-			`{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":%q}},"strategy":{"maxUnavailable":4,"gracePeriodSeconds":0,"scatter":[{"key":%q}]}}`, name, zoneLabel)))
-	}
-	failed := false
-	for round := 0; ; round++ {
-		if round == 400 {
-			t.Fatal("the rollouts did not finish in 400 rounds")
-		}
-		w.tick(time.Second)
-		for _, a := range w.plan().Actions {
-			fail := ""
-			if a.Kind == Patch && !failed {
-				fail, failed = "conflict", true
+	for _, target := range []string{"workload", "selector"} {
+		t.Run(target, func(t *testing.T) {
+			w := newWorld(t)
+			w.freshEvery = 10
+			nodes := w.addNodes(6, 3)
+			for _, name := range []string{"web0", "web1"} {
+				f := w.addFleet(name, 40, nodes, "round", "OnDelete", true, false, false,
+					[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": name}, nil)
+				spec := fmt.Sprintf(`{"target":{"selector":{"matchLabels":{"app":%q}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":4,"gracePeriodSeconds":0}}`, name)
+				if target == "workload" {
+					cs := f.template()
+					cs[0].image = "app:v2"
+					w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
+					w.write(f.obs)
+					spec = fmt.Sprintf(`{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":%q}},"strategy":{"maxUnavailable":4,"gracePeriodSeconds":0,"scatter":[{"key":%q}]}}`, name, zoneLabel)
+				}
+				w.addRollout("r-"+name, []byte(spec))
 			}
-			w.do(a, fail)
-		}
-		w.flush()
-		w.syncFleets()
-		// A few pods a round: most plans see a handful of changed pods.
-		var names []string
-		for _, p := range w.pods {
-			names = append(names, p.Name)
-		}
-		sort.Strings(names)
-		from := round * 5 % len(names)
-		w.kubelet(names[from:min(from+5, len(names))]...)
-		done := true
-		for _, name := range []string{"r-web0", "r-web1"} {
-			if st, _ := w.rolloutStatus(name); st.Phase != projections.PhaseSucceeded {
-				done = false
+			failed := false
+			for round := 0; ; round++ {
+				if round == 400 {
+					t.Fatal("the rollouts did not finish in 400 rounds")
+				}
+				w.tick(time.Second)
+				for _, a := range w.plan().Actions {
+					fail := ""
+					if a.Kind == Patch && !failed {
+						fail, failed = "conflict", true
+					}
+					w.do(a, fail)
+				}
+				w.flush()
+				w.syncFleets()
+				// A few pods a round: most plans see a handful of changed pods.
+				var names []string
+				for _, p := range w.pods {
+					names = append(names, p.Name)
+				}
+				sort.Strings(names)
+				from := round * 5 % len(names)
+				w.kubelet(names[from:min(from+5, len(names))]...)
+				done := true
+				for _, name := range []string{"r-web0", "r-web1"} {
+					if st, _ := w.rolloutStatus(name); st.Phase != projections.PhaseSucceeded {
+						done = false
+					}
+				}
+				if done {
+					break
+				}
 			}
-		}
-		if done {
-			break
-		}
-	}
-	if !failed {
-		t.Fatal("no patch was failed on purpose")
-	}
-	t.Logf("%d full plans, %d partial; %d rollouts planned again, %d of them from their last plan", w.inc.Full, w.inc.Partial, w.inc.Replanned, w.inc.FromLast)
-	if w.inc.FromLast*10 < w.inc.Replanned*8 {
-		t.Fatalf("only %d of %d rollouts planned again were planned from their last plan", w.inc.FromLast, w.inc.Replanned)
+			if !failed {
+				t.Fatal("no patch was failed on purpose")
+			}
+			t.Logf("%d full plans, %d partial; %d rollouts planned again, %d of them from their last plan", w.inc.Full, w.inc.Partial, w.inc.Replanned, w.inc.FromLast)
+			if w.inc.FromLast*10 < w.inc.Replanned*8 {
+				t.Fatalf("only %d of %d rollouts planned again were planned from their last plan", w.inc.FromLast, w.inc.Replanned)
+			}
+		})
 	}
 }

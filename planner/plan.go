@@ -156,7 +156,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 	conds := newConditions(r.Status.Conditions, p.now)
 	conds.set("Aborted", "False", "Resumed", "")
 	t, problem, notFound := resolveTarget(p.s, r)
-	if problem == "" && t.workload != nil && t.workload.Workload.ObservedGeneration >= t.workload.Generation && t.to != nil &&
+	if problem == "" && (t.workload == nil || t.workload.Workload.ObservedGeneration >= t.workload.Generation && t.to != nil) &&
 		p.rolloutFast(r, t, &st, conds) {
 		p.finishStatus(r, &st, conds)
 		return
