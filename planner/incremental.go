@@ -229,26 +229,6 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		u.kept, u.plans, u.counts, u.simple = nil, nil, nil, false
 	}
 	u.actions = slices.Clone(p.res.Actions[start:])
-	// u.claims holds what this plan claimed (claim), some let go of
-	// since (unclaim); the last plan's claims it did not make again are
-	// dropped only now, so that the rollout's own plan never paid to
-	// drop and make again the claims it keeps.
-	var oldClaims, oldSelected []string
-	if old != nil {
-		oldClaims, oldSelected = old.claims, old.selected
-	}
-	if u.claimsDelta == nil {
-		claims := u.claims[:0]
-		for _, k := range u.claims {
-			if in.claims[k] == rk {
-				claims = append(claims, k)
-			}
-		}
-		u.claims = claims
-		if !slices.IsSorted(u.claims) {
-			sort.Strings(u.claims)
-		}
-	}
 	changedClaim := func(k string) {
 		changed[k] = true
 		for _, other := range in.selectedBy[k] {
@@ -275,6 +255,24 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		u.claimsDelta = nil
 		in.units[rk] = u
 		return
+	}
+	// u.claims holds what this plan claimed (claim), some let go of
+	// since (unclaim); the last plan's claims it did not make again are
+	// dropped only now, so that the rollout's own plan never paid to
+	// drop and make again the claims it keeps.
+	claims := u.claims[:0]
+	for _, k := range u.claims {
+		if in.claims[k] == rk {
+			claims = append(claims, k)
+		}
+	}
+	u.claims = claims
+	if !slices.IsSorted(u.claims) {
+		sort.Strings(u.claims)
+	}
+	var oldClaims, oldSelected []string
+	if old != nil {
+		oldClaims, oldSelected = old.claims, old.selected
 	}
 	diffSorted(oldClaims, u.claims, func(k string) {
 		if in.claims[k] == rk {
