@@ -171,17 +171,11 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 		len(old.pods) != len(old.selected) || len(old.plans) != len(old.selected) || len(old.counts) != len(old.selected) {
 		return false
 	}
-	owner := ""
-	if t.workload != nil {
-		owner = t.workload.UID
-	}
-	// The same spec (the context below) selects as the last plan did.
-	if old.ownerUID != owner || owner == "" && old.selector == nil {
-		return false
-	}
 	// As enterRevision will find it: nothing before it sets RollingBack.
 	rollingBack := r.Spec.Strategy.OnFailure == "Rollback" && r.Status.TargetRevision == t.rev && conds.is("RollingBack")
-	if rollingBack || old.kept.ctx != (keptContext{spec: string(r.Observed.Spec), rev: t.rev, label: t.label, owner: owner}) {
+	ctx := contextOf(r, t, rollingBack)
+	// The same spec (in the context) selects as the last plan did.
+	if rollingBack || old.kept.ctx != ctx || old.ownerUID != ctx.owner || ctx.owner == "" && old.selector == nil {
 		return false
 	}
 	changes, ok := p.changedPods(r, t, old)

@@ -29,6 +29,16 @@ type keptContext struct {
 	rollingBack bool
 }
 
+// contextOf is what rollout r with target t contributes to its pods'
+// classification; a kept classification is reused only under the same.
+func contextOf(r *projections.Rollout, t target, rollingBack bool) keptContext {
+	ctx := keptContext{spec: string(r.Observed.Spec), rev: t.rev, label: t.label, rollingBack: rollingBack}
+	if t.workload != nil {
+		ctx.owner = t.workload.UID
+	}
+	return ctx
+}
+
 type keptPlan struct {
 	pod   *projections.Pod
 	plan  *podPlan // nil: not yet scheduled
@@ -42,10 +52,7 @@ func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
 	if p.unit == nil {
 		return nil
 	}
-	ctx := keptContext{spec: string(rp.r.Observed.Spec), rev: rp.t.rev, label: rp.t.label, rollingBack: rp.rollingBack}
-	if rp.t.workload != nil {
-		ctx.owner = rp.t.workload.UID
-	}
+	ctx := contextOf(rp.r, rp.t, rp.rollingBack)
 	var k *keptPlans
 	if old := p.inc.units[rp.r.Key()]; old != nil && old.kept != nil && p.touched != nil &&
 		!p.touched.Namespaces[rp.r.Namespace] && old.kept.ctx == ctx {

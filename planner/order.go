@@ -16,50 +16,32 @@ import (
 // over the scatter keys' node label values so each batch spreads out.
 func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) []*podPlan {
 	type keyed struct {
-		pp      *podPlan
-		weight  int64
-		order   string
-		ordinal int // parsed once, not at each comparison
+		pp    *podPlan
+		key   *sortKey
+		order string
 	}
 	ks := make([]keyed, len(pods))
-	// budgets has refused a rollout whose selectors do not parse: sels
-	// then is empty and weighs nothing.
-	sels, _ := prioritySelectors(spec)
+	keyOf := sortKeys(spec)
 	for i, pp := range pods {
-		ks[i].pp, ks[i].ordinal = pp, ordinal(pp.pod.Name)
-		if pr := spec.Strategy.Priority; pr != nil {
-			for j, sel := range sels {
-				if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
-					ks[i].weight += int64(w.Weight)
-				}
-			}
-			if pr.OrderKey != "" {
-				ks[i].order = pp.pod.Labels[pr.OrderKey]
-			}
+		ks[i].pp, ks[i].key = pp, keyOf(pp)
+		if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
+			ks[i].order = pp.pod.Labels[pr.OrderKey]
 		}
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
-		if a.weight != b.weight {
-			return cmp.Compare(b.weight, a.weight)
+		if a.key.weight != b.key.weight || a.order == b.order {
+			return compareKeys(a.key, b.key)
 		}
-		if a.order != b.order {
-			// As sort.SliceStable with lessValue as the less function did:
-			// the same comparisons in the same order, so the same result
-			// whatever the values (lessValue mixes numbers and strings).
-			switch {
-			case lessValue(a.order, b.order):
-				return -1
-			case lessValue(b.order, a.order):
-				return 1
-			}
-			return 0
+		// As sort.SliceStable with lessValue as the less function did:
+		// the same comparisons in the same order, so the same result
+		// whatever the values (lessValue mixes numbers and strings).
+		switch {
+		case lessValue(a.order, b.order):
+			return -1
+		case lessValue(b.order, a.order):
+			return 1
 		}
-		// Highest ordinal first, as a StatefulSet updates: with a
-		// partition, the lowest ordinals keep the old version.
-		if a.ordinal != b.ordinal {
-			return cmp.Compare(b.ordinal, a.ordinal)
-		}
-		return strings.Compare(a.pp.pod.Name, b.pp.pod.Name)
+		return 0
 	})
 	sorted := make([]*podPlan, len(ks))
 	for i := range ks {
@@ -139,21 +121,7 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 			return sorted[i-1]
 		}
 	}
-	sels, _ := prioritySelectors(spec) // see order
-	keyOf := func(pp *podPlan) *sortKey {
-		if pp.sortKey == nil {
-			k := &sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
-			if pr := spec.Strategy.Priority; pr != nil {
-				for j, sel := range sels {
-					if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
-						k.weight += int64(w.Weight)
-					}
-				}
-			}
-			pp.sortKey = k
-		}
-		return pp.sortKey
-	}
+	keyOf := sortKeys(spec)
 	if len(spec.Strategy.Scatter) == 0 {
 		h := &candidates{keyOf: keyOf, pods: slices.Clone(pods)}
 		heap.Init(h)
@@ -217,15 +185,40 @@ func groupOf(s *projections.State, terms []projections.ScatterTerm, node string,
 	return i
 }
 
-// sortKey is what ordered compares a candidate by (without an order key).
+// sortKeys returns a candidate's sort key under spec, found once per
+// classification (podPlan.sortKey: the spec is part of what a kept
+// classification was made under).
+func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
+	// budgets has refused a rollout whose selectors do not parse: sels
+	// then is empty and weighs nothing.
+	sels, _ := prioritySelectors(spec)
+	return func(pp *podPlan) *sortKey {
+		if pp.sortKey == nil {
+			k := &sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
+			if pr := spec.Strategy.Priority; pr != nil {
+				for j, sel := range sels {
+					if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
+						k.weight += int64(w.Weight)
+					}
+				}
+			}
+			pp.sortKey = k
+		}
+		return pp.sortKey
+	}
+}
+
+// sortKey is what order and ordered compare a candidate by, besides an
+// order key.
 type sortKey struct {
 	weight  int64
 	ordinal int
 	name    string
 }
 
-// compareKeys is order's comparison: highest weight first, then highest
-// ordinal, as a StatefulSet updates, then by name.
+// compareKeys is order's comparison without an order key: highest weight
+// first, then highest ordinal, as a StatefulSet updates (with a
+// partition, the lowest ordinals keep the old version), then by name.
 func compareKeys(a, b *sortKey) int {
 	if a.weight != b.weight {
 		return cmp.Compare(b.weight, a.weight)
