@@ -309,8 +309,10 @@ type sharedMap struct {
 }
 
 const (
-	internSlots    = 1 << 12
-	internMaxLen   = 64
+	internSlots = 1 << 12
+	// An image ID (a registry path and a sha256 digest) runs past 64
+	// bytes and is the same on every pod of a fleet.
+	internMaxLen   = 160
 	internMapSlots = 1 << 8
 	internMaxMap   = 256
 )

@@ -268,7 +268,8 @@ func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339)
 // hookProblem says why a hook cannot work with these pods, or "": the
 // release label is removed when a wait begins, so it must not be a label
 // the workload's selector or template sets (the schema refuses only the
-// labels it knows of).
+// labels it knows of); and a release condition must be one the fold keeps,
+// not one the kubelet or the scheduler sets.
 func hookProblem(spec projections.RolloutSpec, t target) string {
 	if spec.Lifecycle == nil {
 		return ""
@@ -277,6 +278,9 @@ func hookProblem(spec projections.RolloutSpec, t target) string {
 		name string
 		h    *projections.LifecycleHook
 	}{{"preUpdate", spec.Lifecycle.PreUpdate}, {"postUpdate", spec.Lifecycle.PostUpdate}} {
+		if hk.h != nil && hk.h.Condition != "" && !projections.KeepsCondition(hk.h.Condition) {
+			return fmt.Sprintf("spec.lifecycle.%s.condition %s is a condition the kubelet or the scheduler sets, not a hook's release: name a condition only the hook controller sets, such as example.com/Drained", hk.name, hk.h.Condition)
+		}
 		if hk.h == nil || hk.h.Label == nil {
 			continue
 		}

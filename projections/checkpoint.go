@@ -105,5 +105,6 @@ func (d *Books) Restored() {
 	}
 	for k, p := range d.State.Pods {
 		p.key = k
+		slim(&p.Observed) // a checkpoint of an older binary keeps all
 	}
 }

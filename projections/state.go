@@ -255,6 +255,7 @@ func (s *State) observe(p *Pod, at int64) {
 			return
 		}
 		p.key = key
+		slim(o)
 		if old := s.Pods[key]; old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
 			// Most records of a pod are its status: its annotation, and so
 			// its state, stay as they were (a state is never written to).
