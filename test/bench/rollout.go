@@ -161,10 +161,23 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	env.logf("apiserver write capacity before: %.0f writes/s (%d writes, %d errors)", capBefore.rate(), capBefore.Writes, capBefore.Errors)
-	time.Sleep(3 * time.Second) // let the fleet and the controller drain the label events
-
-	m0, err := scrapeMetrics(ctx, hc, metricsURL)
-	if err != nil {
+	// The capacity probe's label writes reach the controller as pod
+	// events: its ingest is quiet once it has journaled them all.
+	var m0 scraped
+	last, quiet := -1.0, 0
+	if err := waitFor(ctx, env, time.Minute, "the controller journals the probe's writes", func() (int, int, error) {
+		m, err := scrapeMetrics(ctx, hc, metricsURL)
+		if err != nil {
+			return 0, 0, err
+		}
+		m0 = m
+		if n := m.values["rollbook_ingest_records_total"]; n == last {
+			quiet++
+		} else {
+			last, quiet = n, 0
+		}
+		return quiet, 2, nil // the same count a second apart
+	}); err != nil {
 		return nil, err
 	}
 	cpu0 := cpuOf(c, fl, ctrl)
