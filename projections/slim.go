@@ -2,22 +2,23 @@ package projections
 
 import "rollbook.dev/rollbook/journal"
 
-// dropped are the pod conditions the kubelet and the scheduler keep that
-// no plan, status or view reads: a fleet's pods carry four of them, and
-// the fold would otherwise hold them for every pod (a third of a pod's
-// memory in the fold). Ready, Rollbook's gate, the resize conditions and
-// every condition a hook controller sets are kept.
-var dropped = map[string]bool{
-	"PodScheduled":              true,
-	"Initialized":               true,
-	"ContainersReady":           true,
-	"PodReadyToStartContainers": true,
+// dropped: the pod conditions the kubelet and the scheduler keep that no
+// plan, status or view reads. A fleet's pods carry four of them, and the
+// fold would otherwise hold them for every pod (a fifth of a pod's memory
+// in the fold). Ready, Rollbook's gate, the resize conditions and every
+// condition a hook controller sets are kept.
+func dropped(typ string) bool {
+	switch typ {
+	case "PodScheduled", "Initialized", "ContainersReady", "PodReadyToStartContainers":
+		return true
+	}
+	return false
 }
 
 // KeepsCondition says whether the fold keeps a pod's conditions of this
 // type: a hook that waits for one it drops would wait forever, so the
 // planner refuses it (planner.hookProblem).
-func KeepsCondition(typ string) bool { return !dropped[typ] }
+func KeepsCondition(typ string) bool { return !dropped(typ) }
 
 // slim drops from a pod's last Observed what the fold's readers never
 // read: the object hash and the pod IP (the journal keeps both, for
@@ -32,7 +33,7 @@ func slim(o *journal.Observed) {
 	f.PodIP = ""
 	n := 0
 	for _, c := range f.Conditions {
-		if !dropped[c.Type] {
+		if !dropped(c.Type) {
 			n++
 		}
 	}
@@ -46,7 +47,7 @@ func slim(o *journal.Observed) {
 	// A new array: shortening the old one in place would keep it whole.
 	kept := make([]journal.Condition, 0, n)
 	for _, c := range f.Conditions {
-		if !dropped[c.Type] {
+		if !dropped(c.Type) {
 			kept = append(kept, c)
 		}
 	}
