@@ -181,6 +181,10 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	cpu0 := cpuOf(c, fl, ctrl)
+	a0, err := apiserverMetrics(ctx, c)
+	if err != nil {
+		return nil, err
+	}
 	// The bench's own watch of the pods, to tell the apiserver's watch
 	// delivery from ingest's processing: every event's arrival by
 	// resourceVersion.
@@ -266,6 +270,11 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if err != nil {
 		return nil, err
 	}
+	a1, err := apiserverMetrics(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	served := servedWrites(a0, a1)
 	env.logf("rollout Succeeded in %s (%.1f pods/s)", took.Round(100*time.Millisecond), float64(*pods)/took.Seconds())
 
 	// What the pods say.
@@ -338,6 +347,12 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fmt.Printf("  apiserver write capacity (%d workers, label merge-patches on these pods, ≤%s): %.0f writes/s before, %.0f after → %.0f; 3 writes/pod bound %.1f pods/s\n",
 		*capWorkers, *capSeconds, capBefore.rate(), capAfter.rate(), capacity, bound)
 	fmt.Printf("  ratio pods/s ÷ (capacity/3): %.2f\n", rate/bound)
+	// Everyone's writes, as the apiserver counted them: Rollbook's are
+	// only part of what its capacity serves during a rollout.
+	allWrites := served.total()
+	fleetStatus := served["PATCH pods/status"] + served["PUT pods/status"] - float64(writes["patch pods/status"])
+	fmt.Printf("  writes the apiserver served during the rollout, every client (apiserver_request_total): %.0f, %.0f/s = %.2f of the capacity; %.1f per pod, of which Rollbook's pods %.2f and the %s kubelets' pods/status %.2f; by verb and resource: %s\n",
+		allWrites, allWrites/took.Seconds(), allWrites/took.Seconds()/capacity, allWrites/float64(*pods), perPod, fl.Kind, fleetStatus/float64(*pods), served)
 	// The controller's own histograms split the journal's lag behind the
 	// bench's watch: arrival at Rollbook's watch (after client-go's
 	// decode) → committed, and the plans' cost.
@@ -383,6 +398,10 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		"capacity_before":            round(capBefore.rate(), 0),
 		"capacity_after":             round(capAfter.rate(), 0),
 		"ratio_vs_capacity_over_3":   round(rate/bound, 2),
+		"served_writes":              round(allWrites, 0),
+		"served_writes_per_pod":      round(allWrites/float64(*pods), 2),
+		"served_vs_capacity":         round(allWrites/took.Seconds()/capacity, 2),
+		"fleet_status_per_pod":       round(fleetStatus/float64(*pods), 2),
 		"ratio_vs_kruise_pods_per_s": round(rate/kruisePodsPerSec, 1),
 		"updated":                    updated, "ready": ready, "recreated": recreated,
 		"rss": rss, "cpu_seconds": cpu,
@@ -736,6 +755,56 @@ func histogramDelta(before, after scraped, name string) (count int64, median, p9
 		return "+Inf"
 	}
 	return int64(total), at(0.5), at(0.9)
+}
+
+// served counts the writes an apiserver served between two scrapes of its
+// metrics, by "VERB resource[/subresource]" (every code: a conflict costs
+// the server too).
+type served map[string]float64
+
+func servedWrites(a0, a1 scraped) served {
+	out := served{}
+	for key, v1 := range a1.values {
+		name, l := splitSample(key)
+		if name != "apiserver_request_total" {
+			continue
+		}
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION":
+		default:
+			continue
+		}
+		if d := v1 - a0.values[key]; d > 0 {
+			what := l["resource"]
+			if l["subresource"] != "" {
+				what += "/" + l["subresource"]
+			}
+			out[l["verb"]+" "+what] += d
+		}
+	}
+	return out
+}
+
+func (s served) total() float64 {
+	var n float64
+	for _, v := range s {
+		n += v
+	}
+	return n
+}
+
+// String lists the counts, largest first.
+func (s served) String() string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return s[keys[i]] > s[keys[j]] || s[keys[i]] == s[keys[j]] && keys[i] < keys[j] })
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, s[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func labelValue(labels, name string) string {
