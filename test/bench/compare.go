@@ -149,6 +149,9 @@ type peerRun struct {
 	CPU, APIServerCPU   float64 // CPU-seconds during the rollout
 	Load0, Load1        string
 	Requests            requestCounts
+	// Served: every client's writes the apiserver served during the
+	// rollout (its apiserver_request_total), the kubelets' included.
+	Served served
 }
 
 func (p *peerRun) took() time.Duration { return p.End.Sub(p.Start) }
@@ -175,6 +178,8 @@ func (p *peerRun) summary(pods int) map[string]any {
 		"conflicts_409": r.Code409, "throttled_429": r.Code429, "requests": r.ByKey,
 		"capacity_before": round(p.CapBefore.rate(), 0), "capacity_after": round(p.CapAfter.rate(), 0),
 		"ratio_vs_capacity_over_3": round(p.rate(pods)/(p.capacity()/3), 2),
+		"served_writes_per_pod":    round(p.Served.total()/float64(pods), 2),
+		"served_vs_capacity":       round(p.Served.total()/p.took().Seconds()/p.capacity(), 2),
 		"peak_rss_mib":             mib(float64(p.PeakRSSKiB) * 1024),
 		"cpu_seconds":              round(p.CPU, 1), "apiserver_cpu_seconds": round(p.APIServerCPU, 1),
 		"updated": p.Updated, "ready": p.Ready, "recreated": p.Recreated,
@@ -502,6 +507,10 @@ func rollPods(ctx context.Context, env *benchEnv, c *cluster.Cluster, p *peerRun
 	apiserver := c.Process("kube-apiserver").Pid()
 	cpu0, api0 := procCPU(ctrl.Pid()), procCPU(apiserver)
 	p.Load0 = loadAvg()
+	a0, err := apiserverMetrics(ctx, c)
+	if err != nil {
+		return err
+	}
 	env.logf("%s: rolling %s → %s in place (maxUnavailable %s, grace 0)", p.Name, imageV1, imageV2, o.MaxUnavailable)
 	p.Start = time.Now()
 	if err := start(); err != nil {
@@ -530,6 +539,11 @@ func rollPods(ctx context.Context, env *benchEnv, c *cluster.Cluster, p *peerRun
 	}
 	p.CPU, p.APIServerCPU = procCPU(ctrl.Pid())-cpu0, procCPU(apiserver)-api0
 	p.Load1 = loadAvg()
+	a1, err := apiserverMetrics(ctx, c)
+	if err != nil {
+		return err
+	}
+	p.Served = servedWrites(a0, a1)
 	if hooks.AfterEnd != nil {
 		if err := hooks.AfterEnd(); err != nil {
 			return err
@@ -682,10 +696,16 @@ func printCompare(env *benchEnv, o compareOpts, nodes int, kind string, rb, kr *
 	row("CPU-s during the rollout: controller / apiserver", f("%.1f / %.1f", rb.CPU, rb.APIServerCPU), f("%.1f / %.1f", kr.CPU, kr.APIServerCPU))
 	row("write capacity before / after (writes/s)", f("%.0f / %.0f", rb.CapBefore.rate(), rb.CapAfter.rate()), f("%.0f / %.0f", kr.CapBefore.rate(), kr.CapAfter.rate()))
 	row("pods/s ÷ (capacity/3)", f("%.2f", rb.rate(n)/(rb.capacity()/3)), f("%.2f", kr.rate(n)/(kr.capacity()/3)))
+	served := func(p *peerRun) string {
+		w := p.Served.total()
+		return f("%.1f/pod, %.2f× cap.", w/float64(n), w/p.took().Seconds()/p.capacity())
+	}
+	row("writes served, every client (apiserver metrics)", served(rb), served(kr))
 	row("pods after: on v2 / Ready / recreated", f("%d / %d / %d", rb.Updated, rb.Ready, rb.Recreated), f("%d / %d / %d", kr.Updated, kr.Ready, kr.Recreated))
 	row("load average (1 min) at start → end of rollout", load1(rb.Load0)+" → "+load1(rb.Load1), load1(kr.Load0)+" → "+load1(kr.Load1))
 	for _, p := range []*peerRun{rb, kr} {
 		fmt.Printf("  %s's requests during its rollout (user agents %s): %s\n", p.Name, strings.Join(p.Requests.UserAgents, ", "), fmtCounts(p.Requests.ByKey))
+		fmt.Printf("  every client's writes the apiserver served during %s's rollout: %s\n", p.Name, p.Served)
 	}
 	fmt.Printf("  Rollbook ÷ OpenKruise: %.2f× the pods/s, %.2f× the pod writes per pod, %.2f× the peak RSS\n",
 		rb.rate(n)/kr.rate(n), rb.Requests.podWritesPerPod(n)/kr.Requests.podWritesPerPod(n), float64(rb.PeakRSSKiB)/float64(kr.PeakRSSKiB))
