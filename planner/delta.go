@@ -183,12 +183,8 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 		return false
 	}
 	sel, pods, plans, counts, cd := spliced(old, changes)
-	if t.workload == nil {
-		for _, ct := range r.Spec.Containers {
-			if len(pods) > 0 && !anyHas(pods, ct.Name) {
-				return false // selectPods says what is wrong
-			}
-		}
+	if t.workload == nil && missingContainer(r.Spec, pods) != "" {
+		return false // selectPods says what is wrong
 	}
 
 	p.inc.FromLast++

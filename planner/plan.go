@@ -448,6 +448,20 @@ func firstN(s []string, n int) string {
 	return fmt.Sprintf("%v", s)
 }
 
+// missingContainer returns the first container spec names that none of
+// pods has, or "" (and "" for no pods: nothing to tell a typo by).
+func missingContainer(spec projections.RolloutSpec, pods []*projections.Pod) string {
+	if len(pods) == 0 {
+		return ""
+	}
+	for _, ct := range spec.Containers {
+		if !anyHas(pods, ct.Name) {
+			return ct.Name
+		}
+	}
+	return ""
+}
+
 func anyHas(pods []*projections.Pod, name string) bool {
 	for _, p := range pods {
 		if c, _ := findContainer(p.Pod, name, false); c != nil {

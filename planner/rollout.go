@@ -158,12 +158,10 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 		// A selector target names containers the schema cannot check: one
 		// that no selected pod has is a typo, not a per-pod problem, and
 		// such a rollout claims nothing.
-		for _, ct := range rp.spec.Containers {
-			if len(pods) > 0 && !anyHas(pods, ct.Name) {
-				rp.conds.set("Invalid", "True", "UnknownContainer", fmt.Sprintf("spec.containers names %q, which none of the %d selected pods has: fix the name or the selector", ct.Name, len(pods)))
-				rp.st.Phase = projections.PhaseFailed
-				return false
-			}
+		if name := missingContainer(rp.spec, pods); name != "" {
+			rp.conds.set("Invalid", "True", "UnknownContainer", fmt.Sprintf("spec.containers names %q, which none of the %d selected pods has: fix the name or the selector", name, len(pods)))
+			rp.st.Phase = projections.PhaseFailed
+			return false
 		}
 	}
 	rk := rp.r.Key()

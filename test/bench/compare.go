@@ -160,6 +160,12 @@ func (p *peerRun) rate(pods int) float64 { return float64(pods) / p.took().Secon
 
 func (p *peerRun) capacity() float64 { return (p.CapBefore.rate() + p.CapAfter.rate()) / 2 }
 
+// servedVsCapacity is every client's writes per second during the
+// rollout over the capacity measured around it.
+func (p *peerRun) servedVsCapacity() float64 {
+	return p.Served.total() / p.took().Seconds() / p.capacity()
+}
+
 func (p *peerRun) steady(pods int) float64 {
 	if p.T90 <= p.T10 {
 		return 0
@@ -179,7 +185,7 @@ func (p *peerRun) summary(pods int) map[string]any {
 		"capacity_before": round(p.CapBefore.rate(), 0), "capacity_after": round(p.CapAfter.rate(), 0),
 		"ratio_vs_capacity_over_3": round(p.rate(pods)/(p.capacity()/3), 2),
 		"served_writes_per_pod":    round(p.Served.total()/float64(pods), 2),
-		"served_vs_capacity":       round(p.Served.total()/p.took().Seconds()/p.capacity(), 2),
+		"served_vs_capacity":       round(p.servedVsCapacity(), 2),
 		"peak_rss_mib":             mib(float64(p.PeakRSSKiB) * 1024),
 		"cpu_seconds":              round(p.CPU, 1), "apiserver_cpu_seconds": round(p.APIServerCPU, 1),
 		"updated": p.Updated, "ready": p.Ready, "recreated": p.Recreated,
@@ -696,11 +702,10 @@ func printCompare(env *benchEnv, o compareOpts, nodes int, kind string, rb, kr *
 	row("CPU-s during the rollout: controller / apiserver", f("%.1f / %.1f", rb.CPU, rb.APIServerCPU), f("%.1f / %.1f", kr.CPU, kr.APIServerCPU))
 	row("write capacity before / after (writes/s)", f("%.0f / %.0f", rb.CapBefore.rate(), rb.CapAfter.rate()), f("%.0f / %.0f", kr.CapBefore.rate(), kr.CapAfter.rate()))
 	row("pods/s ÷ (capacity/3)", f("%.2f", rb.rate(n)/(rb.capacity()/3)), f("%.2f", kr.rate(n)/(kr.capacity()/3)))
-	served := func(p *peerRun) string {
-		w := p.Served.total()
-		return f("%.1f/pod, %.2f× cap.", w/float64(n), w/p.took().Seconds()/p.capacity())
+	servedRow := func(p *peerRun) string {
+		return f("%.1f/pod, %.2f× cap.", p.Served.total()/float64(n), p.servedVsCapacity())
 	}
-	row("writes served, every client (apiserver metrics)", served(rb), served(kr))
+	row("writes served, every client (apiserver metrics)", servedRow(rb), servedRow(kr))
 	row("pods after: on v2 / Ready / recreated", f("%d / %d / %d", rb.Updated, rb.Ready, rb.Recreated), f("%d / %d / %d", kr.Updated, kr.Ready, kr.Recreated))
 	row("load average (1 min) at start → end of rollout", load1(rb.Load0)+" → "+load1(rb.Load1), load1(kr.Load0)+" → "+load1(kr.Load1))
 	for _, p := range []*peerRun{rb, kr} {
