@@ -265,8 +265,13 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 }
 
 // spliced returns the last plan's pods with the changes made: each
-// changed pod replaced, dropped or put in its place. The last plan's
-// slices are not written to.
+// changed pod replaced, dropped or put in its place.
+//
+// When no pod joined or left, the last plan's slices are changed in place
+// rather than copied (copying three slices of a thousand was a fifth of
+// such a plan): the unit made from them replaces the last one, and a plan
+// that falls back to selecting afresh reads of the last unit only its
+// pods, and only those no record touched, which are the same.
 func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.Pod, plans []*podPlan, counts []podCount, cd *claimsDelta) {
 	cd = &claimsDelta{}
 	same := true
@@ -276,11 +281,10 @@ func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.
 		}
 	}
 	if same {
-		pods, plans, counts = slices.Clone(old.pods), slices.Clone(old.plans), slices.Clone(old.counts)
 		for _, ch := range changes {
-			pods[ch.at], plans[ch.at], counts[ch.at] = ch.pod, ch.pp, ch.c
+			old.pods[ch.at], old.plans[ch.at], old.counts[ch.at] = ch.pod, ch.pp, ch.c
 		}
-		return old.selected, pods, plans, counts, cd
+		return old.selected, old.pods, old.plans, old.counts, cd
 	}
 	size := len(old.selected) + len(changes)
 	sel, pods, plans, counts = make([]string, 0, size), make([]*projections.Pod, 0, size), make([]*podPlan, 0, size), make([]podCount, 0, size)
@@ -310,6 +314,13 @@ func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.
 // driveKept is drive over the bits of a plan made from the last one:
 // only the pods under way are driven; the idle ones are the candidates.
 func (p *planning) driveKept(rp *rolloutPlan) (candidates []*podPlan) {
+	n := 0
+	for _, c := range rp.counts {
+		if c&(countActive|countIdle) != 0 {
+			n++
+		}
+	}
+	candidates = make([]*podPlan, 0, n)
 	for i, c := range rp.counts {
 		switch {
 		case c&countActive != 0:

@@ -107,7 +107,8 @@ func ordinal(name string) int {
 // takes the first few of them, at most the rollout's budget, and sorting
 // a thousand candidates to take two was most of what a plan cost. Each
 // candidate's sort key is found once per classification (podPlan.sortKey):
-// a pod waits as a candidate across many plans.
+// a pod waits as a candidate across many plans. It reorders pods, which
+// the callers make afresh for each plan, instead of copying them.
 func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) func() *podPlan {
 	if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
 		// lessValue mixes numbers and strings, so its order need not be
@@ -123,32 +124,44 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 	}
 	keyOf := sortKeys(spec)
 	if len(spec.Strategy.Scatter) == 0 {
-		h := &candidates{keyOf: keyOf, pods: slices.Clone(pods)}
+		h := &candidates{keyOf: keyOf, pods: pods}
 		heap.Init(h)
 		return h.next
 	}
 	// As scatter: groups of equal scatter label values, in the order of
-	// their best pod, taken round-robin.
-	var groups []*candidates
+	// their best pod, taken round-robin. The first round takes each
+	// group's best pod, found in one pass; a start seldom takes more pods
+	// than there are groups, so the groups are heaped only for a second.
 	index, byNode := map[string]int{}, map[string]int{}
-	for _, pp := range pods {
+	of := make([]int, len(pods)) // each candidate's group
+	var best []*podPlan          // each group's best candidate
+	for j, pp := range pods {
 		node := pp.pod.Pod.NodeName
 		i, ok := byNode[node]
 		if !ok {
-			i = groupOf(s, spec.Strategy.Scatter, node, index, len(groups))
-			if i == len(groups) {
-				groups = append(groups, &candidates{keyOf: keyOf})
+			i = groupOf(s, spec.Strategy.Scatter, node, index, len(best))
+			if i == len(best) {
+				best = append(best, nil)
 			}
 			byNode[node] = i
 		}
-		groups[i].pods = append(groups[i].pods, pp)
+		of[j] = i
+		if best[i] == nil || compareKeys(keyOf(pp), keyOf(best[i])) < 0 {
+			best[i] = pp
+		}
 	}
-	for _, g := range groups {
-		heap.Init(g)
-	}
-	slices.SortFunc(groups, func(a, b *candidates) int { return compareKeys(keyOf(a.pods[0]), keyOf(b.pods[0])) })
-	at := 0
+	firsts := slices.Clone(best)
+	slices.SortFunc(firsts, func(a, b *podPlan) int { return compareKeys(keyOf(a), keyOf(b)) })
+	var groups []*candidates // from the second round on, in firsts' order
+	first, at := 0, 0
 	return func() *podPlan {
+		if first < len(firsts) {
+			first++
+			return firsts[first-1]
+		}
+		if groups == nil {
+			groups = heaped(pods, of, best, firsts, keyOf)
+		}
 		for len(groups) > 0 {
 			if at >= len(groups) {
 				at = 0
@@ -163,6 +176,32 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 		}
 		return nil
 	}
+}
+
+// heaped returns the scatter groups of ordered, but for the best pod of
+// each, which the first round took, as heaps in the first round's order.
+func heaped(pods []*podPlan, of []int, best, firsts []*podPlan, keyOf func(*podPlan) *sortKey) []*candidates {
+	byBest := make(map[*podPlan]int, len(best))
+	for i, b := range best {
+		byBest[b] = i
+	}
+	rank := make([]int, len(best)) // group → its place in the first round
+	for r, b := range firsts {
+		rank[byBest[b]] = r
+	}
+	groups := make([]*candidates, len(best))
+	for i := range groups {
+		groups[i] = &candidates{keyOf: keyOf}
+	}
+	for j, pp := range pods {
+		if g := of[j]; pp != best[g] {
+			groups[rank[g]].pods = append(groups[rank[g]].pods, pp)
+		}
+	}
+	for _, g := range groups {
+		heap.Init(g)
+	}
+	return groups
 }
 
 // groupOf returns the scatter group of a node: its index in index, by
