@@ -106,6 +106,11 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 		fmt.Printf("    informer ÷ rollbook: peak RSS per pod %.1f×, RSS per pod %.1f×, heap per pod %.1f×\n",
 			per["informer"][0]/per["rollbook"][0], per["informer"][1]/per["rollbook"][1], per["informer"][2]/per["rollbook"][2])
+		if e := results["rollbook"][n].Encoded; e != nil {
+			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
+				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
+			summary[fmt.Sprintf("encoded_idle_%d", n)] = map[string]any{"bytes_per_pod": round(e.Bytes, 0), "decode_us_per_pod": round(e.DecodeNs/1e3, 2)}
+		}
 	}
 	return summary, nil
 }
@@ -114,6 +119,9 @@ type childResult struct {
 	HWM, RSS, HeapLive float64
 	Pods               int
 	Actions            int
+	// Encoded is what holding idle pods encoded would take instead (see
+	// encodedIdle); rollbook variant only.
+	Encoded *encodedIdle `json:",omitempty"`
 }
 
 // memoryChild is one measured process: memory-child <variant> <pods>.
@@ -147,6 +155,12 @@ func memoryChild(args []string) error {
 	r.HeapLive, r.RSS, r.HWM = float64(h.Live), float64(h.RSS), float64(hwm*1024)
 	if p := os.Getenv("BENCH_MEMORY_HEAPPROFILE"); p != "" {
 		if err := writeHeapProfile(p + "." + args[0] + "." + args[1]); err != nil {
+			return err
+		}
+	}
+	if b, ok := keep.([]any); ok && n > 0 {
+		// After the snapshot: what it allocates is not in the figures above.
+		if r.Encoded, err = encodedIdleOf(b[0].(*projections.Books).State); err != nil {
 			return err
 		}
 	}
