@@ -87,12 +87,13 @@ func runningStatus(name string, i int) corev1.PodStatus {
 		return corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now}
 	}
 	ip := fmt.Sprintf("10.%d.%d.%d", 100+i/65536, i/256%256, i%256)
-	cs := func(c, image string) corev1.ContainerStatus {
+	cs := func(k int, c, image string) corev1.ContainerStatus {
 		yes := true
 		return corev1.ContainerStatus{
 			Name: c, Image: image, Ready: true, Started: &yes,
-			ImageID:     "registry.example/" + c + "@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b",
-			ContainerID: fmt.Sprintf("containerd://%064x", i*2+len(c)),
+			ImageID: "registry.example/" + c + "@sha256:6c3c624b58dbbcd3c0dd82b4c53f04194d1247c6eebdaab7c610cf7d66709b3b",
+			// Each container its own ID, as a runtime gives it.
+			ContainerID: fmt.Sprintf("containerd://%064x", i*2+k),
 			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		}
 	}
@@ -105,7 +106,7 @@ func runningStatus(name string, i int) corev1.PodStatus {
 		HostIP: "192.168.0.10", HostIPs: []corev1.HostIP{{IP: "192.168.0.10"}},
 		PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
 		StartTime:         &now,
-		ContainerStatuses: []corev1.ContainerStatus{cs("app", "registry.example/app:v1"), cs("log", "registry.example/log:v1")},
+		ContainerStatuses: []corev1.ContainerStatus{cs(0, "app", "registry.example/app:v1"), cs(1, "log", "registry.example/log:v1")},
 		QOSClass:          corev1.PodQOSBurstable,
 	}
 }

@@ -109,7 +109,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		if e := results["rollbook"][n].Encoded; e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
-			summary[fmt.Sprintf("encoded_idle_%d", n)] = map[string]any{"bytes_per_pod": round(e.Bytes, 0), "decode_us_per_pod": round(e.DecodeNs/1e3, 2)}
+			fmt.Printf("    what a pod has of its own (strings no other pod has, 8 B a timestamp or counter): %.0f B\n", e.Own)
+			summary[fmt.Sprintf("encoded_idle_%d", n)] = map[string]any{"bytes_per_pod": round(e.Bytes, 0), "decode_us_per_pod": round(e.DecodeNs/1e3, 2), "own_bytes_per_pod": round(e.Own, 0)}
 		}
 	}
 	return summary, nil
