@@ -2,11 +2,13 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
 
@@ -173,4 +175,58 @@ func TestRolloutPlannedFromItsLastPlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPlanFromLastFallsBack: a selector rollout all of whose pods are
+// replaced, between two plans, by pods without the container it names
+// (the pods the rollout selects are the same keys).
+// The plan from the last one finds that only once it has put the changed
+// pods in (in the last plan's slices, in place); it then falls back to
+// selecting afresh, and plans as Plan does (world.plan compares): the
+// rollout is Invalid, UnknownContainer.
+func TestPlanFromLastFallsBack(t *testing.T) {
+	w := newWorld(t)
+	nodes := w.addNodes(3, 1)
+	f := w.addFleet("web", 4, nodes, "round", "OnDelete", true, false, false,
+		[]containerSpec{{name: "app", image: "app:v1"}, {name: "side", image: "side:v1"}}, map[string]string{"app": "web"}, nil)
+	w.addRollout("r", []byte(`{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"side","image":"side:v2"}],"strategy":{"maxUnavailable":1,"gracePeriodSeconds":0}}`))
+	step := func() {
+		w.tick(time.Second)
+		for _, a := range w.plan().Actions {
+			w.do(a, "")
+		}
+		w.flush()
+		w.syncFleets()
+		w.kubelet()
+	}
+	for range 4 {
+		step()
+	}
+	if w.inc.FromLast == 0 {
+		t.Fatal("no plan was made from the last one")
+	}
+	// Each pod replaced, under its name, by one without the sidecar (as
+	// if created by hand: the StatefulSet's revisions do not change, which
+	// would make the plan start afresh anyway).
+	for i := range 4 {
+		k := fmt.Sprintf("%s/web-%d", testNS, i)
+		w.deletePod(k, false)
+		p := w.newPod(f, i)
+		p.Pod.Containers = slices.DeleteFunc(p.Pod.Containers, func(c journal.Container) bool { return c.Name == "side" })
+		w.pods[k] = p
+		w.write(p)
+	}
+	fromLast := w.inc.FromLast
+	step()
+	if w.inc.FromLast != fromLast {
+		t.Fatal("planned from the last plan although no pod has the container the rollout names")
+	}
+	step()
+	st, _ := w.rolloutStatus("r")
+	for _, c := range st.Conditions {
+		if c.Type == "Invalid" && c.Status == "True" && c.Reason == "UnknownContainer" {
+			return
+		}
+	}
+	t.Fatalf("the rollout is not Invalid, UnknownContainer: %+v", st.Conditions)
 }
