@@ -30,8 +30,9 @@ func (j *Journal) Verify(ctx context.Context) (count uint64, err error) {
 	return j.verify(ctx, runtime.GOMAXPROCS(0), verifyMinPart)
 }
 
-// verifyMinPart: a log shorter than two of these is read in one pass,
-// where starting goroutines and iterators would cost more than it saves.
+// verifyMinPart: a log shorter than two of these is read in one part, one
+// pass, where starting goroutines and iterators would cost more than it
+// saves.
 const verifyMinPart = 1 << 15
 
 // verify is Verify in at most parts parts of at least minPart records.
@@ -70,17 +71,11 @@ func (j *Journal) verify(ctx context.Context, parts int, minPart uint64) (count 
 	if last >= first {
 		n = last - first + 1
 	}
-	if parts < 2 || minPart == 0 || n < 2*minPart {
-		err := j.scan(ctx, first, 0, func(r Record, _ []byte) error {
-			if err := check(r); err != nil {
-				return err
-			}
-			count++
-			return nil
-		})
-		return count, err
+	if parts < 1 || minPart == 0 || n < 2*minPart {
+		parts = 1 // one pass over the whole log
+	} else {
+		parts = int(min(uint64(parts), n/minPart))
 	}
-	parts = int(min(uint64(parts), n/minPart))
 	type part struct {
 		from, to uint64 // to: 0 for the last part, read to the end
 		read     uint64 // records of its own that passed

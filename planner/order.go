@@ -150,17 +150,21 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 			best[i] = pp
 		}
 	}
-	firsts := slices.Clone(best)
-	slices.SortFunc(firsts, func(a, b *podPlan) int { return compareKeys(keyOf(a), keyOf(b)) })
-	var groups []*candidates // from the second round on, in firsts' order
+	// byBest: the groups in the order of their best pod.
+	byBest := make([]int, len(best))
+	for i := range byBest {
+		byBest[i] = i
+	}
+	slices.SortFunc(byBest, func(a, b int) int { return compareKeys(keyOf(best[a]), keyOf(best[b])) })
+	var groups []*candidates // from the second round on, in byBest's order
 	first, at := 0, 0
 	return func() *podPlan {
-		if first < len(firsts) {
+		if first < len(byBest) {
 			first++
-			return firsts[first-1]
+			return best[byBest[first-1]]
 		}
 		if groups == nil {
-			groups = heaped(pods, of, best, firsts, keyOf)
+			groups = heaped(pods, of, best, byBest, keyOf)
 		}
 		for len(groups) > 0 {
 			if at >= len(groups) {
@@ -179,15 +183,11 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 }
 
 // heaped returns the scatter groups of ordered, but for the best pod of
-// each, which the first round took, as heaps in the first round's order.
-func heaped(pods []*podPlan, of []int, best, firsts []*podPlan, keyOf func(*podPlan) *sortKey) []*candidates {
-	byBest := make(map[*podPlan]int, len(best))
-	for i, b := range best {
-		byBest[b] = i
-	}
-	rank := make([]int, len(best)) // group → its place in the first round
-	for r, b := range firsts {
-		rank[byBest[b]] = r
+// each, which the first round took, as heaps in byBest's order.
+func heaped(pods []*podPlan, of []int, best []*podPlan, byBest []int, keyOf func(*podPlan) *sortKey) []*candidates {
+	rank := make([]int, len(best)) // group → its place in byBest
+	for r, g := range byBest {
+		rank[g] = r
 	}
 	groups := make([]*candidates, len(best))
 	for i := range groups {

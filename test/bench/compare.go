@@ -162,9 +162,7 @@ func (p *peerRun) capacity() float64 { return (p.CapBefore.rate() + p.CapAfter.r
 
 // servedVsCapacity is every client's writes per second during the
 // rollout over the capacity measured around it.
-func (p *peerRun) servedVsCapacity() float64 {
-	return p.Served.total() / p.took().Seconds() / p.capacity()
-}
+func (p *peerRun) servedVsCapacity() float64 { return p.Served.vsCapacity(p.took(), p.capacity()) }
 
 func (p *peerRun) steady(pods int) float64 {
 	if p.T90 <= p.T10 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"time"
 
 	"rollbook.dev/rollbook/journal"
@@ -99,7 +100,7 @@ func podStrings(o *journal.Observed, fn func(string)) {
 	for _, v := range []string{f.NodeName, f.Phase, f.PodIP, f.QOSClass} {
 		fn(v)
 	}
-	for _, v := range append(f.ReadinessGates, f.EnvFieldRefs...) {
+	for _, v := range slices.Concat(f.ReadinessGates, f.EnvFieldRefs) {
 		fn(v)
 	}
 	for _, c := range f.Conditions {
@@ -107,7 +108,9 @@ func podStrings(o *journal.Observed, fn func(string)) {
 			fn(v)
 		}
 	}
-	for _, c := range append(f.Containers, f.InitContainers...) {
+	// NB: slices.Concat, not append: appending to the fold's own slices
+	// could write into their spare capacity.
+	for _, c := range slices.Concat(f.Containers, f.InitContainers) {
 		for _, v := range []string{c.Name, c.Image, c.ImageID, c.ContainerID, c.State, c.StatusImage} {
 			fn(v)
 		}
@@ -134,7 +137,7 @@ func podNumbers(o *journal.Observed) int {
 				n++
 			}
 		}
-		for _, c := range append(f.Containers, f.InitContainers...) {
+		for _, c := range slices.Concat(f.Containers, f.InitContainers) {
 			if c.RestartCount != 0 {
 				n++
 			}

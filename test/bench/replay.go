@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	only := fs.Int("phases", 0, "run only the first n phases (0: all): 2 is scan and fold")
 	upto := fs.Uint64("records", 0, "read only the first n records (0: all)")
 	whatIf := fs.Bool("what-if", false, "go on past divergences, as rollbook replay --what-if (a journal recorded by another planner version)")
+	verify := fs.Bool("verify", false, "instead of fold and replay: Journal.Verify (rollbook journal verify) on one core, one pass, and on every core, in parts")
 	divergent := 0
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -96,6 +98,22 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			return n, rp.Plans, err
 		}},
 	}
+	if *verify {
+		if *upto != 0 {
+			return nil, errors.New("--verify reads the whole journal: drop --records")
+		}
+		cores := runtime.GOMAXPROCS(0)
+		on := func(procs int) func() (uint64, int, error) {
+			return func() (uint64, int, error) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				n, err := jn.Verify(ctx)
+				return n, 0, err
+			}
+		}
+		phases = []phase{phases[0],
+			{"verify, one core (GOMAXPROCS 1: one pass)", on(1)},
+			{fmt.Sprintf("verify, %d cores (in parts)", cores), on(cores)}}
+	}
 	if *only > 0 && *only < len(phases) {
 		phases = phases[:*only]
 	}
@@ -122,7 +140,10 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			env.logf("run %d: %s: %d records in %s (%.0f records/s)", run+1, p.name, n, took.Round(time.Millisecond), float64(n)/took.Seconds())
 		}
 	}
-	fmt.Printf("  %d records, %d recorded plans compared", records, plans)
+	fmt.Printf("  %d records", records)
+	if !*verify {
+		fmt.Printf(", %d recorded plans compared", plans)
+	}
 	if *whatIf {
 		fmt.Printf(", %d of them derived differently by today's planner (--what-if)", divergent)
 	}

@@ -352,7 +352,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	allWrites := served.total()
 	fleetStatus := served["PATCH pods/status"] + served["PUT pods/status"] - float64(writes["patch pods/status"])
 	fmt.Printf("  writes the apiserver served during the rollout, every client (apiserver_request_total): %.0f, %.0f/s = %.2f of the capacity; %.1f per pod, of which Rollbook's pods %.2f and the %s kubelets' pods/status %.2f; by verb and resource: %s\n",
-		allWrites, allWrites/took.Seconds(), allWrites/took.Seconds()/capacity, allWrites/float64(*pods), perPod, fl.Kind, fleetStatus/float64(*pods), served)
+		allWrites, allWrites/took.Seconds(), served.vsCapacity(took, capacity), allWrites/float64(*pods), perPod, fl.Kind, fleetStatus/float64(*pods), served)
 	// The controller's own histograms split the journal's lag behind the
 	// bench's watch: arrival at Rollbook's watch (after client-go's
 	// decode) → committed, and the plans' cost.
@@ -400,7 +400,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		"ratio_vs_capacity_over_3":   round(rate/bound, 2),
 		"served_writes":              round(allWrites, 0),
 		"served_writes_per_pod":      round(allWrites/float64(*pods), 2),
-		"served_vs_capacity":         round(allWrites/took.Seconds()/capacity, 2),
+		"served_vs_capacity":         round(served.vsCapacity(took, capacity), 2),
 		"fleet_status_per_pod":       round(fleetStatus/float64(*pods), 2),
 		"ratio_vs_kruise_pods_per_s": round(rate/kruisePodsPerSec, 1),
 		"updated":                    updated, "ready": ready, "recreated": recreated,
@@ -783,6 +783,12 @@ func servedWrites(a0, a1 scraped) served {
 		}
 	}
 	return out
+}
+
+// vsCapacity is the rate served over d, as a share of capacity
+// (writes/s).
+func (s served) vsCapacity(d time.Duration, capacity float64) float64 {
+	return s.total() / d.Seconds() / capacity
 }
 
 func (s served) total() float64 {
