@@ -94,7 +94,7 @@ func (p *planning) counted(pp *podPlan) podCount {
 	default: // recreate, blocked, skipped, diverged, untouched
 		c |= countRare
 	}
-	if s := pp.hook.state; s == hookWaiting || s == hookTimedOut {
+	if s := pp.hookState(); s == hookWaiting || s == hookTimedOut {
 		c |= countRare
 	}
 	if len(p.s.Failures) > 0 && p.failedPod(key) {
@@ -107,7 +107,7 @@ func (p *planning) counted(pp *podPlan) podCount {
 	case p.busy[key] || pending != nil:
 	case pp.stage == stageIdle:
 		c |= countIdle
-	case pp.stage != stageDone || pp.hook.state == hookTimedOut:
+	case pp.stage != stageDone || pp.hookState() == hookTimedOut:
 		c |= countActive
 	}
 	if pp.timed || pp.until != 0 {

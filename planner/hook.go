@@ -191,7 +191,7 @@ func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 // whether the patch may go on.
 func (p *planning) waitHook(rp *rolloutPlan, pp *podPlan) bool {
 	w := pp.hook
-	switch w.state {
+	switch pp.hookState() {
 	case hookUnmarked:
 		// Gated before the rollout had the hook: gate again, with the marker.
 		p.try(p.gate(rp, pp))

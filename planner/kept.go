@@ -14,7 +14,7 @@ import "rollbook.dev/rollbook/projections"
 // wait, of the plan's time (podPlan.until and timed).
 type keptPlans struct {
 	ctx  keptContext
-	pods map[string]*keptPlan
+	pods map[string]keptPlan // by value: one allocation less per pod
 	// round counts the classifications; an entry is valid only if the
 	// last one saw it: a pod that left the rollout's pods and came back
 	// may have been touched while it was away.
@@ -58,7 +58,7 @@ func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
 		!p.touched.Namespaces[rp.r.Namespace] && old.kept.ctx == ctx {
 		k = old.kept
 	} else {
-		k = &keptPlans{ctx: ctx, pods: map[string]*keptPlan{}}
+		k = &keptPlans{ctx: ctx, pods: map[string]keptPlan{}}
 	}
 	k.round++
 	p.unit.kept = k
@@ -71,14 +71,15 @@ func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now 
 		return nil, false
 	}
 	key := pod.Key()
-	e := k.pods[key]
-	if e == nil || e.pod != pod || e.round != k.round-1 || touched.Pods[key] {
+	e, ok := k.pods[key]
+	if !ok || e.pod != pod || e.round != k.round-1 || touched.Pods[key] {
 		return nil, false
 	}
 	if pp := e.plan; pp != nil && (pp.timed || (pp.until != 0 && now >= pp.until)) {
 		return nil, false
 	}
 	e.round = k.round
+	k.pods[key] = e
 	return e.plan, true
 }
 
@@ -87,12 +88,7 @@ func (k *keptPlans) put(pod *projections.Pod, pp *podPlan) {
 	if k == nil {
 		return
 	}
-	key := pod.Key()
-	if e := k.pods[key]; e != nil {
-		e.pod, e.plan, e.round = pod, pp, k.round
-		return
-	}
-	k.pods[key] = &keptPlan{pod: pod, plan: pp, round: k.round}
+	k.pods[pod.Key()] = keptPlan{pod: pod, plan: pp, round: k.round}
 }
 
 // trim drops entries the last classification did not see, once they

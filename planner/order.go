@@ -232,8 +232,8 @@ func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
 	// then is empty and weighs nothing.
 	sels, _ := prioritySelectors(spec)
 	return func(pp *podPlan) *sortKey {
-		if pp.sortKey == nil {
-			k := &sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
+		if !pp.keyed {
+			k := sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
 			if pr := spec.Strategy.Priority; pr != nil {
 				for j, sel := range sels {
 					if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
@@ -241,9 +241,9 @@ func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
 					}
 				}
 			}
-			pp.sortKey = k
+			pp.sortKey, pp.keyed = k, true
 		}
-		return pp.sortKey
+		return &pp.sortKey
 	}
 }
 

@@ -312,21 +312,26 @@ func (p *planning) try(a Action) bool {
 
 // patch builds the one JSON patch of a pod: images, labels and the state
 // annotation recording what it replaces.
-func (p *planning) patch(r *projections.Rollout, pp *podPlan, rev string) Action {
-	st := PodState{Rollout: r.Key(), Revision: rev, PatchedAt: p.now, Before: pp.before, Label: pp.oldLabel}
+func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
+	r := rp.r
+	// A patched pod was classified against this target (a kept
+	// classification only under the same one), so it is found again.
+	t, _ := p.podTarget(rp, pp.pod)
+	st := PodState{Rollout: r.Key(), Revision: rev, PatchedAt: p.now, Before: before(pp.pod.Pod, t), Label: pp.oldLabel}
 	raw, _ := json.Marshal(st) // a struct of strings and numbers always encodes
 	var labels map[string]string
 	if len(pp.labels) > 0 {
 		labels = pp.labels
 	}
 	var annotations map[string]string
-	if len(pp.annotations) > 0 {
-		annotations = pp.annotations
+	rare := pp.rarely()
+	if len(rare.annotations) > 0 {
+		annotations = rare.annotations
 	}
 	return Action{
 		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: r.Key(), Revision: rev,
 		Images: pp.images, Labels: labels, State: string(raw),
-		RemoveLabels: pp.removeLabels, Annotations: annotations, RemoveAnnotations: pp.removeAnnotations,
+		RemoveLabels: rare.removeLabels, Annotations: annotations, RemoveAnnotations: rare.removeAnnotations,
 		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: len(pp.pod.Labels) == 0 && len(labels) > 0,
 	}
 }

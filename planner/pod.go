@@ -12,7 +12,7 @@ import (
 )
 
 // stage is where a pod stands relative to its target.
-type stage int
+type stage uint8
 
 const (
 	stageDone      stage = iota // at target and verified (or never needed it)
@@ -47,40 +47,80 @@ func (s stage) updating() bool {
 
 // podPlan is one pod's classification.
 type podPlan struct {
-	pod       *projections.Pod
-	stage     stage
-	images    []ContainerChange
-	resources []ResourceChange
-	labels    map[string]string
-	// Metadata changes of the patch besides labels (see podTarget).
-	removeLabels, removeAnnotations []string
-	annotations                     map[string]string
-	state                           *PodState
-	hasGate                         bool // declares the readiness gate
-	gated                           bool // our condition is False
-	gatedAt                         int64
-	ready                           bool
-	skipDrain                       bool   // every changed container skips the drain
-	why                             string // for verifying, failed and blocked
-	wakeAt                          int64
-	before                          []ContainerBefore
-	oldLabel                        string
-	rev                             string // the target revision classified against
-	untouched                       bool   // rolling back a rollout that never updated this pod
-	// hook is the pod's lifecycle hook wait: pre-update while gated,
-	// post-update once verified and ungated.
-	hook hookWait
+	pod   *projections.Pod
+	stage stage
+	// Flags, packed beside stage: a fleet keeps a podPlan per pod.
+	hasGate   bool // declares the readiness gate
+	gated     bool // our condition is False
+	ready     bool
+	skipDrain bool // every changed container skips the drain
+	untouched bool // rolling back a rollout that never updated this pod
 	// The plan's time decided the stage: until, a deadline not yet
 	// reached (a verification or a hook's wait), so the classification
 	// holds while the time is before it; timed, a deadline passed, so it
 	// holds for this plan only. Neither: it holds at any time.
-	until int64
 	timed bool
 	// restartPending: see restartPending; a fact of the pod and its
 	// state, found once per classification.
 	restartPending bool
-	// sortKey: where it goes among the candidates (ordered), found once.
-	sortKey *sortKey
+	// keyed: sortKey is found (ordered finds it once per classification).
+	keyed bool
+
+	images []ContainerChange
+	// labels may be the podTarget's patchLabels, shared: never change it.
+	labels map[string]string
+	// rare holds the changes few pods have; nil when none (read it
+	// through rarely, write it through rareChanges).
+	rare     *rareChanges
+	state    *PodState
+	gatedAt  int64
+	why      string // for verifying, failed and blocked
+	wakeAt   int64
+	oldLabel string
+	rev      string // the target revision classified against
+	until    int64
+	// hook is the pod's lifecycle hook wait: pre-update while gated,
+	// post-update once verified and ungated; nil without a hook.
+	hook *hookWait
+	// sortKey: where it goes among the candidates (ordered).
+	sortKey sortKey
+}
+
+// rareChanges are the changes of a pod's patch that most rollouts'
+// pods do not have: resources (a resize), and metadata besides labels
+// (see podTarget).
+type rareChanges struct {
+	resources                       []ResourceChange
+	removeLabels, removeAnnotations []string
+	annotations                     map[string]string
+}
+
+// noRareChanges is what rarely reads for a pod without any: never
+// written.
+var noRareChanges rareChanges
+
+// rarely is the pod's rare changes, for reading.
+func (pp *podPlan) rarely() *rareChanges {
+	if pp.rare == nil {
+		return &noRareChanges
+	}
+	return pp.rare
+}
+
+// rareChanges is the pod's rare changes, made on the first one.
+func (pp *podPlan) rareChanges() *rareChanges {
+	if pp.rare == nil {
+		pp.rare = &rareChanges{}
+	}
+	return pp.rare
+}
+
+// hookState is the state of the pod's hook wait, hookNone without one.
+func (pp *podPlan) hookState() hookState {
+	if pp.hook == nil {
+		return hookNone
+	}
+	return pp.hook.state
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -119,6 +159,11 @@ type podTarget struct {
 	// selector targets); templateLabels other labels it must carry.
 	label          string
 	templateLabels map[string]string
+	// labelKeys are templateLabels' keys, sorted; patchLabels is label
+	// and templateLabels together, for a pod that has none of them (nil
+	// when templateLabels sets the revision label itself).
+	labelKeys   []string
+	patchLabels map[string]string
 	// Metadata the template dropped, and annotations it set: removed only
 	// where the pod has them; annotations are set until applied.
 	removeLabels, removeAnnotations []string
@@ -185,7 +230,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	}
 	pp.restartPending = restartPending(pp)
 	notInPlace := diff(pp, t)
-	atTarget := len(pp.images) == 0 && len(pp.resources) == 0 && !pp.metadataChanges()
+	atTarget := len(pp.images) == 0 && len(pp.rarely().resources) == 0 && !pp.metadataChanges()
 	ours := pp.state != nil && pp.state.Revision == t.rev
 	switch {
 	case notInPlace != "":
@@ -201,9 +246,10 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			pp.stage = stageDone // verified before it was ungated
 			if h := postHook(spec); h != nil && p.Labels[HookLabel] == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
-				pp.hook = waitAt(p, h, HookPostUpdate, c.LastTransition, now)
-				pp.timedBy(pp.hook)
-				if s := pp.hook.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
+				w := waitAt(p, h, HookPostUpdate, c.LastTransition, now)
+				pp.hook = &w
+				pp.timedBy(w)
+				if s := w.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
 					pp.stage = stagePostHook
 				}
 			}
@@ -231,8 +277,9 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	case pp.gated:
 		pp.stage = stageGated
 		if h := preHook(spec); h != nil {
-			pp.hook = waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
-			pp.timedBy(pp.hook)
+			w := waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
+			pp.hook = &w
+			pp.timedBy(w)
 		}
 	default:
 		pp.stage = stageIdle
@@ -260,9 +307,44 @@ func (pp *podPlan) setLabel(k, v string) {
 	pp.labels[k] = v
 }
 
+// changes says whether target w changes container c's image, and its
+// resources.
+func changes(c *journal.Container, w want) (image, resources bool) {
+	return w.Image != "" && c.Image != w.Image, !sameQuantities(c.Requests, w.Requests) || !sameQuantities(c.Limits, w.Limits)
+}
+
+// before is what a patch replaces, per container t changes, in t's order:
+// the state annotation records it for verify and rollback. It is found
+// when the patch is made, not kept with every pod's classification: t
+// and the pod are what diff read, so it lists what diff changed.
+func before(f *journal.PodFacts, t podTarget) []ContainerBefore {
+	var out []ContainerBefore
+	for _, w := range t.containers {
+		c, _ := findContainer(f, w.Name, w.Init)
+		if c == nil {
+			continue // diff refused the pod: it is never patched
+		}
+		if image, resources := changes(c, w); image || resources {
+			out = append(out, ContainerBefore{Name: c.Name, Init: w.Init, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID, Restarts: c.RestartCount})
+		}
+	}
+	return out
+}
+
+// lacksAll: want is not empty and labels has none of its values.
+func lacksAll(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] == v {
+			return false
+		}
+	}
+	return len(want) > 0
+}
+
 // metadataChanges: the patch has labels or annotations to set or remove.
 func (pp *podPlan) metadataChanges() bool {
-	return len(pp.labels)+len(pp.removeLabels)+len(pp.annotations)+len(pp.removeAnnotations) > 0
+	r := pp.rarely()
+	return len(pp.labels)+len(r.removeLabels)+len(r.annotations)+len(r.removeAnnotations) > 0
 }
 
 // diff fills the pod's image, resource and metadata changes, and says why
@@ -277,44 +359,48 @@ func diff(pp *podPlan, t podTarget) string {
 		if c == nil {
 			return fmt.Sprintf("the pod has no container %q", w.Name)
 		}
-		changed := false
-		if w.Image != "" && c.Image != w.Image {
+		image, resources := changes(c, w)
+		if image {
 			pp.images = append(pp.images, ContainerChange{Name: w.Name, Init: w.Init, Index: idx, From: c.Image, To: w.Image})
-			changed = true
 		}
-		if !sameQuantities(c.Requests, w.Requests) || !sameQuantities(c.Limits, w.Limits) {
+		if resources {
 			if w.Init && !c.RestartAlways {
 				return fmt.Sprintf("init container %q cannot be resized in place", w.Name)
 			}
-			pp.resources = append(pp.resources, ResourceChange{Name: w.Name, Index: idx, Requests: merge(c.Requests, w.Requests), Limits: merge(c.Limits, w.Limits)})
-			changed = true
+			r := pp.rareChanges()
+			r.resources = append(r.resources, ResourceChange{Name: w.Name, Index: idx, Requests: merge(c.Requests, w.Requests), Limits: merge(c.Limits, w.Limits)})
 		}
-		if changed {
-			pp.before = append(pp.before, ContainerBefore{Name: c.Name, Init: w.Init, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID, Restarts: c.RestartCount})
-			if !w.SkipDrain {
-				pp.skipDrain = false
+		if (image || resources) && !w.SkipDrain {
+			pp.skipDrain = false
+		}
+	}
+	if lacksAll(pp.pod.Labels, t.patchLabels) {
+		// The common case, shared by every such pod of the revision: a
+		// map per pod would hold the same labels once per pod.
+		pp.labels = t.patchLabels
+	} else {
+		if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
+			pp.setLabel(RevisionLabel, t.label)
+		}
+		for _, k := range t.labelKeys {
+			if pp.pod.Labels[k] != t.templateLabels[k] {
+				pp.setLabel(k, t.templateLabels[k])
 			}
-		}
-	}
-	if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
-		pp.setLabel(RevisionLabel, t.label)
-	}
-	for _, k := range sortedKeys(t.templateLabels) {
-		if pp.pod.Labels[k] != t.templateLabels[k] {
-			pp.setLabel(k, t.templateLabels[k])
 		}
 	}
 	for _, k := range t.removeLabels {
 		if _, ok := pp.pod.Labels[k]; ok {
-			pp.removeLabels = append(pp.removeLabels, k)
+			r := pp.rareChanges()
+			r.removeLabels = append(r.removeLabels, k)
 		}
 	}
 	if !t.applied && len(t.annotations) > 0 {
-		pp.annotations = t.annotations
+		pp.rareChanges().annotations = t.annotations
 	}
 	for _, k := range t.removeAnnotations {
 		if _, ours := pp.pod.Annotations[k]; ours || slices.Contains(pp.pod.AnnotationKeys, k) {
-			pp.removeAnnotations = append(pp.removeAnnotations, k)
+			r := pp.rareChanges()
+			r.removeAnnotations = append(r.removeAnnotations, k)
 		}
 	}
 	// NB: the kubelet does not restart a container when a label or
@@ -324,19 +410,19 @@ func diff(pp *podPlan, t podTarget) string {
 		if ref == "metadata.annotations" || strings.Contains(ref, StateAnnotation) {
 			return fmt.Sprintf("an env var reads %s through fieldRef, which an in-place update would leave stale", ref)
 		}
-		for _, k := range append(sortedKeys(pp.labels), pp.removeLabels...) {
+		for _, k := range append(sortedKeys(pp.labels), pp.rarely().removeLabels...) {
 			if ref == "metadata.labels" || strings.Contains(ref, "'"+k+"'") {
 				return fmt.Sprintf("an env var reads label %s through fieldRef, which an in-place update would leave stale", k)
 			}
 		}
-		for _, k := range append(sortedKeys(pp.annotations), pp.removeAnnotations...) {
+		for _, k := range append(sortedKeys(pp.rarely().annotations), pp.rarely().removeAnnotations...) {
 			if strings.Contains(ref, "'"+k+"'") {
 				return fmt.Sprintf("an env var reads annotation %s through fieldRef, which an in-place update would leave stale", k)
 			}
 		}
 	}
-	if len(pp.resources) > 0 {
-		if from, to := f.QOSClass, qosAfter(f, pp.resources); from != "" && from != to {
+	if rs := pp.rarely().resources; len(rs) > 0 {
+		if from, to := f.QOSClass, qosAfter(f, rs); from != "" && from != to {
 			return fmt.Sprintf("the resize would change the pod's QoS class from %s to %s", from, to)
 		}
 	}

@@ -236,12 +236,9 @@ func (p *planning) classifyPods(rp *rolloutPlan) {
 // classifyPod places one pod; nil for a pod not yet scheduled, which
 // counts as unavailable and is not planned.
 func (p *planning) classifyPod(rp *rolloutPlan, pod *projections.Pod) *podPlan {
-	pt := rp.t.forPod(p.s, pod)
-	if rp.rollingBack {
-		var ok bool
-		if pt, ok = rollbackTarget(pod, rp.t.rev); !ok {
-			return untouched(pod)
-		}
+	pt, ok := p.podTarget(rp, pod)
+	if !ok {
+		return untouched(pod)
 	}
 	if pod.Pod.NodeName == "" && pod.Pod.Phase == "Pending" {
 		return nil
@@ -253,6 +250,15 @@ func (p *planning) classifyPod(rp *rolloutPlan, pod *projections.Pod) *podPlan {
 		pp.stage = stageDiverged
 	}
 	return pp
+}
+
+// podTarget is what pod should become in rp: false for a pod its
+// rollback leaves untouched.
+func (p *planning) podTarget(rp *rolloutPlan, pod *projections.Pod) (podTarget, bool) {
+	if rp.rollingBack {
+		return rollbackTarget(pod, rp.t.rev)
+	}
+	return rp.t.forPod(p.s, pod), true
 }
 
 // count tallies the pods (see counted for the invariants).
@@ -304,11 +310,11 @@ func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
 		n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
 	}
 	switch {
-	case pp.hook.state == hookWaiting:
+	case pp.hookState() == hookWaiting:
 		n.hookWaiting = append(n.hookWaiting, pp)
-	case pp.hook.state == hookTimedOut && proceeds(pp.hook.hook):
+	case pp.hookState() == hookTimedOut && proceeds(pp.hook.hook):
 		n.hookProceeded = append(n.hookProceeded, pp)
-	case pp.hook.state == hookTimedOut:
+	case pp.hookState() == hookTimedOut:
 		n.hookPaused = append(n.hookPaused, pp)
 	}
 	switch pp.stage {
@@ -473,26 +479,26 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
 			return false
 		}
-		if pp.hook.state != hookNone && !p.waitHook(rp, pp) {
+		if pp.hookState() != hookNone && !p.waitHook(rp, pp) {
 			return false
 		}
 		if due := pp.gatedAt + gracePeriod(spec); p.now < due {
 			p.wake(due)
 			return false
 		}
-		p.try(p.patch(rp.r, pp, revOf(pp, t.rev)))
+		p.try(p.patch(rp, pp, revOf(pp, t.rev)))
 	case stageResize:
-		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.resources})
+		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
 	case stageVerifying:
 		p.wake(pp.wakeAt)
 	case stagePostHook:
-		if pp.hook.state == hookWaiting {
+		if pp.hookState() == hookWaiting {
 			p.wake(pp.hook.until)
 		} else {
 			p.hookTimeoutEvent(rp, pp)
 		}
 	case stageDone:
-		if pp.hook.state == hookTimedOut {
+		if pp.hookState() == hookTimedOut {
 			p.hookTimeoutEvent(rp, pp) // post-update, onTimeout Proceed
 		}
 	case stageBlocked, stageSkipped, stageDiverged:
@@ -541,7 +547,7 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		case pp.hasGate && !pp.skipDrain, preHook(rp.spec) != nil:
 			a = p.gate(rp, pp)
 		default:
-			a = p.patch(rp.r, pp, revOf(pp, t.rev))
+			a = p.patch(rp, pp, revOf(pp, t.rev))
 		}
 		if p.try(a) {
 			updates--

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,8 +47,10 @@ type target struct {
 	to     *journal.TemplateFacts
 	toName string
 	rev    string
-	// diffs caches the template difference per revision pods come from.
-	diffs map[string]revisionDiff
+	// bases caches, per revision label pods come from, what forPod
+	// derives from it alone: the pods of one revision share it, so a
+	// fleet's classification diffs one template pair, not one per pod.
+	bases map[string]*podTarget
 }
 
 // resolveTarget validates what the schema cannot (the workload exists and
@@ -77,7 +80,7 @@ func resolveTarget(s *projections.State, r *projections.Rollout) (t target, prob
 			return t, fmt.Sprintf("%s %s uses updateStrategy %s: set spec.updateStrategy.type to OnDelete so that only Rollbook replaces its pods", ref.Kind, ref.Name, w.Workload.UpdateStrategy), false
 		}
 		t.workload = w
-		t.diffs = map[string]revisionDiff{}
+		t.bases = map[string]*podTarget{}
 		var cr *projections.Revision
 		cr, t.label = targetRevision(s, w)
 		if cr != nil {
@@ -142,40 +145,58 @@ func templateNames(tf *journal.TemplateFacts) string {
 // rollout already patched toward this target, the label it had before (so
 // a resize after the patch still knows what changed).
 func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
-	pt := podTarget{rev: t.rev, label: t.label, canRecreate: t.workload != nil, templateLabels: map[string]string{}}
 	if t.workload == nil {
-		pt.containers = t.containers
-		return pt
-	}
-	if t.generation != "" {
-		pt.templateLabels[TemplateGenerationLabel] = t.generation
+		return podTarget{rev: t.rev, label: t.label, containers: t.containers}
 	}
 	from := pod.Labels[RevisionLabel]
-	pt.state, pt.stateRead = readState(pod), true
-	if st := pt.state; st != nil && st.Revision == t.rev {
-		from, pt.applied = st.Label, true
+	st := readState(pod)
+	applied := false
+	if st != nil && st.Revision == t.rev {
+		from, applied = st.Label, true
+	}
+	pt := *t.base(s, from)
+	pt.state, pt.stateRead, pt.applied = st, true, applied
+	return pt
+}
+
+// base is the part of forPod's answer that depends only on the revision
+// label the pod comes from. Every map and slice in it is shared by the
+// pods of that revision: nothing may change them (a patch's labels are
+// patchLabels itself).
+func (t *target) base(s *projections.State, from string) *podTarget {
+	if b := t.bases[from]; b != nil {
+		return b
 	}
 	var d revisionDiff
 	if from != t.label {
-		key := revisionKey(t.workload, from)
-		var ok bool
-		if d, ok = t.diffs[key]; !ok {
-			cr := s.Revisions[key]
-			if cr == nil || cr.Revision == nil || cr.Revision.Template == nil {
-				d.notInPlace = fmt.Sprintf("the pod's revision %q has no ControllerRevision (deleted past revisionHistoryLimit?), so what changed cannot be told", from)
-			} else {
-				d = diffTemplates(cr.Revision.Template, t.to)
-			}
-			t.diffs[key] = d
+		cr := s.Revisions[revisionKey(t.workload, from)]
+		if cr == nil || cr.Revision == nil || cr.Revision.Template == nil {
+			d.notInPlace = fmt.Sprintf("the pod's revision %q has no ControllerRevision (deleted past revisionHistoryLimit?), so what changed cannot be told", from)
+		} else {
+			d = diffTemplates(cr.Revision.Template, t.to)
 		}
 	}
-	pt.notInPlace = d.notInPlace
-	pt.containers = withOverrides(d.containers, t.containers)
-	for k, v := range d.labels {
-		pt.templateLabels[k] = v
+	b := &podTarget{rev: t.rev, label: t.label, canRecreate: true, notInPlace: d.notInPlace}
+	b.containers = withOverrides(d.containers, t.containers)
+	b.templateLabels = map[string]string{}
+	if t.generation != "" {
+		b.templateLabels[TemplateGenerationLabel] = t.generation
 	}
-	pt.removeLabels, pt.annotations, pt.removeAnnotations = d.removeLabels, d.annotations, d.removeAnnotations
-	return pt
+	for k, v := range d.labels {
+		b.templateLabels[k] = v
+	}
+	b.labelKeys = sortedKeys(b.templateLabels)
+	if _, clash := b.templateLabels[RevisionLabel]; !clash {
+		// What a pod that has none of these labels (as every pod of the
+		// revision) is patched with; with a clash diff builds it per pod.
+		b.patchLabels = maps.Clone(b.templateLabels)
+		if t.label != "" {
+			b.patchLabels[RevisionLabel] = t.label
+		}
+	}
+	b.removeLabels, b.annotations, b.removeAnnotations = d.removeLabels, d.annotations, d.removeAnnotations
+	t.bases[from] = b
+	return b
 }
 
 // withOverrides lays the rollout's per-container overrides over what the
