@@ -54,6 +54,9 @@ type Incremental struct {
 	// planned from their last plan and the pods that changed since
 	// (delta.go).
 	Full, Partial, Replanned, FromLast int
+	// groups numbers the nodes' scatter groups, from one full plan to
+	// the next (see scatterGroups).
+	groups *scatterGroups
 }
 
 // FullEvery is how much journal time may pass between two full plans.
@@ -117,6 +120,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 		in.Full++
 		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string][]string{}
 		in.claims = map[string]string{}
+		in.groups = nil
 		in.fullAt = s.Now
 		p.keys = sortedPodKeys(s)
 		for _, k := range p.keys {
@@ -172,6 +176,14 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 		p.add(in.release[k])
 	}
 	return p.res
+}
+
+// scatterGroups is the groups numbered since the last full plan.
+func (in *Incremental) scatterGroups() *scatterGroups {
+	if in.groups == nil {
+		in.groups = newScatterGroups()
+	}
+	return in.groups
 }
 
 // dirty returns the units to replan (see Incremental).

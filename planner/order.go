@@ -109,7 +109,7 @@ func ordinal(name string) int {
 // candidate's sort key is found once per classification (podPlan.sortKey):
 // a pod waits as a candidate across many plans. It reorders pods, which
 // the callers make afresh for each plan, instead of copying them.
-func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) func() *podPlan {
+func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan, numbered *scatterGroups) func() *podPlan {
 	if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
 		// lessValue mixes numbers and strings, so its order need not be
 		// total: only the whole stable sort gives order's result.
@@ -132,18 +132,21 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 	// their best pod, taken round-robin. The first round takes each
 	// group's best pod, found in one pass; a start seldom takes more pods
 	// than there are groups, so the groups are heaped only for a second.
-	index, byNode := map[string]int{}, map[string]int{}
-	of := make([]int, len(pods)) // each candidate's group
-	var best []*podPlan          // each group's best candidate
+	terms := numbered.of(spec.Strategy.Scatter)
+	for _, pp := range pods {
+		if pp.group == 0 {
+			pp.group = terms.group(s, pp.pod.Pod.NodeName)
+		}
+	}
+	slot := make([]int32, numbered.n+1) // group → its index in best, +1
+	of := make([]int, len(pods))        // each candidate's group
+	var best []*podPlan                 // each group's best candidate
 	for j, pp := range pods {
-		node := pp.pod.Pod.NodeName
-		i, ok := byNode[node]
-		if !ok {
-			i = groupOf(s, spec.Strategy.Scatter, node, index, len(best))
-			if i == len(best) {
-				best = append(best, nil)
-			}
-			byNode[node] = i
+		i := int(slot[pp.group]) - 1
+		if i < 0 {
+			i = len(best)
+			best = append(best, nil)
+			slot[pp.group] = int32(i + 1)
 		}
 		of[j] = i
 		if best[i] == nil || compareKeys(keyOf(pp), keyOf(best[i])) < 0 {
@@ -292,4 +295,70 @@ func (h *candidates) next() *podPlan {
 		return nil
 	}
 	return heap.Pop(h).(*podPlan)
+}
+
+// scatterGroups numbers the scatter groups of the nodes: the values of a
+// rollout's scatter keys on a node, one number per distinct values and
+// keys. A candidate keeps its group's number (podPlan.group), so ordering
+// a thousand candidates reads no node and looks nothing up per pod.
+//
+// A node's labels are read once per number: node records that change
+// them, or add or remove a node, make the next plan a full plan
+// (projections.Touched.All), which starts a new scatterGroups and
+// classifies every pod again.
+type scatterGroups struct {
+	n     int32
+	ids   map[string]int32 // keys and values → number
+	terms map[string]*termGroups
+}
+
+// termGroups is scatterGroups for one list of scatter keys.
+type termGroups struct {
+	all    *scatterGroups
+	terms  []projections.ScatterTerm
+	byNode map[string]int32
+}
+
+func newScatterGroups() *scatterGroups {
+	return &scatterGroups{ids: map[string]int32{}, terms: map[string]*termGroups{}}
+}
+
+// of is the groups of one list of scatter keys.
+func (g *scatterGroups) of(terms []projections.ScatterTerm) *termGroups {
+	var key strings.Builder
+	for _, t := range terms {
+		key.WriteString(t.Key)
+		key.WriteByte(0)
+	}
+	tg := g.terms[key.String()]
+	if tg == nil {
+		tg = &termGroups{all: g, terms: terms, byNode: map[string]int32{}}
+		g.terms[key.String()] = tg
+	}
+	return tg
+}
+
+// group is the number of node's group, from 1.
+func (tg *termGroups) group(s *projections.State, node string) int32 {
+	if id, ok := tg.byNode[node]; ok {
+		return id
+	}
+	var key strings.Builder
+	for _, t := range tg.terms {
+		key.WriteString(t.Key)
+		key.WriteByte(0)
+		if n := s.Nodes[node]; n != nil && n.Node != nil {
+			key.WriteString(n.Node.Labels[t.Key])
+		}
+		key.WriteByte(0)
+	}
+	g := tg.all
+	id, ok := g.ids[key.String()]
+	if !ok {
+		g.n++
+		id = g.n
+		g.ids[key.String()] = id
+	}
+	tg.byNode[node] = id
+	return id
 }

@@ -64,8 +64,9 @@ func TestOrderedIsOrder(t *testing.T) {
 			cached = append(cached, &podPlan{pod: pod, stage: stageIdle})
 		}
 		want := order(s, spec, fresh)
+		groups := newScatterGroups()
 		for round := range 2 { // the second time with every sort key found
-			next := ordered(s, spec, cached)
+			next := ordered(s, spec, cached, groups)
 			var got []*projections.Pod
 			for pp := next(); pp != nil; pp = next() {
 				got = append(got, pp.pod)

@@ -65,6 +65,10 @@ type podPlan struct {
 	restartPending bool
 	// keyed: sortKey is found (ordered finds it once per classification).
 	keyed bool
+	// group is the pod's scatter group, numbered by its Incremental's
+	// scatterGroups; 0 until ordered finds it, once per classification
+	// as the sort key.
+	group int32
 
 	images []ContainerChange
 	// labels may be the podTarget's patchLabels, shared: never change it.

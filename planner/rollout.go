@@ -531,7 +531,7 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		return
 	}
 	rk, t := rp.r.Key(), rp.t
-	next := ordered(p.s, rp.spec, candidates)
+	next := ordered(p.s, rp.spec, candidates, p.inc.scatterGroups())
 	for pp := next(); pp != nil; pp = next() {
 		if updates <= 0 || budget <= 0 {
 			return
