@@ -74,7 +74,11 @@ type sim struct {
 	pending   map[string]bool // pods deleted and not yet recreated
 	// carried counts pods under way when the target last changed: they
 	// are re-planned toward the new target at once, whatever its steps.
+	// The target changes for the planner when its watch delivers the new
+	// revision, which a lagging watch does later than the template is
+	// written: planned is the target the planner last planned toward.
 	carried int
+	planned string
 	steps   int
 	// trace is what happened lately, printed when an invariant fails.
 	trace []string
@@ -425,6 +429,14 @@ func objectOf(a Action) string {
 // intents in flight plans nothing for the objects they touch.
 func (s *sim) planAndAct() {
 	w := s.w
+	if r := w.state.Rollouts[testNS+"/"+s.name]; r != nil {
+		if t, problem, _ := resolveTarget(w.state, r); problem == "" && t.rev != s.planned {
+			if s.planned != "" {
+				s.carried = s.underWay()
+			}
+			s.planned = t.rev
+		}
+	}
 	res := w.plan()
 	if len(res.Actions) == 0 {
 		return
