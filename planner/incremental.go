@@ -57,6 +57,9 @@ type Incremental struct {
 	// groups numbers the nodes' scatter groups, from one full plan to
 	// the next (see scatterGroups).
 	groups *scatterGroups
+	// bases keeps the targets' bases (target.base) from plan to plan,
+	// until the next full plan.
+	bases map[baseKey]*podTarget
 }
 
 // FullEvery is how much journal time may pass between two full plans.
@@ -120,7 +123,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 		in.Full++
 		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string][]string{}
 		in.claims = map[string]string{}
-		in.groups = nil
+		in.groups, in.bases = nil, nil
 		in.fullAt = s.Now
 		p.keys = sortedPodKeys(s)
 		for _, k := range p.keys {
@@ -184,6 +187,14 @@ func (in *Incremental) scatterGroups() *scatterGroups {
 		in.groups = newScatterGroups()
 	}
 	return in.groups
+}
+
+// keptBases is the targets' bases kept since the last full plan.
+func (in *Incremental) keptBases() map[baseKey]*podTarget {
+	if in.bases == nil {
+		in.bases = map[baseKey]*podTarget{}
+	}
+	return in.bases
 }
 
 // dirty returns the units to replan (see Incremental).

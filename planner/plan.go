@@ -156,6 +156,9 @@ func (p *planning) rollout(r *projections.Rollout) {
 	conds := newConditions(r.Status.Conditions, p.now)
 	conds.set("Aborted", "False", "Resumed", "")
 	t, problem, notFound := resolveTarget(p.s, r)
+	if t.bases != nil {
+		t.kept = p.inc.keptBases()
+	}
 	if problem == "" && (t.workload == nil || t.workload.Workload.ObservedGeneration >= t.workload.Generation && t.to != nil) &&
 		p.rolloutFast(r, t, &st, conds) {
 		p.finishStatus(r, &st, conds)

@@ -51,6 +51,20 @@ type target struct {
 	// derives from it alone: the pods of one revision share it, so a
 	// fleet's classification diffs one template pair, not one per pod.
 	bases map[string]*podTarget
+	// kept is bases from plan to plan (Incremental.keptBases); nil
+	// outside the incremental planner.
+	kept map[baseKey]*podTarget
+}
+
+// baseKey is what a base is derived from besides the target's revision
+// (rev: its containers, labels and revision name): the pods' revision,
+// its ControllerRevision as folded and the target's template as folded.
+// A ControllerRevision's data never changes, and the fold makes a new
+// object for each record of one, so the same objects give the same base.
+type baseKey struct {
+	rev, from string
+	cr        *projections.Revision
+	to        *journal.TemplateFacts
 }
 
 // resolveTarget validates what the schema cannot (the workload exists and
@@ -167,9 +181,17 @@ func (t *target) base(s *projections.State, from string) *podTarget {
 	if b := t.bases[from]; b != nil {
 		return b
 	}
+	var cr *projections.Revision
+	if from != t.label {
+		cr = s.Revisions[revisionKey(t.workload, from)]
+	}
+	key := baseKey{rev: t.rev, from: from, cr: cr, to: t.to}
+	if b := t.kept[key]; b != nil {
+		t.bases[from] = b
+		return b
+	}
 	var d revisionDiff
 	if from != t.label {
-		cr := s.Revisions[revisionKey(t.workload, from)]
 		if cr == nil || cr.Revision == nil || cr.Revision.Template == nil {
 			d.notInPlace = fmt.Sprintf("the pod's revision %q has no ControllerRevision (deleted past revisionHistoryLimit?), so what changed cannot be told", from)
 		} else {
@@ -196,6 +218,9 @@ func (t *target) base(s *projections.State, from string) *podTarget {
 	}
 	b.removeLabels, b.annotations, b.removeAnnotations = d.removeLabels, d.annotations, d.removeAnnotations
 	t.bases[from] = b
+	if t.kept != nil {
+		t.kept[key] = b
+	}
 	return b
 }
 
