@@ -82,7 +82,7 @@ type podPlan struct {
 	wakeAt   int64
 	oldLabel string
 	rev      string // the target revision classified against
-	until    int64
+	until    int64  // see timed
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
 	// post-update once verified and ungated; nil without a hook.
 	hook *hookWait
