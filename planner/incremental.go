@@ -56,7 +56,7 @@ type Incremental struct {
 	Full, Partial, Replanned, FromLast int
 	// groups numbers the nodes' scatter groups, from one full plan to
 	// the next (see scatterGroups).
-	groups *scatterGroups
+	groups scatterGroups
 	// bases keeps the targets' bases (target.base) from plan to plan,
 	// until the next full plan.
 	bases map[baseKey]*podTarget
@@ -182,9 +182,9 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 }
 
 // scatterGroups is the groups numbered since the last full plan.
-func (in *Incremental) scatterGroups() *scatterGroups {
+func (in *Incremental) scatterGroups() scatterGroups {
 	if in.groups == nil {
-		in.groups = newScatterGroups()
+		in.groups = scatterGroups{}
 	}
 	return in.groups
 }

@@ -109,7 +109,7 @@ func ordinal(name string) int {
 // candidate's sort key is found once per classification (podPlan.sortKey):
 // a pod waits as a candidate across many plans. It reorders pods, which
 // the callers make afresh for each plan, instead of copying them.
-func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan, numbered *scatterGroups) func() *podPlan {
+func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan, numbered scatterGroups) func() *podPlan {
 	if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
 		// lessValue mixes numbers and strings, so its order need not be
 		// total: only the whole stable sort gives order's result.
@@ -138,9 +138,9 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 			pp.group = terms.group(s, pp.pod.Pod.NodeName)
 		}
 	}
-	slot := make([]int32, numbered.n+1) // group → its index in best, +1
-	of := make([]int, len(pods))        // each candidate's group
-	var best []*podPlan                 // each group's best candidate
+	slot := make([]int32, terms.n+1) // group → its index in best, +1
+	of := make([]int, len(pods))     // each candidate's group
+	var best []*podPlan              // each group's best candidate
 	for j, pp := range pods {
 		i := int(slot[pp.group]) - 1
 		if i < 0 {
@@ -210,6 +210,18 @@ func heaped(pods []*podPlan, of []int, best []*podPlan, byBest []int, keyOf func
 // groupOf returns the scatter group of a node: its index in index, by
 // the node's values of the scatter keys, or next for a new group.
 func groupOf(s *projections.State, terms []projections.ScatterTerm, node string, index map[string]int, next int) int {
+	g := scatterValues(s, terms, node)
+	i, ok := index[g]
+	if !ok {
+		i = next
+		index[g] = i
+	}
+	return i
+}
+
+// scatterValues is what tells a node's scatter group: its values of the
+// scatter keys ("" for a key it lacks, or a node not seen).
+func scatterValues(s *projections.State, terms []projections.ScatterTerm, node string) string {
 	var vals []string
 	for _, t := range terms {
 		v := ""
@@ -218,13 +230,7 @@ func groupOf(s *projections.State, terms []projections.ScatterTerm, node string,
 		}
 		vals = append(vals, v)
 	}
-	g := strings.Join(vals, "\x00")
-	i, ok := index[g]
-	if !ok {
-		i = next
-		index[g] = i
-	}
-	return i
+	return strings.Join(vals, "\x00")
 }
 
 // sortKeys returns a candidate's sort key under spec, found once per
@@ -297,43 +303,37 @@ func (h *candidates) next() *podPlan {
 	return heap.Pop(h).(*podPlan)
 }
 
-// scatterGroups numbers the scatter groups of the nodes: the values of a
-// rollout's scatter keys on a node, one number per distinct values and
-// keys. A candidate keeps its group's number (podPlan.group), so ordering
-// a thousand candidates reads no node and looks nothing up per pod.
+// scatterGroups numbers the scatter groups of the nodes, per list of
+// scatter keys: one number per distinct values of those keys
+// (scatterValues). A candidate keeps its group's number (podPlan.group),
+// so ordering a thousand candidates reads no node and looks nothing up
+// per pod.
 //
-// A node's labels are read once per number: node records that change
-// them, or add or remove a node, make the next plan a full plan
+// A node's labels are read once per list of keys: node records that
+// change them, or add or remove a node, make the next plan a full plan
 // (projections.Touched.All), which starts a new scatterGroups and
 // classifies every pod again.
-type scatterGroups struct {
-	n     int32
-	ids   map[string]int32 // keys and values → number
-	terms map[string]*termGroups
-}
+type scatterGroups map[string]*termGroups // keys joined → their groups
 
-// termGroups is scatterGroups for one list of scatter keys.
+// termGroups numbers the groups of one list of scatter keys.
 type termGroups struct {
-	all    *scatterGroups
 	terms  []projections.ScatterTerm
+	n      int32
+	ids    map[string]int32 // scatterValues → number, from 1
 	byNode map[string]int32
 }
 
-func newScatterGroups() *scatterGroups {
-	return &scatterGroups{ids: map[string]int32{}, terms: map[string]*termGroups{}}
-}
-
 // of is the groups of one list of scatter keys.
-func (g *scatterGroups) of(terms []projections.ScatterTerm) *termGroups {
+func (g scatterGroups) of(terms []projections.ScatterTerm) *termGroups {
 	var key strings.Builder
 	for _, t := range terms {
 		key.WriteString(t.Key)
 		key.WriteByte(0)
 	}
-	tg := g.terms[key.String()]
+	tg := g[key.String()]
 	if tg == nil {
-		tg = &termGroups{all: g, terms: terms, byNode: map[string]int32{}}
-		g.terms[key.String()] = tg
+		tg = &termGroups{terms: terms, ids: map[string]int32{}, byNode: map[string]int32{}}
+		g[key.String()] = tg
 	}
 	return tg
 }
@@ -343,21 +343,12 @@ func (tg *termGroups) group(s *projections.State, node string) int32 {
 	if id, ok := tg.byNode[node]; ok {
 		return id
 	}
-	var key strings.Builder
-	for _, t := range tg.terms {
-		key.WriteString(t.Key)
-		key.WriteByte(0)
-		if n := s.Nodes[node]; n != nil && n.Node != nil {
-			key.WriteString(n.Node.Labels[t.Key])
-		}
-		key.WriteByte(0)
-	}
-	g := tg.all
-	id, ok := g.ids[key.String()]
+	vals := scatterValues(s, tg.terms, node)
+	id, ok := tg.ids[vals]
 	if !ok {
-		g.n++
-		id = g.n
-		g.ids[key.String()] = id
+		tg.n++
+		id = tg.n
+		tg.ids[vals] = id
 	}
 	tg.byNode[node] = id
 	return id

@@ -64,7 +64,7 @@ func TestOrderedIsOrder(t *testing.T) {
 			cached = append(cached, &podPlan{pod: pod, stage: stageIdle})
 		}
 		want := order(s, spec, fresh)
-		groups := newScatterGroups()
+		groups := scatterGroups{}
 		for round := range 2 { // the second time with every sort key found
 			next := ordered(s, spec, cached, groups)
 			var got []*projections.Pod

@@ -66,8 +66,8 @@ type podPlan struct {
 	// keyed: sortKey is found (ordered finds it once per classification).
 	keyed bool
 	// group is the pod's scatter group, numbered by its Incremental's
-	// scatterGroups; 0 until ordered finds it, once per classification
-	// as the sort key.
+	// scatterGroups for its rollout's scatter keys; 0 until ordered finds
+	// it, once per classification as the sort key.
 	group int32
 
 	images []ContainerChange
@@ -99,16 +99,12 @@ type rareChanges struct {
 	annotations                     map[string]string
 }
 
-// noRareChanges is what rarely reads for a pod without any: never
-// written.
-var noRareChanges rareChanges
-
-// rarely is the pod's rare changes, for reading.
-func (pp *podPlan) rarely() *rareChanges {
+// rarely is the pod's rare changes, for reading: none for a pod without.
+func (pp *podPlan) rarely() rareChanges {
 	if pp.rare == nil {
-		return &noRareChanges
+		return rareChanges{}
 	}
-	return pp.rare
+	return *pp.rare
 }
 
 // rareChanges is the pod's rare changes, made on the first one.

@@ -346,7 +346,6 @@ func (s *sim) step() {
 		s.restart()
 	case r < 87 && s.templates < 2 && s.steps > 100: // a new revision mid-rollout
 		s.templates++
-		s.carried = s.underWay()
 		s.newTemplate()
 		s.logf("template %s", s.f.obs.Workload.UpdateRevision)
 	case r < 88 && s.faults && s.chance(0.2): // a pod is deleted from outside; its workload recreates it, maybe later
@@ -429,13 +428,11 @@ func objectOf(a Action) string {
 // intents in flight plans nothing for the objects they touch.
 func (s *sim) planAndAct() {
 	w := s.w
-	if r := w.state.Rollouts[testNS+"/"+s.name]; r != nil {
-		if t, problem, _ := resolveTarget(w.state, r); problem == "" && t.rev != s.planned {
-			if s.planned != "" {
-				s.carried = s.underWay()
-			}
-			s.planned = t.rev
+	if rev, problem := s.rolloutTarget(); problem == "" && rev != s.planned {
+		if s.planned != "" {
+			s.carried = s.underWay()
 		}
+		s.planned = rev
 	}
 	res := w.plan()
 	if len(res.Actions) == 0 {
@@ -758,15 +755,22 @@ func (s *sim) underWay() int {
 // targetRevision is the rollout's target as the planner computes it from
 // the journal.
 func (s *sim) targetRevision() string {
-	r := s.w.state.Rollouts[testNS+"/"+s.name]
-	if r == nil {
-		return ""
-	}
-	t, problem, _ := resolveTarget(s.w.state, r)
+	rev, problem := s.rolloutTarget()
 	if problem != "" {
 		s.t.Fatalf("rollout target: %s", problem)
 	}
-	return t.rev
+	return rev
+}
+
+// rolloutTarget is the revision the rollout targets in the planner's
+// state ("" before the rollout is seen), or what stops it resolving.
+func (s *sim) rolloutTarget() (rev, problem string) {
+	r := s.w.state.Rollouts[testNS+"/"+s.name]
+	if r == nil {
+		return "", ""
+	}
+	t, problem, _ := resolveTarget(s.w.state, r)
+	return t.rev, problem
 }
 
 // heal ends every fault: actions in flight complete, the watch catches up,
