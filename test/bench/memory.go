@@ -168,7 +168,7 @@ func measureInformer(ctx context.Context, cfg *rest.Config, ns string, strip boo
 	f.Shutdown()
 	f, inf = nil, nil
 	r.Tracked = len(store.ListKeys())
-	if obj, ok, _ := store.GetByKey(ns + "/bench-00000"); ok {
+	if obj, ok, _ := store.GetByKey(ns + "/" + barePodName(0)); ok {
 		if _, isPod := obj.(*corev1.Pod); !isPod {
 			return r, fmt.Errorf("informer store holds %T", obj)
 		}

@@ -33,12 +33,13 @@ func createNamespace(ctx context.Context, cs kubernetes.Interface, name string) 
 	return cluster.WaitDefaultServiceAccount(ctx, cs, name)
 }
 
-// barePod is a pod as a StatefulSet of a typical service makes it (labels,
-// two containers with ports, env, probes and resources, the readiness
-// gate), with schedulerName "none" so that no scheduler, kubelet or
-// controller ever writes it: what a client holds of it is what was
-// created (plus the status setStatus writes).
-func barePod(name string, i int) *corev1.Pod {
+// barePod is pod i as a StatefulSet named "bench" of a typical service
+// makes it (its name, labels, two containers with ports, env, probes and
+// resources, the readiness gate), with schedulerName "none" so that no
+// scheduler, kubelet or controller ever writes it: what a client holds of
+// it is what was created (plus the status setStatus writes).
+func barePod(i int) *corev1.Pod {
+	name := barePodName(i)
 	rq := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}
 	lim := corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
 	return &corev1.Pod{
@@ -79,6 +80,10 @@ func barePod(name string, i int) *corev1.Pod {
 	}
 }
 
+// barePodName is the name a StatefulSet named "bench" gives its pod i:
+// the ordinal unpadded, as its apps.kubernetes.io/pod-index label says.
+func barePodName(i int) string { return "bench-" + strconv.Itoa(i) }
+
 // runningStatus is the status a kubelet would have written for a running
 // barePod.
 func runningStatus(name string, i int) corev1.PodStatus {
@@ -111,7 +116,7 @@ func runningStatus(name string, i int) corev1.PodStatus {
 	}
 }
 
-// createBarePods creates n barePods named bench-00000... in ns with
+// createBarePods creates n barePods named bench-0, bench-1... in ns with
 // `parallel` creators, and with status also writes each one's running
 // status. Pods that exist are kept.
 func createBarePods(ctx context.Context, env *benchEnv, cs kubernetes.Interface, ns string, n, parallel int, status bool) error {
@@ -127,8 +132,8 @@ func createBarePods(ctx context.Context, env *benchEnv, cs kubernetes.Interface,
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				name := fmt.Sprintf("bench-%05d", i)
-				p, err := cs.CoreV1().Pods(ns).Create(ctx, barePod(name, i), metav1.CreateOptions{})
+				name := barePodName(i)
+				p, err := cs.CoreV1().Pods(ns).Create(ctx, barePod(i), metav1.CreateOptions{})
 				if apierrors.IsAlreadyExists(err) {
 					p, err = cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 				}

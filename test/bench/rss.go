@@ -173,8 +173,8 @@ func memoryChild(args []string) error {
 // watchedPod is pod i as a watch delivers it: a barePod with its running
 // status, identity and version, as JSON.
 func watchedPod(i int) []byte {
-	name := fmt.Sprintf("bench-%06d", i)
-	p := barePod(name, i)
+	name := barePodName(i)
+	p := barePod(i)
 	p.Namespace = benchNS
 	p.UID = types.UID(fmt.Sprintf("6c3c624b-58db-4bcd-%04x-%012x", i%65536, i))
 	p.ResourceVersion = strconv.Itoa(100000 + i)
