@@ -63,7 +63,10 @@ func TestCheckpointOfBooksRoundTrip(t *testing.T) {
 		if err := journal.DecodeCheckpoint(c.Data, got); err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, books) {
+		// The states compared Detached: what their caches hold depends on
+		// the order the pods were folded in.
+		gs, bs := got.State.Detached(), books.State.Detached()
+		if !reflect.DeepEqual(gs, bs) || !reflect.DeepEqual(got.Open, books.Open) || !reflect.DeepEqual(got.Rollouts, books.Rollouts) {
 			t.Fatalf("checkpoint %d decodes to other books", r.Seq)
 		}
 	}

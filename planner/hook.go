@@ -106,7 +106,7 @@ func waitAt(p *projections.Pod, h *projections.LifecycleHook, which string, sinc
 	// NB: a pod journaled truncated (too large) has no labels on record:
 	// gating it again for a marker the planner can never see would loop.
 	// It waits for a release it can see (a condition) or its timeout.
-	case p.Labels[HookLabel] != which && p.Truncated == "":
+	case p.Label(HookLabel) != which && p.Truncated == "":
 		w.state = hookUnmarked
 	case released(p, h):
 		w.state = hookReleased
@@ -121,7 +121,7 @@ func waitAt(p *projections.Pod, h *projections.LifecycleHook, which string, sinc
 // released: the hook controller has set the hook's release on the pod.
 func released(p *projections.Pod, h *projections.LifecycleHook) bool {
 	if h.Label != nil {
-		v, ok := p.Labels[h.Label.Key]
+		v, ok := p.LookupLabel(h.Label.Key)
 		return ok && v == h.Label.Value
 	}
 	for _, c := range p.Pod.Conditions {
@@ -153,7 +153,7 @@ func mark(a *Action, h *projections.LifecycleHook, which string) {
 
 // unmark makes an ungate write remove the marker, if the pod has one.
 func unmark(a Action, p *projections.Pod) Action {
-	if _, ok := p.Labels[HookLabel]; ok {
+	if _, ok := p.LookupLabel(HookLabel); ok {
 		a.RemoveLabels = []string{HookLabel}
 	}
 	return a

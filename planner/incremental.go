@@ -103,7 +103,7 @@ func (u *unit) matches(pod *projections.Pod) bool {
 	case u.ownerUID != "":
 		return pod.Owner != nil && pod.Owner.UID == u.ownerUID
 	case u.selector != nil:
-		return u.selector.Matches(labels.Set(pod.Labels))
+		return u.selector.Matches(pod.LabelSet())
 	}
 	return false
 }

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/labels"
-
 	"rollbook.dev/rollbook/projections"
 )
 
@@ -25,7 +23,7 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 	for i, pp := range pods {
 		ks[i].pp, ks[i].key = pp, keyOf(pp)
 		if pr := spec.Strategy.Priority; pr != nil && pr.OrderKey != "" {
-			ks[i].order = pp.pod.Labels[pr.OrderKey]
+			ks[i].order = pp.pod.Label(pr.OrderKey)
 		}
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
@@ -245,7 +243,7 @@ func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
 			k := sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
 			if pr := spec.Strategy.Priority; pr != nil {
 				for j, sel := range sels {
-					if w := pr.Weights[j]; sel.Matches(labels.Set(pp.pod.Labels)) {
+					if w := pr.Weights[j]; sel.Matches(pp.pod.LabelSet()) {
 						k.weight += int64(w.Weight)
 					}
 				}

@@ -213,7 +213,7 @@ func (p *planning) rollout(r *projections.Rollout) {
 // workload from the target revision, or as the replacement of a pod this
 // rollout recreated for this revision.
 func (p *planning) recreatedForTarget(pod *projections.Pod, rk string, t target) bool {
-	if t.label != "" && pod.Labels[RevisionLabel] == t.label {
+	if t.label != "" && pod.Label(RevisionLabel) == t.label {
 		return true
 	}
 	rc, ok := p.s.Recreated[pod.Key()]
@@ -335,7 +335,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: r.Key(), Revision: rev,
 		Images: pp.images, Labels: labels, State: string(raw),
 		RemoveLabels: rare.removeLabels, Annotations: annotations, RemoveAnnotations: rare.removeAnnotations,
-		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: len(pp.pod.Labels) == 0 && len(labels) > 0,
+		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: !pp.pod.HasLabels() && len(labels) > 0,
 	}
 }
 
@@ -354,7 +354,7 @@ func rollbackTarget(pod *projections.Pod, rev string) (podTarget, bool) {
 		}
 		return pt, true
 	case "rb-" + rev:
-		pt := podTarget{rev: st.Revision, label: pod.Labels[RevisionLabel], state: st, stateRead: true}
+		pt := podTarget{rev: st.Revision, label: pod.Label(RevisionLabel), state: st, stateRead: true}
 		for _, b := range st.Before {
 			if c, _ := findContainer(pod.Pod, b.Name, b.Init); c != nil {
 				pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: c.Image})

@@ -224,7 +224,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		st = readState(p)
 	}
 	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
-	pp.oldLabel = p.Labels[RevisionLabel]
+	pp.oldLabel = p.Label(RevisionLabel)
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
 	}
@@ -244,7 +244,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		c := gateCondition(f)
 		if c != nil && c.Status == "True" && c.Reason == ReasonReady && strings.Contains(c.Message, t.rev) {
 			pp.stage = stageDone // verified before it was ungated
-			if h := postHook(spec); h != nil && p.Labels[HookLabel] == HookPostUpdate {
+			if h := postHook(spec); h != nil && p.Label(HookLabel) == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
 				w := waitAt(p, h, HookPostUpdate, c.LastTransition, now)
 				pp.hook = &w
@@ -331,10 +331,10 @@ func before(f *journal.PodFacts, t podTarget) []ContainerBefore {
 	return out
 }
 
-// lacksAll: want is not empty and labels has none of its values.
-func lacksAll(labels, want map[string]string) bool {
+// lacksAll: want is not empty and the pod has none of its label values.
+func lacksAll(p *projections.Pod, want map[string]string) bool {
 	for k, v := range want {
-		if labels[k] == v {
+		if p.Label(k) == v {
 			return false
 		}
 	}
@@ -374,22 +374,22 @@ func diff(pp *podPlan, t podTarget) string {
 			pp.skipDrain = false
 		}
 	}
-	if lacksAll(pp.pod.Labels, t.patchLabels) {
+	if lacksAll(pp.pod, t.patchLabels) {
 		// The common case, shared by every such pod of the revision: a
 		// map per pod would hold the same labels once per pod.
 		pp.labels = t.patchLabels
 	} else {
-		if t.label != "" && pp.pod.Labels[RevisionLabel] != t.label {
+		if t.label != "" && pp.pod.Label(RevisionLabel) != t.label {
 			pp.setLabel(RevisionLabel, t.label)
 		}
 		for _, k := range t.labelKeys {
-			if pp.pod.Labels[k] != t.templateLabels[k] {
+			if pp.pod.Label(k) != t.templateLabels[k] {
 				pp.setLabel(k, t.templateLabels[k])
 			}
 		}
 	}
 	for _, k := range t.removeLabels {
-		if _, ok := pp.pod.Labels[k]; ok {
+		if _, ok := pp.pod.LookupLabel(k); ok {
 			r := pp.rareChanges()
 			r.removeLabels = append(r.removeLabels, k)
 		}

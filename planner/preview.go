@@ -497,13 +497,11 @@ func (d *dryRun) hookMarks(p *projections.Pod, a Action) {
 	if len(a.Labels)+len(a.RemoveLabels)+len(a.ClearConditions) == 0 {
 		return
 	}
-	if p.Labels == nil {
-		p.Labels = map[string]string{}
-	}
+	l := ownLabels(p)
 	for _, k := range a.RemoveLabels {
-		delete(p.Labels, k)
+		delete(l, k)
 	}
-	maps.Copy(p.Labels, a.Labels)
+	maps.Copy(l, a.Labels)
 	for _, c := range a.ClearConditions {
 		setPodCondition(p.Pod, c, "False", ReasonHookWaiting, "", d.c.Now)
 	}
@@ -512,7 +510,7 @@ func (d *dryRun) hookMarks(p *projections.Pod, a Action) {
 		return
 	}
 	var h *projections.LifecycleHook
-	switch p.Labels[HookLabel] {
+	switch l[HookLabel] {
 	case HookPreUpdate:
 		h = preHook(r.Spec)
 	case HookPostUpdate:
@@ -521,7 +519,7 @@ func (d *dryRun) hookMarks(p *projections.Pod, a Action) {
 	switch {
 	case h == nil:
 	case h.Label != nil:
-		p.Labels[h.Label.Key] = h.Label.Value
+		l[h.Label.Key] = h.Label.Value
 	default:
 		setPodCondition(p.Pod, h.Condition, "True", "DryRun", "", d.c.Now)
 	}
@@ -543,13 +541,11 @@ func (d *dryRun) patch(p *projections.Pod, a Action) {
 			c.RestartCount++
 		}
 	}
-	if p.Labels == nil {
-		p.Labels = map[string]string{}
-	}
+	l := ownLabels(p)
 	for _, k := range a.RemoveLabels {
-		delete(p.Labels, k)
+		delete(l, k)
 	}
-	maps.Copy(p.Labels, a.Labels)
+	maps.Copy(l, a.Labels)
 	p.AnnotationKeys = slices.DeleteFunc(p.AnnotationKeys, func(k string) bool { return slices.Contains(a.RemoveAnnotations, k) })
 	for _, k := range sortedKeys(a.Annotations) {
 		if !slices.Contains(p.AnnotationKeys, k) {
@@ -580,14 +576,12 @@ func (d *dryRun) replace(p *projections.Pod, t *target) {
 	p.Created, p.Deleting = d.c.Now, 0
 	delete(p.Annotations, StateAnnotation)
 	f := p.Pod
-	if p.Labels == nil {
-		p.Labels = map[string]string{}
-	}
+	l := ownLabels(p)
 	if t != nil && t.to != nil {
-		maps.Copy(p.Labels, t.to.Labels)
-		p.Labels[RevisionLabel] = t.label
+		maps.Copy(l, t.to.Labels)
+		l[RevisionLabel] = t.label
 		if t.generation != "" {
-			p.Labels[TemplateGenerationLabel] = t.generation
+			l[TemplateGenerationLabel] = t.generation
 		}
 		for _, k := range sortedKeys(t.to.Annotations) {
 			if !slices.Contains(p.AnnotationKeys, k) {
@@ -648,7 +642,8 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 	}
 	if !d.own[key] {
 		cp := *p
-		cp.Labels, cp.Annotations = maps.Clone(p.Labels), maps.Clone(p.Annotations)
+		cp.SetLabels(maps.Clone(p.Labels()))
+		cp.Annotations = maps.Clone(p.Annotations)
 		cp.AnnotationKeys = slices.Clone(p.AnnotationKeys)
 		f := *p.Pod
 		f.Conditions = slices.Clone(f.Conditions)
@@ -660,6 +655,17 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 	}
 	p.ObservedAt = d.c.Now
 	return p
+}
+
+// ownLabels returns the labels of a pod the dry run has copied (pod), to
+// change: a map of the copy's own, with every label in it.
+func ownLabels(p *projections.Pod) map[string]string {
+	l := p.Labels()
+	if l == nil {
+		l = map[string]string{}
+		p.SetLabels(l)
+	}
+	return l
 }
 
 // rollout returns the copy's rollout to write, copied on first write.

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
@@ -162,7 +161,7 @@ func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 	if t.workload == nil {
 		return podTarget{rev: t.rev, label: t.label, containers: t.containers}
 	}
-	from := pod.Labels[RevisionLabel]
+	from := pod.Label(RevisionLabel)
 	st := readState(pod)
 	applied := false
 	if st != nil && st.Revision == t.rev {
@@ -328,7 +327,7 @@ func matcher(r *projections.Rollout, t target) (func(*projections.Pod) bool, str
 		return nil, "spec.target.selector is empty and would select every pod in the namespace: add matchLabels or matchExpressions"
 	}
 	return func(p *projections.Pod) bool {
-		return p.Namespace == ns && p.Pod != nil && sel.Matches(labels.Set(p.Labels))
+		return p.Namespace == ns && p.Pod != nil && sel.Matches(p.LabelSet())
 	}, ""
 }
 

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,9 +304,13 @@ func (w *world) newPod(f *fleet, i int) *journal.Observed {
 	if f.spread == "block" {
 		node = f.nodes[i*len(f.nodes)/f.replicas]
 	}
+	name := fmt.Sprintf("%s-%d", f.obs.Name, i)
 	labels := maps.Clone(f.tmpl.Labels)
 	labels[RevisionLabel] = wf.UpdateRevision
-	p := &journal.Observed{Resource: "pods", Namespace: testNS, Name: fmt.Sprintf("%s-%d", f.obs.Name, i), UID: w.uid("pod"),
+	// As the StatefulSet controller labels its pods (the fold keeps these
+	// two implied by the name: projections.Implied).
+	labels[projections.PodNameLabel], labels[projections.PodIndexLabel] = name, strconv.Itoa(i)
+	p := &journal.Observed{Resource: "pods", Namespace: testNS, Name: name, UID: w.uid("pod"),
 		Labels: labels, Created: w.now,
 		Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: f.obs.Name, UID: f.obs.UID},
 		Pod:   &journal.PodFacts{NodeName: node, Phase: "Pending"}}

@@ -31,6 +31,12 @@ func fixtureRecords(t *testing.T, path string) []journal.Record {
 // encoding makes of the books, byte for byte, though the journal encodes
 // it a piece at a time: equal books, equal checkpoints, in any binary.
 func TestCheckpointRoundTripMatchesTheStraightFold(t *testing.T) {
+	// Their states compared Detached: what their caches hold depends on
+	// the order the pods were folded in.
+	sameBooks := func(a, b *projections.Books) bool {
+		sa, sb := a.State.Detached(), b.State.Detached()
+		return reflect.DeepEqual(sa, sb) && reflect.DeepEqual(a.Open, b.Open) && reflect.DeepEqual(a.Rollouts, b.Rollouts)
+	}
 	paths, err := filepath.Glob("../test/replay/testdata/*.jsonl.gz")
 	if err != nil || len(paths) == 0 {
 		t.Fatalf("no recorded journals: %v", err)
@@ -65,7 +71,7 @@ func TestCheckpointRoundTripMatchesTheStraightFold(t *testing.T) {
 				if err := journal.DecodeCheckpoint(data, restarted); err != nil {
 					t.Fatalf("record %d: %v", r.Seq, err)
 				}
-				if !reflect.DeepEqual(straight, restarted) {
+				if !sameBooks(straight, restarted) {
 					t.Fatalf("after a checkpoint at record %d the books differ from the straight fold", r.Seq)
 				}
 				want, got := planner.Plan(straight.State), planner.Plan(restarted.State)
@@ -73,7 +79,7 @@ func TestCheckpointRoundTripMatchesTheStraightFold(t *testing.T) {
 					t.Fatalf("after a checkpoint at record %d the plan differs:\nstraight %+v\nrestored %+v", r.Seq, want, got)
 				}
 			}
-			if !reflect.DeepEqual(straight, restarted) {
+			if !sameBooks(straight, restarted) {
 				t.Fatal("the books differ at the end")
 			}
 		})

@@ -45,6 +45,9 @@ type State struct {
 	// touched collects what folded records change, once Track is called
 	// (see Touched); not part of the state a checkpoint saves.
 	touched *Touched
+	// labelSets shares StatefulSet pods' labels (see labels.go); made on
+	// first use.
+	labelSets *labelSets
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -256,6 +259,7 @@ func (s *State) observe(p *Pod, at int64) {
 		}
 		p.key = key
 		slim(o)
+		implyLabels(p, s.sharedLabels())
 		if old := s.Pods[key]; old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
 			// Most records of a pod are its status: its annotation, and so
 			// its state, stay as they were (a state is never written to).
@@ -284,6 +288,14 @@ func (s *State) observe(p *Pod, at int64) {
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
+}
+
+// sharedLabels returns s's labelSets, made on first use.
+func (s *State) sharedLabels() *labelSets {
+	if s.labelSets == nil {
+		s.labelSets = &labelSets{}
+	}
+	return s.labelSets
 }
 
 // settle ends a succeeded action once the watch shows its result.

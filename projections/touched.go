@@ -42,11 +42,14 @@ func (s *State) TakeTouched() *Touched {
 	return t
 }
 
-// Detached is a shallow copy of s that tracks nothing: a private copy
-// folded further (planner.Preview's) must not touch s's set.
+// Detached is a shallow copy of s that tracks nothing and shares no
+// cache: a private copy folded further (planner.Preview's) must not touch
+// s's set, nor s's shared labels from another goroutine. Two states
+// folded from the same records are deeply equal Detached, whatever their
+// caches hold (a checkpoint's load fills them in another order).
 func (s *State) Detached() State {
 	c := *s
-	c.touched = nil
+	c.touched, c.labelSets = nil, nil
 	return c
 }
 

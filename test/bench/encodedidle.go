@@ -30,7 +30,9 @@ func encodedIdleOf(s *projections.State) (*encodedIdle, error) {
 	bodies := make([][]byte, 0, len(s.Pods))
 	total := 0
 	for _, p := range s.Pods {
-		b, err := journal.EncodeBody(&p.Observed)
+		o := p.Observed
+		o.Labels = p.Labels() // all of them, as its record has them
+		b, err := journal.EncodeBody(&o)
 		if err != nil {
 			return nil, err
 		}
