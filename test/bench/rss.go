@@ -179,6 +179,11 @@ func watchedPod(i int) []byte {
 	p.UID = types.UID(fmt.Sprintf("6c3c624b-58db-4bcd-%04x-%012x", i%65536, i))
 	p.ResourceVersion = strconv.Itoa(100000 + i)
 	p.CreationTimestamp = metav1.NewTime(time.Unix(1_800_000_000, 0))
+	// Its StatefulSet, as on every such pod (barePod has none: on a real
+	// apiserver the garbage collector would delete a pod whose owner does
+	// not exist).
+	yes := true
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "bench", UID: "5a1f0c2e-7b8d-4e3f-9a6b-1c2d3e4f5a6b", Controller: &yes, BlockOwnerDeletion: &yes}}
 	p.Spec.NodeName = fmt.Sprintf("node-%03d", i%100)
 	p.Status = runningStatus(name, i)
 	p.Kind, p.APIVersion = "Pod", "v1"
