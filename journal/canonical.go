@@ -297,10 +297,17 @@ func (r *canonReader) end() {
 // cost no more than without it and it never grows.
 //
 // It shares small maps the same way, by their encoded bytes: a fleet's
-// containers have the same requests and limits.
+// containers have the same requests and limits. And owner references: a
+// workload's pods name the same owner.
 type interner struct {
-	slots [internSlots]string
-	maps  [internMapSlots]sharedMap
+	slots  [internSlots]string
+	maps   [internMapSlots]sharedMap
+	owners [internOwnerSlots]sharedOwner
+}
+
+type sharedOwner struct {
+	enc string
+	o   *OwnerRef
 }
 
 type sharedMap struct {
@@ -315,6 +322,8 @@ const (
 	internMaxLen   = 160
 	internMapSlots = 1 << 8
 	internMaxMap   = 256
+	// A fleet has a few workloads per namespace.
+	internOwnerSlots = 1 << 6
 )
 
 func fnv(b []byte) uint32 {
@@ -336,6 +345,17 @@ func (in *interner) sharedMap(enc []byte) (map[string]string, bool) {
 
 func (in *interner) keepMap(enc []byte, m map[string]string) {
 	in.maps[fnv(enc)&(internMapSlots-1)] = sharedMap{enc: string(enc), m: m}
+}
+
+// shareOwner returns the OwnerRef encoded as enc read before, or o
+// (which it keeps for the next).
+func (in *interner) shareOwner(enc []byte, o *OwnerRef) *OwnerRef {
+	e := &in.owners[fnv(enc)&(internOwnerSlots-1)]
+	if e.o != nil && e.enc == string(enc) {
+		return e.o
+	}
+	*e = sharedOwner{enc: string(enc), o: o}
+	return o
 }
 
 // NB: comparing a string with string(b) does not allocate; only a miss

@@ -194,6 +194,9 @@ func TestDecodeBodyInterns(t *testing.T) {
 	if reflect.ValueOf(o1.Pod.Containers[0].Requests).UnsafePointer() != reflect.ValueOf(o2.Pod.Containers[0].Requests).UnsafePointer() {
 		t.Fatal("requests read twice are two maps")
 	}
+	if o1.Owner == nil || o1.Owner != o2.Owner {
+		t.Fatal("an owner read twice is two OwnerRefs")
+	}
 }
 
 func unsafeData(s string) *byte { return unsafe.StringData(s) }

@@ -10,8 +10,9 @@ import "sync"
 // it busy reads without it rather than wait: interning changes what is
 // shared, never what is read.
 //
-// NB: so two decoded values may share a map: a caller that changes a map
-// of a decoded value must copy it first (the planner's dry run does).
+// NB: so two decoded values may share a map or an OwnerRef: a caller that
+// changes one of a decoded value must copy it first (the planner's dry run
+// does).
 var shared struct {
 	mu sync.Mutex
 	in interner
@@ -69,8 +70,7 @@ func readObserved(r *canonReader, o *Observed) bool {
 		case 8:
 			o.Annotations = r.stringMap()
 		case 9:
-			o.Owner = &OwnerRef{}
-			readOwner(r, o.Owner)
+			o.Owner = r.owner()
 		case 10:
 			o.Created = r.int64()
 		case 11:
@@ -99,6 +99,19 @@ func readObserved(r *canonReader, o *Observed) bool {
 	})
 	r.end()
 	return !r.bad
+}
+
+// owner reads an owner reference; with an interner, one encoded exactly
+// as one read before is that same OwnerRef (every pod of a StatefulSet or
+// DaemonSet names the same owner).
+func (r *canonReader) owner() *OwnerRef {
+	start := r.off
+	o := &OwnerRef{}
+	readOwner(r, o)
+	if r.in == nil || r.bad {
+		return o
+	}
+	return r.in.shareOwner(r.b[start:r.off], o)
 }
 
 func readOwner(r *canonReader, o *OwnerRef) {
