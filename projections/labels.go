@@ -117,13 +117,16 @@ func isOrdinal(s string) bool {
 
 // labelSets holds StatefulSet pods' labels with the two Implied, one map
 // per distinct set, in a fixed number of slots indexed by a hash of the
-// set (a miss replaces the slot): a fleet has a few such sets, one per
-// revision, and one no pod holds any more is not kept for ever.
+// set (a miss replaces the slot): a namespace has a few such sets per
+// StatefulSet, one per revision (and per zone where admission copies the
+// node's zone onto pods), and one no pod holds any more is not kept for
+// ever. Sets that collide in a slot still share whenever consecutive
+// records find theirs there.
 type labelSets struct {
 	slots [labelSetSlots]map[string]string
 }
 
-const labelSetSlots = 64
+const labelSetSlots = 256
 
 // share returns the map of m's labels with the two Implied (m has both).
 func (c *labelSets) share(m map[string]string) map[string]string {
