@@ -88,8 +88,10 @@ func (l *podLabels) Lookup(k string) (string, bool) { return (*Pod)(l).LookupLab
 func ordinal(name string) string { return name[strings.LastIndexByte(name, '-')+1:] }
 
 // implyLabels makes p's name and ordinal labels Implied when they say what
-// its name says, and shares its labels through sets.
-func implyLabels(p *Pod, sets *labelSets) {
+// its name says, and shares its labels: old's, the pod as it was, when
+// they are the same (most records of a pod are its status), else through
+// sets.
+func implyLabels(p, old *Pod, sets *labelSets) {
 	m := p.Observed.Labels
 	name, index := m[PodNameLabel], m[PodIndexLabel]
 	switch {
@@ -97,6 +99,12 @@ func implyLabels(p *Pod, sets *labelSets) {
 	case name == p.Name && index == ordinal(p.Name) && isOrdinal(index):
 	default:
 		return
+	}
+	if old != nil {
+		if s := old.Observed.Labels; len(s) == len(m) && s[PodNameLabel] == Implied && s[PodIndexLabel] == Implied && sameOtherLabels(s, m) {
+			p.Observed.Labels = s
+			return
+		}
 	}
 	p.Observed.Labels = sets.share(m)
 }

@@ -251,7 +251,8 @@ func (s *State) observe(p *Pod, at int64) {
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
 	case "pods":
-		if old := s.Pods[key]; old != nil && old.UID == o.UID && old.ResourceVersion != o.ResourceVersion && versionAtLeast(old.ResourceVersion, o.ResourceVersion) {
+		old := s.Pods[key]
+		if old != nil && old.UID == o.UID && old.ResourceVersion != o.ResourceVersion && versionAtLeast(old.ResourceVersion, o.ResourceVersion) {
 			// An older version after a newer one: a resumed watch catching
 			// up past a pod the controller refreshed at restart. Keep the
 			// newer view.
@@ -259,8 +260,8 @@ func (s *State) observe(p *Pod, at int64) {
 		}
 		p.key = key
 		slim(o)
-		implyLabels(p, s.sharedLabels())
-		if old := s.Pods[key]; old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
+		implyLabels(p, old, s.sharedLabels())
+		if old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
 			// Most records of a pod are its status: its annotation, and so
 			// its state, stay as they were (a state is never written to).
 			p.State = old.State
