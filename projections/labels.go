@@ -44,11 +44,15 @@ func (p *Pod) LookupLabel(k string) (string, bool) {
 	return v, ok
 }
 
+// implied is label k's value where the fold keeps it Implied.
 func (p *Pod) implied(k string) string {
-	if k == PodNameLabel {
+	switch k {
+	case PodNameLabel:
 		return p.Name
+	case PodIndexLabel:
+		return ordinal(p.Name)
 	}
-	return ordinal(p.Name)
+	return Implied // only those two are ever kept so
 }
 
 // HasLabels says whether the pod has any label at all (a JSON patch adding
