@@ -104,11 +104,9 @@ func implyLabels(p, old *Pod, sets *labelSets) {
 	default:
 		return
 	}
-	if old != nil {
-		if s := old.Observed.Labels; len(s) == len(m) && s[PodNameLabel] == Implied && s[PodIndexLabel] == Implied && sameOtherLabels(s, m) {
-			p.Observed.Labels = s
-			return
-		}
+	if old != nil && sharedAs(old.Observed.Labels, m) {
+		p.Observed.Labels = old.Observed.Labels
+		return
 	}
 	p.Observed.Labels = sets.share(m)
 }
@@ -149,8 +147,8 @@ func (c *labelSets) share(m map[string]string) map[string]string {
 		}
 	}
 	slot := &c.slots[h%labelSetSlots]
-	if s := *slot; s != nil && len(s) == len(m) && sameOtherLabels(s, m) {
-		return s
+	if sharedAs(*slot, m) {
+		return *slot
 	}
 	s := maps.Clone(m)
 	s[PodNameLabel], s[PodIndexLabel] = Implied, Implied
@@ -158,9 +156,12 @@ func (c *labelSets) share(m map[string]string) map[string]string {
 	return s
 }
 
-// sameOtherLabels says whether s and m, of one size, have the same labels
-// other than the two Implied.
-func sameOtherLabels(s, m map[string]string) bool {
+// sharedAs says whether s is a shared map (the two Implied) of m's labels:
+// the same keys, and the same values but for those two.
+func sharedAs(s, m map[string]string) bool {
+	if len(s) != len(m) || s[PodNameLabel] != Implied || s[PodIndexLabel] != Implied {
+		return false
+	}
 	for k, v := range s {
 		if w, ok := m[k]; !ok || (w != v && k != PodNameLabel && k != PodIndexLabel) {
 			return false
