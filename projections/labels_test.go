@@ -81,4 +81,18 @@ func TestStatefulSetLabelsImplied(t *testing.T) {
 	if cp.Label("app") != "changed" || cp.Label(PodNameLabel) != "web-0" || f.s.Pods["ns/web-12"].Label("app") != "web" {
 		t.Errorf("the copy's labels %v, the other pod's %v", cp.Labels(), f.s.Pods["ns/web-12"].Labels())
 	}
+
+	// A pod's next record with the same labels keeps the shared map; one
+	// whose labels changed gets another.
+	shared := reflect.ValueOf(f.s.Pods["ns/web-12"].Observed.Labels).UnsafePointer()
+	f.apply(journal.KindObserved, "pods/ns/web-0", journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-0", UID: "u-web-0", ResourceVersion: "2", Labels: stsLabels("web-0", "0"), Pod: &journal.PodFacts{}})
+	if reflect.ValueOf(f.s.Pods["ns/web-0"].Observed.Labels).UnsafePointer() != shared {
+		t.Error("a record with the same labels left the shared map")
+	}
+	relabeled := stsLabels("web-12", "12")
+	relabeled["controller-revision-hash"] = "web-6f7b485776" // its next revision
+	f.apply(journal.KindObserved, "pods/ns/web-12", journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-12", UID: "u-web-12", ResourceVersion: "2", Labels: relabeled, Pod: &journal.PodFacts{}})
+	if p := f.s.Pods["ns/web-12"]; reflect.ValueOf(p.Observed.Labels).UnsafePointer() == shared || !maps.Equal(p.Labels(), relabeled) {
+		t.Errorf("a relabeled pod: %v, want %v in a map of its set", p.Labels(), relabeled)
+	}
 }
