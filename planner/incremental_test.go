@@ -230,3 +230,60 @@ func TestPlanFromLastFallsBack(t *testing.T) {
 	}
 	t.Fatalf("the rollout is not Invalid, UnknownContainer: %+v", st.Conditions)
 }
+
+// TestPodsShareTheirImageChanges: the pods a rollout keeps classified,
+// all of one revision and changing the same image, hold one list of
+// image changes between them (a rollout under way keeps every pod's
+// classification: one list each would grow with the fleet). A pod that
+// changes its image differently holds its own.
+func TestPodsShareTheirImageChanges(t *testing.T) {
+	for _, target := range []string{"workload", "selector"} {
+		t.Run(target, func(t *testing.T) {
+			w := newWorld(t)
+			nodes := w.addNodes(3, 1)
+			f := w.addFleet("web", 12, nodes, "round", "OnDelete", true, false, false,
+				[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": "web"}, nil)
+			spec := `{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":2}}`
+			if target == "workload" {
+				cs := f.template()
+				cs[0].image = "app:v2"
+				w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
+				w.write(f.obs)
+				spec = `{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web"}},"strategy":{"maxUnavailable":2}}`
+			}
+			// One pod already runs another image: its change is its own.
+			odd := w.pods[testNS+"/web-3"]
+			odd.Pod.Containers[0].Image = "app:v0"
+			w.write(odd)
+			w.addRollout("r", []byte(spec))
+			w.plan()
+			u := w.inc.units[testNS+"/r"]
+			if u == nil || u.kept == nil {
+				t.Fatal("the rollout keeps no classifications")
+			}
+			var first *ContainerChange
+			shared := 0
+			for key, e := range u.kept.pods {
+				if e.plan == nil || len(e.plan.images) != 1 {
+					continue
+				}
+				c := &e.plan.images[0]
+				switch {
+				case key == testNS+"/web-3":
+					if c.From != "app:v0" {
+						t.Fatalf("web-3 changes %s, not app:v0", c.From)
+					}
+				case first == nil:
+					first = c
+				case c != first:
+					t.Fatalf("%s holds its own list of image changes: %+v", key, *c)
+				default:
+					shared++
+				}
+			}
+			if shared < 10 {
+				t.Fatalf("%d pods share the first pod's image changes, want 10", shared)
+			}
+		})
+	}
+}

@@ -178,6 +178,35 @@ type podTarget struct {
 	// stateRead: classify takes it instead of parsing it a second time.
 	state     *PodState
 	stateRead bool
+	// images is where the pods of one base (or of a selector target)
+	// share their image changes; nil where nothing is shared.
+	images *sharedImages
+}
+
+// sharedImages are lists of image changes diff made for pods of a base.
+// The pods of one revision change the same images in the same way, and a
+// rollout under way keeps every pod's classification: one list for all
+// of them instead of one each. A few lists are kept, so that a pod that
+// differs (one patched by hand) does not stop the others sharing.
+type sharedImages struct{ lists [][]ContainerChange }
+
+const sharedImageLists = 4
+
+// share returns imgs, or an equal list a pod of the same base already
+// holds. Nothing may change the list it returns.
+func (s *sharedImages) share(imgs []ContainerChange) []ContainerChange {
+	if s == nil || len(imgs) == 0 {
+		return imgs
+	}
+	for _, l := range s.lists {
+		if slices.Equal(l, imgs) {
+			return l
+		}
+	}
+	if len(s.lists) < sharedImageLists {
+		s.lists = append(s.lists, imgs)
+	}
+	return imgs
 }
 
 func gateCondition(p *journal.PodFacts) *journal.Condition {
@@ -374,6 +403,7 @@ func diff(pp *podPlan, t podTarget) string {
 			pp.skipDrain = false
 		}
 	}
+	pp.images = t.images.share(pp.images)
 	if lacksAll(pp.pod, t.patchLabels) {
 		// The common case, shared by every such pod of the revision: a
 		// map per pod would hold the same labels once per pod.

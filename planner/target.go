@@ -53,6 +53,9 @@ type target struct {
 	// kept is bases from plan to plan (Incremental.keptBases); nil
 	// outside the incremental planner.
 	kept map[baseKey]*podTarget
+	// images: a selector target's pods share their image changes here
+	// (a workload target's pods, in their base).
+	images *sharedImages
 }
 
 // baseKey is what a base is derived from besides the target's revision
@@ -109,6 +112,8 @@ func resolveTarget(s *projections.State, r *projections.Rollout) (t target, prob
 		}
 	} else if len(spec.Containers) == 0 {
 		return t, "spec.containers is empty: a selector target needs the desired image or resources of at least one container", false
+	} else {
+		t.images = &sharedImages{}
 	}
 	for _, ct := range spec.Containers {
 		if t.to != nil && !templateHas(t.to, ct.Name) {
@@ -159,7 +164,7 @@ func templateNames(tf *journal.TemplateFacts) string {
 // a resize after the patch still knows what changed).
 func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 	if t.workload == nil {
-		return podTarget{rev: t.rev, label: t.label, containers: t.containers}
+		return podTarget{rev: t.rev, label: t.label, containers: t.containers, images: t.images}
 	}
 	from := pod.Label(RevisionLabel)
 	st := readState(pod)
@@ -197,7 +202,7 @@ func (t *target) base(s *projections.State, from string) *podTarget {
 			d = diffTemplates(cr.Revision.Template, t.to)
 		}
 	}
-	b := &podTarget{rev: t.rev, label: t.label, canRecreate: true, notInPlace: d.notInPlace}
+	b := &podTarget{rev: t.rev, label: t.label, canRecreate: true, notInPlace: d.notInPlace, images: &sharedImages{}}
 	b.containers = withOverrides(d.containers, t.containers)
 	b.templateLabels = map[string]string{}
 	if t.generation != "" {
