@@ -25,11 +25,10 @@ func canonSamples() []any {
 	full.Pod.PodIP = "10.0.0.1"
 	full.Pod.QOSClass = "Burstable"
 	full.Pod.EnvFieldRefs = []string{"metadata.labels['x']"}
-	full.Pod.SpecHash = []byte{9}
 	full.Pod.Conditions = append(full.Pod.Conditions, Condition{Type: "rollbook.dev/InPlaceUpdateReady", Status: "False", Reason: "Updating", Message: "gated — ünïcode", LastTransition: math.MinInt64})
 	full.Pod.InitContainers = []Container{{Name: "init", Image: "i", RestartAlways: true, RestartCount: math.MaxInt32,
 		Limits: map[string]string{"cpu": "1"}, ActualRequests: map[string]string{}, ActualLimits: map[string]string{"memory": "1Gi"},
-		StatusImage: "i2", SpecHash: []byte{}}}
+		StatusImage: "i2"}}
 	empty := Observed{Resource: "pods", Name: "x", Labels: map[string]string{}, Pod: &PodFacts{Conditions: []Condition{}, Containers: []Container{}}}
 	return []any{
 		sampleObserved(), full, empty, Observed{},
@@ -39,6 +38,65 @@ func canonSamples() []any {
 		// Not on the fast path: decMode reads them.
 		Observed{Resource: "nodes", Name: "n", Node: &NodeFacts{Ready: true}},
 		Observed{Resource: "statefulsets.apps", Namespace: "s", Name: "w", Workload: &WorkloadFacts{Kind: "StatefulSet"}},
+	}
+}
+
+// olderBody is a body as an older binary encoded it, to be read as an
+// Observed.
+type olderBody []byte
+
+// olderSpecHashes are pod bodies with the spec hashes older binaries
+// wrote (PodFacts key 10, Container key 14), now Dropped: both decoders
+// read them, and drop them.
+func olderSpecHashes(t *testing.T) []any {
+	var out []any
+	for _, h := range [][]byte{{9, 8}, {}} {
+		b, err := encMode.Marshal(map[uint64]any{1: "pods", 3: "web-0", 4: "u", 5: "7",
+			20: map[uint64]any{1: "node-1", 10: h, 6: []any{map[uint64]any{1: "app", 2: "app:v1", 14: h, 5: 1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, olderBody(b))
+	}
+	return out
+}
+
+// encodedSample is v encoded, and the type it is read as.
+func encodedSample(t *testing.T, v any) ([]byte, reflect.Type) {
+	if b, ok := v.(olderBody); ok {
+		return b, reflect.TypeOf(Observed{})
+	}
+	b, err := EncodeBody(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, reflect.TypeOf(v)
+}
+
+// TestOlderSpecHashesDecode: a pod body with the spec hashes older
+// binaries wrote still decodes, on both paths, to the pod it was.
+func TestOlderSpecHashesDecode(t *testing.T) {
+	for _, v := range olderSpecHashes(t) {
+		b := []byte(v.(olderBody))
+		var fast, slow Observed
+		if err := DecodeBody(b, &fast); err != nil {
+			t.Fatal(err)
+		}
+		if err := decMode.Unmarshal(b, &slow); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range []Observed{fast, slow} {
+			if o.Name != "web-0" || o.Pod == nil || o.Pod.NodeName != "node-1" || len(o.Pod.Containers) != 1 ||
+				o.Pod.Containers[0].Image != "app:v1" || o.Pod.Containers[0].RestartCount != 1 {
+				t.Fatalf("%x reads as %+v", b, o)
+			}
+		}
+	}
+	// Anything but a byte string there is refused, as it was.
+	b, _ := encMode.Marshal(map[uint64]any{1: "pods", 3: "web-0", 20: map[uint64]any{10: "text"}})
+	var o Observed
+	if err := DecodeBody(b, &o); err == nil {
+		t.Fatalf("a text spec hash decoded: %+v", o)
 	}
 }
 
@@ -119,12 +177,8 @@ func TestCanonicalDecodersAgree(t *testing.T) {
 		return m
 	}
 	fastSamples, fastMutants := 0, 0
-	for _, v := range canonSamples() {
-		b, err := EncodeBody(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		typ := reflect.TypeOf(v)
+	for _, v := range append(canonSamples(), olderSpecHashes(t)...) {
+		b, typ := encodedSample(t, v)
 		if checkBody(b, typ) {
 			fastSamples++
 		}
@@ -159,7 +213,7 @@ func TestCanonicalDecodersAgree(t *testing.T) {
 	if !checkEnvelope(env) {
 		t.Fatal("the fast path refused a record with no body")
 	}
-	if want := len(canonSamples()) - 2; fastSamples != want {
+	if want := len(canonSamples()) - 2 + len(olderSpecHashes(t)); fastSamples != want {
 		t.Fatalf("the fast path read %d of the %d samples it should", fastSamples, want)
 	}
 	if fastMutants == 0 {

@@ -161,7 +161,7 @@ func readPodFacts(r *canonReader, p *PodFacts) {
 		case 9:
 			p.EnvFieldRefs = r.strings()
 		case 10:
-			p.SpecHash = r.bytes()
+			r.bytes() // Dropped
 		default:
 			return false
 		}
@@ -231,7 +231,7 @@ func readContainer(r *canonReader, c *Container) {
 		case 13:
 			c.ActualLimits = r.stringMap()
 		case 14:
-			c.SpecHash = r.bytes()
+			r.bytes() // Dropped
 		case 15:
 			c.RestartAlways = r.bool()
 		default:

@@ -1,5 +1,7 @@
 package journal
 
+import "fmt"
+
 // Observed is the compact form of an object seen on a watch. It holds what
 // planning, audit and tracing need and, by construction, never env values,
 // volumes, secrets or command lines: ingest copies fields in, it never copies
@@ -89,6 +91,10 @@ type OwnerRef struct {
 }
 
 type PodFacts struct {
+	// SpecHash is no longer written: what changed is decided between
+	// revisions (TemplateFacts), not between a pod and its template.
+	// An older journal's is read and dropped (Dropped).
+	SpecHash       Dropped     `cbor:"10,keyasint,omitempty"`
 	NodeName       string      `cbor:"1,keyasint,omitempty"`
 	Phase          string      `cbor:"2,keyasint,omitempty"`
 	PodIP          string      `cbor:"3,keyasint,omitempty"`
@@ -100,10 +106,21 @@ type PodFacts struct {
 	// EnvFieldRefs lists label/annotation paths that feed env vars through
 	// fieldRef ("metadata.labels['x']"): changing those is not in place.
 	EnvFieldRefs []string `cbor:"9,keyasint,omitempty"`
-	// SpecHash is no longer written: what changed is decided between
-	// revisions (TemplateFacts), not between a pod and its template.
-	// Kept so that older journals decode.
-	SpecHash []byte `cbor:"10,keyasint,omitempty"`
+}
+
+// Dropped is a field older binaries wrote as a byte string and nothing
+// reads any more: it decodes (a journal is never rewritten) and holds
+// nothing. A []byte would cost every pod the fold keeps 24 bytes per pod
+// and per container, for a field that is always empty.
+type Dropped struct{}
+
+// UnmarshalCBOR accepts what the field held, a byte string or null, and
+// drops it.
+func (*Dropped) UnmarshalCBOR(b []byte) error {
+	if len(b) == 0 || (b[0]>>5 != 2 && b[0] != 0xf6) {
+		return fmt.Errorf("journal: a dropped field holds %x, not a byte string", b)
+	}
+	return nil
 }
 
 type Condition struct {
@@ -134,7 +151,7 @@ type Container struct {
 	ActualRequests map[string]string `cbor:"12,keyasint,omitempty"`
 	ActualLimits   map[string]string `cbor:"13,keyasint,omitempty"`
 	// SpecHash is no longer written (see PodFacts.SpecHash).
-	SpecHash []byte `cbor:"14,keyasint,omitempty"`
+	SpecHash Dropped `cbor:"14,keyasint,omitempty"`
 	// Init marks a restartable init container (a native sidecar) when the
 	// container is listed among InitContainers.
 	RestartAlways bool `cbor:"15,keyasint,omitempty"`
