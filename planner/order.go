@@ -28,7 +28,7 @@ func order(s *projections.State, spec projections.RolloutSpec, pods []*podPlan) 
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
 		if a.key.weight != b.key.weight || a.order == b.order {
-			return compareKeys(a.key, b.key)
+			return compareKeys(a.pp, b.pp, keyOf)
 		}
 		// As sort.SliceStable with lessValue as the less function did:
 		// the same comparisons in the same order, so the same result
@@ -147,7 +147,7 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 			slot[pp.group] = int32(i + 1)
 		}
 		of[j] = i
-		if best[i] == nil || compareKeys(keyOf(pp), keyOf(best[i])) < 0 {
+		if best[i] == nil || compareKeys(pp, best[i], keyOf) < 0 {
 			best[i] = pp
 		}
 	}
@@ -156,7 +156,7 @@ func ordered(s *projections.State, spec projections.RolloutSpec, pods []*podPlan
 	for i := range byBest {
 		byBest[i] = i
 	}
-	slices.SortFunc(byBest, func(a, b int) int { return compareKeys(keyOf(best[a]), keyOf(best[b])) })
+	slices.SortFunc(byBest, func(a, b int) int { return compareKeys(best[a], best[b], keyOf) })
 	var groups []*candidates // from the second round on, in byBest's order
 	first, at := 0, 0
 	return func() *podPlan {
@@ -240,7 +240,7 @@ func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
 	sels, _ := prioritySelectors(spec)
 	return func(pp *podPlan) *sortKey {
 		if !pp.keyed {
-			k := sortKey{ordinal: ordinal(pp.pod.Name), name: pp.pod.Name}
+			k := sortKey{ordinal: ordinal(pp.pod.Name)}
 			if pr := spec.Strategy.Priority; pr != nil {
 				for j, sel := range sels {
 					if w := pr.Weights[j]; sel.Matches(pp.pod.LabelSet()) {
@@ -255,24 +255,25 @@ func sortKeys(spec projections.RolloutSpec) func(*podPlan) *sortKey {
 }
 
 // sortKey is what order and ordered compare a candidate by, besides an
-// order key.
+// order key and its name (the pod's: not copied into every
+// classification).
 type sortKey struct {
 	weight  int64
 	ordinal int
-	name    string
 }
 
 // compareKeys is order's comparison without an order key: highest weight
 // first, then highest ordinal, as a StatefulSet updates (with a
 // partition, the lowest ordinals keep the old version), then by name.
-func compareKeys(a, b *sortKey) int {
-	if a.weight != b.weight {
-		return cmp.Compare(b.weight, a.weight)
+func compareKeys(a, b *podPlan, keyOf func(*podPlan) *sortKey) int {
+	ka, kb := keyOf(a), keyOf(b)
+	if ka.weight != kb.weight {
+		return cmp.Compare(kb.weight, ka.weight)
 	}
-	if a.ordinal != b.ordinal {
-		return cmp.Compare(b.ordinal, a.ordinal)
+	if ka.ordinal != kb.ordinal {
+		return cmp.Compare(kb.ordinal, ka.ordinal)
 	}
-	return strings.Compare(a.name, b.name)
+	return strings.Compare(a.pod.Name, b.pod.Name)
 }
 
 // candidates is a heap of candidates, the first in order on top.
@@ -283,7 +284,7 @@ type candidates struct {
 
 func (h *candidates) Len() int { return len(h.pods) }
 func (h *candidates) Less(i, j int) bool {
-	return compareKeys(h.keyOf(h.pods[i]), h.keyOf(h.pods[j])) < 0
+	return compareKeys(h.pods[i], h.pods[j], h.keyOf) < 0
 }
 func (h *candidates) Swap(i, j int) { h.pods[i], h.pods[j] = h.pods[j], h.pods[i] }
 func (h *candidates) Push(x any)    { h.pods = append(h.pods, x.(*podPlan)) }

@@ -320,7 +320,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 	// A patched pod was classified against this target (a kept
 	// classification only under the same one), so it is found again.
 	t, _ := p.podTarget(rp, pp.pod)
-	st := PodState{Rollout: r.Key(), Revision: rev, PatchedAt: p.now, Before: before(pp.pod.Pod, t), Label: pp.oldLabel}
+	st := PodState{Rollout: r.Key(), Revision: rev, PatchedAt: p.now, Before: before(pp.pod.Pod, t), Label: pp.pod.Label(RevisionLabel)}
 	raw, _ := json.Marshal(st) // a struct of strings and numbers always encodes
 	var labels map[string]string
 	if len(pp.labels) > 0 {

@@ -75,14 +75,12 @@ type podPlan struct {
 	labels map[string]string
 	// rare holds the changes few pods have; nil when none (read it
 	// through rarely, write it through rareChanges).
-	rare     *rareChanges
-	state    *PodState
-	gatedAt  int64
-	why      string // for verifying, failed and blocked
-	wakeAt   int64
-	oldLabel string
-	rev      string // the target revision classified against
-	until    int64  // see timed
+	rare    *rareChanges
+	state   *PodState
+	gatedAt int64
+	why     string // for verifying, failed and blocked
+	rev     string // the target revision classified against
+	until   int64  // see timed
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
 	// post-update once verified and ungated; nil without a hook.
 	hook *hookWait
@@ -253,7 +251,6 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		st = readState(p)
 	}
 	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
-	pp.oldLabel = p.Label(RevisionLabel)
 	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
 	}
@@ -291,8 +288,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		case now-pp.state.PatchedAt >= verifyTimeout(spec):
 			pp.stage, pp.why, pp.timed = stageFailed, why, true
 		default:
-			pp.stage, pp.why, pp.wakeAt = stageVerifying, why, pp.state.PatchedAt+verifyTimeout(spec)
-			pp.until = pp.wakeAt
+			pp.stage, pp.why, pp.until = stageVerifying, why, pp.state.PatchedAt+verifyTimeout(spec)
 		}
 	case atTarget:
 		pp.stage = stageDone

@@ -490,7 +490,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 	case stageResize:
 		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
 	case stageVerifying:
-		p.wake(pp.wakeAt)
+		p.wake(pp.until) // its verification's deadline
 	case stagePostHook:
 		if pp.hookState() == hookWaiting {
 			p.wake(pp.hook.until)
