@@ -271,7 +271,19 @@ func (r *canonReader) readStringMap() map[string]string {
 	return m
 }
 
+// strings reads a list of text; with an interner, one encoded exactly as
+// one read before is that same list (every pod of a fleet declares the
+// same readiness gates and has the same annotation keys).
 func (r *canonReader) strings() []string {
+	start := r.off
+	out := r.readStrings()
+	if r.in == nil || r.bad || len(out) == 0 || r.off-start > internMaxList {
+		return out
+	}
+	return r.in.shareList(r.b[start:r.off], out)
+}
+
+func (r *canonReader) readStrings() []string {
 	n := r.count(majArray)
 	if r.bad {
 		return nil
@@ -303,6 +315,12 @@ type interner struct {
 	slots  [internSlots]string
 	maps   [internMapSlots]sharedMap
 	owners [internOwnerSlots]sharedOwner
+	lists  [internListSlots]sharedList
+}
+
+type sharedList struct {
+	enc string
+	l   []string
 }
 
 type sharedOwner struct {
@@ -324,6 +342,10 @@ const (
 	internMaxMap   = 256
 	// A fleet has a few workloads per namespace.
 	internOwnerSlots = 1 << 6
+	// Lists of a pod's readiness gates or annotation keys: a few shapes
+	// per fleet.
+	internListSlots = 1 << 6
+	internMaxList   = 256
 )
 
 func fnv(b []byte) uint32 {
@@ -356,6 +378,17 @@ func (in *interner) shareOwner(enc []byte, o *OwnerRef) *OwnerRef {
 	}
 	*e = sharedOwner{enc: string(enc), o: o}
 	return o
+}
+
+// shareList returns the list encoded as enc read before, or l (which it
+// keeps for the next).
+func (in *interner) shareList(enc []byte, l []string) []string {
+	e := &in.lists[fnv(enc)&(internListSlots-1)]
+	if e.l != nil && e.enc == string(enc) {
+		return e.l
+	}
+	*e = sharedList{enc: string(enc), l: l}
+	return l
 }
 
 // NB: comparing a string with string(b) does not allocate; only a miss

@@ -251,6 +251,9 @@ func TestDecodeBodyInterns(t *testing.T) {
 	if o1.Owner == nil || o1.Owner != o2.Owner {
 		t.Fatal("an owner read twice is two OwnerRefs")
 	}
+	if len(o1.Pod.ReadinessGates) == 0 || &o1.Pod.ReadinessGates[0] != &o2.Pod.ReadinessGates[0] {
+		t.Fatal("readiness gates read twice are two lists")
+	}
 }
 
 func unsafeData(s string) *byte { return unsafe.StringData(s) }
