@@ -45,9 +45,8 @@ type Incremental struct {
 	claims  map[string]string
 	initial map[string]Action // pod key → its initial ungate
 	release map[string]Action // pod key → its release
-	// selectedBy indexes units by the pods they selected: a short list
-	// per pod (most pods belong to one rollout), not a map of its own.
-	selectedBy map[string][]string
+	// selectedBy indexes units by the pods they selected.
+	selectedBy selections
 	fullAt     int64
 	// Full and Partial count plans of each kind, for metrics; Replanned
 	// the rollouts planned again (not reused), and FromLast those of them
@@ -121,7 +120,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 	var dirty map[string]bool
 	if full {
 		in.Full++
-		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, map[string][]string{}
+		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, newSelections()
 		in.claims = map[string]string{}
 		in.groups, in.bases = nil, nil
 		in.fullAt = s.Now
@@ -204,9 +203,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		d[rk] = true
 	}
 	for k := range changed {
-		for _, rk := range in.selectedBy[k] {
-			d[rk] = true
-		}
+		in.selectedBy.each(k, func(rk string) { d[rk] = true })
 	}
 	for rk, u := range in.units {
 		if u.volatile || len(u.actions) > 0 || (u.wake != 0 && u.wake <= s.Now) || (t.Namespaces[u.ns] && u.workload != "") || (u.workload != "" && t.Workloads[u.workload]) {
@@ -214,9 +211,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		}
 	}
 	for k := range t.Pods {
-		for _, rk := range in.selectedBy[k] {
-			d[rk] = true
-		}
+		in.selectedBy.each(k, func(rk string) { d[rk] = true })
 		pod := s.Pods[k]
 		if pod == nil {
 			continue
@@ -254,10 +249,8 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	u.actions = slices.Clone(p.res.Actions[start:])
 	changedClaim := func(k string) {
 		changed[k] = true
-		for _, other := range in.selectedBy[k] {
-			if dirty != nil {
-				dirty[other] = true
-			}
+		if dirty != nil {
+			in.selectedBy.each(k, func(other string) { dirty[other] = true })
 		}
 	}
 	if cd := u.claimsDelta; cd != nil {
@@ -271,9 +264,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		}
 		for _, k := range cd.joined {
 			changedClaim(k)
-			if !slices.Contains(in.selectedBy[k], rk) {
-				in.selectedBy[k] = append(in.selectedBy[k], rk)
-			}
+			in.selectedBy.add(k, rk)
 		}
 		u.claimsDelta = nil
 		in.units[rk] = u
@@ -308,9 +299,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 			in.unindex(rk, old, nil)
 		}
 		for _, k := range u.selected {
-			if !slices.Contains(in.selectedBy[k], rk) {
-				in.selectedBy[k] = append(in.selectedBy[k], rk)
-			}
+			in.selectedBy.add(k, rk)
 		}
 	}
 	in.units[rk] = u
@@ -331,11 +320,7 @@ func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
 
 // unindexPod drops rollout rk from pod k's entry in the pod index.
 func (in *Incremental) unindexPod(k, rk string) {
-	if by := slices.DeleteFunc(in.selectedBy[k], func(s string) bool { return s == rk }); len(by) > 0 {
-		in.selectedBy[k] = by
-	} else {
-		delete(in.selectedBy, k)
-	}
+	in.selectedBy.remove(k, rk)
 }
 
 // claimOf returns the rollout that claimed pod k so far in this plan; for
