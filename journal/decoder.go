@@ -46,6 +46,16 @@ func fastBody(b []byte, v any) (ok bool) {
 	return false
 }
 
+// fastObserved is fastBody for an Observed.
+func fastObserved(b []byte, o *Observed) bool {
+	r := canonReader{b: b}
+	if shared.mu.TryLock() {
+		defer shared.mu.Unlock()
+		r.in = &shared.in
+	}
+	return readObserved(&r, o)
+}
+
 // readObserved reads an Observed of a pod, a rollout or anything else
 // without workload, node or revision facts (those are rare: decMode reads
 // them). o must be zero.

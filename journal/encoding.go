@@ -95,6 +95,22 @@ func DecodeBody(b []byte, v any) error {
 	return nil
 }
 
+// DecodeObserved is DecodeBody for an Observed, o not escaping: the fold
+// decodes each record into a value of its own and keeps only a pod's
+// part of it (projections.NewPod).
+func DecodeObserved(b []byte, o *Observed) error {
+	if fastObserved(b, o) {
+		return nil
+	}
+	slow := new(Observed)
+	if err := decMode.Unmarshal(b, slow); err != nil {
+		*o = Observed{}
+		return fmt.Errorf("journal: decode body: %w: %w", ErrCorrupt, err)
+	}
+	*o = *slow
+	return nil
+}
+
 // Decode decodes r's body into v; see DecodeBody.
 func (r Record) Decode(v any) error { return DecodeBody(r.Body, v) }
 

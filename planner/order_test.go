@@ -58,8 +58,8 @@ func TestOrderedIsOrder(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				labels["canary"] = "yes"
 			}
-			pod := &projections.Pod{Observed: journal.Observed{Resource: "pods", Namespace: "ns", Name: name, Labels: labels,
-				Pod: &journal.PodFacts{NodeName: fmt.Sprintf("node-%d", rng.IntN(len(s.Nodes)+1))}}} // one node unseen
+			pod := projections.NewPod(&journal.Observed{Resource: "pods", Namespace: "ns", Name: name, Labels: labels,
+				Pod: &journal.PodFacts{NodeName: fmt.Sprintf("node-%d", rng.IntN(len(s.Nodes)+1))}}, 0) // one node unseen
 			fresh = append(fresh, &podPlan{pod: pod, stage: stageIdle})
 			cached = append(cached, &podPlan{pod: pod, stage: stageIdle})
 		}

@@ -514,7 +514,7 @@ func (w *world) podsTable(ids bool) string {
 			gate = c.Status
 		}
 		state := "-"
-		if st := readState(&projections.Pod{Observed: *p}); st != nil {
+		if st := readState(projections.NewPod(p, 0)); st != nil {
 			state = st.Revision
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d", p.Name, zone, strings.Join(images, ","), podReady(p.Pod), gate,

@@ -105,7 +105,7 @@ func (d *Books) Restored() {
 	}
 	for k, p := range d.State.Pods {
 		p.key = k
-		slim(&p.Observed)                           // a checkpoint of an older binary keeps all
+		slim(p.Pod)                                 // a checkpoint of an older binary keeps all
 		implyLabels(p, nil, d.State.sharedLabels()) // and shares them again
 	}
 }

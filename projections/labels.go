@@ -22,11 +22,10 @@ const (
 // pod made from it, but those two made each pod's map its own: ~320 B of
 // a pod's ~2.6 KB in the fold (BENCHMARKS §1). With them implied, the pods
 // of a revision share one map. Pod's label methods (Label, LookupLabel,
-// LabelSet, Labels) give them back; the method Labels shadows the field
-// journal.Observed.Labels, so that code reading the field by mistake does
-// not compile. The field holds the shared map, never to be changed (as
-// every map of a decoded record: see journal's interner). A checkpoint
-// saves it as it is, and its load shares it again.
+// LabelSet, Labels) give them back; the field RawLabels holds the shared
+// map, never to be changed (as every map of a decoded record: see
+// journal's interner). A checkpoint saves it as it is, and its load shares
+// it again.
 const Implied = "(implied by the pod name)"
 
 // Label returns the pod's label k, "" if it has none.
@@ -37,7 +36,7 @@ func (p *Pod) Label(k string) string {
 
 // LookupLabel returns the pod's label k and whether it has it.
 func (p *Pod) LookupLabel(k string) (string, bool) {
-	v, ok := p.Observed.Labels[k]
+	v, ok := p.RawLabels[k]
 	if ok && v == Implied {
 		v = p.implied(k)
 	}
@@ -57,7 +56,7 @@ func (p *Pod) implied(k string) string {
 
 // HasLabels says whether the pod has any label at all (a JSON patch adding
 // one must first create the map).
-func (p *Pod) HasLabels() bool { return len(p.Observed.Labels) > 0 }
+func (p *Pod) HasLabels() bool { return len(p.RawLabels) > 0 }
 
 // LabelSet is the pod's labels for a selector to match, without a copy.
 func (p *Pod) LabelSet() labels.Labels { return (*podLabels)(p) }
@@ -65,7 +64,7 @@ func (p *Pod) LabelSet() labels.Labels { return (*podLabels)(p) }
 // Labels returns all the pod's labels: a new map when some are implied,
 // else the map the fold keeps, which the caller must not change.
 func (p *Pod) Labels() map[string]string {
-	m := p.Observed.Labels
+	m := p.RawLabels
 	if m[PodNameLabel] != Implied && m[PodIndexLabel] != Implied {
 		return m
 	}
@@ -80,7 +79,7 @@ func (p *Pod) Labels() map[string]string {
 
 // SetLabels makes m the pod's labels, all of them given (none Implied):
 // for a copy of a pod that changes its labels (the planner's dry run).
-func (p *Pod) SetLabels(m map[string]string) { p.Observed.Labels = m }
+func (p *Pod) SetLabels(m map[string]string) { p.RawLabels = m }
 
 type podLabels Pod
 
@@ -96,7 +95,7 @@ func ordinal(name string) string { return name[strings.LastIndexByte(name, '-')+
 // they are the same (most records of a pod are its status), else through
 // sets.
 func implyLabels(p, old *Pod, sets *labelSets) {
-	m := p.Observed.Labels
+	m := p.RawLabels
 	name, index := m[PodNameLabel], m[PodIndexLabel]
 	switch {
 	case name == Implied && index == Implied: // from a checkpoint
@@ -104,11 +103,11 @@ func implyLabels(p, old *Pod, sets *labelSets) {
 	default:
 		return
 	}
-	if old != nil && sharedAs(old.Observed.Labels, m) {
-		p.Observed.Labels = old.Observed.Labels
+	if old != nil && sharedAs(old.RawLabels, m) {
+		p.RawLabels = old.RawLabels
 		return
 	}
-	p.Observed.Labels = sets.share(m)
+	p.RawLabels = sets.share(m)
 }
 
 // isOrdinal says whether s is an ordinal as the StatefulSet controller

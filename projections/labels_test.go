@@ -49,12 +49,12 @@ func TestStatefulSetLabelsImplied(t *testing.T) {
 				t.Errorf("%s: has a label it has not, or none", name)
 			}
 		}
-		a, b := s.Pods["ns/web-0"].Observed.Labels, s.Pods["ns/web-12"].Observed.Labels
+		a, b := s.Pods["ns/web-0"].RawLabels, s.Pods["ns/web-12"].RawLabels
 		if reflect.ValueOf(a).UnsafePointer() != reflect.ValueOf(b).UnsafePointer() || a[PodNameLabel] != Implied {
 			t.Errorf("two pods of one revision hold two maps: %v, %v", a, b)
 		}
 		for _, name := range []string{"web-007", "other", "plain", "web-4"} {
-			if l := s.Pods["ns/"+name].Observed.Labels; !maps.Equal(l, pods[name]) {
+			if l := s.Pods["ns/"+name].RawLabels; !maps.Equal(l, pods[name]) {
 				t.Errorf("%s: kept %v, want its labels as they are", name, l)
 			}
 		}
@@ -84,15 +84,15 @@ func TestStatefulSetLabelsImplied(t *testing.T) {
 
 	// A pod's next record with the same labels keeps the shared map; one
 	// whose labels changed gets another.
-	shared := reflect.ValueOf(f.s.Pods["ns/web-12"].Observed.Labels).UnsafePointer()
+	shared := reflect.ValueOf(f.s.Pods["ns/web-12"].RawLabels).UnsafePointer()
 	f.apply(journal.KindObserved, "pods/ns/web-0", journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-0", UID: "u-web-0", ResourceVersion: "2", Labels: stsLabels("web-0", "0"), Pod: &journal.PodFacts{}})
-	if reflect.ValueOf(f.s.Pods["ns/web-0"].Observed.Labels).UnsafePointer() != shared {
+	if reflect.ValueOf(f.s.Pods["ns/web-0"].RawLabels).UnsafePointer() != shared {
 		t.Error("a record with the same labels left the shared map")
 	}
 	relabeled := stsLabels("web-12", "12")
 	relabeled["controller-revision-hash"] = "web-6f7b485776" // its next revision
 	f.apply(journal.KindObserved, "pods/ns/web-12", journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-12", UID: "u-web-12", ResourceVersion: "2", Labels: relabeled, Pod: &journal.PodFacts{}})
-	if p := f.s.Pods["ns/web-12"]; reflect.ValueOf(p.Observed.Labels).UnsafePointer() == shared || !maps.Equal(p.Labels(), relabeled) {
+	if p := f.s.Pods["ns/web-12"]; reflect.ValueOf(p.RawLabels).UnsafePointer() == shared || !maps.Equal(p.Labels(), relabeled) {
 		t.Errorf("a relabeled pod: %v, want %v in a map of its set", p.Labels(), relabeled)
 	}
 }

@@ -20,13 +20,11 @@ func dropped(typ string) bool {
 // planner refuses it (planner.hookProblem).
 func KeepsCondition(typ string) bool { return !dropped(typ) }
 
-// slim drops from a pod's last Observed what the fold's readers never
-// read: the object hash and the pod IP (the journal keeps both, for
-// audit) and the dropped conditions. The fold and a checkpoint's load
+// slim drops from a pod's facts what the fold's readers never read: the
+// pod IP and the dropped conditions (the journal keeps both, for audit;
+// the object hash a Pod does not hold). The fold and a checkpoint's load
 // both call it, so a plan reads the same pods either way.
-func slim(o *journal.Observed) {
-	o.ObjectHash = nil
-	f := o.Pod
+func slim(f *journal.PodFacts) {
 	if f == nil {
 		return
 	}

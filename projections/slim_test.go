@@ -27,8 +27,8 @@ func TestFoldKeepsWhatPlanningReads(t *testing.T) {
 	if !reflect.DeepEqual(p.Pod.Conditions, want) {
 		t.Errorf("conditions kept: %+v, want %+v", p.Pod.Conditions, want)
 	}
-	if p.ObjectHash != nil || p.Pod.PodIP != "" || p.Pod.NodeName != "n1" || p.Pod.Phase != "Running" {
-		t.Errorf("pod kept: hash %x, IP %q, node %q, phase %q", p.ObjectHash, p.Pod.PodIP, p.Pod.NodeName, p.Pod.Phase)
+	if p.Pod.PodIP != "" || p.Pod.NodeName != "n1" || p.Pod.Phase != "Running" {
+		t.Errorf("pod kept: IP %q, node %q, phase %q", p.Pod.PodIP, p.Pod.NodeName, p.Pod.Phase)
 	}
 	for _, typ := range []string{"Ready", "rollbook.dev/InPlaceUpdateReady", "example.com/Drained"} {
 		if !KeepsCondition(typ) {

@@ -56,9 +56,40 @@ type Recreation struct {
 	Rollout, Revision, UID string
 }
 
-// Pod is a pod as last observed.
+// Pod is a pod as last observed: what planning reads of its last
+// Observed. A fleet's fold keeps one per pod, so it holds only the fields
+// a pod record has, not the 280-byte journal.Observed every kind shares
+// (its spec, status, workload, node and revision facts and object hash
+// are never a pod's, or never read). The fields carry journal.Observed's
+// keys, so a checkpoint's pods encode as they did when Pod embedded it,
+// and older checkpoints decode (TestPodEncodesAsObserved).
 type Pod struct {
-	journal.Observed
+	Resource        podResource `cbor:"1,keyasint"`
+	Namespace       string      `cbor:"2,keyasint,omitempty"`
+	Name            string      `cbor:"3,keyasint"`
+	UID             string      `cbor:"4,keyasint"`
+	ResourceVersion string      `cbor:"5,keyasint"`
+	Generation      int64       `cbor:"6,keyasint,omitempty"`
+	// RawLabels are the labels as the fold keeps them, some Implied (see
+	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
+	RawLabels      map[string]string `cbor:"7,keyasint,omitempty"`
+	Annotations    map[string]string `cbor:"8,keyasint,omitempty"`
+	Owner          *journal.OwnerRef `cbor:"9,keyasint,omitempty"`
+	Created        int64             `cbor:"10,keyasint,omitempty"`
+	Deleting       int64             `cbor:"11,keyasint,omitempty"`
+	Pod            *journal.PodFacts `cbor:"20,keyasint,omitempty"`
+	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
+	AnnotationKeys []string          `cbor:"27,keyasint,omitempty"`
+	Truncated      string            `cbor:"29,keyasint,omitempty"`
+	// What a checkpoint of an older binary may hold of a pod, dropped
+	// (slim dropped the object hash; the others are never a pod's).
+	ObjectHash ignored `cbor:"12,keyasint,omitempty"`
+	Workload   ignored `cbor:"21,keyasint,omitempty"`
+	Node       ignored `cbor:"22,keyasint,omitempty"`
+	Spec       ignored `cbor:"23,keyasint,omitempty"`
+	Status     ignored `cbor:"24,keyasint,omitempty"`
+	Deleted    ignored `cbor:"25,keyasint,omitempty"`
+	Revision   ignored `cbor:"28,keyasint,omitempty"`
 	// ObservedAt is the time of the record that last changed it.
 	ObservedAt int64
 	// State is its rollbook.dev/state annotation, parsed.
@@ -67,6 +98,44 @@ type Pod struct {
 	// key several times per plan.
 	key string
 }
+
+// NewPod is the pod o, a pod's Observed, as the fold keeps it, observed
+// at (Unix ns). It shares o's maps, lists and facts.
+func NewPod(o *journal.Observed, at int64) *Pod {
+	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
+		Generation: o.Generation, RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
+		Created: o.Created, Deleting: o.Deleting, Pod: o.Pod, HasAnnotations: o.HasAnnotations,
+		AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, ObservedAt: at}
+}
+
+// Observed is the pod as a pod record's body would hold it, its labels
+// all given (none Implied), sharing the pod's maps and facts.
+func (p *Pod) Observed() journal.Observed {
+	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID,
+		ResourceVersion: p.ResourceVersion, Generation: p.Generation, Labels: p.Labels(),
+		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod,
+		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
+}
+
+// podResource is a Pod's resource, always "pods": encoded as
+// journal.Observed.Resource was, held in no bytes.
+type podResource struct{}
+
+var encodedPods = []byte{0x64, 'p', 'o', 'd', 's'} // CBOR text "pods"
+
+func (podResource) MarshalCBOR() ([]byte, error) { return encodedPods, nil }
+
+func (*podResource) UnmarshalCBOR(b []byte) error {
+	if string(b) != string(encodedPods) {
+		return fmt.Errorf("projections: a pod's resource is %x, not pods", b)
+	}
+	return nil
+}
+
+// ignored is a field a checkpoint may hold and a Pod drops.
+type ignored struct{}
+
+func (*ignored) UnmarshalCBOR([]byte) error { return nil }
 
 // Key is "namespace/name".
 func (p *Pod) Key() string {
@@ -161,7 +230,8 @@ type decoded struct {
 type Decoded struct {
 	Record journal.Record
 	// One of these, by the record's kind; err if the body did not decode.
-	pod      *Pod
+	pod      *Pod              // a pod's Observed, unless it is deleted
+	observed *journal.Observed // any other Observed
 	vanished *journal.Vanished
 	action   *journal.ActionFact
 	err      error
@@ -179,15 +249,21 @@ func (d Decoded) Action() *journal.ActionFact {
 // Err is why the record's body did not decode.
 func (d Decoded) Err() error { return d.err }
 
-// Decode reads a record's body as the fold needs it. An Observed is
-// decoded in place into the Pod the state keeps if it is one (most are):
-// one allocation, no copy.
+// Decode reads a record's body as the fold needs it. An Observed of a pod
+// (most are) is decoded on the stack and only the Pod the state keeps is
+// made of it: one allocation.
 func Decode(r journal.Record) Decoded {
 	d := Decoded{Record: r}
 	switch r.Kind {
 	case journal.KindObserved:
-		d.pod = &Pod{ObservedAt: r.Time.UnixNano()}
-		d.err = r.Decode(&d.pod.Observed)
+		var o journal.Observed
+		if d.err = journal.DecodeObserved(r.Body, &o); d.err == nil && o.Resource == "pods" && !o.Deleted {
+			d.pod = NewPod(&o, r.Time.UnixNano())
+			slim(d.pod.Pod)
+		} else {
+			other := o
+			d.observed = &other
+		}
 	case journal.KindVanished:
 		d.vanished = new(journal.Vanished)
 		d.err = r.Decode(d.vanished)
@@ -210,13 +286,18 @@ func (s *State) apply(dr Decoded) (decoded, error) {
 	at := r.Time.UnixNano()
 	switch r.Kind {
 	case journal.KindObserved:
-		p := dr.pod
-		quiet := s.sameNode(&p.Observed)
-		s.observe(p, at)
-		if !quiet {
-			s.touchObject(p.Resource, p.Namespace, p.Name)
+		if p := dr.pod; p != nil {
+			s.observePod(p)
+			s.touchObject("pods", p.Namespace, p.Name)
+			break
 		}
-		d.observed = &p.Observed
+		o := dr.observed
+		quiet := s.sameNode(o)
+		s.observe(o, at)
+		if !quiet {
+			s.touchObject(o.Resource, o.Namespace, o.Name)
+		}
+		d.observed = o
 	case journal.KindVanished:
 		v := dr.vanished
 		s.forget(v.Resource, v.Namespace, v.Name)
@@ -241,9 +322,31 @@ func (s *State) apply(dr Decoded) (decoded, error) {
 	return d, nil
 }
 
-// observe folds an Observed, decoded into p.
-func (s *State) observe(p *Pod, at int64) {
-	o := &p.Observed
+// observePod folds a pod's Observed, made into p (Decode).
+func (s *State) observePod(p *Pod) {
+	key := p.Namespace + "/" + p.Name
+	old := s.Pods[key]
+	if old != nil && old.UID == p.UID && old.ResourceVersion != p.ResourceVersion && versionAtLeast(old.ResourceVersion, p.ResourceVersion) {
+		// An older version after a newer one: a resumed watch catching
+		// up past a pod the controller refreshed at restart. Keep the
+		// newer view.
+		return
+	}
+	p.key = key
+	implyLabels(p, old, s.sharedLabels())
+	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
+		// Most records of a pod are its status: its annotation, and so
+		// its state, stay as they were (a state is never written to).
+		p.State = old.State
+	} else {
+		p.State = ParseState(p.Annotations)
+	}
+	s.Pods[key] = p
+	s.settle(key, p.UID, p.ResourceVersion, p.Deleting)
+}
+
+// observe folds any other Observed (a deleted pod's too).
+func (s *State) observe(o *journal.Observed, at int64) {
 	if o.Deleted {
 		s.forget(o.Resource, o.Namespace, o.Name)
 		return
@@ -251,25 +354,11 @@ func (s *State) observe(p *Pod, at int64) {
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
 	case "pods":
-		old := s.Pods[key]
-		if old != nil && old.UID == o.UID && old.ResourceVersion != o.ResourceVersion && versionAtLeast(old.ResourceVersion, o.ResourceVersion) {
-			// An older version after a newer one: a resumed watch catching
-			// up past a pod the controller refreshed at restart. Keep the
-			// newer view.
-			return
-		}
-		p.key = key
-		slim(o)
-		implyLabels(p, old, s.sharedLabels())
-		if old != nil && old.Annotations[StateAnnotation] == o.Annotations[StateAnnotation] {
-			// Most records of a pod are its status: its annotation, and so
-			// its state, stay as they were (a state is never written to).
-			p.State = old.State
-		} else {
-			p.State = ParseState(o.Annotations)
-		}
-		s.Pods[key] = p
-		s.settle(key, o.UID, o.ResourceVersion, o.Deleting)
+		// Decode makes every pod's Observed a Pod (observePod): a caller
+		// folding an Observed it made itself comes here.
+		p := NewPod(o, at)
+		slim(p.Pod)
+		s.observePod(p)
 	case "inplacerollouts.rollbook.dev":
 		r := &Rollout{Observed: *o, ObservedAt: at}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {

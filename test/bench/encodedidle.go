@@ -30,8 +30,7 @@ func encodedIdleOf(s *projections.State) (*encodedIdle, error) {
 	bodies := make([][]byte, 0, len(s.Pods))
 	total := 0
 	for _, p := range s.Pods {
-		o := p.Observed
-		o.Labels = p.Labels() // all of them, as its record has them
+		o := p.Observed() // its labels all given, as its record has them
 		b, err := journal.EncodeBody(&o)
 		if err != nil {
 			return nil, err
@@ -51,19 +50,25 @@ func encodedIdleOf(s *projections.State) (*encodedIdle, error) {
 	// holders: how many pods hold each string (a pod's name is also its
 	// pod-name label's value: one string of its own, held twice).
 	holders := map[string]int{}
+	held := func(p *projections.Pod) *journal.Observed {
+		o := p.Observed()
+		o.Labels = p.RawLabels // as the fold holds them
+		return &o
+	}
 	for _, p := range s.Pods {
-		for v := range distinctStrings(&p.Observed) {
+		for v := range distinctStrings(held(p)) {
 			holders[v]++
 		}
 	}
 	own := 0
 	for _, p := range s.Pods {
-		for v := range distinctStrings(&p.Observed) {
+		o := held(p)
+		for v := range distinctStrings(o) {
 			if holders[v] == 1 {
 				own += len(v)
 			}
 		}
-		own += 8 * podNumbers(&p.Observed)
+		own += 8 * podNumbers(o)
 	}
 	return &encodedIdle{Bytes: float64(total) / n, DecodeNs: decode, Own: float64(own) / n}, nil
 }

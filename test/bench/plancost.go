@@ -120,7 +120,8 @@ func incrementalCost(s *projections.State, reps int) (time.Duration, error) {
 	var times []time.Duration
 	for i := range reps {
 		pod := s.Pods[keys[(i*7919)%len(keys)]]
-		if err := apply(journal.KindObserved, "pods/"+pod.Key(), &pod.Observed); err != nil {
+		o := pod.Observed()
+		if err := apply(journal.KindObserved, "pods/"+pod.Key(), &o); err != nil {
 			return 0, err
 		}
 		t := time.Now()

@@ -1,0 +1,61 @@
+package projections
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// podAsItWas is Pod as it was when it embedded journal.Observed: how the
+// checkpoints of older binaries hold pods.
+type podAsItWas struct {
+	journal.Observed
+	ObservedAt int64
+	State      *PodState
+}
+
+// TestPodEncodesAsObserved: a Pod encodes, as a checkpoint encodes it,
+// byte for byte as the Pod that embedded journal.Observed did, and a pod
+// an older binary's checkpoint holds (its object hash kept, say) decodes
+// to the Pod the fold would keep.
+func TestPodEncodesAsObserved(t *testing.T) {
+	o := journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-3", UID: "u-3", ResourceVersion: "812", Generation: 1,
+		Labels: map[string]string{"app": "web"}, Annotations: map[string]string{StateAnnotation: `{"rollout":"ns/r"}`},
+		Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "s-1"}, Created: 5, Deleting: 9,
+		Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: []journal.Container{{Name: "app", Image: "app:v1"}}},
+		HasAnnotations: true, AnnotationKeys: []string{"other"}, Truncated: "spec"}
+	st := &PodState{Rollout: "ns/r", Revision: "r-1"}
+	now := NewPod(&o, 77)
+	now.State = st
+	was := podAsItWas{Observed: o, ObservedAt: 77, State: st}
+	a, err := journal.EncodeBody(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := journal.EncodeBody(&was)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Fatalf("a Pod encodes as\n%x\nthe Pod that embedded Observed as\n%x", a, b)
+	}
+	was.ObjectHash = []byte{1, 2, 3} // kept by binaries before slim
+	if b, err = journal.EncodeBody(&was); err != nil {
+		t.Fatal(err)
+	}
+	var back Pod
+	if err := journal.DecodeBody(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, now) {
+		t.Fatalf("an older checkpoint's pod reads as\n%+v\nwant\n%+v", back, *now)
+	}
+	// A pod is a pod: a checkpoint saying otherwise is refused.
+	was.ObjectHash, was.Resource = nil, "nodes"
+	b, _ = journal.EncodeBody(&was)
+	if err := journal.DecodeBody(b, &back); err == nil {
+		t.Fatal("a checkpoint's pod of resource nodes decoded")
+	}
+}
