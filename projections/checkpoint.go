@@ -105,6 +105,9 @@ func (d *Books) Restored() {
 	}
 	for k, p := range d.State.Pods {
 		p.key = k
+		if k == p.Namespace+"/"+p.Name {
+			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it
+		}
 		slim(p.Pod)                                 // a checkpoint of an older binary keeps all
 		implyLabels(p, nil, d.State.sharedLabels()) // and shares them again
 	}

@@ -332,7 +332,9 @@ func (s *State) observePod(p *Pod) {
 		// newer view.
 		return
 	}
-	p.key = key
+	// The name is the key's end: one string for both, the decoded name
+	// left to the garbage collector.
+	p.key, p.Name = key, key[len(p.Namespace)+1:]
 	implyLabels(p, old, s.sharedLabels())
 	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
 		// Most records of a pod are its status: its annotation, and so
