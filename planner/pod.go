@@ -201,6 +201,7 @@ func (s *sharedImages) share(imgs []ContainerChange) []ContainerChange {
 			return l
 		}
 	}
+	imgs = slices.Clip(imgs) // an append to one holder's list never writes into another's
 	if len(s.lists) < sharedImageLists {
 		s.lists = append(s.lists, imgs)
 	}
