@@ -69,7 +69,6 @@ type Pod struct {
 	Name            string      `cbor:"3,keyasint"`
 	UID             string      `cbor:"4,keyasint"`
 	ResourceVersion string      `cbor:"5,keyasint"`
-	Generation      int64       `cbor:"6,keyasint,omitempty"`
 	// RawLabels are the labels as the fold keeps them, some Implied (see
 	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
 	RawLabels      map[string]string `cbor:"7,keyasint,omitempty"`
@@ -79,8 +78,12 @@ type Pod struct {
 	Deleting       int64             `cbor:"11,keyasint,omitempty"`
 	Pod            *journal.PodFacts `cbor:"20,keyasint,omitempty"`
 	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
-	AnnotationKeys []string          `cbor:"27,keyasint,omitempty"`
-	Truncated      string            `cbor:"29,keyasint,omitempty"`
+	// Generation is an int32 beside HasAnnotations, where it takes no
+	// more room (no plan reads a pod's; it is kept for what reads the
+	// pod as a record, and a pod's spec is not changed 2^31 times).
+	Generation     int32    `cbor:"6,keyasint,omitempty"`
+	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
+	Truncated      string   `cbor:"29,keyasint,omitempty"`
 	// What a checkpoint of an older binary may hold of a pod, dropped
 	// (slim dropped the object hash; the others are never a pod's).
 	ObjectHash ignored `cbor:"12,keyasint,omitempty"`
@@ -103,7 +106,7 @@ type Pod struct {
 // at (Unix ns). It shares o's maps, lists and facts.
 func NewPod(o *journal.Observed, at int64) *Pod {
 	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
-		Generation: o.Generation, RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
+		Generation: int32(o.Generation), RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
 		Created: o.Created, Deleting: o.Deleting, Pod: o.Pod, HasAnnotations: o.HasAnnotations,
 		AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, ObservedAt: at}
 }
@@ -112,7 +115,7 @@ func NewPod(o *journal.Observed, at int64) *Pod {
 // all given (none Implied), sharing the pod's maps and facts.
 func (p *Pod) Observed() journal.Observed {
 	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID,
-		ResourceVersion: p.ResourceVersion, Generation: p.Generation, Labels: p.Labels(),
+		ResourceVersion: p.ResourceVersion, Generation: int64(p.Generation), Labels: p.Labels(),
 		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod,
 		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
 }
@@ -356,8 +359,8 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
 	case "pods":
-		// Decode makes every pod's Observed a Pod (observePod): a caller
-		// folding an Observed it made itself comes here.
+		// Decode makes every live pod's Observed a Pod for observePod;
+		// this keeps observe whole for any Observed it is given.
 		p := NewPod(o, at)
 		slim(p.Pod)
 		s.observePod(p)
