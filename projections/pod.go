@@ -1,0 +1,99 @@
+package projections
+
+import (
+	"fmt"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// Pod is a pod as last observed: what planning reads of its last
+// Observed. A fleet's fold keeps one per pod, so it holds only the fields
+// a pod record has, not the 280-byte journal.Observed every kind shares
+// (its spec, status, workload, node and revision facts and object hash
+// are never a pod's, or never read). The fields carry journal.Observed's
+// keys, so a checkpoint's pods encode as they did when Pod embedded it,
+// and older checkpoints decode (TestPodEncodesAsObserved).
+type Pod struct {
+	Resource        podResource `cbor:"1,keyasint"`
+	Namespace       string      `cbor:"2,keyasint,omitempty"`
+	Name            string      `cbor:"3,keyasint"`
+	UID             string      `cbor:"4,keyasint"`
+	ResourceVersion string      `cbor:"5,keyasint"`
+	// RawLabels are the labels as the fold keeps them, some Implied (see
+	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
+	RawLabels      map[string]string `cbor:"7,keyasint,omitempty"`
+	Annotations    map[string]string `cbor:"8,keyasint,omitempty"`
+	Owner          *journal.OwnerRef `cbor:"9,keyasint,omitempty"`
+	Created        int64             `cbor:"10,keyasint,omitempty"`
+	Deleting       int64             `cbor:"11,keyasint,omitempty"`
+	Pod            *journal.PodFacts `cbor:"20,keyasint,omitempty"`
+	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
+	// Generation is an int32 beside HasAnnotations, where it takes no
+	// more room (no plan reads a pod's; it is kept for what reads the
+	// pod as a record, and a pod's spec is not changed 2^31 times).
+	Generation     int32    `cbor:"6,keyasint,omitempty"`
+	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
+	Truncated      string   `cbor:"29,keyasint,omitempty"`
+	// What a checkpoint of an older binary may hold of a pod, dropped
+	// (slim dropped the object hash; the others are never a pod's).
+	ObjectHash ignored `cbor:"12,keyasint,omitempty"`
+	Workload   ignored `cbor:"21,keyasint,omitempty"`
+	Node       ignored `cbor:"22,keyasint,omitempty"`
+	Spec       ignored `cbor:"23,keyasint,omitempty"`
+	Status     ignored `cbor:"24,keyasint,omitempty"`
+	Deleted    ignored `cbor:"25,keyasint,omitempty"`
+	Revision   ignored `cbor:"28,keyasint,omitempty"`
+	// ObservedAt is the time of the record that last changed it.
+	ObservedAt int64
+	// State is its rollbook.dev/state annotation, parsed.
+	State *PodState
+	// key is Key, made when the pod is folded: planning asks a pod its
+	// key several times per plan.
+	key string
+}
+
+// NewPod is the pod o, a pod's Observed, as the fold keeps it, observed
+// at (Unix ns). It shares o's maps, lists and facts.
+func NewPod(o *journal.Observed, at int64) *Pod {
+	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
+		Generation: int32(o.Generation), RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
+		Created: o.Created, Deleting: o.Deleting, Pod: o.Pod, HasAnnotations: o.HasAnnotations,
+		AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, ObservedAt: at}
+}
+
+// Observed is the pod as a pod record's body would hold it, its labels
+// all given (none Implied), sharing the pod's maps and facts.
+func (p *Pod) Observed() journal.Observed {
+	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID,
+		ResourceVersion: p.ResourceVersion, Generation: int64(p.Generation), Labels: p.Labels(),
+		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod,
+		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
+}
+
+// podResource is a Pod's resource, always "pods": encoded as
+// journal.Observed.Resource was, held in no bytes.
+type podResource struct{}
+
+var encodedPods = []byte{0x64, 'p', 'o', 'd', 's'} // CBOR text "pods"
+
+func (podResource) MarshalCBOR() ([]byte, error) { return encodedPods, nil }
+
+func (*podResource) UnmarshalCBOR(b []byte) error {
+	if string(b) != string(encodedPods) {
+		return fmt.Errorf("projections: a pod's resource is %x, not pods", b)
+	}
+	return nil
+}
+
+// ignored is a field a checkpoint may hold and a Pod drops.
+type ignored struct{}
+
+func (*ignored) UnmarshalCBOR([]byte) error { return nil }
+
+// Key is "namespace/name".
+func (p *Pod) Key() string {
+	if p.key != "" {
+		return p.key
+	}
+	return p.Namespace + "/" + p.Name
+}
