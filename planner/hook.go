@@ -125,8 +125,8 @@ func released(p *projections.Pod, h *projections.LifecycleHook) bool {
 		return ok && v == h.Label.Value
 	}
 	for _, c := range p.Pod.Conditions {
-		if c.Type == h.Condition {
-			return c.Status == "True"
+		if c.Type() == h.Condition {
+			return c.Status() == "True"
 		}
 	}
 	return false

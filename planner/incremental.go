@@ -476,7 +476,7 @@ func (in *Incremental) releaseFor(p *planning, k string) {
 	if _, ok := p.claimOf(k); ok || p.busy[k] || pod.Pod == nil || p.s.Pending[k] != nil {
 		return
 	}
-	if c := gateCondition(pod.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+	if c := gateCondition(pod.Pod); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		in.release[k] = unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod)
 	}
 }

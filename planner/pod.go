@@ -142,7 +142,7 @@ func restartPending(pp *podPlan) bool {
 // untouched is a pod a rolling-back rollout never updated.
 func untouched(p *projections.Pod) *podPlan {
 	pp := &podPlan{pod: p, stage: stageUntouched, untouched: true, hasGate: declaresGate(p.Pod), ready: podReady(p.Pod)}
-	if c := gateCondition(p.Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+	if c := gateCondition(p.Pod); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
 		pp.stage = stageGated // released at once: see rolloutPods
 	}
@@ -208,25 +208,25 @@ func (s *sharedImages) share(imgs []ContainerChange) []ContainerChange {
 	return imgs
 }
 
-func gateCondition(p *journal.PodFacts) *journal.Condition {
+func gateCondition(p *projections.Facts) *projections.Condition {
 	for i := range p.Conditions {
-		if p.Conditions[i].Type == GateCondition {
+		if p.Conditions[i].Type() == GateCondition {
 			return &p.Conditions[i]
 		}
 	}
 	return nil
 }
 
-func podReady(p *journal.PodFacts) bool {
+func podReady(p *projections.Facts) bool {
 	for _, c := range p.Conditions {
-		if c.Type == "Ready" {
-			return c.Status == "True"
+		if c.Type() == "Ready" {
+			return c.Status() == "True"
 		}
 	}
 	return false
 }
 
-func declaresGate(p *journal.PodFacts) bool {
+func declaresGate(p *projections.Facts) bool {
 	for _, g := range p.ReadinessGates {
 		if g == GateCondition {
 			return true
@@ -252,7 +252,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		st = readState(p)
 	}
 	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
-	if c := gateCondition(f); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+	if c := gateCondition(f); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		pp.gated, pp.gatedAt = true, c.LastTransition
 	}
 	pp.restartPending = restartPending(pp)
@@ -269,7 +269,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		}
 	case atTarget && ours:
 		c := gateCondition(f)
-		if c != nil && c.Status == "True" && c.Reason == ReasonReady && strings.Contains(c.Message, t.rev) {
+		if c != nil && c.Status() == "True" && c.Reason() == ReasonReady && strings.Contains(c.Message(), t.rev) {
 			pp.stage = stageDone // verified before it was ungated
 			if h := postHook(spec); h != nil && p.Label(HookLabel) == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
@@ -343,7 +343,7 @@ func changes(c *journal.Container, w want) (image, resources bool) {
 // the state annotation records it for verify and rollback. It is found
 // when the patch is made, not kept with every pod's classification: t
 // and the pod are what diff read, so it lists what diff changed.
-func before(f *journal.PodFacts, t podTarget) []ContainerBefore {
+func before(f *projections.Facts, t podTarget) []ContainerBefore {
 	var out []ContainerBefore
 	for _, w := range t.containers {
 		c, _ := findContainer(f, w.Name, w.Init)
@@ -478,7 +478,7 @@ func sameQuantities(have, want map[string]string) bool {
 }
 
 // qosAfter is the pod's QoS class with the resource changes applied.
-func qosAfter(f *journal.PodFacts, changes []ResourceChange) string {
+func qosAfter(f *projections.Facts, changes []ResourceChange) string {
 	guaranteed, any := true, false
 	for _, c := range f.Containers {
 		req, lim := c.Requests, c.Limits
@@ -508,7 +508,7 @@ func qosAfter(f *journal.PodFacts, changes []ResourceChange) string {
 // verify says whether every container the patch changed really runs the
 // new state: a new imageID, or for a retag with the same digest a new
 // container; a digest pin must match exactly; then running and ready.
-func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
+func verify(f *projections.Facts, st *PodState, t podTarget) (bool, string) {
 	for _, b := range st.Before {
 		c, _ := findContainer(f, b.Name, b.Init)
 		if c == nil {
@@ -544,8 +544,8 @@ func verify(f *journal.PodFacts, st *PodState, t podTarget) (bool, string) {
 		}
 	}
 	for _, c := range f.Conditions {
-		if (c.Type == "PodResizePending" || c.Type == "PodResizeInProgress") && c.Status == "True" {
-			return false, fmt.Sprintf("resize %s: %s", strings.TrimPrefix(c.Type, "PodResize"), c.Message)
+		if (c.Type() == "PodResizePending" || c.Type() == "PodResizeInProgress") && c.Status() == "True" {
+			return false, fmt.Sprintf("resize %s: %s", strings.TrimPrefix(c.Type(), "PodResize"), c.Message())
 		}
 	}
 	return true, ""

@@ -313,7 +313,7 @@ func (d *dryRun) catchUp() {
 
 // behind: the kubelet has not yet run a container's spec image or applied
 // its resources.
-func behind(f *journal.PodFacts) bool {
+func behind(f *projections.Facts) bool {
 	for _, list := range [][]journal.Container{f.Containers, f.InitContainers} {
 		for _, c := range list {
 			if (c.Image != "" && c.StatusImage != c.Image) || !sameQuantities(c.ActualRequests, c.Requests) || !sameQuantities(c.ActualLimits, c.Limits) {
@@ -377,7 +377,7 @@ func (d *dryRun) record(actions []Action, st projections.RolloutStatus) {
 		switch a.Kind {
 		case Gate, Recreate:
 		case Patch:
-			if c := gateCondition(d.c.Pods[a.Pod].Pod); c != nil && c.Status == "False" && c.Reason == ReasonUpdating {
+			if c := gateCondition(d.c.Pods[a.Pod].Pod); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 				continue
 			}
 		default:
@@ -701,23 +701,26 @@ func (d *dryRun) target(key string) *target {
 
 // setPodCondition sets a pod condition; its transition time moves only
 // when its status does.
-func setPodCondition(f *journal.PodFacts, typ, status, reason, message string, now int64) {
+func setPodCondition(f *projections.Facts, typ, status, reason, message string, now int64) {
 	for i := range f.Conditions {
 		c := &f.Conditions[i]
-		if c.Type == typ {
-			if c.Status != status {
-				c.LastTransition = now
+		if c.Type() == typ {
+			at := c.LastTransition
+			if c.Status() != status {
+				at = now
 			}
-			c.Status, c.Reason, c.Message = status, reason, message
+			// A new condition, not the old one's text changed: that text
+			// may be shared with pods the dry run does not own.
+			*c = projections.NewCondition(typ, status, reason, message, at)
 			return
 		}
 	}
-	f.Conditions = append(f.Conditions, journal.Condition{Type: typ, Status: status, Reason: reason, Message: message, LastTransition: now})
+	f.Conditions = append(f.Conditions, projections.NewCondition(typ, status, reason, message, now))
 }
 
 // kubeletReady sets Ready as the kubelet computes it: every container
 // ready and every readiness gate's condition True.
-func kubeletReady(f *journal.PodFacts, now int64) {
+func kubeletReady(f *projections.Facts, now int64) {
 	ready := len(f.Containers) > 0
 	for _, c := range f.Containers {
 		ready = ready && c.Ready
@@ -725,8 +728,8 @@ func kubeletReady(f *journal.PodFacts, now int64) {
 	for _, g := range f.ReadinessGates {
 		found := false
 		for _, c := range f.Conditions {
-			if c.Type == g {
-				found = c.Status == "True"
+			if c.Type() == g {
+				found = c.Status() == "True"
 			}
 		}
 		ready = ready && found

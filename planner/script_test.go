@@ -145,7 +145,7 @@ func (w *world) command(t *testing.T, d *datadriven.TestData) string {
 		if p == nil {
 			d.Fatalf(t, "no pod %q", argOr(d, "pod", ""))
 		}
-		c, _ := findContainer(p.Pod, argOr(d, "container", "app"), false)
+		c := &p.Pod.Containers[slices.IndexFunc(p.Pod.Containers, func(c journal.Container) bool { return c.Name == argOr(d, "container", "app") })]
 		w.cids++
 		c.ContainerID = fmt.Sprintf("containerd://c%04d", w.cids)
 		w.write(p)
@@ -506,18 +506,19 @@ func (w *world) podsTable(ids bool) string {
 			cids = append(cids, c.ContainerID)
 			restarts += c.RestartCount
 		}
+		folded := projections.NewPod(p, 0)
 		gate := "-"
-		if declaresGate(p.Pod) {
+		if declaresGate(folded.Pod) {
 			gate = "none"
 		}
 		if c := conditionOf(p.Pod, GateCondition); c != nil {
 			gate = c.Status
 		}
 		state := "-"
-		if st := readState(projections.NewPod(p, 0)); st != nil {
+		if st := readState(folded); st != nil {
 			state = st.Revision
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d", p.Name, zone, strings.Join(images, ","), podReady(p.Pod), gate,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d", p.Name, zone, strings.Join(images, ","), podReady(folded.Pod), gate,
 			orDash(p.Labels[RevisionLabel]), state, restarts)
 		if ids {
 			fmt.Fprintf(tw, "\t%s\t%s", strings.Join(imageIDs, ","), strings.Join(cids, ","))

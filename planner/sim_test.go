@@ -121,7 +121,7 @@ func runSim(t *testing.T, seed uint64, faults bool) [32]byte {
 		}
 	}
 	t.Logf("seed %d: %d pods (gate %v, skipDrain %v, hooks %v), maxUnavailable %d (peak %d), maxUpdated %d, steps %d, %d templates, %d restarts; actions %v; failures %v; %d measurements; %d records; phase %s",
-		seed, s.replicas(), declaresGate(s.w.pods[testNS+"/web-0"].Pod), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, measured, len(s.w.records), st.Phase)
+		seed, s.replicas(), declaresGate(facts(s.w.pods[testNS+"/web-0"].Pod)), len(s.spec.Containers) > 0, s.spec.Lifecycle != nil, maxU, s.peak, maxUpdated, len(s.spec.Strategy.Steps), s.templates+1, s.restarts, s.actions, s.failures, measured, len(s.w.records), st.Phase)
 	// Every plan above was also made by the incremental planner and
 	// compared (world.plan): that says something only if most of them
 	// were partial.
@@ -553,7 +553,7 @@ func (s *sim) checkPreUpdate(a Action) {
 		return
 	}
 	pod := projections.NewPod(p, 0)
-	c := gateCondition(p.Pod)
+	c := gateCondition(facts(p.Pod))
 	switch {
 	case p.Labels[HookLabel] != HookPreUpdate:
 		s.t.Errorf("step %d: %s patched without the pre-update marker: %s", s.steps, p.Name, a)
@@ -595,7 +595,7 @@ func (s *sim) unavailable() []string {
 		switch {
 		case p == nil:
 			why = "deleted"
-		case !podReady(p.Pod):
+		case !podReady(facts(p.Pod)):
 			why = "not ready"
 		case gated(p.Pod):
 			why = "gated" // not Ready from the kubelet's next sync
@@ -633,7 +633,7 @@ func (s *sim) checkStarts(res Result) {
 	n := 0
 	for _, a := range res.Actions {
 		p := s.w.pods[a.Pod]
-		if p == nil || !podReady(p.Pod) || gated(p.Pod) || kubeletWillRestart(p.Pod) {
+		if p == nil || !podReady(facts(p.Pod)) || gated(p.Pod) || kubeletWillRestart(p.Pod) {
 			continue
 		}
 		if a.Kind == Gate || a.Kind == Recreate || a.Kind == Patch && !gated(p.Pod) {
@@ -646,8 +646,8 @@ func (s *sim) checkStarts(res Result) {
 }
 
 func gated(f *journal.PodFacts) bool {
-	c := gateCondition(f)
-	return c != nil && c.Status == "False"
+	c := gateCondition(facts(f))
+	return c != nil && c.Status() == "False"
 }
 
 // check runs after every step. Invariants:
@@ -682,7 +682,7 @@ func (s *sim) check() {
 	// 6. What admission added, no template named: never touched.
 	if s.f.admission {
 		for _, p := range s.w.pods {
-			c, _ := findContainer(p.Pod, "mesh-proxy", false)
+			c, _ := findContainer(facts(p.Pod), "mesh-proxy", false)
 			if c == nil || c.Image != "mesh-proxy:1.0" || p.Labels[zoneLabel] == "" || !slices.Contains(p.AnnotationKeys, "mesh.example/injected") {
 				s.t.Errorf("step %d: %s lost what admission added (sidecar %v, zone label %q, annotations %v)", s.steps, p.Name, c, p.Labels[zoneLabel], p.AnnotationKeys)
 			}
@@ -826,7 +826,7 @@ func (s *sim) converge() {
 			s.t.Fatalf("a rollout no pod can take did not stop with RecreatedPodDiffers\n%s\n%s", w.statusText(s.name), w.podsTable(false))
 		}
 		for _, k := range keysSorted(w.pods) {
-			if p := w.pods[k]; gated(p.Pod) || !podReady(p.Pod) {
+			if p := w.pods[k]; gated(p.Pod) || !podReady(facts(p.Pod)) {
 				s.t.Errorf("%s is gated or not ready after the rollout stopped", p.Name)
 			}
 		}
@@ -853,15 +853,15 @@ func (s *sim) converge() {
 	atTarget := 0
 	for _, k := range keysSorted(w.pods) {
 		p := w.pods[k]
-		if !podReady(p.Pod) {
+		if !podReady(facts(p.Pod)) {
 			s.t.Errorf("%s is not ready after the rollout", p.Name)
 		}
-		if c := gateCondition(p.Pod); c != nil && c.Status != "True" || c == nil && declaresGate(p.Pod) {
+		if c := gateCondition(facts(p.Pod)); c != nil && c.Status() != "True" || c == nil && declaresGate(facts(p.Pod)) {
 			s.t.Errorf("%s is still gated after the rollout", p.Name)
 		}
 		same := true
 		for _, tc := range template {
-			c, _ := findContainer(p.Pod, tc.Name, false)
+			c, _ := findContainer(facts(p.Pod), tc.Name, false)
 			same = same && c != nil && c.Image == tc.Image && c.StatusImage == c.Image
 		}
 		if same {

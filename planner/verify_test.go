@@ -33,7 +33,7 @@ func TestVerifyWaitsForTheNewImage(t *testing.T) {
 		{"restarted with the new image, as containerd names it", running("docker.io/library/app:v4", "sha256:v4", "c3"), true},
 		{"restarted, the runtime's name for it unknown", running("", "sha256:v4", "c3"), true},
 	} {
-		if ok, why := verify(tc.pod, st, podTarget{}); ok != tc.want {
+		if ok, why := verify(facts(tc.pod), st, podTarget{}); ok != tc.want {
 			t.Errorf("%s: verified %v (%s), want %v", tc.name, ok, why, tc.want)
 		}
 	}

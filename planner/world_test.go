@@ -335,7 +335,7 @@ func (w *world) newPod(f *fleet, i int) *journal.Observed {
 	if f.admission {
 		p.Pod.Containers = append(p.Pod.Containers, journal.Container{Name: "mesh-proxy", Image: "mesh-proxy:1.0", State: "waiting:ContainerCreating"})
 	}
-	p.Pod.QOSClass = qosAfter(p.Pod, nil)
+	p.Pod.QOSClass = qosAfter(facts(p.Pod), nil)
 	setCondition(p.Pod, "Ready", "False", "ContainersNotReady", "", w.now)
 	return p
 }
@@ -465,7 +465,7 @@ func (w *world) kubelet(only ...string) []string {
 			w.write(p)
 			out = append(out, p.Name)
 		}
-		if podReady(p.Pod) {
+		if podReady(facts(p.Pod)) {
 			delete(w.outside, k)
 		}
 	}
@@ -496,7 +496,7 @@ func (w *world) syncFleet(f *fleet) {
 		if p.Labels[RevisionLabel] == wf.UpdateRevision {
 			updated++
 		}
-		if podReady(p.Pod) {
+		if podReady(facts(p.Pod)) {
 			ready++
 		}
 	}
@@ -715,7 +715,7 @@ func (w *world) perform(a Action) (rv, class string) {
 		w.patches[p.UID+"/"+a.Revision]++
 	case Resize:
 		for _, r := range a.Resources {
-			c, _ := findContainer(f, r.Name, false)
+			c, _ := findContainer(facts(f), r.Name, false)
 			if c == nil {
 				return "", journal.ClassInvalid
 			}
@@ -855,4 +855,11 @@ func (w *world) releaseHook(p *journal.Observed) bool {
 		return true
 	}
 	return false
+}
+
+// facts is the world's pod facts f as the fold keeps them, for the
+// planner's functions that read them. It shares f's containers, so a
+// container it finds is f's own.
+func facts(f *journal.PodFacts) *projections.Facts {
+	return projections.NewPod(&journal.Observed{Pod: f}, 0).Pod
 }

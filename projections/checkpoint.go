@@ -108,7 +108,8 @@ func (d *Books) Restored() {
 		if k == p.Namespace+"/"+p.Name {
 			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it
 		}
-		slim(p.Pod)                                 // a checkpoint of an older binary keeps all
 		implyLabels(p, nil, d.State.sharedLabels()) // and shares them again
+		p.Pod.restored()                            // what a checkpoint of an older binary kept
+		d.State.sharedTexts().share(p.Pod, nil)     // and the conditions' text
 	}
 }

@@ -26,7 +26,7 @@ type Pod struct {
 	Owner          *journal.OwnerRef `cbor:"9,keyasint,omitempty"`
 	Created        int64             `cbor:"10,keyasint,omitempty"`
 	Deleting       int64             `cbor:"11,keyasint,omitempty"`
-	Pod            *journal.PodFacts `cbor:"20,keyasint,omitempty"`
+	Pod            *Facts            `cbor:"20,keyasint,omitempty"`
 	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
 	// Generation is an int32 beside HasAnnotations, where it takes no
 	// more room (no plan reads a pod's; it is kept for what reads the
@@ -53,20 +53,20 @@ type Pod struct {
 }
 
 // NewPod is the pod o, a pod's Observed, as the fold keeps it, observed
-// at (Unix ns). It shares o's maps, lists and facts.
+// at (Unix ns): its facts slimmed (factsOf), its maps and lists shared.
 func NewPod(o *journal.Observed, at int64) *Pod {
 	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
 		Generation: int32(o.Generation), RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
-		Created: o.Created, Deleting: o.Deleting, Pod: o.Pod, HasAnnotations: o.HasAnnotations,
+		Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod), HasAnnotations: o.HasAnnotations,
 		AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, ObservedAt: at}
 }
 
 // Observed is the pod as a pod record's body would hold it, its labels
-// all given (none Implied), sharing the pod's maps and facts.
+// all given (none Implied), sharing the pod's maps and lists.
 func (p *Pod) Observed() journal.Observed {
 	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID,
 		ResourceVersion: p.ResourceVersion, Generation: int64(p.Generation), Labels: p.Labels(),
-		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod,
+		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod.PodFacts(),
 		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
 }
 

@@ -24,7 +24,8 @@ func TestPodEncodesAsObserved(t *testing.T) {
 	o := journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-3", UID: "u-3", ResourceVersion: "812", Generation: 1,
 		Labels: map[string]string{"app": "web"}, Annotations: map[string]string{StateAnnotation: `{"rollout":"ns/r"}`},
 		Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "s-1"}, Created: 5, Deleting: 9,
-		Pod:            &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: []journal.Container{{Name: "app", Image: "app:v1"}}},
+		Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: []journal.Container{{Name: "app", Image: "app:v1"}},
+			Conditions: []journal.Condition{{Type: "Ready", Status: "True", LastTransition: 4}, {Type: "rollbook.dev/InPlaceUpdateReady", Status: "False", Reason: "Updating", Message: "m", LastTransition: 6}}},
 		HasAnnotations: true, AnnotationKeys: []string{"other"}, Truncated: "spec"}
 	st := &PodState{Rollout: "ns/r", Revision: "r-1"}
 	now := NewPod(&o, 77)

@@ -24,11 +24,11 @@ func TestFoldKeepsWhatPlanningReads(t *testing.T) {
 	f.apply(journal.KindObserved, "pods/ns/a", obs)
 	p := f.s.Pods["ns/a"]
 	want := []journal.Condition{cond("Ready"), cond("rollbook.dev/InPlaceUpdateReady"), cond("PodResizeInProgress"), cond("example.com/Drained")}
-	if !reflect.DeepEqual(p.Pod.Conditions, want) {
-		t.Errorf("conditions kept: %+v, want %+v", p.Pod.Conditions, want)
+	if kept := p.Pod.PodFacts(); !reflect.DeepEqual(kept.Conditions, want) {
+		t.Errorf("conditions kept: %+v, want %+v", kept.Conditions, want)
 	}
-	if p.Pod.PodIP != "" || p.Pod.NodeName != "n1" || p.Pod.Phase != "Running" {
-		t.Errorf("pod kept: IP %q, node %q, phase %q", p.Pod.PodIP, p.Pod.NodeName, p.Pod.Phase)
+	if kept := p.Pod.PodFacts(); kept.PodIP != "" || kept.NodeName != "n1" || kept.Phase != "Running" {
+		t.Errorf("pod kept: IP %q, node %q, phase %q", kept.PodIP, kept.NodeName, kept.Phase)
 	}
 	for _, typ := range []string{"Ready", "rollbook.dev/InPlaceUpdateReady", "example.com/Drained"} {
 		if !KeepsCondition(typ) {

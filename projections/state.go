@@ -48,6 +48,9 @@ type State struct {
 	// labelSets shares StatefulSet pods' labels (see labels.go); made on
 	// first use.
 	labelSets *labelSets
+	// texts shares pods' condition texts (see facts.go); made on first
+	// use.
+	texts *conditionTexts
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -170,7 +173,6 @@ func Decode(r journal.Record) Decoded {
 		var o journal.Observed
 		if d.err = journal.DecodeObserved(r.Body, &o); d.err == nil && o.Resource == "pods" && !o.Deleted {
 			d.pod = NewPod(&o, r.Time.UnixNano())
-			slim(d.pod.Pod)
 		} else {
 			other := o
 			d.observed = &other
@@ -247,6 +249,11 @@ func (s *State) observePod(p *Pod) {
 	// left to the garbage collector.
 	p.key, p.Name = key, key[len(p.Namespace)+1:]
 	implyLabels(p, old, s.sharedLabels())
+	var was *Facts
+	if old != nil {
+		was = old.Pod
+	}
+	s.sharedTexts().share(p.Pod, was)
 	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
@@ -269,9 +276,7 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	case "pods":
 		// Decode makes every live pod's Observed a Pod for observePod;
 		// this keeps observe whole for any Observed it is given.
-		p := NewPod(o, at)
-		slim(p.Pod)
-		s.observePod(p)
+		s.observePod(NewPod(o, at))
 	case "inplacerollouts.rollbook.dev":
 		r := &Rollout{Observed: *o, ObservedAt: at}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
@@ -291,6 +296,14 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
+}
+
+// sharedTexts returns s's conditionTexts, made on first use.
+func (s *State) sharedTexts() *conditionTexts {
+	if s.texts == nil {
+		s.texts = &conditionTexts{}
+	}
+	return s.texts
 }
 
 // sharedLabels returns s's labelSets, made on first use.

@@ -534,7 +534,7 @@ func (c *controller) snapshot() (rollouts map[string]projections.RolloutStatus, 
 			continue
 		}
 		for _, cd := range p.Pod.Conditions {
-			if cd.Type == planner.GateCondition && cd.Status == "False" {
+			if cd.Type() == planner.GateCondition && cd.Status() == "False" {
 				gated++
 			}
 		}

@@ -1,0 +1,161 @@
+package projections
+
+import (
+	"slices"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// Facts are a pod's facts as the fold keeps them: journal.PodFacts less
+// what no plan reads (the pod IP and the conditions slim drops), each
+// condition's text shared by every pod whose condition reads the same
+// (a fleet's Ready and gate conditions say the same things; only their
+// transition times are a pod's own). A checkpoint encodes them as the
+// journal.PodFacts they were made from.
+type Facts struct {
+	NodeName       string              `cbor:"1,keyasint,omitempty"`
+	Phase          string              `cbor:"2,keyasint,omitempty"`
+	ReadinessGates []string            `cbor:"4,keyasint,omitempty"`
+	Conditions     []Condition         `cbor:"5,keyasint,omitempty"`
+	Containers     []journal.Container `cbor:"6,keyasint,omitempty"`
+	InitContainers []journal.Container `cbor:"7,keyasint,omitempty"`
+	QOSClass       string              `cbor:"8,keyasint,omitempty"`
+	EnvFieldRefs   []string            `cbor:"9,keyasint,omitempty"`
+	// What a checkpoint of an older binary may hold, dropped.
+	PodIP    ignored `cbor:"3,keyasint,omitempty"`
+	SpecHash ignored `cbor:"10,keyasint,omitempty"`
+}
+
+// Condition is one of a pod's conditions: its text, maybe shared with
+// other pods (so it is read through methods and never written), and its
+// own transition time.
+type Condition struct {
+	text           *conditionText
+	LastTransition int64 // Unix ns
+}
+
+type conditionText struct{ typ, status, reason, message string }
+
+// NewCondition is a condition of its own (shared with no pod).
+func NewCondition(typ, status, reason, message string, lastTransition int64) Condition {
+	return Condition{text: &conditionText{typ, status, reason, message}, LastTransition: lastTransition}
+}
+
+func (c Condition) Type() string    { return c.read().typ }
+func (c Condition) Status() string  { return c.read().status }
+func (c Condition) Reason() string  { return c.read().reason }
+func (c Condition) Message() string { return c.read().message }
+
+func (c Condition) read() conditionText {
+	if c.text == nil {
+		return conditionText{}
+	}
+	return *c.text
+}
+
+// factsOf is f as the fold keeps it, sharing f's lists and containers;
+// nil for nil.
+func factsOf(f *journal.PodFacts) *Facts {
+	if f == nil {
+		return nil
+	}
+	out := &Facts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
+		Containers: f.Containers, InitContainers: f.InitContainers, QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
+	n := 0
+	for _, c := range f.Conditions {
+		if !dropped(c.Type) {
+			n++
+		}
+	}
+	if n > 0 {
+		out.Conditions = make([]Condition, 0, n)
+		for _, c := range f.Conditions {
+			if !dropped(c.Type) {
+				out.Conditions = append(out.Conditions, NewCondition(c.Type, c.Status, c.Reason, c.Message, c.LastTransition))
+			}
+		}
+	}
+	return out
+}
+
+// PodFacts is f as a pod record's body holds it (what the fold kept of
+// it), sharing f's lists and containers.
+func (f *Facts) PodFacts() *journal.PodFacts {
+	if f == nil {
+		return nil
+	}
+	out := &journal.PodFacts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
+		Containers: f.Containers, InitContainers: f.InitContainers, QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
+	for _, c := range f.Conditions {
+		out.Conditions = append(out.Conditions, journal.Condition{Type: c.Type(), Status: c.Status(), Reason: c.Reason(), Message: c.Message(), LastTransition: c.LastTransition})
+	}
+	return out
+}
+
+// MarshalCBOR encodes c as a journal.Condition, so that a checkpoint's
+// Facts encode as the journal.PodFacts they were made from.
+func (c Condition) MarshalCBOR() ([]byte, error) {
+	return journal.EncodeBody(&journal.Condition{Type: c.Type(), Status: c.Status(), Reason: c.Reason(), Message: c.Message(), LastTransition: c.LastTransition})
+}
+
+// UnmarshalCBOR reads what MarshalCBOR wrote, as a condition of its own
+// (Books.Restored shares the text again).
+func (c *Condition) UnmarshalCBOR(b []byte) error {
+	var jc journal.Condition
+	if err := journal.DecodeBody(b, &jc); err != nil {
+		return err
+	}
+	*c = NewCondition(jc.Type, jc.Status, jc.Reason, jc.Message, jc.LastTransition)
+	return nil
+}
+
+// restored drops from facts a checkpoint held what factsOf drops: an
+// older binary's checkpoint kept every condition.
+func (f *Facts) restored() {
+	if f == nil {
+		return
+	}
+	f.Conditions = slices.DeleteFunc(f.Conditions, func(c Condition) bool { return dropped(c.Type()) })
+	if len(f.Conditions) == 0 {
+		f.Conditions = nil // as factsOf leaves a pod without any
+	}
+}
+
+// conditionTexts shares the text of pods' conditions across the fleet: a
+// fixed table indexed by a hash of the text, a miss replacing the slot, so
+// it never grows (texts seen once cost what they did).
+type conditionTexts struct {
+	slots [256]*conditionText
+}
+
+// share makes each of f's conditions' text one that old (the pod as it
+// was) or another pod already holds, where they read the same.
+func (ts *conditionTexts) share(f, old *Facts) {
+	if f == nil {
+		return
+	}
+	for i := range f.Conditions {
+		c := &f.Conditions[i]
+		if old != nil {
+			if t := old.text(i); t != nil && *t == *c.text {
+				c.text = t // most records of a pod change no condition's text
+				continue
+			}
+		}
+		t := c.text
+		slot := &ts.slots[(fnv32(t.typ)^fnv32(t.status)*16777619^fnv32(t.reason)^fnv32(t.message)*31)&255]
+		if *slot != nil && **slot == *t {
+			c.text = *slot
+		} else {
+			*slot = t
+		}
+	}
+}
+
+// text is the i-th condition's text, nil past the end.
+func (f *Facts) text(i int) *conditionText {
+	if i >= len(f.Conditions) {
+		return nil
+	}
+	return f.Conditions[i].text
+}
