@@ -68,10 +68,15 @@ func factsOf(f *journal.PodFacts) *Facts {
 		}
 	}
 	if n > 0 {
+		// The texts in one block: conditionTexts.share points every
+		// condition at a text of its own table or of the pod's last
+		// record, so the block is garbage once the pod is folded.
 		out.Conditions = make([]Condition, 0, n)
+		texts := make([]conditionText, 0, n)
 		for _, c := range f.Conditions {
 			if !dropped(c.Type) {
-				out.Conditions = append(out.Conditions, NewCondition(c.Type, c.Status, c.Reason, c.Message, c.LastTransition))
+				texts = append(texts, conditionText{c.Type, c.Status, c.Reason, c.Message})
+				out.Conditions = append(out.Conditions, Condition{text: &texts[len(texts)-1], LastTransition: c.LastTransition})
 			}
 		}
 	}
@@ -144,11 +149,11 @@ func (ts *conditionTexts) share(f, old *Facts) {
 		}
 		t := c.text
 		slot := &ts.slots[(fnv32(t.typ)^fnv32(t.status)*16777619^fnv32(t.reason)^fnv32(t.message)*31)&255]
-		if *slot != nil && **slot == *t {
-			c.text = *slot
-		} else {
-			*slot = t
+		if *slot == nil || **slot != *t {
+			own := *t // a text of its own, not in factsOf's block
+			*slot = &own
 		}
+		c.text = *slot
 	}
 }
 
