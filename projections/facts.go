@@ -7,7 +7,7 @@ import (
 )
 
 // Facts are a pod's facts as the fold keeps them: journal.PodFacts less
-// what no plan reads (the pod IP and the conditions slim drops), each
+// what no plan reads (the pod IP and the conditions dropped names), each
 // condition's text shared by every pod whose condition reads the same
 // (a fleet's Ready and gate conditions say the same things; only their
 // transition times are a pod's own). A checkpoint encodes them as the
@@ -46,11 +46,14 @@ func (c Condition) Status() string  { return c.read().status }
 func (c Condition) Reason() string  { return c.read().reason }
 func (c Condition) Message() string { return c.read().message }
 
-func (c Condition) read() conditionText {
+// noText is what a zero Condition reads.
+var noText conditionText
+
+func (c Condition) read() *conditionText {
 	if c.text == nil {
-		return conditionText{}
+		return &noText
 	}
-	return *c.text
+	return c.text
 }
 
 // factsOf is f as the fold keeps it, sharing f's lists and containers;
