@@ -46,7 +46,8 @@ func fastBody(b []byte, v any) (ok bool) {
 	return false
 }
 
-// fastObserved is fastBody for an Observed.
+// fastObserved is fastBody for an Observed, typed: through fastBody's
+// any, DecodeObserved's o would escape to the heap.
 func fastObserved(b []byte, o *Observed) bool {
 	r := canonReader{b: b}
 	if shared.mu.TryLock() {

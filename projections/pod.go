@@ -35,7 +35,7 @@ type Pod struct {
 	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
 	Truncated      string   `cbor:"29,keyasint,omitempty"`
 	// What a checkpoint of an older binary may hold of a pod, dropped
-	// (slim dropped the object hash; the others are never a pod's).
+	// (the fold never kept the object hash; the others are never a pod's).
 	ObjectHash ignored `cbor:"12,keyasint,omitempty"`
 	Workload   ignored `cbor:"21,keyasint,omitempty"`
 	Node       ignored `cbor:"22,keyasint,omitempty"`
@@ -53,7 +53,8 @@ type Pod struct {
 }
 
 // NewPod is the pod o, a pod's Observed, as the fold keeps it, observed
-// at (Unix ns): its facts slimmed (factsOf), its maps and lists shared.
+// at (Unix ns): its facts as the fold keeps them (factsOf), its maps and
+// lists shared.
 func NewPod(o *journal.Observed, at int64) *Pod {
 	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
 		Generation: int32(o.Generation), RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,

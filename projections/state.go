@@ -265,7 +265,8 @@ func (s *State) observePod(p *Pod) {
 	s.settle(key, p.UID, p.ResourceVersion, p.Deleting)
 }
 
-// observe folds any other Observed (a deleted pod's too).
+// observe folds any other Observed: Decode makes every live pod's a Pod
+// (observePod), so a pod's comes here only deleted.
 func (s *State) observe(o *journal.Observed, at int64) {
 	if o.Deleted {
 		s.forget(o.Resource, o.Namespace, o.Name)
@@ -273,10 +274,6 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	}
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
-	case "pods":
-		// Decode makes every live pod's Observed a Pod for observePod;
-		// this keeps observe whole for any Observed it is given.
-		s.observePod(NewPod(o, at))
 	case "inplacerollouts.rollbook.dev":
 		r := &Rollout{Observed: *o, ObservedAt: at}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
