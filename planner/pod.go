@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
 
@@ -335,7 +334,7 @@ func (pp *podPlan) setLabel(k, v string) {
 
 // changes says whether target w changes container c's image, and its
 // resources.
-func changes(c *journal.Container, w want) (image, resources bool) {
+func changes(c *projections.Container, w want) (image, resources bool) {
 	return w.Image != "" && c.Image != w.Image, !sameQuantities(c.Requests, w.Requests) || !sameQuantities(c.Limits, w.Limits)
 }
 
@@ -566,7 +565,7 @@ func orNone(s string) string {
 	return s
 }
 
-func waiting(c *journal.Container) string {
+func waiting(c *projections.Container) string {
 	if r, ok := strings.CutPrefix(c.State, "waiting:"); ok && r != "" {
 		return " (" + r + ")"
 	}

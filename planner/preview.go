@@ -292,7 +292,7 @@ func (d *dryRun) catchUp() {
 			continue
 		}
 		p = d.pod(k, p.UID)
-		for _, list := range [][]journal.Container{p.Pod.Containers, p.Pod.InitContainers} {
+		for _, list := range [][]projections.Container{p.Pod.Containers, p.Pod.InitContainers} {
 			for i := range list {
 				c := &list[i]
 				if c.Image != "" && c.StatusImage != c.Image {
@@ -314,7 +314,7 @@ func (d *dryRun) catchUp() {
 // behind: the kubelet has not yet run a container's spec image or applied
 // its resources.
 func behind(f *projections.Facts) bool {
-	for _, list := range [][]journal.Container{f.Containers, f.InitContainers} {
+	for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
 		for _, c := range list {
 			if (c.Image != "" && c.StatusImage != c.Image) || !sameQuantities(c.ActualRequests, c.Requests) || !sameQuantities(c.ActualLimits, c.Limits) {
 				return true
@@ -593,7 +593,7 @@ func (d *dryRun) replace(p *projections.Pod, t *target) {
 		f.InitContainers = fromTemplate(f.InitContainers, t.to.InitContainers)
 	}
 	p.HasAnnotations = len(p.AnnotationKeys) > 0 || len(p.Annotations) > 0
-	for _, list := range [][]journal.Container{f.Containers, f.InitContainers} {
+	for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
 		for i := range list {
 			c := &list[i]
 			d.runContainer(p, c)
@@ -609,10 +609,10 @@ func (d *dryRun) replace(p *projections.Pod, t *target) {
 
 // fromTemplate is a new pod's containers: the template's, and those
 // admission added to the old pod (which no template names) as they were.
-func fromTemplate(old []journal.Container, tmpl []journal.TemplateContainer) []journal.Container {
-	var out []journal.Container
+func fromTemplate(old []projections.Container, tmpl []journal.TemplateContainer) []projections.Container {
+	var out []projections.Container
 	for _, tc := range tmpl {
-		out = append(out, journal.Container{Name: tc.Name, Image: tc.Image, Requests: maps.Clone(tc.Requests), Limits: maps.Clone(tc.Limits), RestartAlways: tc.RestartAlways})
+		out = append(out, projections.NewContainer(journal.Container{Name: tc.Name, Image: tc.Image, Requests: maps.Clone(tc.Requests), Limits: maps.Clone(tc.Limits), RestartAlways: tc.RestartAlways}))
 	}
 	for _, c := range old {
 		if !hasContainer(tmpl, c.Name) {
@@ -625,7 +625,7 @@ func fromTemplate(old []journal.Container, tmpl []journal.TemplateContainer) []j
 // runContainer starts a container on its spec image: a new container ID,
 // the image resolved (the image itself, so a digest pin matches), running
 // and ready.
-func (d *dryRun) runContainer(p *projections.Pod, c *journal.Container) {
+func (d *dryRun) runContainer(p *projections.Pod, c *projections.Container) {
 	d.ids++
 	c.ContainerID = fmt.Sprintf("dry-run://%s/%s/%d", p.UID, c.Name, d.ids)
 	c.ImageID, c.StatusImage = c.Image, c.Image
@@ -648,6 +648,11 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 		f := *p.Pod
 		f.Conditions = slices.Clone(f.Conditions)
 		f.Containers, f.InitContainers = slices.Clone(f.Containers), slices.Clone(f.InitContainers)
+		for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
+			for i := range list {
+				list[i].Own() // the shapes are shared with other pods
+			}
+		}
 		cp.Pod = &f
 		d.c.Pods[key] = &cp
 		d.own[key] = true

@@ -371,7 +371,7 @@ func sortedPodKeys(s *projections.State) []string {
 }
 
 // findContainer returns the pod's container by name and its index.
-func findContainer(p *projections.Facts, name string, init bool) (*journal.Container, int) {
+func findContainer(p *projections.Facts, name string, init bool) (*projections.Container, int) {
 	list := p.Containers
 	if init {
 		list = p.InitContainers

@@ -715,11 +715,11 @@ func (w *world) perform(a Action) (rv, class string) {
 		w.patches[p.UID+"/"+a.Revision]++
 	case Resize:
 		for _, r := range a.Resources {
-			c, _ := findContainer(facts(f), r.Name, false)
-			if c == nil {
+			i := slices.IndexFunc(f.Containers, func(c journal.Container) bool { return c.Name == r.Name })
+			if i < 0 {
 				return "", journal.ClassInvalid
 			}
-			c.Requests, c.Limits = maps.Clone(r.Requests), maps.Clone(r.Limits)
+			f.Containers[i].Requests, f.Containers[i].Limits = maps.Clone(r.Requests), maps.Clone(r.Limits)
 		}
 	case Recreate:
 		w.recreates[a.Pod+"/"+a.Revision]++

@@ -111,5 +111,6 @@ func (d *Books) Restored() {
 		implyLabels(p, nil, d.State.sharedLabels()) // and shares them again
 		p.Pod.restored()                            // what a checkpoint of an older binary kept
 		d.State.sharedTexts().share(p.Pod, nil)     // and the conditions' text
+		d.State.sharedShapes().share(p.Pod, nil)    // and the containers' shapes
 	}
 }

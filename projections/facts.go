@@ -10,17 +10,18 @@ import (
 // what no plan reads (the pod IP and the conditions dropped names), each
 // condition's text shared by every pod whose condition reads the same
 // (a fleet's Ready and gate conditions say the same things; only their
-// transition times are a pod's own). A checkpoint encodes them as the
+// transition times are a pod's own), and each container's shape too
+// (Container). A checkpoint encodes them as the
 // journal.PodFacts they were made from.
 type Facts struct {
-	NodeName       string              `cbor:"1,keyasint,omitempty"`
-	Phase          string              `cbor:"2,keyasint,omitempty"`
-	ReadinessGates []string            `cbor:"4,keyasint,omitempty"`
-	Conditions     []Condition         `cbor:"5,keyasint,omitempty"`
-	Containers     []journal.Container `cbor:"6,keyasint,omitempty"`
-	InitContainers []journal.Container `cbor:"7,keyasint,omitempty"`
-	QOSClass       string              `cbor:"8,keyasint,omitempty"`
-	EnvFieldRefs   []string            `cbor:"9,keyasint,omitempty"`
+	NodeName       string      `cbor:"1,keyasint,omitempty"`
+	Phase          string      `cbor:"2,keyasint,omitempty"`
+	ReadinessGates []string    `cbor:"4,keyasint,omitempty"`
+	Conditions     []Condition `cbor:"5,keyasint,omitempty"`
+	Containers     []Container `cbor:"6,keyasint,omitempty"`
+	InitContainers []Container `cbor:"7,keyasint,omitempty"`
+	QOSClass       string      `cbor:"8,keyasint,omitempty"`
+	EnvFieldRefs   []string    `cbor:"9,keyasint,omitempty"`
 	// What a checkpoint of an older binary may hold, dropped.
 	PodIP    ignored `cbor:"3,keyasint,omitempty"`
 	SpecHash ignored `cbor:"10,keyasint,omitempty"`
@@ -82,7 +83,8 @@ func factsOf(f *journal.PodFacts) *Facts {
 		return nil
 	}
 	out := &Facts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
-		Containers: f.Containers, InitContainers: f.InitContainers, QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
+		Containers: containersOf(f.Containers), InitContainers: containersOf(f.InitContainers), QOSClass: f.QOSClass,
+		EnvFieldRefs: f.EnvFieldRefs}
 	n := 0
 	for _, c := range f.Conditions {
 		if !dropped(c.Type) {
@@ -112,7 +114,8 @@ func (f *Facts) PodFacts() *journal.PodFacts {
 		return nil
 	}
 	out := &journal.PodFacts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
-		Containers: f.Containers, InitContainers: f.InitContainers, QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
+		Containers: journalContainers(f.Containers), InitContainers: journalContainers(f.InitContainers),
+		QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
 	for _, c := range f.Conditions {
 		out.Conditions = append(out.Conditions, journal.Condition{Type: c.Type(), Status: c.Status(), Reason: c.Reason(), Message: c.Message(), LastTransition: c.LastTransition})
 	}

@@ -51,6 +51,9 @@ type State struct {
 	// texts shares pods' condition texts (see facts.go); made on first
 	// use.
 	texts *conditionTexts
+	// shapes shares pods' container shapes (see containers.go); made on
+	// first use.
+	shapes *containerShapes
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -254,6 +257,7 @@ func (s *State) observePod(p *Pod) {
 		was = old.Pod
 	}
 	s.sharedTexts().share(p.Pod, was)
+	s.sharedShapes().share(p.Pod, was)
 	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
@@ -293,6 +297,14 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
+}
+
+// sharedShapes returns s's containerShapes, made on first use.
+func (s *State) sharedShapes() *containerShapes {
+	if s.shapes == nil {
+		s.shapes = &containerShapes{}
+	}
+	return s.shapes
 }
 
 // sharedTexts returns s's conditionTexts, made on first use.

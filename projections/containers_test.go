@@ -1,0 +1,115 @@
+package projections
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// The pods of a revision share their containers' shapes, folded and from
+// a checkpoint; each keeps its own container IDs, restarts and readiness;
+// a pod whose container reads otherwise (restarted on a new image) has a
+// shape of its own, and the fold gives back every field it was given.
+func TestPodsShareContainerShapes(t *testing.T) {
+	f := newFolder(t)
+	requests := map[string]string{"cpu": "100m"}
+	containers := func(i int) []journal.Container {
+		app := journal.Container{Name: "app", Image: "app:v1", ImageID: "sha256:aa", ContainerID: fmt.Sprint("containerd://app-", i),
+			RestartCount: int32(i), Ready: true, Started: true, State: "running", StatusImage: "app:v1",
+			Requests: requests, Limits: map[string]string{"cpu": "200m"}, ActualRequests: requests}
+		if i == 4 {
+			app.Image, app.StatusImage, app.ImageID = "app:v2", "app:v2", "sha256:bb"
+		}
+		return []journal.Container{app, {Name: "sidecar", Image: "proxy:v1", ContainerID: fmt.Sprint("containerd://proxy-", i), Ready: i%2 == 0}}
+	}
+	inits := []journal.Container{{Name: "log", Image: "log:v1", ContainerID: "containerd://log", RestartAlways: true, State: "running"}}
+	for i := range 5 {
+		name := fmt.Sprint("web-", i)
+		f.apply(journal.KindObserved, "pods/ns/"+name, journal.Observed{Resource: "pods", Namespace: "ns", Name: name, UID: "u" + name, ResourceVersion: fmt.Sprint(10 + i),
+			Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: containers(i), InitContainers: inits}})
+	}
+	check := func(s *State, when string) {
+		t.Helper()
+		first := s.Pods["ns/web-0"].Pod
+		for i := range 5 {
+			p := s.Pods[fmt.Sprint("ns/web-", i)].Pod
+			if got := p.PodFacts(); !reflect.DeepEqual(got.Containers, containers(i)) || !reflect.DeepEqual(got.InitContainers, inits) {
+				t.Fatalf("%s: web-%d keeps %+v and %+v", when, i, got.Containers, got.InitContainers)
+			}
+			if shared := p.Containers[0].ContainerShape == first.Containers[0].ContainerShape; shared != (i < 4) {
+				t.Errorf("%s: web-%d's app shares the first pod's shape: %v", when, i, shared)
+			}
+			if p.Containers[1].ContainerShape != first.Containers[1].ContainerShape || p.InitContainers[0].ContainerShape != first.InitContainers[0].ContainerShape {
+				t.Errorf("%s: web-%d's sidecar or init container holds a shape of its own", when, i)
+			}
+		}
+	}
+	check(f.s, "folded")
+	b, err := journal.EncodeBody(&Books{State: f.s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Books
+	if err := journal.DecodeCheckpoint(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	check(back.State, "from a checkpoint")
+
+	// A record that changes a container's shape changes that pod's only.
+	next := containers(1)
+	next[0].State = "waiting:ContainerCreating"
+	f.apply(journal.KindObserved, "pods/ns/web-1", journal.Observed{Resource: "pods", Namespace: "ns", Name: "web-1", UID: "uweb-1", ResourceVersion: "30",
+		Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: next, InitContainers: inits}})
+	if got := f.s.Pods["ns/web-1"].Pod.Containers[0].State; got != "waiting:ContainerCreating" {
+		t.Errorf("web-1's app is %q", got)
+	}
+	if got := f.s.Pods["ns/web-0"].Pod.Containers[0].State; got != "running" {
+		t.Errorf("web-0's app became %q with web-1's", got)
+	}
+}
+
+// A container encodes, as a checkpoint encodes it, byte for byte as the
+// journal.Container it was made from, and one an older binary's
+// checkpoint holds (with the spec hash it wrote) decodes.
+func TestContainerEncodesAsJournals(t *testing.T) {
+	for _, jc := range []journal.Container{
+		{Name: "app", Image: "app:v1"},
+		{Name: "app", Image: "app:v1", ImageID: "sha256:aa", ContainerID: "containerd://1", RestartCount: 3, Ready: true, Started: true,
+			State: "terminated:Error", StatusImage: "app:v0", Requests: map[string]string{"cpu": "1"}, Limits: map[string]string{"memory": "1Gi"},
+			ActualRequests: map[string]string{"cpu": "2"}, ActualLimits: map[string]string{"memory": "2Gi"}, RestartAlways: true},
+	} {
+		a, err := journal.EncodeBody(NewContainer(jc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := journal.EncodeBody(&jc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Fatalf("a Container encodes as\n%x\nits journal.Container as\n%x", a, b)
+		}
+		var back Container
+		if err := journal.DecodeBody(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Journal(), jc) {
+			t.Fatalf("decoded %+v, want %+v", back.Journal(), jc)
+		}
+	}
+	older := struct {
+		Name     string `cbor:"1,keyasint"`
+		Image    string `cbor:"2,keyasint"`
+		SpecHash []byte `cbor:"14,keyasint"`
+	}{"app", "app:v1", []byte{1, 2, 3}}
+	b, err := journal.EncodeBody(&older)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Container
+	if err := journal.DecodeBody(b, &back); err != nil || back.Name != "app" || back.Image != "app:v1" {
+		t.Fatalf("an older container decodes as %+v (%v)", back.Journal(), err)
+	}
+}
