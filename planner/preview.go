@@ -647,12 +647,7 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 		cp.AnnotationKeys = slices.Clone(p.AnnotationKeys)
 		f := *p.Pod
 		f.Conditions = slices.Clone(f.Conditions)
-		f.Containers, f.InitContainers = slices.Clone(f.Containers), slices.Clone(f.InitContainers)
-		for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
-			for i := range list {
-				list[i].Own() // the shapes are shared with other pods
-			}
-		}
+		f.Own() // its shapes are shared with other pods
 		cp.Pod = &f
 		d.c.Pods[key] = &cp
 		d.own[key] = true

@@ -16,7 +16,8 @@ import (
 // fleet's pods.
 //
 // The shape's fields read as the container's own (c.Image). They are
-// written only by the dry run, to containers it has made its own (Own),
+// written only by the dry run, to containers it has made its own
+// (Facts.Own),
 // since a write to a shared shape would change every pod that shares it;
 // TestPreviewWritesNothing holds it to that.
 //
@@ -105,10 +106,10 @@ func (c Container) shape() *ContainerShape {
 	return c.ContainerShape
 }
 
-// Own gives c a shape of its own, shared with no other pod, so that it
-// can be written (the dry run's copies of pods). The maps stay shared:
-// they are replaced, never written to.
-func (c *Container) Own() {
+// own gives c a shape of its own, shared with no other pod, so that it
+// can be written (Facts.Own). The maps stay shared: they are replaced,
+// never written to.
+func (c *Container) own() {
 	s := *c.shape()
 	c.ContainerShape = &s
 }

@@ -8,8 +8,8 @@ import (
 	"rollbook.dev/rollbook/journal"
 )
 
-// The pods of a revision share their containers' shapes, folded and from
-// a checkpoint; each keeps its own container IDs, restarts and readiness;
+// The pods of a revision share their containers' shapes and their facts'
+// shape, folded and from a checkpoint; each keeps its own container IDs, restarts and readiness;
 // a pod whose container reads otherwise (restarted on a new image) has a
 // shape of its own, and the fold gives back every field it was given.
 func TestPodsShareContainerShapes(t *testing.T) {
@@ -30,6 +30,8 @@ func TestPodsShareContainerShapes(t *testing.T) {
 		f.apply(journal.KindObserved, "pods/ns/"+name, journal.Observed{Resource: "pods", Namespace: "ns", Name: name, UID: "u" + name, ResourceVersion: fmt.Sprint(10 + i),
 			Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: containers(i), InitContainers: inits}})
 	}
+	f.apply(journal.KindObserved, "pods/ns/bare", journal.Observed{Resource: "pods", Namespace: "ns", Name: "bare", UID: "ubare", ResourceVersion: "20",
+		Pod: &journal.PodFacts{NodeName: "n2"}})
 	check := func(s *State, when string) {
 		t.Helper()
 		first := s.Pods["ns/web-0"].Pod
@@ -40,6 +42,9 @@ func TestPodsShareContainerShapes(t *testing.T) {
 			}
 			if shared := p.Containers[0].ContainerShape == first.Containers[0].ContainerShape; shared != (i < 4) {
 				t.Errorf("%s: web-%d's app shares the first pod's shape: %v", when, i, shared)
+			}
+			if p.FactsShape != first.FactsShape || p.Phase != "Running" {
+				t.Errorf("%s: web-%d's facts hold a shape of their own, or lost its phase: %+v", when, i, p.FactsShape)
 			}
 			if p.Containers[1].ContainerShape != first.Containers[1].ContainerShape || p.InitContainers[0].ContainerShape != first.InitContainers[0].ContainerShape {
 				t.Errorf("%s: web-%d's sidecar or init container holds a shape of its own", when, i)
@@ -56,6 +61,9 @@ func TestPodsShareContainerShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(back.State, "from a checkpoint")
+	if f := back.State.Pods["ns/bare"].Pod; f.FactsShape == nil || f.Phase != "" || f.NodeName != "n2" {
+		t.Errorf("facts with none of the shape's fields read from a checkpoint as %+v", f)
+	}
 
 	// A record that changes a container's shape changes that pod's only.
 	next := containers(1)

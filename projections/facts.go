@@ -14,17 +14,31 @@ import (
 // (Container). A checkpoint encodes them as the
 // journal.PodFacts they were made from.
 type Facts struct {
+	// What a checkpoint of an older binary may hold, dropped (first,
+	// where they take no room).
+	PodIP    ignored `cbor:"3,keyasint,omitempty"`
+	SpecHash ignored `cbor:"10,keyasint,omitempty"`
+	// The phase, gates, QoS class and env references, shared (never nil
+	// in the fold: factsOf, factsShapes.share).
+	*FactsShape
 	NodeName       string      `cbor:"1,keyasint,omitempty"`
-	Phase          string      `cbor:"2,keyasint,omitempty"`
-	ReadinessGates []string    `cbor:"4,keyasint,omitempty"`
 	Conditions     []Condition `cbor:"5,keyasint,omitempty"`
 	Containers     []Container `cbor:"6,keyasint,omitempty"`
 	InitContainers []Container `cbor:"7,keyasint,omitempty"`
-	QOSClass       string      `cbor:"8,keyasint,omitempty"`
-	EnvFieldRefs   []string    `cbor:"9,keyasint,omitempty"`
-	// What a checkpoint of an older binary may hold, dropped.
-	PodIP    ignored `cbor:"3,keyasint,omitempty"`
-	SpecHash ignored `cbor:"10,keyasint,omitempty"`
+}
+
+// FactsShape is what a pod's facts hold alike with most of a fleet's
+// pods, shared by every pod whose facts read the same (factsShapes): the
+// phase, the readiness gates, the QoS class and the labels and
+// annotations env vars read. Its fields read as the Facts' own; as with
+// a ContainerShape, only the dry run writes to one, after Own.
+type FactsShape struct {
+	Phase          string   `cbor:"2,keyasint,omitempty"`
+	ReadinessGates []string `cbor:"4,keyasint,omitempty"`
+	QOSClass       string   `cbor:"8,keyasint,omitempty"`
+	// EnvFieldRefs lists label/annotation paths that feed env vars through
+	// fieldRef: see journal.PodFacts.
+	EnvFieldRefs []string `cbor:"9,keyasint,omitempty"`
 }
 
 // Condition is one of a pod's conditions: its text, maybe shared with
@@ -82,9 +96,9 @@ func factsOf(f *journal.PodFacts) *Facts {
 	if f == nil {
 		return nil
 	}
-	out := &Facts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
-		Containers: containersOf(f.Containers), InitContainers: containersOf(f.InitContainers), QOSClass: f.QOSClass,
-		EnvFieldRefs: f.EnvFieldRefs}
+	out := &Facts{FactsShape: &FactsShape{Phase: f.Phase, ReadinessGates: f.ReadinessGates, QOSClass: f.QOSClass,
+		EnvFieldRefs: f.EnvFieldRefs}, NodeName: f.NodeName, Containers: containersOf(f.Containers),
+		InitContainers: containersOf(f.InitContainers)}
 	n := 0
 	for _, c := range f.Conditions {
 		if !dropped(c.Type) {
@@ -113,9 +127,10 @@ func (f *Facts) PodFacts() *journal.PodFacts {
 	if f == nil {
 		return nil
 	}
-	out := &journal.PodFacts{NodeName: f.NodeName, Phase: f.Phase, ReadinessGates: f.ReadinessGates,
+	sh := f.shape()
+	out := &journal.PodFacts{NodeName: f.NodeName, Phase: sh.Phase, ReadinessGates: sh.ReadinessGates,
 		Containers: journalContainers(f.Containers), InitContainers: journalContainers(f.InitContainers),
-		QOSClass: f.QOSClass, EnvFieldRefs: f.EnvFieldRefs}
+		QOSClass: sh.QOSClass, EnvFieldRefs: sh.EnvFieldRefs}
 	for _, c := range f.Conditions {
 		out.Conditions = append(out.Conditions, journal.Condition{Type: c.Type(), Status: c.Status(), Reason: c.Reason(), Message: c.Message(), LastTransition: c.LastTransition})
 	}
@@ -188,4 +203,65 @@ func (f *Facts) text(i int) *conditionText {
 		return nil
 	}
 	return f.Conditions[i].text
+}
+
+var noFactsShape FactsShape
+
+func (f *Facts) shape() *FactsShape {
+	if f.FactsShape == nil {
+		return &noFactsShape
+	}
+	return f.FactsShape
+}
+
+// Own gives f a shape and containers of its own, shared with no other
+// pod, so that the dry run can write to them.
+func (f *Facts) Own() {
+	sh := *f.shape()
+	f.FactsShape = &sh
+	f.Containers, f.InitContainers = slices.Clone(f.Containers), slices.Clone(f.InitContainers)
+	for _, list := range [][]Container{f.Containers, f.InitContainers} {
+		for i := range list {
+			list[i].own()
+		}
+	}
+}
+
+// factsShapes shares facts' shapes across the fleet, as conditionTexts
+// shares conditions' text; a fleet has a few (its phases, QoS classes).
+type factsShapes struct {
+	slots [64]*FactsShape
+}
+
+// share makes f's shape one that old (the pod as it was) or another pod
+// already holds, where they read the same, and gives f one if it has none
+// (a checkpoint's facts without any of the shape's fields).
+func (fs *factsShapes) share(f, old *Facts) {
+	if f == nil {
+		return
+	}
+	sh := f.shape()
+	if old != nil && old.FactsShape != nil && old.FactsShape.same(sh) {
+		f.FactsShape = old.FactsShape // most records of a pod are its containers' and conditions'
+		return
+	}
+	h := fnv32(sh.Phase) ^ fnv32(sh.QOSClass)*16777619
+	for _, g := range sh.ReadinessGates {
+		h = h*31 ^ fnv32(g)
+	}
+	for _, r := range sh.EnvFieldRefs {
+		h = h*131 ^ fnv32(r)
+	}
+	slot := &fs.slots[h&63]
+	if *slot == nil || !(*slot).same(sh) {
+		own := *sh // not the pod's own, which is garbage once it shares
+		*slot = &own
+	}
+	f.FactsShape = *slot
+}
+
+// same: a and b read the same.
+func (a *FactsShape) same(b *FactsShape) bool {
+	return a.Phase == b.Phase && a.QOSClass == b.QOSClass && slices.Equal(a.ReadinessGates, b.ReadinessGates) &&
+		slices.Equal(a.EnvFieldRefs, b.EnvFieldRefs)
 }

@@ -54,6 +54,9 @@ type State struct {
 	// shapes shares pods' container shapes (see containers.go); made on
 	// first use.
 	shapes *containerShapes
+	// factsShapes shares pods' facts shapes (see facts.go); made on first
+	// use.
+	factsShapes *factsShapes
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -258,6 +261,7 @@ func (s *State) observePod(p *Pod) {
 	}
 	s.sharedTexts().share(p.Pod, was)
 	s.sharedShapes().share(p.Pod, was)
+	s.sharedFactsShapes().share(p.Pod, was)
 	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
@@ -297,6 +301,14 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
+}
+
+// sharedFactsShapes returns s's factsShapes, made on first use.
+func (s *State) sharedFactsShapes() *factsShapes {
+	if s.factsShapes == nil {
+		s.factsShapes = &factsShapes{}
+	}
+	return s.factsShapes
 }
 
 // sharedShapes returns s's containerShapes, made on first use.
