@@ -642,13 +642,10 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 	}
 	if !d.own[key] {
 		cp := *p
+		cp.Own() // its shapes and facts are shared with other pods
 		cp.SetLabels(maps.Clone(p.Labels()))
 		cp.Annotations = maps.Clone(p.Annotations)
 		cp.AnnotationKeys = slices.Clone(p.AnnotationKeys)
-		f := *p.Pod
-		f.Conditions = slices.Clone(f.Conditions)
-		f.Own() // its shapes are shared with other pods
-		cp.Pod = &f
 		d.c.Pods[key] = &cp
 		d.own[key] = true
 		p = &cp

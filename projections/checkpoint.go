@@ -104,14 +104,11 @@ func (d *Books) Restored() {
 		return
 	}
 	for k, p := range d.State.Pods {
+		p.Pod.restored()              // what a checkpoint of an older binary kept
+		d.State.sharing().pod(p, nil) // what pods share, shared again
 		p.key = k
 		if k == p.Namespace+"/"+p.Name {
 			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it
 		}
-		implyLabels(p, nil, d.State.sharedLabels())   // and shares them again
-		p.Pod.restored()                              // what a checkpoint of an older binary kept
-		d.State.sharedTexts().share(p.Pod, nil)       // and the conditions' text
-		d.State.sharedShapes().share(p.Pod, nil)      // and the containers' shapes
-		d.State.sharedFactsShapes().share(p.Pod, nil) // and the facts' shape
 	}
 }

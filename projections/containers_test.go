@@ -8,11 +8,11 @@ import (
 	"rollbook.dev/rollbook/journal"
 )
 
-// The pods of a revision share their containers' shapes and their facts'
-// shape, folded and from a checkpoint; each keeps its own container IDs, restarts and readiness;
+// The pods of a revision share their containers' shapes, their facts'
+// shape and their own (namespace, owner), folded and from a checkpoint; each keeps its own container IDs, restarts and readiness;
 // a pod whose container reads otherwise (restarted on a new image) has a
 // shape of its own, and the fold gives back every field it was given.
-func TestPodsShareContainerShapes(t *testing.T) {
+func TestPodsShareTheirShapes(t *testing.T) {
 	f := newFolder(t)
 	requests := map[string]string{"cpu": "100m"}
 	containers := func(i int) []journal.Container {
@@ -28,6 +28,7 @@ func TestPodsShareContainerShapes(t *testing.T) {
 	for i := range 5 {
 		name := fmt.Sprint("web-", i)
 		f.apply(journal.KindObserved, "pods/ns/"+name, journal.Observed{Resource: "pods", Namespace: "ns", Name: name, UID: "u" + name, ResourceVersion: fmt.Sprint(10 + i),
+			Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "s-1"}, AnnotationKeys: []string{"a", "b"},
 			Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: containers(i), InitContainers: inits}})
 	}
 	f.apply(journal.KindObserved, "pods/ns/bare", journal.Observed{Resource: "pods", Namespace: "ns", Name: "bare", UID: "ubare", ResourceVersion: "20",
@@ -36,7 +37,11 @@ func TestPodsShareContainerShapes(t *testing.T) {
 		t.Helper()
 		first := s.Pods["ns/web-0"].Pod
 		for i := range 5 {
-			p := s.Pods[fmt.Sprint("ns/web-", i)].Pod
+			pod := s.Pods[fmt.Sprint("ns/web-", i)]
+			if pod.PodShape != s.Pods["ns/web-0"].PodShape || pod.Namespace != "ns" || pod.Owner.Name != "web" || len(pod.AnnotationKeys) != 2 {
+				t.Errorf("%s: web-%d holds a shape of its own, or not its own namespace, owner or keys: %+v", when, i, pod.PodShape)
+			}
+			p := pod.Pod
 			if got := p.PodFacts(); !reflect.DeepEqual(got.Containers, containers(i)) || !reflect.DeepEqual(got.InitContainers, inits) {
 				t.Fatalf("%s: web-%d keeps %+v and %+v", when, i, got.Containers, got.InitContainers)
 			}
@@ -63,6 +68,9 @@ func TestPodsShareContainerShapes(t *testing.T) {
 	check(back.State, "from a checkpoint")
 	if f := back.State.Pods["ns/bare"].Pod; f.FactsShape == nil || f.Phase != "" || f.NodeName != "n2" {
 		t.Errorf("facts with none of the shape's fields read from a checkpoint as %+v", f)
+	}
+	if p := back.State.Pods["ns/bare"]; p.PodShape == nil || p.PodShape == back.State.Pods["ns/web-0"].PodShape || p.Owner != nil {
+		t.Errorf("a pod without an owner reads from a checkpoint as %+v", p.PodShape)
 	}
 
 	// A record that changes a container's shape changes that pod's only.

@@ -14,28 +14,10 @@ import (
 // keys, so a checkpoint's pods encode as they did when Pod embedded it,
 // and older checkpoints decode (TestPodEncodesAsObserved).
 type Pod struct {
-	Resource        podResource `cbor:"1,keyasint"`
-	Namespace       string      `cbor:"2,keyasint,omitempty"`
-	Name            string      `cbor:"3,keyasint"`
-	UID             string      `cbor:"4,keyasint"`
-	ResourceVersion string      `cbor:"5,keyasint"`
-	// RawLabels are the labels as the fold keeps them, some Implied (see
-	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
-	RawLabels      map[string]string `cbor:"7,keyasint,omitempty"`
-	Annotations    map[string]string `cbor:"8,keyasint,omitempty"`
-	Owner          *journal.OwnerRef `cbor:"9,keyasint,omitempty"`
-	Created        int64             `cbor:"10,keyasint,omitempty"`
-	Deleting       int64             `cbor:"11,keyasint,omitempty"`
-	Pod            *Facts            `cbor:"20,keyasint,omitempty"`
-	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
-	// Generation is an int32 beside HasAnnotations, where it takes no
-	// more room (no plan reads a pod's; it is kept for what reads the
-	// pod as a record, and a pod's spec is not changed 2^31 times).
-	Generation     int32    `cbor:"6,keyasint,omitempty"`
-	AnnotationKeys []string `cbor:"27,keyasint,omitempty"`
-	Truncated      string   `cbor:"29,keyasint,omitempty"`
+	Resource podResource `cbor:"1,keyasint"`
 	// What a checkpoint of an older binary may hold of a pod, dropped
-	// (the fold never kept the object hash; the others are never a pod's).
+	// (the fold never kept the object hash; the others are never a
+	// pod's). First, where they take no room.
 	ObjectHash ignored `cbor:"12,keyasint,omitempty"`
 	Workload   ignored `cbor:"21,keyasint,omitempty"`
 	Node       ignored `cbor:"22,keyasint,omitempty"`
@@ -43,6 +25,24 @@ type Pod struct {
 	Status     ignored `cbor:"24,keyasint,omitempty"`
 	Deleted    ignored `cbor:"25,keyasint,omitempty"`
 	Revision   ignored `cbor:"28,keyasint,omitempty"`
+	// The namespace, owner, foreign annotation keys and truncation,
+	// shared (never nil in the fold: NewPod, podShapes.share).
+	*PodShape
+	Name            string `cbor:"3,keyasint"`
+	UID             string `cbor:"4,keyasint"`
+	ResourceVersion string `cbor:"5,keyasint"`
+	// RawLabels are the labels as the fold keeps them, some Implied (see
+	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
+	RawLabels   map[string]string `cbor:"7,keyasint,omitempty"`
+	Annotations map[string]string `cbor:"8,keyasint,omitempty"`
+	Created     int64             `cbor:"10,keyasint,omitempty"`
+	Deleting    int64             `cbor:"11,keyasint,omitempty"`
+	Pod         *Facts            `cbor:"20,keyasint,omitempty"`
+	// HasAnnotations and Generation, packed. No plan reads a pod's
+	// generation: it is an int32, kept for what reads the pod as a
+	// record (a pod's spec is not changed 2^31 times).
+	HasAnnotations bool  `cbor:"26,keyasint,omitempty"`
+	Generation     int32 `cbor:"6,keyasint,omitempty"`
 	// ObservedAt is the time of the record that last changed it.
 	ObservedAt int64
 	// State is its rollbook.dev/state annotation, parsed.
@@ -56,10 +56,10 @@ type Pod struct {
 // at (Unix ns): its facts as the fold keeps them (factsOf), its maps and
 // lists shared.
 func NewPod(o *journal.Observed, at int64) *Pod {
-	return &Pod{Namespace: o.Namespace, Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion,
-		Generation: int32(o.Generation), RawLabels: o.Labels, Annotations: o.Annotations, Owner: o.Owner,
-		Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod), HasAnnotations: o.HasAnnotations,
-		AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, ObservedAt: at}
+	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated},
+		Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Generation: int32(o.Generation),
+		RawLabels: o.Labels, Annotations: o.Annotations, Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod),
+		HasAnnotations: o.HasAnnotations, ObservedAt: at}
 }
 
 // Observed is the pod as a pod record's body would hold it, its labels

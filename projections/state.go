@@ -45,18 +45,9 @@ type State struct {
 	// touched collects what folded records change, once Track is called
 	// (see Touched); not part of the state a checkpoint saves.
 	touched *Touched
-	// labelSets shares StatefulSet pods' labels (see labels.go); made on
-	// first use.
-	labelSets *labelSets
-	// texts shares pods' condition texts (see facts.go); made on first
-	// use.
-	texts *conditionTexts
-	// shapes shares pods' container shapes (see containers.go); made on
-	// first use.
-	shapes *containerShapes
-	// factsShapes shares pods' facts shapes (see facts.go); made on first
-	// use.
-	factsShapes *factsShapes
+	// shared holds what pods share with each other (see sharing.go); made
+	// on first use.
+	shared *sharing
 }
 
 // Recreation is a recreate that succeeded: the rollout and target revision
@@ -254,14 +245,7 @@ func (s *State) observePod(p *Pod) {
 	// The name is the key's end: one string for both, the decoded name
 	// left to the garbage collector.
 	p.key, p.Name = key, key[len(p.Namespace)+1:]
-	implyLabels(p, old, s.sharedLabels())
-	var was *Facts
-	if old != nil {
-		was = old.Pod
-	}
-	s.sharedTexts().share(p.Pod, was)
-	s.sharedShapes().share(p.Pod, was)
-	s.sharedFactsShapes().share(p.Pod, was)
+	s.sharing().pod(p, old)
 	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
@@ -301,38 +285,6 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	case "nodes":
 		s.Nodes[o.Name] = &Node{Observed: *o}
 	}
-}
-
-// sharedFactsShapes returns s's factsShapes, made on first use.
-func (s *State) sharedFactsShapes() *factsShapes {
-	if s.factsShapes == nil {
-		s.factsShapes = &factsShapes{}
-	}
-	return s.factsShapes
-}
-
-// sharedShapes returns s's containerShapes, made on first use.
-func (s *State) sharedShapes() *containerShapes {
-	if s.shapes == nil {
-		s.shapes = &containerShapes{}
-	}
-	return s.shapes
-}
-
-// sharedTexts returns s's conditionTexts, made on first use.
-func (s *State) sharedTexts() *conditionTexts {
-	if s.texts == nil {
-		s.texts = &conditionTexts{}
-	}
-	return s.texts
-}
-
-// sharedLabels returns s's labelSets, made on first use.
-func (s *State) sharedLabels() *labelSets {
-	if s.labelSets == nil {
-		s.labelSets = &labelSets{}
-	}
-	return s.labelSets
 }
 
 // settle ends a succeeded action once the watch shows its result.

@@ -49,7 +49,7 @@ func (s *State) TakeTouched() *Touched {
 // caches hold (a checkpoint's load fills them in another order).
 func (s *State) Detached() State {
 	c := *s
-	c.touched, c.labelSets, c.texts, c.shapes, c.factsShapes = nil, nil, nil, nil, nil
+	c.touched, c.shared = nil, nil
 	return c
 }
 
