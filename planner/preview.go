@@ -296,7 +296,7 @@ func (d *dryRun) catchUp() {
 			for i := range list {
 				c := &list[i]
 				if c.Image != "" && c.StatusImage != c.Image {
-					if c.ContainerID != "" {
+					if !c.ContainerID.IsZero() {
 						c.RestartCount++
 					}
 					d.runContainer(p, c)
@@ -627,7 +627,7 @@ func fromTemplate(old []projections.Container, tmpl []journal.TemplateContainer)
 // and ready.
 func (d *dryRun) runContainer(p *projections.Pod, c *projections.Container) {
 	d.ids++
-	c.ContainerID = fmt.Sprintf("dry-run://%s/%s/%d", p.UID, c.Name, d.ids)
+	c.ContainerID = projections.ParseContainerID(fmt.Sprintf("dry-run://%s/%s/%d", p.UID, c.Name, d.ids))
 	c.ImageID, c.StatusImage = c.Image, c.Image
 	c.State, c.Started, c.Ready = "running", true, true
 }

@@ -11,14 +11,14 @@ import (
 // image, state, the image the runtime reports and the resources asked and
 // applied — is a ContainerShape that every pod whose container reads the
 // same shares (containerShapes); only the container's ID, its restarts and
-// its readiness are its own. 32 bytes a container where a
-// journal.Container is 144, for the two or three containers of each of a
-// fleet's pods.
+// its readiness are its own. 72 bytes a container, its ID held inline
+// (ContainerID), where a journal.Container is 144 and its ID 80 more, for
+// the two or three containers of each of a fleet's pods.
 //
 // The shape's fields read as the container's own (c.Image). They are
 // written only by the dry run, to containers it has made its own
-// (Facts.Own),
-// since a write to a shared shape would change every pod that shares it;
+// (Facts.Own), since a write to a shared shape would change every pod
+// that shares it;
 // TestPreviewWritesNothing holds it to that.
 //
 // The fields carry journal.Container's keys, the shape's among them, so a
@@ -28,10 +28,10 @@ import (
 type Container struct {
 	SpecHash ignored `cbor:"14,keyasint,omitempty"` // an older binary's; first, where it takes no room
 	*ContainerShape
-	ContainerID  string `cbor:"4,keyasint,omitempty"`
-	RestartCount int32  `cbor:"5,keyasint,omitempty"`
-	Ready        bool   `cbor:"6,keyasint,omitempty"`
-	Started      bool   `cbor:"7,keyasint,omitempty"`
+	ContainerID  ContainerID `cbor:"4,keyasint,omitzero"` // omitted where a journal.Container omits ""
+	RestartCount int32       `cbor:"5,keyasint,omitempty"`
+	Ready        bool        `cbor:"6,keyasint,omitempty"`
+	Started      bool        `cbor:"7,keyasint,omitempty"`
 }
 
 // ContainerShape is what a container shares with the same container of
@@ -54,7 +54,7 @@ func NewContainer(c journal.Container) Container {
 	return Container{ContainerShape: &ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State,
 		StatusImage: c.StatusImage, Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests,
 		ActualLimits: c.ActualLimits, RestartAlways: c.RestartAlways},
-		ContainerID: c.ContainerID, RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started}
+		ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started}
 }
 
 // containersOf is list as the fold keeps it, each shape its own until
@@ -70,7 +70,7 @@ func containersOf(list []journal.Container) []Container {
 		shapes[i] = ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State,
 			StatusImage: c.StatusImage, Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests,
 			ActualLimits: c.ActualLimits, RestartAlways: c.RestartAlways}
-		out[i] = Container{ContainerShape: &shapes[i], ContainerID: c.ContainerID, RestartCount: c.RestartCount,
+		out[i] = Container{ContainerShape: &shapes[i], ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount,
 			Ready: c.Ready, Started: c.Started}
 	}
 	return out
@@ -79,7 +79,7 @@ func containersOf(list []journal.Container) []Container {
 // Journal is c as a pod record holds it.
 func (c Container) Journal() journal.Container {
 	s := c.shape()
-	return journal.Container{Name: s.Name, Image: s.Image, ImageID: s.ImageID, ContainerID: c.ContainerID,
+	return journal.Container{Name: s.Name, Image: s.Image, ImageID: s.ImageID, ContainerID: c.ContainerID.String(),
 		RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started, State: s.State, StatusImage: s.StatusImage,
 		Requests: s.Requests, Limits: s.Limits, ActualRequests: s.ActualRequests, ActualLimits: s.ActualLimits,
 		RestartAlways: s.RestartAlways}

@@ -3,6 +3,7 @@ package projections
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"rollbook.dev/rollbook/journal"
@@ -92,7 +93,7 @@ func TestPodsShareTheirShapes(t *testing.T) {
 func TestContainerEncodesAsJournals(t *testing.T) {
 	for _, jc := range []journal.Container{
 		{Name: "app", Image: "app:v1"},
-		{Name: "app", Image: "app:v1", ImageID: "sha256:aa", ContainerID: "containerd://1", RestartCount: 3, Ready: true, Started: true,
+		{Name: "app", Image: "app:v1", ImageID: "sha256:aa", ContainerID: "containerd://" + strings.Repeat("0f", 32), RestartCount: 3, Ready: true, Started: true,
 			State: "terminated:Error", StatusImage: "app:v0", Requests: map[string]string{"cpu": "1"}, Limits: map[string]string{"memory": "1Gi"},
 			ActualRequests: map[string]string{"cpu": "2"}, ActualLimits: map[string]string{"memory": "2Gi"}, RestartAlways: true},
 	} {

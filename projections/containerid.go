@@ -1,0 +1,114 @@
+package projections
+
+import (
+	"encoding/hex"
+	"strings"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// ContainerID is a container's ID as the fold keeps it. Container runtimes
+// write "<runtime>://<64 hex digits>" (containerd, CRI-O and Docker all
+// do), the one string of a container no other pod has: 80 bytes of heap
+// for each container of each pod. A ContainerID of that form holds the
+// runtime's name, a constant, and the 32 bytes the digits spell, in the
+// container itself; any other ID (another runtime, the dry run's) is held
+// as it is. Two IDs are the same exactly when their ContainerIDs are ==.
+type ContainerID struct {
+	text string // the runtime's name when sum holds the digits; else the ID
+	sum  [32]byte
+	hex  bool
+}
+
+// runtimes are the runtimes whose IDs are held as a sum: their names are
+// constants, so an ID holds none of the decoded string.
+var runtimes = [...]string{"containerd", "cri-o", "docker"}
+
+// ParseContainerID is id as the fold keeps it.
+func ParseContainerID(id string) ContainerID {
+	name, digits, ok := strings.Cut(id, "://")
+	if ok && len(digits) == 64 && lowerHex(digits) {
+		for _, r := range runtimes {
+			if name == r {
+				out := ContainerID{text: r, hex: true}
+				hex.Decode(out.sum[:], []byte(digits)) //nolint:errcheck // lowerHex checked every digit
+				return out
+			}
+		}
+	}
+	return ContainerID{text: id}
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// String is the ID as the runtime wrote it.
+func (id ContainerID) String() string {
+	if !id.hex {
+		return id.text
+	}
+	return id.text + "://" + hex.EncodeToString(id.sum[:])
+}
+
+// IsZero: no ID (the container has not run).
+func (id ContainerID) IsZero() bool { return id == ContainerID{} }
+
+// Is says whether id is s, without making id's string: planning compares
+// each pod under way's IDs with those its state recorded, every plan.
+func (id ContainerID) Is(s string) bool {
+	if !id.hex {
+		return id.text == s
+	}
+	n := len(id.text)
+	if len(s) != n+3+64 || s[:n] != id.text || s[n:n+3] != "://" {
+		return false
+	}
+	const digits = "0123456789abcdef"
+	for i, b := range id.sum {
+		if s[n+3+2*i] != digits[b>>4] || s[n+4+2*i] != digits[b&15] {
+			return false
+		}
+	}
+	return true
+}
+
+// MarshalCBOR encodes id as the text a journal.Container holds, in one
+// allocation (a checkpoint encodes every pod's containers).
+func (id ContainerID) MarshalCBOR() ([]byte, error) {
+	n := len(id.text)
+	if id.hex {
+		n += 3 + 2*len(id.sum)
+	}
+	var b []byte
+	switch {
+	case n < 24:
+		b = append(make([]byte, 0, 1+n), 0x60|byte(n))
+	case n < 1<<8:
+		b = append(make([]byte, 0, 2+n), 0x78, byte(n))
+	case n < 1<<16:
+		b = append(make([]byte, 0, 3+n), 0x79, byte(n>>8), byte(n))
+	default:
+		b = append(make([]byte, 0, 5+n), 0x7a, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	b = append(b, id.text...)
+	if id.hex {
+		b = hex.AppendEncode(append(b, "://"...), id.sum[:])
+	}
+	return b, nil
+}
+
+// UnmarshalCBOR reads what MarshalCBOR wrote.
+func (id *ContainerID) UnmarshalCBOR(b []byte) error {
+	var s string
+	if err := journal.DecodeBody(b, &s); err != nil {
+		return err
+	}
+	*id = ParseContainerID(s)
+	return nil
+}
