@@ -2,7 +2,6 @@ package projections
 
 import (
 	"encoding/hex"
-	"strings"
 
 	"rollbook.dev/rollbook/journal"
 )
@@ -26,27 +25,44 @@ var runtimes = [...]string{"containerd", "cri-o", "docker"}
 
 // ParseContainerID is id as the fold keeps it.
 func ParseContainerID(id string) ContainerID {
-	name, digits, ok := strings.Cut(id, "://")
-	if ok && len(digits) == 64 && lowerHex(digits) {
-		for _, r := range runtimes {
-			if name == r {
-				out := ContainerID{text: r, hex: true}
-				hex.Decode(out.sum[:], []byte(digits)) //nolint:errcheck // lowerHex checked every digit
-				return out
-			}
+	if len(id) < 64+3 {
+		return ContainerID{text: id}
+	}
+	n := len(id) - 64 - 3
+	if id[n:n+3] != "://" {
+		return ContainerID{text: id}
+	}
+	out := ContainerID{hex: true}
+	for _, r := range runtimes {
+		if id[:n] == r {
+			out.text = r
 		}
 	}
-	return ContainerID{text: id}
+	digits := id[n+3:]
+	for i := range out.sum {
+		hi, lo := unhex[digits[2*i]], unhex[digits[2*i+1]]
+		if hi|lo > 15 { // upper case, or not a digit: held as it is
+			return ContainerID{text: id}
+		}
+		out.sum[i] = hi<<4 | lo
+	}
+	if out.text == "" {
+		return ContainerID{text: id}
+	}
+	return out
 }
 
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+// unhex is each lower-case hex digit's value, 0xff for every other byte:
+// one pass over an ID's digits decodes and checks them.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return true
-}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // String is the ID as the runtime wrote it.
 func (id ContainerID) String() string {
