@@ -39,6 +39,8 @@ import (
 //     known set seeded from it as the controller does, then one rollout
 //     over every pod planned by the controller's planner, kept
 //     (planner.Incremental: its caches are per pod too).
+//   - idle: the same with no rollout: a fleet the controller tracks
+//     between rollouts, planned (the planner holds nothing per pod then).
 //   - informer: a SharedInformer's store (cache.Indexer with the
 //     namespace index) of the same pods decoded into typed corev1.Pod
 //     objects, as its reflector keeps them; managedFields are absent
@@ -66,7 +68,7 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if err != nil {
 		return nil, err
 	}
-	variants := []string{"rollbook", "informer"}
+	variants := []string{"rollbook", "idle", "informer"}
 	results := map[string]map[int]childResult{}
 	for _, v := range variants {
 		results[v] = map[int]childResult{}
@@ -106,6 +108,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 		fmt.Printf("    informer ÷ rollbook: peak RSS per pod %.1f×, RSS per pod %.1f×, heap per pod %.1f×\n",
 			per["informer"][0]/per["rollbook"][0], per["informer"][1]/per["rollbook"][1], per["informer"][2]/per["rollbook"][2])
+		fmt.Printf("    a rollout over every pod costs, above the idle fleet: peak RSS %+.0f B/pod, RSS %+.0f B/pod, heap %+.0f B/pod\n",
+			per["rollbook"][0]-per["idle"][0], per["rollbook"][1]-per["idle"][1], per["rollbook"][2]-per["idle"][2])
 		if e := results["rollbook"][n].Encoded; e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
@@ -129,7 +133,7 @@ type childResult struct {
 // It prints a childResult as JSON on stdout.
 func memoryChild(args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: memory-child rollbook|informer <pods>")
+		return errors.New("usage: memory-child rollbook|idle|informer <pods>")
 	}
 	n, err := strconv.Atoi(args[1])
 	if err != nil {
@@ -139,7 +143,9 @@ func memoryChild(args []string) error {
 	var keep any
 	switch args[0] {
 	case "rollbook":
-		keep, r.Actions, err = rollbookHolds(n)
+		keep, r.Actions, err = rollbookHolds(n, true)
+	case "idle":
+		keep, r.Actions, err = rollbookHolds(n, false)
 	case "informer":
 		keep, err = informerHolds(n)
 	default:
@@ -194,7 +200,7 @@ func watchedPod(i int) []byte {
 	return b
 }
 
-func rollbookHolds(n int) (any, int, error) {
+func rollbookHolds(n int, rollout bool) (any, int, error) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rollbook-bench-memory-")
 	if err != nil {
@@ -255,20 +261,22 @@ func rollbookHolds(n int) (any, int, error) {
 			}
 		}
 	}
-	// One rollout over every pod, and a tick: the state a plan reads.
-	spec, _ := json.Marshal(map[string]any{
-		"target":     map[string]any{"selector": map[string]any{"matchLabels": map[string]string{"app": "web"}}},
-		"containers": []map[string]any{{"name": "app", "image": "registry.example/app:v2"}},
-		"strategy":   map[string]any{"maxUnavailable": "10%"},
-	})
-	ro := journal.Observed{Resource: "inplacerollouts.rollbook.dev", Namespace: benchNS, Name: "web-v2", UID: "rollout-uid", ResourceVersion: "1", Generation: 1, Created: 1, Spec: spec}
-	body, err := journal.EncodeBody(&ro)
-	if err != nil {
-		return nil, 0, err
+	// One rollout over every pod (none for the idle variant: a fleet
+	// tracked between rollouts), and a tick: the state a plan reads.
+	if rollout {
+		spec, _ := json.Marshal(map[string]any{
+			"target":     map[string]any{"selector": map[string]any{"matchLabels": map[string]string{"app": "web"}}},
+			"containers": []map[string]any{{"name": "app", "image": "registry.example/app:v2"}},
+			"strategy":   map[string]any{"maxUnavailable": "10%"},
+		})
+		ro := journal.Observed{Resource: "inplacerollouts.rollbook.dev", Namespace: benchNS, Name: "web-v2", UID: "rollout-uid", ResourceVersion: "1", Generation: 1, Created: 1, Spec: spec}
+		body, err := journal.EncodeBody(&ro)
+		if err != nil {
+			return nil, 0, err
+		}
+		entries = append(entries, journal.Entry{Kind: journal.KindObserved, Key: ingest.Key(ro.Resource, ro.Namespace, ro.Name), Body: body})
 	}
-	entries = append(entries,
-		journal.Entry{Kind: journal.KindObserved, Key: ingest.Key(ro.Resource, ro.Namespace, ro.Name), Body: body},
-		journal.Entry{Kind: journal.KindTick, Key: "tick", Body: mustEncodeBody(journal.TickFact{Reason: "plan"})})
+	entries = append(entries, journal.Entry{Kind: journal.KindTick, Key: "tick", Body: mustEncodeBody(journal.TickFact{Reason: "plan"})})
 	if err := flush(); err != nil {
 		return nil, 0, err
 	}
@@ -285,8 +293,11 @@ func rollbookHolds(n int) (any, int, error) {
 	// are memory the controller holds per pod too.
 	inc := planner.NewIncremental()
 	res := inc.Plan(books.State, nil)
-	if n > 0 && len(res.Actions) == 0 {
+	if rollout && n > 0 && len(res.Actions) == 0 {
 		return nil, 0, errors.New("the plan has no action")
+	}
+	if !rollout && len(res.Actions) != 0 {
+		return nil, 0, fmt.Errorf("a plan without a rollout has %d actions", len(res.Actions))
 	}
 	return []any{books, in, j, inc}, len(res.Actions), nil
 }
