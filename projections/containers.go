@@ -17,9 +17,9 @@ import (
 //
 // The shape's fields read as the container's own (c.Image). They are
 // written only by the dry run, to containers it has made its own
-// (Facts.Own), since a write to a shared shape would change every pod
-// that shares it;
-// TestPreviewWritesNothing holds it to that.
+// (Pod.Own), since a write to a shared shape would change every pod that
+// shares it: TestPreviewWritesNothing and TestPreviewAgreesWithTheLoop
+// fail if the dry run writes to one.
 //
 // The fields carry journal.Container's keys, the shape's among them, so a
 // checkpoint's containers encode as the journal.Containers they were made
@@ -51,10 +51,8 @@ type ContainerShape struct {
 
 // NewContainer is c as the fold keeps it, with a shape of its own.
 func NewContainer(c journal.Container) Container {
-	return Container{ContainerShape: &ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State,
-		StatusImage: c.StatusImage, Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests,
-		ActualLimits: c.ActualLimits, RestartAlways: c.RestartAlways},
-		ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started}
+	s := shapeOf(&c)
+	return containerOf(&c, &s)
 }
 
 // containersOf is list as the fold keeps it, each shape its own until
@@ -66,14 +64,24 @@ func containersOf(list []journal.Container) []Container {
 	}
 	out := make([]Container, len(list))
 	shapes := make([]ContainerShape, len(list))
-	for i, c := range list {
-		shapes[i] = ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State,
-			StatusImage: c.StatusImage, Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests,
-			ActualLimits: c.ActualLimits, RestartAlways: c.RestartAlways}
-		out[i] = Container{ContainerShape: &shapes[i], ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount,
-			Ready: c.Ready, Started: c.Started}
+	for i := range list {
+		shapes[i] = shapeOf(&list[i])
+		out[i] = containerOf(&list[i], &shapes[i])
 	}
 	return out
+}
+
+// shapeOf is what c shares with other pods' containers.
+func shapeOf(c *journal.Container) ContainerShape {
+	return ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State, StatusImage: c.StatusImage,
+		Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests, ActualLimits: c.ActualLimits,
+		RestartAlways: c.RestartAlways}
+}
+
+// containerOf is c with shape s and what is its own.
+func containerOf(c *journal.Container, s *ContainerShape) Container {
+	return Container{ContainerShape: s, ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount,
+		Ready: c.Ready, Started: c.Started}
 }
 
 // Journal is c as a pod record holds it.

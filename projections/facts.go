@@ -31,7 +31,7 @@ type Facts struct {
 // pods, shared by every pod whose facts read the same (factsShapes): the
 // phase, the readiness gates, the QoS class and the labels and
 // annotations env vars read. Its fields read as the Facts' own; as with
-// a ContainerShape, only the dry run writes to one, after Own.
+// a ContainerShape, only the dry run writes to one, after Pod.Own.
 type FactsShape struct {
 	Phase          string   `cbor:"2,keyasint,omitempty"`
 	ReadinessGates []string `cbor:"4,keyasint,omitempty"`
@@ -214,9 +214,9 @@ func (f *Facts) shape() *FactsShape {
 	return f.FactsShape
 }
 
-// Own gives f a shape and containers of its own, shared with no other
+// own gives f a shape and containers of its own, shared with no other
 // pod, so that the dry run can write to them.
-func (f *Facts) Own() {
+func (f *Facts) own() {
 	sh := *f.shape()
 	f.FactsShape = &sh
 	f.Containers, f.InitContainers = slices.Clone(f.Containers), slices.Clone(f.InitContainers)

@@ -78,7 +78,7 @@ func (p *Pod) Own() {
 	if p.Pod != nil {
 		f := *p.Pod
 		f.Conditions = slices.Clone(f.Conditions)
-		f.Own()
+		f.own()
 		p.Pod = &f
 	}
 }
