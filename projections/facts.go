@@ -10,9 +10,10 @@ import (
 // what no plan reads (the pod IP and the conditions dropped names), each
 // condition's text shared by every pod whose condition reads the same
 // (a fleet's Ready and gate conditions say the same things; only their
-// transition times are a pod's own), and each container's shape too
-// (Container). A checkpoint encodes them as the
-// journal.PodFacts they were made from.
+// transition times are a pod's own). Their phase, gates, QoS class and
+// env references (FactsShape) and each container's shape (Container) are
+// shared the same way. A checkpoint encodes them as the journal.PodFacts
+// they were made from.
 type Facts struct {
 	// What a checkpoint of an older binary may hold, dropped (first,
 	// where they take no room).
