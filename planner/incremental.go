@@ -3,6 +3,7 @@ package planner
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -45,9 +46,7 @@ type Incremental struct {
 	claims  map[string]string
 	initial map[string]Action // pod key → its initial ungate
 	release map[string]Action // pod key → its release
-	// selectedBy indexes units by the pods they selected.
-	selectedBy selections
-	fullAt     int64
+	fullAt  int64
 	// Full and Partial count plans of each kind, for metrics; Replanned
 	// the rollouts planned again (not reused), and FromLast those of them
 	// planned from their last plan and the pods that changed since
@@ -120,7 +119,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 	var dirty map[string]bool
 	if full {
 		in.Full++
-		in.units, in.initial, in.release, in.selectedBy = map[string]*unit{}, map[string]Action{}, map[string]Action{}, newSelections()
+		in.units, in.initial, in.release = map[string]*unit{}, map[string]Action{}, map[string]Action{}
 		in.claims = map[string]string{}
 		in.groups, in.bases = nil, nil
 		in.fullAt = s.Now
@@ -137,7 +136,9 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 		for rk, u := range in.units {
 			if s.Rollouts[rk] == nil {
 				// Deleted: its pods are free for younger rollouts.
-				in.unindex(rk, u, changed)
+				for _, k := range u.claims {
+					changed[k] = true
+				}
 				in.dropClaims(rk, u)
 				delete(in.units, rk)
 			}
@@ -203,7 +204,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		d[rk] = true
 	}
 	for k := range changed {
-		in.selectedBy.each(k, func(rk string) { d[rk] = true })
+		in.selecting(k, func(rk string) { d[rk] = true })
 	}
 	for rk, u := range in.units {
 		if u.volatile || len(u.actions) > 0 || (u.wake != 0 && u.wake <= s.Now) || (t.Namespaces[u.ns] && u.workload != "") || (u.workload != "" && t.Workloads[u.workload]) {
@@ -211,7 +212,7 @@ func (in *Incremental) dirty(s *projections.State, t *projections.Touched, chang
 		}
 	}
 	for k := range t.Pods {
-		in.selectedBy.each(k, func(rk string) { d[rk] = true })
+		in.selecting(k, func(rk string) { d[rk] = true })
 		pod := s.Pods[k]
 		if pod == nil {
 			continue
@@ -250,7 +251,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	changedClaim := func(k string) {
 		changed[k] = true
 		if dirty != nil {
-			in.selectedBy.each(k, func(other string) { dirty[other] = true })
+			in.selecting(k, func(other string) { dirty[other] = true })
 		}
 	}
 	if cd := u.claimsDelta; cd != nil {
@@ -260,11 +261,9 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 				delete(in.claims, k)
 			}
 			changedClaim(k)
-			in.unindexPod(k, rk)
 		}
 		for _, k := range cd.joined {
 			changedClaim(k)
-			in.selectedBy.add(k, rk)
 		}
 		u.claimsDelta = nil
 		in.units[rk] = u
@@ -284,9 +283,9 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	if !slices.IsSorted(u.claims) {
 		sort.Strings(u.claims)
 	}
-	var oldClaims, oldSelected []string
+	var oldClaims []string
 	if old != nil {
-		oldClaims, oldSelected = old.claims, old.selected
+		oldClaims = old.claims
 	}
 	diffSorted(oldClaims, u.claims, func(k string) {
 		if in.claims[k] == rk {
@@ -294,33 +293,22 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		}
 		changedClaim(k)
 	}, changedClaim)
-	if !slices.Equal(oldSelected, u.selected) {
-		if old != nil {
-			in.unindex(rk, old, nil)
-		}
-		for _, k := range u.selected {
-			in.selectedBy.add(k, rk)
-		}
-	}
 	in.units[rk] = u
 }
 
-// unindex drops a unit from the pod index; with changed, its claims are
-// recorded as changed.
-func (in *Incremental) unindex(rk string, u *unit, changed map[string]bool) {
-	for _, k := range u.selected {
-		in.unindexPod(k, rk)
-	}
-	if changed != nil {
-		for _, k := range u.claims {
-			changed[k] = true
+// selecting calls f with each rollout whose last plan selected pod k: a
+// unit's selected pods are sorted, and a rollout selects only pods of its
+// namespace. (An index by pod cost every selected pod a map entry, ~30
+// bytes, and was kept in step with the units at every plan.)
+func (in *Incremental) selecting(k string, f func(rk string)) {
+	ns, _, _ := strings.Cut(k, "/")
+	for rk, u := range in.units {
+		if u.ns == ns {
+			if _, ok := slices.BinarySearch(u.selected, k); ok {
+				f(rk)
+			}
 		}
 	}
-}
-
-// unindexPod drops rollout rk from pod k's entry in the pod index.
-func (in *Incremental) unindexPod(k, rk string) {
-	in.selectedBy.remove(k, rk)
 }
 
 // claimOf returns the rollout that claimed pod k so far in this plan; for
