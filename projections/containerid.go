@@ -94,30 +94,8 @@ func (id ContainerID) Is(s string) bool {
 	return true
 }
 
-// MarshalCBOR encodes id as the text a journal.Container holds, in one
-// allocation (a checkpoint encodes every pod's containers).
-func (id ContainerID) MarshalCBOR() ([]byte, error) {
-	n := len(id.text)
-	if id.hex {
-		n += 3 + 2*len(id.sum)
-	}
-	var b []byte
-	switch {
-	case n < 24:
-		b = append(make([]byte, 0, 1+n), 0x60|byte(n))
-	case n < 1<<8:
-		b = append(make([]byte, 0, 2+n), 0x78, byte(n))
-	case n < 1<<16:
-		b = append(make([]byte, 0, 3+n), 0x79, byte(n>>8), byte(n))
-	default:
-		b = append(make([]byte, 0, 5+n), 0x7a, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	b = append(b, id.text...)
-	if id.hex {
-		b = hex.AppendEncode(append(b, "://"...), id.sum[:])
-	}
-	return b, nil
-}
+// MarshalCBOR encodes id as the text a journal.Container holds.
+func (id ContainerID) MarshalCBOR() ([]byte, error) { return journal.EncodeBody(id.String()) }
 
 // UnmarshalCBOR reads what MarshalCBOR wrote.
 func (id *ContainerID) UnmarshalCBOR(b []byte) error {

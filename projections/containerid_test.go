@@ -21,7 +21,7 @@ func TestContainerIDs(t *testing.T) {
 		"containerd://" + digits[:63] + "g",            // not a digit
 		"rkt://" + digits,                              // another runtime
 		"dry-run://u-1/app/3", "containerd:/" + digits, // other forms
-		"x://" + strings.Repeat("y", 300), // a text head of three bytes
+		"x://" + strings.Repeat("y", 300), // long
 	}
 	for _, a := range ids {
 		id := ParseContainerID(a)

@@ -165,11 +165,7 @@ func (cs *containerShapes) shareList(list, was []Container) {
 			continue
 		}
 		s := c.ContainerShape
-		slot := &cs.slots[(fnv32(s.Name)^fnv32(s.Image)*16777619^fnv32(s.ImageID)^fnv32(s.State)*31^fnv32(s.StatusImage)*131)&255]
-		if *slot == nil || !(*slot).same(s) {
-			own := *s // a shape of its own, not in containersOf's block
-			*slot = &own
-		}
-		c.ContainerShape = *slot
+		c.ContainerShape = shared(&cs.slots[(fnv32(s.Name)^fnv32(s.Image)*16777619^fnv32(s.ImageID)^fnv32(s.State)*31^fnv32(s.StatusImage)*131)&255],
+			s, (*ContainerShape).same)
 	}
 }

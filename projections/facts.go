@@ -189,12 +189,8 @@ func (ts *conditionTexts) share(f, old *Facts) {
 			}
 		}
 		t := c.text
-		slot := &ts.slots[(fnv32(t.typ)^fnv32(t.status)*16777619^fnv32(t.reason)^fnv32(t.message)*31)&255]
-		if *slot == nil || **slot != *t {
-			own := *t // a text of its own, not in factsOf's block
-			*slot = &own
-		}
-		c.text = *slot
+		c.text = shared(&ts.slots[(fnv32(t.typ)^fnv32(t.status)*16777619^fnv32(t.reason)^fnv32(t.message)*31)&255], t,
+			func(a, b *conditionText) bool { return *a == *b })
 	}
 }
 
@@ -253,12 +249,7 @@ func (fs *factsShapes) share(f, old *Facts) {
 	for _, r := range sh.EnvFieldRefs {
 		h = h*131 ^ fnv32(r)
 	}
-	slot := &fs.slots[h&63]
-	if *slot == nil || !(*slot).same(sh) {
-		own := *sh // not the pod's own, which is garbage once it shares
-		*slot = &own
-	}
-	f.FactsShape = *slot
+	f.FactsShape = shared(&fs.slots[h&63], sh, (*FactsShape).same)
 }
 
 // same: a and b read the same.

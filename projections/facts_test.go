@@ -47,14 +47,7 @@ func TestPodsShareConditionTexts(t *testing.T) {
 		}
 	}
 	check(f.s, "folded")
-	b, err := journal.EncodeBody(&Books{State: f.s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back Books
-	if err := journal.DecodeCheckpoint(b, &back); err != nil {
-		t.Fatal(err)
-	}
+	back := throughCheckpoint(t, f.s)
 	check(back.State, "from a checkpoint")
 }
 

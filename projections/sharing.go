@@ -105,10 +105,16 @@ func (ps *podShapes) share(p, old *Pod) {
 	for _, k := range s.AnnotationKeys {
 		h = h*131 ^ fnv32(k)
 	}
-	slot := &ps.slots[h&255]
-	if *slot == nil || !(*slot).same(s) {
-		own := *s // not the pod's own, which is garbage once it shares
+	p.PodShape = shared(&ps.slots[h&255], s, (*PodShape).same)
+}
+
+// shared returns what slot holds if it reads as v, else a copy of v it
+// then holds (a miss replaces the slot). A copy, not v: v may be part of
+// a block the decoded record made for the pod, garbage once shared.
+func shared[T any](slot **T, v *T, same func(a, b *T) bool) *T {
+	if *slot == nil || !same(*slot, v) {
+		own := *v
 		*slot = &own
 	}
-	p.PodShape = *slot
+	return *slot
 }
