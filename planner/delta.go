@@ -195,16 +195,11 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 	conds.set("Conflict", "False", "NoConflict", "")
 	p.enterRevision(rp)
 	for _, ch := range changes {
-		switch {
-		case ch.pod != nil:
-			if p.inc.claims[ch.key] != rk {
-				p.inc.claims[ch.key] = rk
-			}
-			old.kept.put(ch.pod, ch.pp)
-		default:
-			delete(old.kept.pods, ch.key) // gone: if it comes back, it is classified again
+		if ch.pod != nil && p.inc.claims[ch.key] != rk {
+			p.inc.claims[ch.key] = rk
 		}
 	}
+	old.kept.keep(pods, plans)
 	u.selected, u.pods, u.claims, u.kept = sel, pods, sel, old.kept
 	u.ownerUID, u.selector, u.selKey = old.ownerUID, old.selector, old.selKey
 	rp.mine, rp.all, rp.counts = pods, plans, counts

@@ -263,11 +263,12 @@ func TestPodsShareTheirImageChanges(t *testing.T) {
 			}
 			var first *ContainerChange
 			shared := 0
-			for key, e := range u.kept.pods {
-				if e.plan == nil || len(e.plan.images) != 1 {
+			for i, pod := range u.kept.pods {
+				key, pp := pod.Key(), u.kept.plans[i]
+				if pp == nil || len(pp.images) != 1 {
 					continue
 				}
-				c := &e.plan.images[0]
+				c := &pp.images[0]
 				switch {
 				case key == testNS+"/web-3":
 					if c.From != "app:v0" {

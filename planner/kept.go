@@ -12,13 +12,20 @@ import "rollbook.dev/rollbook/projections"
 // and rollback state (the context), of the namespace's ControllerRevisions
 // (a change touches the namespace) and, for a pod at a timeout or a hook's
 // wait, of the plan's time (podPlan.until and timed).
+//
+// They are the last classification's own lists, the rolloutPlan's mine
+// and all, which the rollout's unit keeps anyway (unit.pods and plans):
+// keeping them costs no memory per pod. (A map by pod key cost ~85 bytes
+// a pod of a rollout under way.)
 type keptPlans struct {
-	ctx  keptContext
-	pods map[string]keptPlan // by value: one allocation less per pod
-	// round counts the classifications; an entry is valid only if the
-	// last one saw it: a pod that left the rollout's pods and came back
-	// may have been touched while it was away.
-	round int
+	ctx keptContext
+	// pods, sorted by key, and each one's classification (nil: not yet
+	// scheduled).
+	pods  []*projections.Pod
+	plans []*podPlan
+	// next is where get looks first: a classification reads the pods in
+	// key order, as the last one kept them.
+	next int
 }
 
 // keptContext is what the rollout contributes to its pods' classification.
@@ -39,67 +46,52 @@ func contextOf(r *projections.Rollout, t target, rollingBack bool) keptContext {
 	return ctx
 }
 
-type keptPlan struct {
-	pod   *projections.Pod
-	plan  *podPlan // nil: not yet scheduled
-	round int
-}
-
 // keptPlans returns the classifications the rollout being planned may
-// reuse, and keeps them with its new unit; nil outside the incremental
-// planner's units.
+// reuse (nil: none), and starts the ones its new unit keeps (keep);
+// nil outside the incremental planner's units.
 func (p *planning) keptPlans(rp *rolloutPlan) *keptPlans {
 	if p.unit == nil {
 		return nil
 	}
 	ctx := contextOf(rp.r, rp.t, rp.rollingBack)
-	var k *keptPlans
+	p.unit.kept = &keptPlans{ctx: ctx}
 	if old := p.inc.units[rp.r.Key()]; old != nil && old.kept != nil && p.touched != nil &&
 		!p.touched.Namespaces[rp.r.Namespace] && old.kept.ctx == ctx {
-		k = old.kept
-	} else {
-		k = &keptPlans{ctx: ctx, pods: map[string]keptPlan{}}
+		old.kept.next = 0
+		return old.kept
 	}
-	k.round++
-	p.unit.kept = k
-	return k
+	return nil
+}
+
+// keep makes pods and their classifications plans the ones the next plan
+// may reuse.
+func (k *keptPlans) keep(pods []*projections.Pod, plans []*podPlan) {
+	if k != nil {
+		k.pods, k.plans, k.next = pods, plans, 0
+	}
 }
 
 // get returns pod's classification from the last plan, if still valid.
+// Pods asked in key order are found in one pass; a pod asked out of order
+// is not found, and only classified again.
 func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now int64) (*podPlan, bool) {
 	if k == nil || touched == nil {
 		return nil, false
 	}
 	key := pod.Key()
-	e, ok := k.pods[key]
-	if !ok || e.pod != pod || e.round != k.round-1 || touched.Pods[key] {
+	for k.next < len(k.pods) && k.pods[k.next] != pod && k.pods[k.next].Key() < key {
+		k.next++
+	}
+	if k.next == len(k.pods) || k.pods[k.next] != pod {
+		return nil, false // a new version, or not classified last time
+	}
+	pp := k.plans[k.next]
+	k.next++
+	if touched.Pods[key] {
 		return nil, false
 	}
-	if pp := e.plan; pp != nil && (pp.timed || (pp.until != 0 && now >= pp.until)) {
+	if pp != nil && (pp.timed || (pp.until != 0 && now >= pp.until)) {
 		return nil, false
 	}
-	e.round = k.round
-	k.pods[key] = e
-	return e.plan, true
-}
-
-// put keeps pod's new classification.
-func (k *keptPlans) put(pod *projections.Pod, pp *podPlan) {
-	if k == nil {
-		return
-	}
-	k.pods[pod.Key()] = keptPlan{pod: pod, plan: pp, round: k.round}
-}
-
-// trim drops entries the last classification did not see, once they
-// outnumber the rollout's pods: pods deleted or gone to other rollouts.
-func (k *keptPlans) trim(mine int) {
-	if k == nil || len(k.pods) <= 2*mine+64 {
-		return
-	}
-	for key, e := range k.pods {
-		if e.round != k.round {
-			delete(k.pods, key)
-		}
-	}
+	return pp, true
 }

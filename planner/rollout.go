@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 
 	"rollbook.dev/rollbook/projections"
 )
@@ -165,12 +166,18 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 		}
 	}
 	rk := rp.r.Key()
-	for _, pod := range pods {
+	// mine is pods itself until a pod is left to an older rollout: the
+	// unit keeps its pods' classifications beside it (keptPlans).
+	rp.mine = pods
+	for i, pod := range pods {
 		k := pod.Key()
 		// claimOf and claim in one look-up: most pods are this rollout's
 		// already, from its last plan.
 		switch owner, ok := p.inc.claims[k]; {
 		case ok && owner != rk && p.processed[owner]:
+			if len(rp.conflicts) == 0 {
+				rp.mine = slices.Clone(pods[:i])
+			}
 			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
 			continue
 		case owner != rk:
@@ -179,7 +186,9 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 		if p.unit != nil {
 			p.unit.claims = append(p.unit.claims, k)
 		}
-		rp.mine = append(rp.mine, pod)
+		if len(rp.conflicts) > 0 {
+			rp.mine = append(rp.mine, pod)
+		}
 	}
 	if len(rp.conflicts) > 0 {
 		rp.conds.set("Conflict", "True", "ClaimedByOlderRollout", fmt.Sprintf("%d pods belong to an older rollout and are left to it: %s", len(rp.conflicts), firstN(rp.conflicts, 3)))
@@ -223,14 +232,15 @@ func (p *planning) classifyPods(rp *rolloutPlan) {
 		pp, ok := kept.get(pod, p.touched, p.now)
 		if !ok {
 			pp = p.classifyPod(rp, pod)
-			kept.put(pod, pp)
 		}
 		rp.all[i] = pp
 		if pp != nil {
 			rp.plans = append(rp.plans, pp)
 		}
 	}
-	kept.trim(len(rp.mine))
+	if p.unit != nil {
+		p.unit.kept.keep(rp.mine, rp.all)
+	}
 }
 
 // classifyPod places one pod; nil for a pod not yet scheduled, which

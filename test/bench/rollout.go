@@ -62,6 +62,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
 	profile := fs.String("controller-profile", "", "write a CPU profile of the controller (rollbook run --pprof) from the template change on to this file")
 	profileFor := fs.Duration("controller-profile-time", 30*time.Second, "how long the controller's CPU profile runs")
+	heapProfile := fs.String("controller-heap-profile", "", "write heap profiles of the controller (after a GC) to <this>.ready, once the pods are Ready, and <this>.done, once the rollout is over")
 	extra := fs.String("controller-args", "", "more `rollbook run` flags, space-separated (e.g. \"--plan-debounce 5ms\")")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 
 	ctrl, metricsURL, err := startRollbook(ctx, env, rollbookRun{
 		Bin: bin, Dir: root, Kubeconfig: kubeconfig, Namespace: benchNS,
-		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "", Extra: strings.Fields(*extra),
+		QPS: *qps, Burst: *burst, Workers: *workers, NATS: *withNATS, Pprof: *profile != "" || *heapProfile != "", Extra: strings.Fields(*extra),
 	})
 	if err != nil {
 		return nil, err
@@ -193,6 +194,11 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	arrivals, watchDone, err := watchArrivals(wctx, c)
 	if err != nil {
 		return nil, err
+	}
+	if *heapProfile != "" {
+		if err := fetchHeap(ctx, env, metricsURL, *heapProfile+".ready"); err != nil {
+			return nil, err
+		}
 	}
 	env.logf("rolling app:v1 → app:v2 in place (%d InPlaceRollouts, maxUnavailable %s, grace %ds, scatter zone)", len(names), *maxUnavailable, *grace)
 	rollStart := time.Now()
@@ -303,6 +309,11 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	env.logf("apiserver write capacity after: %.0f writes/s (%d writes, %d errors)", capAfter.rate(), capAfter.Writes, capAfter.Errors)
 
+	if *heapProfile != "" {
+		if err := fetchHeap(ctx, env, metricsURL, *heapProfile+".done"); err != nil {
+			return nil, err
+		}
+	}
 	rss := map[string]map[string]float64{}
 	for name, pid := range pids(c, fl, ctrl) {
 		hwm, _ := procStatusKB(pid, "VmHWM")
@@ -475,6 +486,49 @@ func fetchProfile(ctx context.Context, base, path string, d time.Duration) error
 		return err
 	}
 	return f.Close()
+}
+
+// fetchHeap saves a heap profile of the controller, taken after a GC,
+// and logs its heap figures (runtime.MemStats, as /debug/pprof/heap?debug=1
+// ends with them).
+func fetchHeap(ctx context.Context, env *benchEnv, base, path string) error {
+	get := func(query string) ([]byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/heap?"+query, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET heap profile: %s", resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	}
+	b, err := get("gc=1")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return err
+	}
+	text, err := get("debug=1")
+	if err != nil {
+		return err
+	}
+	var figures []string
+	for _, line := range strings.Split(string(text), "\n") {
+		for _, name := range []string{"HeapAlloc", "HeapInuse", "HeapSys", "HeapReleased", "Sys", "NextGC"} {
+			if strings.HasPrefix(line, "# "+name+" = ") {
+				n, _ := strconv.ParseFloat(strings.TrimPrefix(line, "# "+name+" = "), 64)
+				figures = append(figures, fmt.Sprintf("%s %.1f MiB", name, n/(1<<20)))
+			}
+		}
+	}
+	env.logf("controller heap profile %s: %s", path, strings.Join(figures, ", "))
+	return nil
 }
 
 // startRollbook starts the controller and waits until it serves /readyz;
