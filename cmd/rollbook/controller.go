@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/actuator"
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
@@ -48,6 +49,9 @@ type controllerOptions struct {
 	QPS     float32
 	Burst   int
 	Workers int
+	// GCPercent is the GOGC set once caught up (ctl.SteadyGC): 0 for
+	// ctl.SteadyGCPercent, unless the environment sets GOGC.
+	GCPercent int
 	// AnalysisHosts, when set, are the only hosts analysis checks reach.
 	AnalysisHosts []string
 	// Debounce gathers bursts of records into one plan: the planner
@@ -443,6 +447,7 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 	if err := c.in.WaitSynced(ctx); err != nil {
 		return nil
 	}
+	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", ctl.SteadyGC(c.opts.GCPercent))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {

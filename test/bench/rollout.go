@@ -439,8 +439,12 @@ func buildRollbook(ctx context.Context, env *benchEnv, dir, given string) (strin
 	}
 	bin := filepath.Join(dir, "rollbook")
 	env.logf("building the rollbook binary")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rollbook")
+	// As the image builds it (deploy/image: build.go): no cgo, so
+	// Pebble's memtables and block cache are Go memory, as they are in
+	// production; no demo.
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "nodemo", "-o", bin, "./cmd/rollbook")
 	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/rollbook: %v\n%s", err, out)
 	}

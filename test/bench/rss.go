@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"time"
@@ -20,17 +23,23 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
+	"rollbook.dev/rollbook/test/cluster"
 )
 
 // memoryCmd measures whole-process memory per tracked pod: each variant
-// runs in a process of its own (this program, re-executed), fed the same N
-// pods as a watch delivers them (JSON), and reports its peak and final
-// resident set (VmHWM, VmRSS) read from /proc. The marginal cost per pod
-// is (RSS at N − RSS at 0) ÷ N, both measured in the same run.
+// runs in a process of its own (this program, re-executed, built without
+// cgo as the image builds rollbook), fed the same N pods as a watch
+// delivers them (JSON), then a third of them updated (the steady state,
+// see churn), and reports from /proc its peak resident set while it
+// caught up, its peak through the steady updates (VmHWM, reset between
+// the two), its resident set at the end once the runtime has returned
+// what it will (settle), and its live heap. The marginal cost per pod is
+// (figure at N − figure at 0) ÷ N, both measured in the same run.
 //
 //   - rollbook: what the controller keeps per pod, through its own code:
 //     each pod compacted by ingest (ingest.Compact), journaled in a real
@@ -38,13 +47,14 @@ import (
 //     list), folded by the controller's fold (projections.Books), ingest's
 //     known set seeded from it as the controller does, then one rollout
 //     over every pod planned by the controller's planner, kept
-//     (planner.Incremental: its caches are per pod too).
+//     (planner.Incremental: its caches are per pod too); caught up, it
+//     collects at the controller's steady target (ctl.SteadyGC).
 //   - idle: the same with no rollout: a fleet the controller tracks
 //     between rollouts, planned (the planner holds nothing per pod then).
 //   - informer: a SharedInformer's store (cache.Indexer with the
 //     namespace index) of the same pods decoded into typed corev1.Pod
 //     objects, as its reflector keeps them; managedFields are absent
-//     (what a well-tuned informer strips).
+//     (what a well-tuned informer strips), at Go's default GOGC.
 //
 // No apiserver: the pods are made in process, so 100,000 fit on this
 // machine; the HTTP and watch machinery, which does not grow with pods,
@@ -64,10 +74,11 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 		counts = append(counts, n)
 	}
-	self, err := os.Executable()
+	self, done, err := childBinary(ctx, env)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	variants := []string{"rollbook", "idle", "informer"}
 	results := map[string]map[int]childResult{}
 	for _, v := range variants {
@@ -92,24 +103,26 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 				return nil, fmt.Errorf("%s at %d pods: %w: %s", v, n, err, out)
 			}
 			results[v][n] = r
-			env.logf("%-8s %7d pods: peak RSS %7.1f MiB, RSS %7.1f MiB, heap live %7.1f MiB (%s)", v, n, mib(r.HWM), mib(r.RSS), mib(r.HeapLive), time.Since(start).Round(time.Second))
+			env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB, heap live %7.1f MiB (%s)", v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.HeapLive), time.Since(start).Round(time.Second))
 		}
 	}
 	summary := map[string]any{}
 	for _, n := range counts[1:] {
 		fmt.Printf("\n  %d pods (marginal over the same variant at 0 pods):\n", n)
-		per := map[string][3]float64{}
+		per := map[string][4]float64{}
 		for _, v := range variants {
 			z, r := results[v][0], results[v][n]
-			p := [3]float64{(r.HWM - z.HWM) / float64(n), (r.RSS - z.RSS) / float64(n), (r.HeapLive - z.HeapLive) / float64(n)}
+			p := [4]float64{(r.CatchUpHWM - z.CatchUpHWM) / float64(n), (r.HWM - z.HWM) / float64(n), (r.RSS - z.RSS) / float64(n), (r.HeapLive - z.HeapLive) / float64(n)}
 			per[v] = p
-			fmt.Printf("    %-8s peak RSS %7.1f MiB (%6.0f B/pod), RSS %7.1f MiB (%6.0f B/pod), heap live %6.0f B/pod\n", v, mib(r.HWM), p[0], mib(r.RSS), p[1], p[2])
-			summary[fmt.Sprintf("%s_%d", v, n)] = map[string]any{"peak_rss_mib": mib(r.HWM), "peak_b_per_pod": round(p[0], 0), "rss_b_per_pod": round(p[1], 0), "heap_b_per_pod": round(p[2], 0)}
+			fmt.Printf("    %-8s catch-up peak %7.1f MiB (%6.0f B/pod), steady peak %7.1f MiB (%6.0f B/pod), settled RSS %7.1f MiB (%6.0f B/pod), heap live %6.0f B/pod\n",
+				v, mib(r.CatchUpHWM), p[0], mib(r.HWM), p[1], mib(r.RSS), p[2], p[3])
+			summary[fmt.Sprintf("%s_%d", v, n)] = map[string]any{"catch_up_peak_mib": mib(r.CatchUpHWM), "catch_up_peak_b_per_pod": round(p[0], 0),
+				"steady_peak_mib": mib(r.HWM), "steady_peak_b_per_pod": round(p[1], 0), "rss_b_per_pod": round(p[2], 0), "heap_b_per_pod": round(p[3], 0)}
 		}
-		fmt.Printf("    informer ÷ rollbook: peak RSS per pod %.1f×, RSS per pod %.1f×, heap per pod %.1f×\n",
-			per["informer"][0]/per["rollbook"][0], per["informer"][1]/per["rollbook"][1], per["informer"][2]/per["rollbook"][2])
-		fmt.Printf("    a rollout over every pod costs, above the idle fleet: peak RSS %+.0f B/pod, RSS %+.0f B/pod, heap %+.0f B/pod\n",
-			per["rollbook"][0]-per["idle"][0], per["rollbook"][1]-per["idle"][1], per["rollbook"][2]-per["idle"][2])
+		fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×, heap per pod %.1f×\n",
+			per["informer"][1]/per["rollbook"][1], per["informer"][2]/per["rollbook"][2], per["informer"][3]/per["rollbook"][3])
+		fmt.Printf("    a rollout over every pod costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
+			per["rollbook"][1]-per["idle"][1], per["rollbook"][2]-per["idle"][2], per["rollbook"][3]-per["idle"][3])
 		if e := results["rollbook"][n].Encoded; e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
@@ -120,8 +133,49 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	return summary, nil
 }
 
+// childBinary is this program built as the image builds rollbook: without
+// cgo, so Pebble's memtables and block cache are Go memory, as they are
+// in production (with cgo they are C memory, outside the Go heap). It is
+// this very binary when it was built so. done removes what it built.
+func childBinary(ctx context.Context, env *benchEnv) (bin string, done func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "CGO_ENABLED" && s.Value == "0" {
+				return self, func() {}, nil
+			}
+		}
+	}
+	src, err := cluster.SourceDir()
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "rollbook-bench-nocgo-")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "bench")
+	env.logf("building this bench without cgo, as the image builds rollbook")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./test/bench")
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		done()
+		return "", nil, fmt.Errorf("go build ./test/bench without cgo: %v\n%s", err, out)
+	}
+	return bin, done, nil
+}
+
 type childResult struct {
+	// CatchUpHWM is the peak RSS while the process caught up (folded the
+	// fleet; built the store); HWM the peak since, through the steady
+	// updates (see churn); RSS the resident set at the end, settled.
+	CatchUpHWM         float64
 	HWM, RSS, HeapLive float64
+	Go                 float64 // heap.Go
 	Pods               int
 	Actions            int
 	// Encoded is what holding idle pods encoded would take instead (see
@@ -155,11 +209,16 @@ func memoryChild(args []string) error {
 		return err
 	}
 	h := snapshot()
+	settle()
+	if h.RSS, err = procStatusKB(os.Getpid(), "VmRSS"); err != nil {
+		return err
+	}
+	h.RSS *= 1024
 	hwm, err := procStatusKB(os.Getpid(), "VmHWM")
 	if err != nil {
 		return err
 	}
-	r.HeapLive, r.RSS, r.HWM = float64(h.Live), float64(h.RSS), float64(hwm*1024)
+	r.HeapLive, r.RSS, r.HWM, r.Go, r.CatchUpHWM = float64(h.Live), float64(h.RSS), float64(hwm*1024), float64(h.Go), float64(catchUpPeak)
 	if p := os.Getenv("BENCH_MEMORY_HEAPPROFILE"); p != "" {
 		if err := writeHeapProfile(p + "." + args[0] + "." + args[1]); err != nil {
 			return err
@@ -176,14 +235,52 @@ func memoryChild(args []string) error {
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
+// catchUpPeak is the peak RSS (VmHWM, bytes) before resetPeak.
+var catchUpPeak uint64
+
+// resetPeak keeps the peak RSS so far as catchUpPeak and starts the
+// kernel's count of it (VmHWM) again from the RSS now (clear_refs 5).
+func resetPeak() error {
+	hwm, err := procStatusKB(os.Getpid(), "VmHWM")
+	if err != nil {
+		return err
+	}
+	catchUpPeak = hwm * 1024
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// settle waits, for at most a minute, until the runtime's background
+// scavenger has returned what it will of the free heap to the OS (the
+// bytes it released grew by less than 64 KiB in the last two seconds): the
+// RSS of a process that has run a while, not of the instant after a burst
+// of garbage, which the runtime gives back over the next seconds.
+func settle() {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
+	released := func() uint64 { metrics.Read(s); return s[0].Value.Uint64() }
+	deadline := time.Now().Add(time.Minute)
+	for last := released(); time.Now().Before(deadline); {
+		time.Sleep(2 * time.Second)
+		now := released()
+		if now < last+64<<10 {
+			return
+		}
+		last = now
+	}
+}
+
 // watchedPod is pod i as a watch delivers it: a barePod with its running
 // status, identity and version, as JSON.
-func watchedPod(i int) []byte {
+func watchedPod(i int) []byte { return watchedPodAt(i, 0) }
+
+// watchedPodAt is pod i's v-th update since it was listed: a new
+// resourceVersion, its container restarted v times (a status update, as a
+// kubelet's).
+func watchedPodAt(i, v int) []byte {
 	name := barePodName(i)
 	p := barePod(i)
 	p.Namespace = benchNS
 	p.UID = types.UID(fmt.Sprintf("6c3c624b-58db-4bcd-%04x-%012x", i%65536, i))
-	p.ResourceVersion = strconv.Itoa(100000 + i)
+	p.ResourceVersion = strconv.Itoa(100000 + i + v*1_000_000_000)
 	p.CreationTimestamp = metav1.NewTime(time.Unix(1_800_000_000, 0))
 	// Its StatefulSet, as on every such pod (barePod has none: on a real
 	// apiserver the garbage collector would delete a pod whose owner does
@@ -192,6 +289,9 @@ func watchedPod(i int) []byte {
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "bench", UID: "5a1f0c2e-7b8d-4e3f-9a6b-1c2d3e4f5a6b", Controller: &yes, BlockOwnerDeletion: &yes}}
 	p.Spec.NodeName = fmt.Sprintf("node-%03d", i%100)
 	p.Status = runningStatus(name, i)
+	for c := range p.Status.ContainerStatuses {
+		p.Status.ContainerStatuses[c].RestartCount += int32(v)
+	}
 	p.Kind, p.APIVersion = "Pod", "v1"
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -241,24 +341,29 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		entries = entries[:0]
 		return fold(recs)
 	}
-	for i := range n {
+	// observe journals pod i's v-th version, as ingest would.
+	observe := func(i, v int) error {
 		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(watchedPod(i)); err != nil {
-			return nil, 0, err
+		if err := u.UnmarshalJSON(watchedPodAt(i, v)); err != nil {
+			return err
 		}
 		o, err := ingest.Compact(ingest.Pods, u)
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 		body, err := journal.EncodeBody(&o)
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
 		entries = append(entries, journal.Entry{Kind: journal.KindObserved, Key: ingest.Key(o.Resource, o.Namespace, o.Name), Body: body})
 		if len(entries) == batch {
-			if err := flush(); err != nil {
-				return nil, 0, err
-			}
+			return flush()
+		}
+		return nil
+	}
+	for i := range n {
+		if err := observe(i, 0); err != nil {
+			return nil, 0, err
 		}
 	}
 	// One rollout over every pod (none for the idle variant: a fleet
@@ -299,7 +404,41 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	if !rollout && len(res.Actions) != 0 {
 		return nil, 0, fmt.Errorf("a plan without a rollout has %d actions", len(res.Actions))
 	}
+	// Caught up: the controller sets its steady GC target here. Then the
+	// steady state: updates of a third of the pods, folded and planned as
+	// the controller's loop does (a plan per 512 records), so that the
+	// collector cycles at that target several times before RSS is read.
+	ctl.SteadyGC(0)
+	if err := resetPeak(); err != nil {
+		return nil, 0, err
+	}
+	if err := churn(n, func(i int) error {
+		if err := observe(i, 1); err != nil {
+			return err
+		}
+		if len(entries) == 0 { // a batch was folded: plan, as the loop would
+			inc.Plan(books.State, books.State.TakeTouched())
+		}
+		return nil
+	}); err != nil {
+		return nil, 0, err
+	}
+	if err := flush(); err != nil {
+		return nil, 0, err
+	}
+	inc.Plan(books.State, books.State.TakeTouched())
 	return []any{books, in, j, inc}, len(res.Actions), nil
+}
+
+// churn calls update with a third of the n pods, spread over the fleet:
+// the updates a fleet's steady state brings between two measurements.
+func churn(n int, update func(i int) error) error {
+	for k := range n / 3 {
+		if err := update(k * 3 % n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func mustEncodeBody(v any) []byte {
@@ -324,5 +463,16 @@ func informerHolds(n int) (any, error) {
 	if len(store.ListKeys()) != n {
 		return nil, fmt.Errorf("store holds %d pods of %d", len(store.ListKeys()), n)
 	}
-	return store, nil
+	// The same steady updates, at Go's default GC target (or --gogc).
+	if err := resetPeak(); err != nil {
+		return nil, err
+	}
+	err := churn(n, func(i int) error {
+		p := &corev1.Pod{}
+		if err := json.Unmarshal(watchedPodAt(i, 1), p); err != nil {
+			return err
+		}
+		return store.Update(p)
+	})
+	return store, err
 }

@@ -1,0 +1,41 @@
+package ctl
+
+import (
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+)
+
+// SteadyGCPercent is the controller's GOGC once it has caught up with the
+// cluster (rollbook run --gc-percent), unless the environment sets GOGC.
+//
+// Nearly all of a large controller's heap is its fleet's state, which
+// lives as long as the pods do; what it allocates per event dies within a
+// plan. Go's default (100) lets the heap grow to twice what is live
+// before it collects, and the process keeps those pages: at 100,000 pods
+// the state is ~0.7–1 KB a pod and the process ~1.5–1.9 KB. At 25 the
+// heap grows by a quarter of the state between collections: ~0.9 KB a
+// tracked pod. Marking runs four times as often for the same garbage,
+// which costs CPU while the controller allocates the most: replaying a
+// journal takes 1.7× the CPU at 25, so the controller catches up at
+// startup at Go's default and lowers it only then (BENCHMARKS.md §1).
+const SteadyGCPercent = 25
+
+// SteadyGC sets the garbage collector's target for a controller that has
+// caught up: percent when given (> 0), else SteadyGCPercent unless the
+// environment sets GOGC (which the runtime already follows). Then it
+// returns to the OS the pages the catch-up's garbage took, which the
+// runtime would otherwise keep for a while. It returns the percent now in
+// force (0 when collection is off).
+func SteadyGC(percent int) int {
+	switch {
+	case percent > 0:
+		debug.SetGCPercent(percent)
+	case os.Getenv("GOGC") == "":
+		debug.SetGCPercent(SteadyGCPercent)
+	}
+	debug.FreeOSMemory()
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
