@@ -85,7 +85,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: newPebbleLogger(opts.Logger)})
+	db, err := pebble.Open(dir, pebbleOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", dir, err)
 	}

@@ -24,7 +24,7 @@ func Truncate(dir string, after uint64, opts Options) (uint64, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return 0, fmt.Errorf("journal: no journal at %s: %w", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: newPebbleLogger(opts.withDefaults().Logger)})
+	db, err := pebble.Open(dir, pebbleOptions(opts.withDefaults()))
 	if err != nil {
 		return 0, fmt.Errorf("journal: open %s: %w", dir, err)
 	}
