@@ -54,7 +54,7 @@ func runCmd(ctx context.Context, args []string) error {
 	qps := fs.Float64("kube-api-qps", 500, "actuator write QPS, client side (the workers bound the writes in flight; the apiserver's priority and fairness limits them)")
 	burst := fs.Int("kube-api-burst", 1000, "actuator write burst, client side")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
-	gcPercent := fs.Int("gc-percent", 0, fmt.Sprintf("GOGC once caught up with the cluster: the heap grows by this %% of the fleet's state between collections (0: %d unless the environment sets GOGC; 100 is Go's default, less CPU and about 1.4x the memory per pod)", ctl.SteadyGCPercent))
+	gcPercent := fs.Int("gc-percent", 0, fmt.Sprintf("GOGC once caught up with the cluster: the heap grows by this %% of the fleet's state between collections (0: %d unless the environment sets GOGC; 100 is Go's default, less CPU and about 1.5x the memory per pod at its steady peak)", ctl.SteadyGCPercent))
 	crossCheck := fs.Bool("cross-check-plans", false, "plan with the full planner as well at every plan, act on its plan, and log where the incremental planner differs: for tests, and for a suspected planner bug (costs a full plan each time)")
 	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "the longest the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
 	quiet := fs.Duration("plan-quiet", 500*time.Microsecond, "plan as soon as no record has arrived for this long, before --plan-debounce has passed (negative: always wait --plan-debounce)")

@@ -400,6 +400,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	// caches (each rollout's last plan, claims, pods' classifications)
 	// are memory the controller holds per pod too.
 	inc := planner.NewIncremental()
+	books.State.Track() // as the controller does: what the next records touch is planned again
 	res := inc.Plan(books.State, nil)
 	if rollout && n > 0 && len(res.Actions) == 0 {
 		return nil, 0, errors.New("the plan has no action")
@@ -420,7 +421,9 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 			return err
 		}
 		if len(entries) == 0 { // a batch was folded: plan, as the loop would
-			inc.Plan(books.State, books.State.TakeTouched())
+			if inc.Plan(books.State, books.State.TakeTouched()); inc.Full > 1 {
+				return errors.New("a plan of the steady updates planned everything")
+			}
 		}
 		return nil
 	}); err != nil {
