@@ -26,8 +26,12 @@ const SteadyGCPercent = 25
 // environment sets GOGC (which the runtime already follows). Then it
 // returns to the OS the pages the catch-up's garbage took, which the
 // runtime would otherwise keep for a while. It returns the percent now in
-// force (0 when collection is off).
-func SteadyGC(percent int) int {
+// force (0 when collection is off), and restore, which sets back the
+// target from before: a controller that stops leading catches up at it
+// again when it leads once more.
+func SteadyGC(percent int) (now int, restore func()) {
+	before := debug.SetGCPercent(100)
+	debug.SetGCPercent(before)
 	switch {
 	case percent > 0:
 		debug.SetGCPercent(percent)
@@ -37,5 +41,5 @@ func SteadyGC(percent int) int {
 	debug.FreeOSMemory()
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
-	return int(s[0].Value.Uint64())
+	return int(s[0].Value.Uint64()), func() { debug.SetGCPercent(before) }
 }

@@ -13,18 +13,23 @@ func TestSteadyGC(t *testing.T) {
 	t.Cleanup(func() { debug.SetGCPercent(before) })
 
 	t.Setenv("GOGC", "")
-	if got := SteadyGC(0); got != SteadyGCPercent {
+	got, restore := SteadyGC(0)
+	if got != SteadyGCPercent {
 		t.Fatalf("no GOGC, no percent given: collecting at %d, want %d", got, SteadyGCPercent)
 	}
-	if got := SteadyGC(60); got != 60 {
+	restore()
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Fatalf("restored to %d, want the 100 from before", p)
+	}
+	if got, _ := SteadyGC(60); got != 60 {
 		t.Fatalf("--gc-percent 60: collecting at %d", got)
 	}
 	debug.SetGCPercent(150) // as the runtime does for GOGC=150
 	t.Setenv("GOGC", "150")
-	if got := SteadyGC(0); got != 150 {
+	if got, _ := SteadyGC(0); got != 150 {
 		t.Fatalf("GOGC=150 in the environment: collecting at %d, want it left at 150", got)
 	}
-	if got := SteadyGC(40); got != 40 {
+	if got, _ := SteadyGC(40); got != 40 {
 		t.Fatalf("GOGC=150 and --gc-percent 40: collecting at %d, want the flag's 40", got)
 	}
 }

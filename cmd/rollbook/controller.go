@@ -447,7 +447,9 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 	if err := c.in.WaitSynced(ctx); err != nil {
 		return nil
 	}
-	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", ctl.SteadyGC(c.opts.GCPercent))
+	gogc, restore := ctl.SteadyGC(c.opts.GCPercent)
+	defer restore()
+	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", gogc)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
