@@ -30,8 +30,7 @@ const SteadyGCPercent = 25
 // target from before: a controller that stops leading catches up at it
 // again when it leads once more.
 func SteadyGC(percent int) (now int, restore func()) {
-	before := debug.SetGCPercent(100)
-	debug.SetGCPercent(before)
+	before := gcPercent()
 	switch {
 	case percent > 0:
 		debug.SetGCPercent(percent)
@@ -39,7 +38,12 @@ func SteadyGC(percent int) (now int, restore func()) {
 		debug.SetGCPercent(SteadyGCPercent)
 	}
 	debug.FreeOSMemory()
+	return gcPercent(), func() { debug.SetGCPercent(before) }
+}
+
+// gcPercent is the GOGC in force (0 when collection is off).
+func gcPercent() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
 	metrics.Read(s)
-	return int(s[0].Value.Uint64()), func() { debug.SetGCPercent(before) }
+	return int(s[0].Value.Uint64())
 }

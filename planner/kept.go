@@ -14,9 +14,9 @@ import "rollbook.dev/rollbook/projections"
 // wait, of the plan's time (podPlan.until and timed).
 //
 // They are the last classification's own lists, the rolloutPlan's mine
-// and all, which the rollout's unit keeps anyway (unit.pods and plans):
-// keeping them costs no memory per pod. (A map by pod key cost ~85 bytes
-// a pod of a rollout under way.)
+// and all; without conflicts the rollout's unit keeps the same lists
+// anyway (unit.pods and plans), so keeping them costs no memory per pod.
+// (A map by pod key cost ~85 bytes a pod of a rollout under way.)
 type keptPlans struct {
 	ctx keptContext
 	// pods, sorted by key, and each one's classification (nil: not yet

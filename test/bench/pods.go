@@ -174,30 +174,23 @@ func createBarePods(ctx context.Context, env *benchEnv, cs kubernetes.Interface,
 
 // heap is a snapshot of this process's memory after two GCs.
 type heap struct {
-	Live  uint64 // bytes of live heap objects marked by the last GC
-	InUse uint64 // bytes in in-use heap spans (MemStats.HeapInuse)
-	RSS   uint64 // resident set size (includes C allocations: Pebble's caches)
-	// Go is the memory the Go runtime has mapped and not released: the
-	// part of RSS that is Go's (heap, stacks, its own metadata), as far
-	// as the pages are touched.
-	Go     uint64
-	Goroot int // goroutines
+	Live   uint64 // bytes of live heap objects marked by the last GC
+	InUse  uint64 // bytes in in-use heap spans (MemStats.HeapInuse)
+	RSS    uint64 // resident set size (includes C allocations: Pebble's caches)
+	Goroot int    // goroutines
 }
 
 var heapSamples = []metrics.Sample{
 	{Name: "/gc/heap/live:bytes"},
 	{Name: "/memory/classes/heap/objects:bytes"},
 	{Name: "/memory/classes/heap/unused:bytes"},
-	{Name: "/memory/classes/total:bytes"},
-	{Name: "/memory/classes/heap/released:bytes"},
 }
 
 func snapshot() heap {
 	runtime.GC()
 	runtime.GC()
 	metrics.Read(heapSamples)
-	h := heap{Live: heapSamples[0].Value.Uint64(), InUse: heapSamples[1].Value.Uint64() + heapSamples[2].Value.Uint64(), Goroot: runtime.NumGoroutine(),
-		Go: heapSamples[3].Value.Uint64() - heapSamples[4].Value.Uint64()}
+	h := heap{Live: heapSamples[0].Value.Uint64(), InUse: heapSamples[1].Value.Uint64() + heapSamples[2].Value.Uint64(), Goroot: runtime.NumGoroutine()}
 	h.RSS, _ = procStatusKB(os.Getpid(), "VmRSS")
 	h.RSS *= 1024
 	return h

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -29,7 +28,6 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	only := fs.Int("phases", 0, "run only the first n phases (0: all): 2 is scan and fold")
 	upto := fs.Uint64("records", 0, "read only the first n records (0: all)")
 	whatIf := fs.Bool("what-if", false, "go on past divergences, as rollbook replay --what-if (a journal recorded by another planner version)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the last phase's runs to this file")
 	verify := fs.Bool("verify", false, "instead of fold and replay: Journal.Verify (rollbook journal verify) on one core, one pass, and on every core, in parts")
 	divergent := 0
 	if err := fs.Parse(args); err != nil {
@@ -125,31 +123,10 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	cpus := make([][]time.Duration, len(phases))
 	var records uint64
 	var plans int
-	profiled := false
-	defer func() {
-		if profiled {
-			pprof.StopCPUProfile()
-		}
-	}()
 	for run := range *runs {
 		for i, p := range phases {
-			if *cpuProfile != "" && i == len(phases)-1 && !profiled {
-				f, err := os.Create(*cpuProfile)
-				if err != nil {
-					return nil, err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return nil, err
-				}
-				profiled = true
-			}
 			start, cpu0 := time.Now(), cpuTime()
 			n, pl, err := p.run()
-			if profiled {
-				pprof.StopCPUProfile()
-				profiled = false
-			}
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}

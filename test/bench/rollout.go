@@ -439,16 +439,25 @@ func buildRollbook(ctx context.Context, env *benchEnv, dir, given string) (strin
 	}
 	bin := filepath.Join(dir, "rollbook")
 	env.logf("building the rollbook binary")
-	// As the image builds it (deploy/image: build.go): no cgo, so
-	// Pebble's memtables and block cache are Go memory, as they are in
-	// production; no demo.
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "nodemo", "-o", bin, "./cmd/rollbook")
-	build.Dir = src
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/rollbook: %v\n%s", err, out)
+	// No demo, as in the image (deploy/image's Tags).
+	if err := buildAsImage(ctx, src, "./cmd/rollbook", bin, "-tags", "nodemo"); err != nil {
+		return "", err
 	}
 	return bin, nil
+}
+
+// buildAsImage builds package pkg of the source tree src into out as
+// deploy/image builds the controller: without cgo, so Pebble's memtables
+// and block cache are Go memory, as they are in production (with cgo they
+// are C memory, outside the Go heap), and -trimpath.
+func buildAsImage(ctx context.Context, src, pkg, out string, flags ...string) error {
+	args := append(append([]string{"build", "-trimpath"}, flags...), "-o", out, pkg)
+	build := exec.CommandContext(ctx, "go", args...)
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s without cgo: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 // rollbookRun is how the bench runs the controller: `rollbook run`

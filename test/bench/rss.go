@@ -133,10 +133,9 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	return summary, nil
 }
 
-// childBinary is this program built as the image builds rollbook: without
-// cgo, so Pebble's memtables and block cache are Go memory, as they are
-// in production (with cgo they are C memory, outside the Go heap). It is
-// this very binary when it was built so. done removes what it built.
+// childBinary is this program built as the image builds rollbook
+// (buildAsImage), or this very binary when it was built so. done removes
+// what it built.
 func childBinary(ctx context.Context, env *benchEnv) (bin string, done func(), err error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -160,11 +159,9 @@ func childBinary(ctx context.Context, env *benchEnv) (bin string, done func(), e
 	done = func() { os.RemoveAll(dir) }
 	bin = filepath.Join(dir, "bench")
 	env.logf("building this bench without cgo, as the image builds rollbook")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./test/bench")
-	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	if err := buildAsImage(ctx, src, "./test/bench", bin); err != nil {
 		done()
-		return "", nil, fmt.Errorf("go build ./test/bench without cgo: %v\n%s", err, out)
+		return "", nil, err
 	}
 	return bin, done, nil
 }
@@ -175,7 +172,6 @@ type childResult struct {
 	// updates (see churn); RSS the resident set at the end, settled.
 	CatchUpHWM         float64
 	HWM, RSS, HeapLive float64
-	Go                 float64 // heap.Go
 	Pods               int
 	Actions            int
 	// Encoded is what holding idle pods encoded would take instead (see
@@ -221,7 +217,7 @@ func memoryChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	r.HeapLive, r.RSS, r.HWM, r.Go, r.CatchUpHWM = float64(h.Live), float64(h.RSS), float64(hwm*1024), float64(h.Go), float64(catchUpPeak)
+	r.HeapLive, r.RSS, r.HWM, r.CatchUpHWM = float64(h.Live), float64(h.RSS), float64(hwm*1024), float64(catchUpPeak)
 	if p := os.Getenv("BENCH_MEMORY_HEAPPROFILE"); p != "" {
 		if err := writeHeapProfile(p + "." + args[0] + "." + args[1]); err != nil {
 			return err
@@ -440,7 +436,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 // the updates a fleet's steady state brings between two measurements.
 func churn(n int, update func(i int) error) error {
 	for k := range n / 3 {
-		if err := update(k * 3 % n); err != nil {
+		if err := update(3 * k); err != nil {
 			return err
 		}
 	}
