@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,10 @@ import (
 // caught up, its peak through the steady updates (VmHWM, reset between
 // the two), its resident set at the end once the runtime has returned
 // what it will (settle), and its live heap. The marginal cost per pod is
-// (figure at N − figure at 0) ÷ N, both measured in the same run.
+// (figure at N − figure at 0) ÷ N, both measured in the same run, and
+// between two sizes (figure at N − figure at M) ÷ (N − M): what one pod
+// more costs there. RSS is also told in its parts: anonymous (the heap and
+// the runtime's own) and file-backed (the binary's pages it has run).
 //
 //   - rollbook: what the controller keeps per pod, through its own code:
 //     each pod compacted by ingest (ingest.Compact), journaled in a real
@@ -61,8 +65,9 @@ import (
 // is left out of both.
 func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("memory")
-	podsList := fs.String("pods", "10000,100000", "comma-separated pod counts (0 is always measured too)")
+	podsList := fs.String("pods", "10000,20000,100000", "comma-separated pod counts (0 is always measured too)")
 	gogc := fs.String("gogc", "", "GOGC for the child processes (default: the Go default, 100)")
+	runs := fs.Int("runs", 1, "processes per variant and count; each figure is the median of theirs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -74,6 +79,11 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		}
 		counts = append(counts, n)
 	}
+	slices.Sort(counts)
+	counts = slices.Compact(counts)
+	if *runs < 1 {
+		return nil, fmt.Errorf("--runs %d: at least 1", *runs)
+	}
 	self, done, err := childBinary(ctx, env)
 	if err != nil {
 		return nil, err
@@ -84,45 +94,51 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	for _, v := range variants {
 		results[v] = map[int]childResult{}
 	}
-	fmt.Printf("\nmemory: whole-process RSS per tracked pod, each variant in its own process, pods %v\n", counts)
+	fmt.Printf("\nmemory: whole-process RSS per tracked pod, each variant in its own process, pods %v, %d run(s) each\n", counts, *runs)
 	printMachine(env)
 	for _, n := range counts {
 		for _, v := range variants {
-			cmd := exec.CommandContext(ctx, self, "memory-child", v, strconv.Itoa(n))
-			cmd.Stderr = env.progress
-			if *gogc != "" {
-				cmd.Env = append(os.Environ(), "GOGC="+*gogc)
+			var all []childResult
+			for range *runs {
+				cmd := exec.CommandContext(ctx, self, "memory-child", v, strconv.Itoa(n))
+				cmd.Stderr = env.progress
+				if *gogc != "" {
+					cmd.Env = append(os.Environ(), "GOGC="+*gogc)
+				}
+				start := time.Now()
+				out, err := cmd.Output()
+				if err != nil {
+					return nil, fmt.Errorf("%s at %d pods: %w", v, n, err)
+				}
+				var r childResult
+				if err := json.Unmarshal(out, &r); err != nil {
+					return nil, fmt.Errorf("%s at %d pods: %w: %s", v, n, err, out)
+				}
+				all = append(all, r)
+				env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB (anonymous %6.1f, file %5.1f), heap live %7.1f MiB (%s)",
+					v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.Anon), mib(r.File), mib(r.HeapLive), time.Since(start).Round(time.Second))
 			}
-			start := time.Now()
-			out, err := cmd.Output()
-			if err != nil {
-				return nil, fmt.Errorf("%s at %d pods: %w", v, n, err)
-			}
-			var r childResult
-			if err := json.Unmarshal(out, &r); err != nil {
-				return nil, fmt.Errorf("%s at %d pods: %w: %s", v, n, err, out)
-			}
-			results[v][n] = r
-			env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB, heap live %7.1f MiB (%s)", v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.HeapLive), time.Since(start).Round(time.Second))
+			results[v][n] = medianResult(all)
 		}
 	}
 	summary := map[string]any{}
 	for _, n := range counts[1:] {
 		fmt.Printf("\n  %d pods (marginal over the same variant at 0 pods):\n", n)
-		per := map[string][4]float64{}
+		per := map[string]figures{}
 		for _, v := range variants {
-			z, r := results[v][0], results[v][n]
-			p := [4]float64{(r.CatchUpHWM - z.CatchUpHWM) / float64(n), (r.HWM - z.HWM) / float64(n), (r.RSS - z.RSS) / float64(n), (r.HeapLive - z.HeapLive) / float64(n)}
+			r := results[v][n]
+			p := perPod(results[v][0], r)
 			per[v] = p
-			fmt.Printf("    %-8s catch-up peak %7.1f MiB (%6.0f B/pod), steady peak %7.1f MiB (%6.0f B/pod), settled RSS %7.1f MiB (%6.0f B/pod), heap live %6.0f B/pod\n",
-				v, mib(r.CatchUpHWM), p[0], mib(r.HWM), p[1], mib(r.RSS), p[2], p[3])
-			summary[fmt.Sprintf("%s_%d", v, n)] = map[string]any{"catch_up_peak_mib": mib(r.CatchUpHWM), "catch_up_peak_b_per_pod": round(p[0], 0),
-				"steady_peak_mib": mib(r.HWM), "steady_peak_b_per_pod": round(p[1], 0), "rss_b_per_pod": round(p[2], 0), "heap_b_per_pod": round(p[3], 0)}
+			fmt.Printf("    %-8s catch-up peak %7.1f MiB (%6.0f B/pod), steady peak %7.1f MiB (%6.0f B/pod), settled RSS %7.1f MiB (%6.0f B/pod: anonymous %6.0f, file %4.0f), heap live %6.0f B/pod\n",
+				v, mib(r.CatchUpHWM), p.CatchUpHWM, mib(r.HWM), p.HWM, mib(r.RSS), p.RSS, p.Anon, p.File, p.HeapLive)
+			summary[fmt.Sprintf("%s_%d", v, n)] = map[string]any{"catch_up_peak_mib": mib(r.CatchUpHWM), "catch_up_peak_b_per_pod": round(p.CatchUpHWM, 0),
+				"steady_peak_mib": mib(r.HWM), "steady_peak_b_per_pod": round(p.HWM, 0), "rss_b_per_pod": round(p.RSS, 0),
+				"anon_b_per_pod": round(p.Anon, 0), "file_b_per_pod": round(p.File, 0), "heap_b_per_pod": round(p.HeapLive, 0)}
 		}
 		fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×, heap per pod %.1f×\n",
-			per["informer"][1]/per["rollbook"][1], per["informer"][2]/per["rollbook"][2], per["informer"][3]/per["rollbook"][3])
+			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS, per["informer"].HeapLive/per["rollbook"].HeapLive)
 		fmt.Printf("    a rollout over every pod costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
-			per["rollbook"][1]-per["idle"][1], per["rollbook"][2]-per["idle"][2], per["rollbook"][3]-per["idle"][3])
+			per["rollbook"].HWM-per["idle"].HWM, per["rollbook"].RSS-per["idle"].RSS, per["rollbook"].HeapLive-per["idle"].HeapLive)
 		if e := results["rollbook"][n].Encoded; e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
@@ -130,7 +146,58 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			summary[fmt.Sprintf("encoded_idle_%d", n)] = map[string]any{"bytes_per_pod": round(e.Bytes, 0), "decode_us_per_pod": round(e.DecodeNs/1e3, 2), "own_bytes_per_pod": round(e.Own, 0)}
 		}
 	}
+	// The same figures between two fleet sizes: what one more pod costs
+	// there, without what a process pays once it holds any (Pebble's
+	// memtables once the journal has been written to, the binary's pages
+	// of the fold and the planner once they have run).
+	for i := 2; i < len(counts); i++ {
+		a, b := counts[i-1], counts[i]
+		fmt.Printf("\n  from %d to %d pods (marginal per pod added):\n", a, b)
+		per := map[string]figures{}
+		for _, v := range variants {
+			p := perPod(results[v][a], results[v][b])
+			per[v] = p
+			fmt.Printf("    %-8s steady peak %6.0f B/pod, settled RSS %6.0f B/pod (anonymous %6.0f, file %4.0f), heap live %6.0f B/pod\n",
+				v, p.HWM, p.RSS, p.Anon, p.File, p.HeapLive)
+			summary[fmt.Sprintf("%s_%d_to_%d", v, a, b)] = map[string]any{"steady_peak_b_per_pod": round(p.HWM, 0), "rss_b_per_pod": round(p.RSS, 0),
+				"anon_b_per_pod": round(p.Anon, 0), "file_b_per_pod": round(p.File, 0), "heap_b_per_pod": round(p.HeapLive, 0)}
+		}
+		fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×\n",
+			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS)
+	}
 	return summary, nil
+}
+
+// figures are a child's figures, or their growth per pod between two.
+type figures struct{ CatchUpHWM, HWM, RSS, Anon, File, HeapLive float64 }
+
+func (r childResult) figures() figures {
+	return figures{r.CatchUpHWM, r.HWM, r.RSS, r.Anon, r.File, r.HeapLive}
+}
+
+// perPod is (to − from) ÷ (the pods it added).
+func perPod(from, to childResult) figures {
+	a, b, n := from.figures(), to.figures(), float64(to.Pods-from.Pods)
+	return figures{(b.CatchUpHWM - a.CatchUpHWM) / n, (b.HWM - a.HWM) / n, (b.RSS - a.RSS) / n, (b.Anon - a.Anon) / n,
+		(b.File - a.File) / n, (b.HeapLive - a.HeapLive) / n}
+}
+
+// medianResult is the first of all with each figure the median of all's.
+func medianResult(all []childResult) childResult {
+	r := all[0]
+	for _, f := range []func(*childResult) *float64{
+		func(c *childResult) *float64 { return &c.CatchUpHWM }, func(c *childResult) *float64 { return &c.HWM },
+		func(c *childResult) *float64 { return &c.RSS }, func(c *childResult) *float64 { return &c.Anon },
+		func(c *childResult) *float64 { return &c.File }, func(c *childResult) *float64 { return &c.HeapLive },
+	} {
+		v := make([]float64, len(all))
+		for i := range all {
+			v[i] = *f(&all[i])
+		}
+		slices.Sort(v)
+		*f(&r) = v[len(v)/2]
+	}
+	return r
 }
 
 // childBinary is this program built as the image builds rollbook
@@ -172,8 +239,11 @@ type childResult struct {
 	// updates (see churn); RSS the resident set at the end, settled.
 	CatchUpHWM         float64
 	HWM, RSS, HeapLive float64
-	Pods               int
-	Actions            int
+	// Anon and File are RSS's parts (RssAnon, RssFile): the heap and the
+	// runtime's memory, and the binary's pages the process has read.
+	Anon, File float64
+	Pods       int
+	Actions    int
 	// Encoded is what holding idle pods encoded would take instead (see
 	// encodedIdle); rollbook variant only.
 	Encoded *encodedIdle `json:",omitempty"`
@@ -213,6 +283,16 @@ func memoryChild(args []string) error {
 		return err
 	}
 	h.RSS *= 1024
+	for _, f := range []struct {
+		name string
+		to   *float64
+	}{{"RssAnon", &r.Anon}, {"RssFile", &r.File}} {
+		kb, err := procStatusKB(os.Getpid(), f.name)
+		if err != nil {
+			return err
+		}
+		*f.to = float64(kb * 1024)
+	}
 	hwm, err := procStatusKB(os.Getpid(), "VmHWM")
 	if err != nil {
 		return err
