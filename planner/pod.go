@@ -77,7 +77,6 @@ type podPlan struct {
 	rare    *rareChanges
 	state   *PodState
 	gatedAt int64
-	why     string // for verifying, failed and blocked
 	rev     string // the target revision classified against
 	until   int64  // see timed
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
@@ -89,11 +88,14 @@ type podPlan struct {
 
 // rareChanges are the changes of a pod's patch that most rollouts'
 // pods do not have: resources (a resize), and metadata besides labels
-// (see podTarget).
+// (see podTarget); and why a pod is verifying, failed, blocked or
+// recreated, which a rollout's pods are a few at a time (kept here, a
+// podPlan is 128 bytes, not 144, for each of a rollout's pods).
 type rareChanges struct {
 	resources                       []ResourceChange
 	removeLabels, removeAnnotations []string
 	annotations                     map[string]string
+	why                             string
 }
 
 // rarely is the pod's rare changes, for reading: none for a pod without.
@@ -102,6 +104,21 @@ func (pp *podPlan) rarely() rareChanges {
 		return rareChanges{}
 	}
 	return *pp.rare
+}
+
+// why is why the pod is verifying, failed, blocked or recreated.
+func (pp *podPlan) why() string {
+	if pp.rare == nil {
+		return ""
+	}
+	return pp.rare.why
+}
+
+// setWhy sets why; an empty why makes no rareChanges.
+func (pp *podPlan) setWhy(why string) {
+	if why != "" || pp.rare != nil {
+		pp.rareChanges().why = why
+	}
 }
 
 // rareChanges is the pod's rare changes, made on the first one.
@@ -260,7 +277,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	ours := pp.state != nil && pp.state.Revision == t.rev
 	switch {
 	case notInPlace != "":
-		pp.why = notInPlace
+		pp.setWhy(notInPlace)
 		if t.canRecreate && spec.Strategy.Fallback != "Never" {
 			pp.stage = stageRecreate
 		} else {
@@ -286,9 +303,11 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		case ok:
 			pp.stage = stageVerified
 		case now-pp.state.PatchedAt >= verifyTimeout(spec):
-			pp.stage, pp.why, pp.timed = stageFailed, why, true
+			pp.stage, pp.timed = stageFailed, true
+			pp.setWhy(why)
 		default:
-			pp.stage, pp.why, pp.until = stageVerifying, why, pp.state.PatchedAt+verifyTimeout(spec)
+			pp.stage, pp.until = stageVerifying, pp.state.PatchedAt+verifyTimeout(spec)
+			pp.setWhy(why)
 		}
 	case atTarget:
 		pp.stage = stageDone

@@ -139,8 +139,8 @@ func startWhy(a ActionKind, pp *podPlan) string {
 	switch {
 	case a == Patch:
 		return "patched at once: nothing to drain"
-	case a == Recreate && pp != nil && pp.why != "":
-		return "recreated, not updated in place: " + pp.why
+	case a == Recreate && pp != nil && pp.why() != "":
+		return "recreated, not updated in place: " + pp.why()
 	}
 	return ""
 }
@@ -158,12 +158,12 @@ func (d *dryRun) notStartedWhy(pod *projections.Pod, pp *podPlan, partition int)
 	case stageDone:
 		return "already at the target"
 	case stageBlocked:
-		return "cannot be updated in place and is not recreated (fallback Never, or no template to recreate from): " + pp.why
+		return "cannot be updated in place and is not recreated (fallback Never, or no template to recreate from): " + pp.why()
 	case stageSkipped:
 		return "skipped: it does not declare readiness gate " + GateCondition + " and spec.requireReadinessGate is set"
 	case stageIdle, stageRecreate:
 	default:
-		return joinWhy("update under way ("+pp.stage.String()+")", pp.why)
+		return joinWhy("update under way ("+pp.stage.String()+")", pp.why())
 	}
 	end := d.end
 	switch {

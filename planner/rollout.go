@@ -330,20 +330,20 @@ func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
 	switch pp.stage {
 	case stageFailed:
 		n.failed++
-		n.failedWhy = first(n.failedWhy, pp.pod.Name+": "+pp.why)
+		n.failedWhy = first(n.failedWhy, pp.pod.Name+": "+pp.why())
 	case stageBlocked:
 		n.blocked++
-		n.blockedWhy = first(n.blockedWhy, pp.pod.Name+": "+pp.why)
+		n.blockedWhy = first(n.blockedWhy, pp.pod.Name+": "+pp.why())
 	case stageSkipped:
 		n.skipped++
 	case stageDiverged:
 		n.diverged++
-		n.divergedWhy = first(n.divergedWhy, pp.pod.Name+": "+pp.why)
+		n.divergedWhy = first(n.divergedWhy, pp.pod.Name+": "+pp.why())
 	case stageRecreate:
 		n.recreating++
 		// No pod name or count: the message stays put while pods are
 		// recreated, and costs no status write per pod.
-		n.recreateWhy = first(n.recreateWhy, pp.why)
+		n.recreateWhy = first(n.recreateWhy, pp.why())
 		if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
 			n.evictionBlocked = first(n.evictionBlocked, pp.pod.Name+": "+f.Error)
 		}
@@ -513,7 +513,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		}
 	case stageBlocked, stageSkipped, stageDiverged:
 		if pp.gated {
-			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why}, pp.pod))
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why()}, pp.pod))
 		}
 	case stageRecreate:
 		switch {
@@ -524,7 +524,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		case pp.pod.Deleting == 0:
 			// Gated for an in-place target that changed to one needing
 			// a new pod: its own gate already spent the budget.
-			p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why})
+			p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why()})
 		}
 	case stageIdle:
 		return true
@@ -553,7 +553,7 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		var a Action
 		switch {
 		case pp.stage == stageRecreate:
-			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why}
+			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why()}
 		case pp.hasGate && !pp.skipDrain, preHook(rp.spec) != nil:
 			a = p.gate(rp, pp)
 		default:

@@ -13,10 +13,14 @@ import (
 // runtime's name, a constant, and the 32 bytes the digits spell, in the
 // container itself; any other ID (another runtime, the dry run's) is held
 // as it is. Two IDs are the same exactly when their ContainerIDs are ==.
+//
+// An ID held as its sum has a sum that is not all zeros: the one ID whose
+// digits are all zeros is held as it is, so a zero sum marks an ID held
+// as text, and a ContainerID is 48 bytes, not 56 with a flag (a fleet's
+// pods hold two or three).
 type ContainerID struct {
-	text string // the runtime's name when sum holds the digits; else the ID
 	sum  [32]byte
-	hex  bool
+	text string // the runtime's name when sum holds the digits; else the ID
 }
 
 // runtimes are the runtimes whose IDs are held as a sum: their names are
@@ -32,7 +36,7 @@ func ParseContainerID(id string) ContainerID {
 	if id[n:n+3] != "://" {
 		return ContainerID{text: id}
 	}
-	out := ContainerID{hex: true}
+	var out ContainerID
 	for _, r := range runtimes {
 		if id[:n] == r {
 			out.text = r
@@ -46,11 +50,14 @@ func ParseContainerID(id string) ContainerID {
 		}
 		out.sum[i] = hi<<4 | lo
 	}
-	if out.text == "" {
+	if out.text == "" || !out.hex() {
 		return ContainerID{text: id}
 	}
 	return out
 }
+
+// hex: id holds the digits in sum.
+func (id ContainerID) hex() bool { return id.sum != [32]byte{} }
 
 // unhex is each lower-case hex digit's value, 0xff for every other byte:
 // one pass over an ID's digits decodes and checks them.
@@ -66,7 +73,7 @@ var unhex = func() (t [256]byte) {
 
 // String is the ID as the runtime wrote it.
 func (id ContainerID) String() string {
-	if !id.hex {
+	if !id.hex() {
 		return id.text
 	}
 	return id.text + "://" + hex.EncodeToString(id.sum[:])
@@ -78,7 +85,7 @@ func (id ContainerID) IsZero() bool { return id == ContainerID{} }
 // Is says whether id is s, without making id's string: planning compares
 // each pod under way's IDs with those its state recorded, every plan.
 func (id ContainerID) Is(s string) bool {
-	if !id.hex {
+	if !id.hex() {
 		return id.text == s
 	}
 	n := len(id.text)

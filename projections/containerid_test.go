@@ -21,7 +21,8 @@ func TestContainerIDs(t *testing.T) {
 		"containerd://" + digits[:63] + "g",            // not a digit
 		"rkt://" + digits,                              // another runtime
 		"dry-run://u-1/app/3", "containerd:/" + digits, // other forms
-		"x://" + strings.Repeat("y", 300), // long
+		"x://" + strings.Repeat("y", 300),                          // long
+		"containerd://" + strings.Repeat("0", 64), "containerd://", // a zero sum: held as text
 	}
 	for _, a := range ids {
 		id := ParseContainerID(a)
@@ -52,7 +53,7 @@ func TestContainerIDs(t *testing.T) {
 			t.Errorf("%q decodes as %q (%v)", a, back.String(), err)
 		}
 	}
-	if id := ParseContainerID("containerd://" + digits); id.text != "containerd" || !id.hex {
+	if id := ParseContainerID("containerd://" + digits); id.text != "containerd" || !id.hex() {
 		t.Errorf("a containerd ID is held as %+v, not as its sum", id)
 	}
 }
