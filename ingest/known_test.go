@@ -40,7 +40,39 @@ func TestKnownOnlyWhatIsJournaled(t *testing.T) {
 	if _, ok, _ := s.observe(pod, false); ok {
 		t.Fatal("an object already journaled at this version was journaled again")
 	}
-	if o, ok := s.known["pods/ns/a"]; !ok || o.rv != "5" {
+	if o, ok := s.known["pods/ns/a"]; !ok || o.RV() != "5" || o.UID() != "u1" {
 		t.Fatalf("known set after the append: %+v %v", o, ok)
+	}
+}
+
+// TestKnownIdentities: whatever the form of a UID and a resourceVersion,
+// the known set gives them back as they were, and says an object is
+// (uid, rv) exactly when the strings are the same; the forms Kubernetes
+// writes take no heap of their own.
+func TestKnownIdentities(t *testing.T) {
+	uids := []string{"6c3c624b-58db-4bcd-0001-000000000001", "6c3c624b-58db-4bcd-0001-000000000002",
+		"00000000-0000-0000-0000-000000000000", "6C3C624B-58DB-4BCD-0001-000000000001", "6c3c624b58db4bcd0001000000000001",
+		"6c3c624b-58db-4bcd-0001-00000000000g", "u1", ""}
+	rvs := []string{"5", "0", "12345678901234567890", "18446744073709551615", "18446744073709551616", "05", "-5", "+5", "a", ""}
+	for _, u := range uids {
+		for _, v := range rvs {
+			o := makeKnown(u, v)
+			if o.UID() != u || o.RV() != v {
+				t.Errorf("(%q, %q) is known as (%q, %q)", u, v, o.UID(), o.RV())
+			}
+			for _, u2 := range uids {
+				for _, v2 := range rvs {
+					if o.is(u2, v2) != (u == u2 && v == v2) {
+						t.Errorf("(%q, %q).is(%q, %q) = %v", u, v, u2, v2, o.is(u2, v2))
+					}
+				}
+			}
+		}
+	}
+	if o := makeKnown(uids[0], "123"); o.odd != nil {
+		t.Errorf("a UUID and a decimal resourceVersion are held as strings: %+v", o)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = makeKnown(uids[0], "123").is(uids[0], "123") }); n != 0 {
+		t.Errorf("knowing and asking allocate %v times", n)
 	}
 }

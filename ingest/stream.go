@@ -335,7 +335,7 @@ func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan arrival 
 func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.Entry, bool, error) {
 	key := Key(s.res.Name(), u.GetNamespace(), u.GetName())
 	uid, rv := string(u.GetUID()), u.GetResourceVersion()
-	if o, ok := s.lookup(key); !deleted && ok && o.uid == uid && o.rv == rv {
+	if o, ok := s.lookup(key); !deleted && ok && o.is(uid, rv) {
 		s.in.Stats.Duplicates.Add(1)
 		return journal.Entry{}, false, nil
 	}
@@ -361,7 +361,7 @@ func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.En
 	if err != nil {
 		return journal.Entry{}, false, fmt.Errorf("ingest: %w", err)
 	}
-	s.stage(key, knownObj{uid: uid, rv: rv}, deleted)
+	s.stage(key, makeKnown(uid, rv), deleted)
 	return journal.Entry{Kind: journal.KindObserved, Key: key, Body: body}, true, nil
 }
 
@@ -408,8 +408,8 @@ func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Ent
 		o, _ := s.lookup(k)
 		ns, name := splitKey(s.res, k)
 		body, err := journal.EncodeBody(&journal.Vanished{
-			Resource: s.res.Name(), Namespace: ns, Name: name, UID: o.uid,
-			LastResourceVersion: o.rv, ListResourceVersion: listRV,
+			Resource: s.res.Name(), Namespace: ns, Name: name, UID: o.UID(),
+			LastResourceVersion: o.RV(), ListResourceVersion: listRV,
 		})
 		if err != nil {
 			continue // a struct of strings always encodes

@@ -49,7 +49,9 @@ import (
 //     each pod compacted by ingest (ingest.Compact), journaled in a real
 //     Pebble journal (group commits of 512, fsync, as ingest appends a
 //     list), folded by the controller's fold (projections.Books), ingest's
-//     known set seeded from it as the controller does, then one rollout
+//     known set seeded from it as the controller does (and updated with
+//     each steady update's UID and resourceVersion, the event's strings,
+//     as ingest's appends update it), then one rollout
 //     over every pod planned by the controller's planner, kept
 //     (planner.Incremental: its caches are per pod too); caught up, it
 //     collects at the controller's steady target (ctl.SteadyGC).
@@ -420,11 +422,17 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		entries = entries[:0]
 		return fold(recs)
 	}
-	// observe journals pod i's v-th version, as ingest would.
+	// observe journals pod i's v-th version, as ingest would; an update
+	// (v > 0) is what ingest's known set holds of the pod from then on,
+	// the event's UID and resourceVersion (updated).
+	updated := map[string]ingest.KnownObject{}
 	observe := func(i, v int) error {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(watchedPodAt(i, v)); err != nil {
 			return err
+		}
+		if v > 0 {
+			updated[ingest.Key("pods", u.GetNamespace(), u.GetName())] = ingest.KnownObject{UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion()}
 		}
 		o, err := ingest.Compact(ingest.Pods, u)
 		if err != nil {
@@ -496,7 +504,9 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		if err := observe(i, 1); err != nil {
 			return err
 		}
-		if len(entries) == 0 { // a batch was folded: plan, as the loop would
+		if len(entries) == 0 { // a batch was appended and folded: ingest knows it; plan, as the loop would
+			in.SeedKnown(books.State.Seq, updated)
+			clear(updated)
 			if inc.Plan(books.State, books.State.TakeTouched()); inc.Full > 1 {
 				return errors.New("a plan of the steady updates planned everything")
 			}
@@ -508,6 +518,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	if err := flush(); err != nil {
 		return nil, 0, err
 	}
+	in.SeedKnown(books.State.Seq, updated)
 	inc.Plan(books.State, books.State.TakeTouched())
 	return []any{books, in, j, inc}, len(res.Actions), nil
 }
