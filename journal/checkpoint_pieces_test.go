@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -164,6 +166,16 @@ func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 	if held := piecesHeld(t, j); len(held) != 1 {
 		t.Fatalf("after Abort the pieces held are %v, want only checkpoint 10's", held)
 	}
+	tables := func() int {
+		left, err := os.ReadDir(filepath.Join(dir, tablesDir))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return len(left)
+	}
+	if n := tables(); n != 0 {
+		t.Fatalf("after Abort %d tables are left", n)
+	}
 	if _, err := w.Commit(); err == nil {
 		t.Fatal("Commit after Abort succeeded")
 	}
@@ -180,6 +192,36 @@ func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 	if _, err := w.Write(ckptData(20, 3*pieceBytes+1)); err != nil {
 		t.Fatal(err)
 	}
+	if n := tables(); n != 1 {
+		t.Fatalf("a checkpoint being written has %d tables, want 1", n)
+	}
+	j.Close()
+	j, err = Open(dir, Options{NoSync: true, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	latestIs(j, 10)
+	// Its pieces never reached the journal: their table, which the crash
+	// left beside it, is gone once the journal is open again.
+	if held := piecesHeld(t, j); len(held) != 1 {
+		t.Fatalf("the pieces held after the crash are %v, want only checkpoint 10's", held)
+	}
+	if n := tables(); n != 0 {
+		t.Fatalf("the unfinished checkpoint's table is still there after the journal opened again (%d)", n)
+	}
+	// A crash after its pieces were ingested and before its head leaves
+	// pieces no head names: the next checkpoint, above them, deletes them.
+	w, err = j.NewCheckpoint(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(ckptData(20, 3*pieceBytes+1)); err != nil {
+		t.Fatal(err)
+	}
+	if w.ingest(); w.err != nil {
+		t.Fatal(w.err)
+	}
 	j.Close()
 	j, err = Open(dir, Options{NoSync: true, Logger: discardLogger()})
 	if err != nil {
@@ -190,7 +232,6 @@ func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 	if held := piecesHeld(t, j); len(held) != 2 {
 		t.Fatalf("the pieces held after the crash are %v, want checkpoint 10's and the unfinished one's", held)
 	}
-	// The next checkpoint, above the leftovers, deletes them.
 	if err := j.SaveCheckpoint(25, ckptData(25, 2*pieceBytes)); err != nil {
 		t.Fatal(err)
 	}

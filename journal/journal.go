@@ -114,6 +114,10 @@ func Open(dir string, opts Options) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := removeTables(dir); err != nil {
+		db.Close()
+		return nil, err
+	}
 	go j.commitLoop()
 	return j, nil
 }
