@@ -292,7 +292,7 @@ func (d *dryRun) catchUp() {
 			continue
 		}
 		p = d.pod(k, p.UID)
-		for _, list := range [][]projections.Container{p.Pod.Containers, p.Pod.InitContainers} {
+		for _, list := range [][]projections.Container{p.Pod.Containers, p.Pod.InitContainers()} {
 			for i := range list {
 				c := &list[i]
 				if c.Image != "" && c.StatusImage != c.Image {
@@ -314,7 +314,7 @@ func (d *dryRun) catchUp() {
 // behind: the kubelet has not yet run a container's spec image or applied
 // its resources.
 func behind(f *projections.Facts) bool {
-	for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
+	for _, list := range [][]projections.Container{f.Containers, f.InitContainers()} {
 		for _, c := range list {
 			if (c.Image != "" && c.StatusImage != c.Image) || !sameQuantities(c.ActualRequests, c.Requests) || !sameQuantities(c.ActualLimits, c.Limits) {
 				return true
@@ -532,7 +532,7 @@ func (d *dryRun) patch(p *projections.Pod, a Action) {
 	for _, ch := range a.Images {
 		list := f.Containers
 		if ch.Init {
-			list = f.InitContainers
+			list = f.InitContainers()
 		}
 		if ch.Index < len(list) && list[ch.Index].Name == ch.Name {
 			c := &list[ch.Index]
@@ -590,10 +590,10 @@ func (d *dryRun) replace(p *projections.Pod, t *target) {
 		}
 		slices.Sort(p.AnnotationKeys)
 		f.Containers = fromTemplate(f.Containers, t.to.Containers)
-		f.InitContainers = fromTemplate(f.InitContainers, t.to.InitContainers)
+		f.SetInitContainers(fromTemplate(f.InitContainers(), t.to.InitContainers))
 	}
 	p.HasAnnotations = len(p.AnnotationKeys) > 0 || len(p.Annotations) > 0
-	for _, list := range [][]projections.Container{f.Containers, f.InitContainers} {
+	for _, list := range [][]projections.Container{f.Containers, f.InitContainers()} {
 		for i := range list {
 			c := &list[i]
 			d.runContainer(p, c)

@@ -374,7 +374,7 @@ func sortedPodKeys(s *projections.State) []string {
 func findContainer(p *projections.Facts, name string, init bool) (*projections.Container, int) {
 	list := p.Containers
 	if init {
-		list = p.InitContainers
+		list = p.InitContainers()
 	}
 	for i := range list {
 		if list[i].Name == name {

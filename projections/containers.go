@@ -149,9 +149,9 @@ func (cs *containerShapes) share(f, old *Facts) {
 	}
 	cs.shareList(f.Containers, was)
 	if old != nil {
-		was = old.InitContainers
+		was = old.InitContainers()
 	}
-	cs.shareList(f.InitContainers, was)
+	cs.shareList(f.InitContainers(), was)
 }
 
 func (cs *containerShapes) shareList(list, was []Container) {

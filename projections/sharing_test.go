@@ -51,7 +51,7 @@ func TestPodsShareTheirShapes(t *testing.T) {
 			if p.FactsShape != first.FactsShape || p.Phase != "Running" {
 				t.Errorf("%s: web-%d's facts hold a shape of their own, or lost its phase: %+v", when, i, p.FactsShape)
 			}
-			if p.Containers[1].ContainerShape != first.Containers[1].ContainerShape || p.InitContainers[0].ContainerShape != first.InitContainers[0].ContainerShape {
+			if p.Containers[1].ContainerShape != first.Containers[1].ContainerShape || p.InitContainers()[0].ContainerShape != first.InitContainers()[0].ContainerShape {
 				t.Errorf("%s: web-%d's sidecar or init container holds a shape of its own", when, i)
 			}
 		}
