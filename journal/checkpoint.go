@@ -114,7 +114,7 @@ func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
 		return err
 	}
 	defer w.Abort()
-	if !j.enoughSpace(2 * uint64(len(data))) { // the pieces, and their WAL entries
+	if !j.enoughSpace(2 * uint64(len(data))) { // the table, and a copy should Pebble not link it
 		return fmt.Errorf("journal: checkpoint at %d: %w", seq, ErrDiskFull)
 	}
 	if _, err := w.Write(data); err != nil {
