@@ -131,9 +131,10 @@ func TestCheckpointReplacedAtTheSameRecord(t *testing.T) {
 }
 
 // TestCheckpointNeverSeenHalfWritten: until Commit, no reader sees a
-// checkpoint being written, and a writer that never commits (its process
-// died) leaves pieces that no reader sees and that the next checkpoint
-// deletes; Abort deletes its own.
+// checkpoint being written; a writer that never commits (its process
+// died) leaves a table that the next Open deletes or, dead once its
+// pieces were ingested, pieces that no reader sees and that the next
+// checkpoint deletes; Abort deletes its own.
 func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 	j, dir := openTemp(t, Options{NoSync: true, Logger: discardLogger()})
 	appendEach(t, j, 0, 30)
@@ -183,52 +184,47 @@ func TestCheckpointNeverSeenHalfWritten(t *testing.T) {
 		t.Fatal("Write after Abort succeeded")
 	}
 
-	// The process dies while writing: the journal closes under the
-	// writer, which never ends.
-	w, err = j.NewCheckpoint(20)
-	if err != nil {
-		t.Fatal(err)
+	// crash starts a checkpoint at 20, writes three pieces and more into
+	// it, does then, and dies: the journal closes under the writer, which
+	// never ends, and is opened again.
+	defer func() { j.Close() }()
+	crash := func(then func(w *CheckpointWriter)) {
+		t.Helper()
+		w, err := j.NewCheckpoint(20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(ckptData(20, 3*pieceBytes+1)); err != nil {
+			t.Fatal(err)
+		}
+		then(w)
+		j.Close()
+		if j, err = Open(dir, Options{NoSync: true, Logger: discardLogger()}); err != nil {
+			t.Fatal(err)
+		}
+		latestIs(j, 10)
 	}
-	if _, err := w.Write(ckptData(20, 3*pieceBytes+1)); err != nil {
-		t.Fatal(err)
-	}
-	if n := tables(); n != 1 {
-		t.Fatalf("a checkpoint being written has %d tables, want 1", n)
-	}
-	j.Close()
-	j, err = Open(dir, Options{NoSync: true, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	latestIs(j, 10)
-	// Its pieces never reached the journal: their table, which the crash
-	// left beside it, is gone once the journal is open again.
+	// Dead while writing: its pieces never reached the journal, and
+	// their table, which the crash left beside it, is gone once the
+	// journal is open again.
+	crash(func(*CheckpointWriter) {
+		if n := tables(); n != 1 {
+			t.Fatalf("a checkpoint being written has %d tables, want 1", n)
+		}
+	})
 	if held := piecesHeld(t, j); len(held) != 1 {
 		t.Fatalf("the pieces held after the crash are %v, want only checkpoint 10's", held)
 	}
 	if n := tables(); n != 0 {
 		t.Fatalf("the unfinished checkpoint's table is still there after the journal opened again (%d)", n)
 	}
-	// A crash after its pieces were ingested and before its head leaves
-	// pieces no head names: the next checkpoint, above them, deletes them.
-	w, err = j.NewCheckpoint(20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(ckptData(20, 3*pieceBytes+1)); err != nil {
-		t.Fatal(err)
-	}
-	if w.ingest(); w.err != nil {
-		t.Fatal(w.err)
-	}
-	j.Close()
-	j, err = Open(dir, Options{NoSync: true, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	latestIs(j, 10)
+	// Dead after its pieces were ingested and before its head: pieces no
+	// head names, which the next checkpoint, above them, deletes.
+	crash(func(w *CheckpointWriter) {
+		if w.ingest(); w.err != nil {
+			t.Fatal(w.err)
+		}
+	})
 	if held := piecesHeld(t, j); len(held) != 2 {
 		t.Fatalf("the pieces held after the crash are %v, want checkpoint 10's and the unfinished one's", held)
 	}
