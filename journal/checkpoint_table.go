@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cockroachdb/pebble/v2/objstorage"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -19,8 +20,9 @@ const tablesDir = "checkpoint-tables"
 // tableFile is a checkpoint's pieces as a table file Pebble can ingest.
 type tableFile struct {
 	path string
+	file objstorage.Writable
 	w    *sstable.Writer
-	done bool // finished or abandoned: the writer is closed
+	done bool // finished or abandoned: the file is closed
 }
 
 func createTable(j *Journal, seq, gen uint64) (*tableFile, error) {
@@ -33,7 +35,8 @@ func createTable(j *Journal, seq, gen uint64) (*tableFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tableFile{path: path, w: sstable.NewWriter(objstorageprovider.NewFileWritable(f), sstable.WriterOptions{
+	file := objstorageprovider.NewFileWritable(f)
+	return &tableFile{path: path, file: file, w: sstable.NewWriter(file, sstable.WriterOptions{
 		TableFormat: j.db.TableFormat(),
 	})}, nil
 }
@@ -47,11 +50,13 @@ func (t *tableFile) finish() error {
 	return t.w.Close()
 }
 
-// remove deletes the file (best effort: Open deletes what stays).
+// remove deletes the file (best effort: Open deletes what stays). A table
+// not finished is abandoned as it is: closing its writer would finish it,
+// writing and syncing the rest of a file about to be deleted.
 func (t *tableFile) remove() {
 	if !t.done {
 		t.done = true
-		_ = t.w.Close()
+		t.file.Abort()
 	}
 	_ = os.Remove(t.path)
 }

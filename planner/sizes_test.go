@@ -1,0 +1,19 @@
+package planner
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// TestPerPodSizes: a classification, which the planner keeps for every
+// pod of a rollout under way, stays within the size BENCHMARKS.md §1
+// counts. A field more is a cost for every such pod: weigh it (a rare one
+// goes in rareChanges), and measure again (bench memory), before moving
+// the budget.
+func TestPerPodSizes(t *testing.T) {
+	got, budget := unsafe.Sizeof(podPlan{}), uintptr(128)
+	t.Logf("podPlan: %d bytes", got)
+	if got > budget {
+		t.Errorf("podPlan is %d bytes, over its %d", got, budget)
+	}
+}
