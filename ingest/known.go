@@ -30,8 +30,8 @@ type knownObj struct {
 type oddIdentity struct{ uid, rv string }
 
 func makeKnown(uid, rv string) knownObj {
-	if u, ok := parseUUID(uid); ok {
-		if n, ok := parseVersion(rv); ok {
+	if u, ok := journal.ParseUUID(uid); ok {
+		if n, ok := journal.ParseVersion(rv); ok {
 			return knownObj{uid: u, rv: n}
 		}
 	}
@@ -44,11 +44,11 @@ func (o knownObj) is(uid, rv string) bool {
 	if o.odd != nil {
 		return o.odd.uid == uid && o.odd.rv == rv
 	}
-	u, ok := parseUUID(uid)
+	u, ok := journal.ParseUUID(uid)
 	if !ok || u != o.uid {
 		return false
 	}
-	n, ok := parseVersion(rv)
+	n, ok := journal.ParseVersion(rv)
 	return ok && n == o.rv
 }
 
@@ -57,15 +57,7 @@ func (o knownObj) UID() string {
 	if o.odd != nil {
 		return o.odd.uid
 	}
-	const digits = "0123456789abcdef"
-	b := make([]byte, 0, 36)
-	for i, x := range o.uid {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, digits[x>>4], digits[x&15])
-	}
-	return string(b)
+	return journal.FormatUUID(o.uid)
 }
 
 func (o knownObj) RV() string {
@@ -73,57 +65,6 @@ func (o knownObj) RV() string {
 		return o.odd.rv
 	}
 	return strconv.FormatUint(o.rv, 10)
-}
-
-// parseUUID reads a UUID as the apiserver writes one (lower-case hex,
-// 8-4-4-4-12): ok only when UID() gives s back.
-func parseUUID(s string) (u [16]byte, ok bool) {
-	if len(s) != 36 {
-		return u, false
-	}
-	j := 0
-	for i := 0; i < 36; {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if s[i] != '-' {
-				return u, false
-			}
-			i++
-			continue
-		}
-		hi, lo := unhex(s[i]), unhex(s[i+1])
-		if hi > 15 || lo > 15 {
-			return u, false
-		}
-		u[j] = hi<<4 | lo
-		j++
-		i += 2
-	}
-	return u, true
-}
-
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
-	}
-	return 0xff
-}
-
-// parseVersion reads a decimal resourceVersion: ok only when RV() gives s
-// back (no sign, no leading zero, within a uint64).
-func parseVersion(s string) (uint64, bool) {
-	if s == "" || len(s) > 1 && s[0] == '0' {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil
 }
 
 // KnownObject is what ingest remembers of an object it journaled.

@@ -166,7 +166,7 @@ func unmark(a Action, p *projections.Pod) Action {
 // is asked before any patch.
 func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
 	rk, rev := rp.r.Key(), revOf(pp, rp.t.rev)
-	a := Action{Kind: Gate, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: rk, Revision: rev, Reason: ReasonUpdating, Message: "rollout " + rk + " revision " + rev}
+	a := Action{Kind: Gate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rk, Revision: rev, Reason: ReasonUpdating, Message: "rollout " + rk + " revision " + rev}
 	if h := preHook(rp.spec); h != nil {
 		mark(&a, h, HookPreUpdate)
 	}
@@ -179,7 +179,7 @@ func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
 // left from the pre-update wait: the update is over.
 func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 	rev := revOf(pp, rp.t.rev)
-	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
+	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
 	if h := postHook(rp.spec); h != nil && pp.state != nil && pp.state.Revision == pp.rev {
 		mark(&a, h, HookPostUpdate)
 		return a

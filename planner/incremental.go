@@ -460,7 +460,7 @@ func (in *Incremental) initialFor(s *projections.State, k string) {
 	if pod == nil || pod.Pod == nil || pod.Deleting != 0 || !declaresGate(pod.Pod) || gateCondition(pod.Pod) != nil || s.Pending[k] != nil {
 		return
 	}
-	in.initial[k] = Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "initial: no update in progress"}
+	in.initial[k] = Action{Kind: Ungate, Pod: k, UID: pod.UID.String(), Reason: ReasonReady, Message: "initial: no update in progress"}
 }
 
 // releaseFor derives pod k's release: a pod gated by Rollbook that no
@@ -476,7 +476,7 @@ func (in *Incremental) releaseFor(p *planning, k string) {
 		return
 	}
 	if c := gateCondition(pod.Pod); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
-		in.release[k] = unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID, Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod)
+		in.release[k] = unmark(Action{Kind: Ungate, Pod: k, UID: pod.UID.String(), Reason: ReasonReady, Message: "released: no rollout drives this pod"}, pod)
 	}
 }
 

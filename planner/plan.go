@@ -217,7 +217,7 @@ func (p *planning) recreatedForTarget(pod *projections.Pod, rk string, t target)
 		return true
 	}
 	rc, ok := p.s.Recreated[pod.Key()]
-	return ok && rc.Rollout == rk && rc.Revision == t.rev && rc.UID != pod.UID
+	return ok && rc.Rollout == rk && rc.Revision == t.rev && !pod.UID.IsText(rc.UID)
 }
 
 // event records an Event on the rollout once per reason and message.
@@ -266,7 +266,7 @@ func (p *planning) stalled(pp *podPlan) string {
 		return "" // the common case: no key to build five times per pod
 	}
 	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
-		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: revOf(pp, pp.rev)}
+		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Revision: revOf(pp, pp.rev)}
 		if ok, why := p.allowed(a); !ok && why != "" {
 			return fmt.Sprintf("%s failed (%s): %s", k, p.s.Failures[a.Key()].Class, why)
 		}
@@ -332,7 +332,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 		annotations = rare.annotations
 	}
 	return Action{
-		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID, Rollout: r.Key(), Revision: rev,
+		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: r.Key(), Revision: rev,
 		Images: pp.images, Labels: labels, State: string(raw),
 		RemoveLabels: rare.removeLabels, Annotations: annotations, RemoveAnnotations: rare.removeAnnotations,
 		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: !pp.pod.HasLabels() && len(labels) > 0,

@@ -291,7 +291,7 @@ func (d *dryRun) catchUp() {
 		if p.Pod == nil || p.Pod.NodeName == "" || p.Deleting != 0 || !behind(p.Pod) {
 			continue
 		}
-		p = d.pod(k, p.UID)
+		p = d.pod(k, p.UID.String())
 		for _, list := range [][]projections.Container{p.Pod.Containers, p.Pod.InitContainers()} {
 			for i := range list {
 				c := &list[i]
@@ -572,7 +572,7 @@ func (d *dryRun) patch(p *projections.Pod, a Action) {
 // counts unavailable for that round, as a real replacement does.
 func (d *dryRun) replace(p *projections.Pod, t *target) {
 	d.ids++
-	p.UID = fmt.Sprintf("%s-dry-run-%d", p.UID, d.ids)
+	p.UID = journal.MakeUID(fmt.Sprintf("%s-dry-run-%d", p.UID, d.ids))
 	p.Created, p.Deleting = d.c.Now, 0
 	delete(p.Annotations, StateAnnotation)
 	f := p.Pod
@@ -637,7 +637,7 @@ func (d *dryRun) runContainer(p *projections.Pod, c *projections.Container) {
 // UID precondition every pod write carries).
 func (d *dryRun) pod(key, uid string) *projections.Pod {
 	p := d.c.Pods[key]
-	if p == nil || p.Pod == nil || p.UID != uid {
+	if p == nil || p.Pod == nil || !p.UID.IsText(uid) {
 		return nil
 	}
 	if !d.own[key] {

@@ -344,7 +344,7 @@ func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
 		// No pod name or count: the message stays put while pods are
 		// recreated, and costs no status write per pod.
 		n.recreateWhy = first(n.recreateWhy, pp.why())
-		if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID, Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
+		if f := p.s.Failures[Action{Kind: Recreate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Revision: rp.t.rev}.Key()]; f != nil && f.Class == "blocked" {
 			n.evictionBlocked = first(n.evictionBlocked, pp.pod.Name+": "+f.Error)
 		}
 	}
@@ -486,7 +486,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		p.try(p.verifiedUngate(rp, pp))
 	case stageGated:
 		if rp.holding() || pp.untouched {
-			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("patch")}, pp.pod))
 			return false
 		}
 		if pp.hookState() != hookNone && !p.waitHook(rp, pp) {
@@ -498,7 +498,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		}
 		p.try(p.patch(rp, pp, revOf(pp, t.rev)))
 	case stageResize:
-		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
+		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
 	case stageVerifying:
 		p.wake(pp.until) // its verification's deadline
 	case stagePostHook:
@@ -513,18 +513,18 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		}
 	case stageBlocked, stageSkipped, stageDiverged:
 		if pp.gated {
-			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why()}, pp.pod))
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Reason: ReasonReady, Message: "released: cannot be updated in place: " + pp.why()}, pp.pod))
 		}
 	case stageRecreate:
 		switch {
 		case !pp.gated:
 			return true
 		case rp.holding():
-			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")}, pp.pod))
+			p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Reason: ReasonReady, Message: rp.releaseMessage("recreate")}, pp.pod))
 		case pp.pod.Deleting == 0:
 			// Gated for an in-place target that changed to one needing
 			// a new pod: its own gate already spent the budget.
-			p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why()})
+			p.try(Action{Kind: Recreate, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: t.rev, Message: pp.why()})
 		}
 	case stageIdle:
 		return true
@@ -553,7 +553,7 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		var a Action
 		switch {
 		case pp.stage == stageRecreate:
-			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID, Rollout: rk, Revision: t.rev, Message: pp.why()}
+			a = Action{Kind: Recreate, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: t.rev, Message: pp.why()}
 		case pp.hasGate && !pp.skipDrain, preHook(rp.spec) != nil:
 			a = p.gate(rp, pp)
 		default:
@@ -609,7 +609,7 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		for _, pp := range rp.plans {
 			key := pp.pod.Key()
 			if pp.stage == stageFailed && pp.gated && !p.busy[key] && p.s.Pending[key] == nil {
-				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID, Rollout: rp.r.Key(), Reason: ReasonReady, Message: "released: its rollback did not verify either"}, pp.pod))
+				p.try(unmark(Action{Kind: Ungate, Pod: key, UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Reason: ReasonReady, Message: "released: its rollback did not verify either"}, pp.pod))
 			}
 		}
 	}

@@ -28,9 +28,12 @@ type Pod struct {
 	// The namespace, owner, foreign annotation keys and truncation,
 	// shared (never nil in the fold: NewPod, podShapes.share).
 	*PodShape
-	Name            string `cbor:"3,keyasint"`
-	UID             string `cbor:"4,keyasint"`
-	ResourceVersion string `cbor:"5,keyasint"`
+	Name string `cbor:"3,keyasint"`
+	// The UID and resourceVersion, held as 16 bytes and a number when
+	// they have the forms the apiserver writes (journal.UID): the decoded
+	// strings held 64 bytes more for every pod.
+	UID             journal.UID     `cbor:"4,keyasint"`
+	ResourceVersion journal.Version `cbor:"5,keyasint"`
 	// RawLabels are the labels as the fold keeps them, some Implied (see
 	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
 	RawLabels   map[string]string `cbor:"7,keyasint,omitempty"`
@@ -57,7 +60,7 @@ type Pod struct {
 // lists shared.
 func NewPod(o *journal.Observed, at int64) *Pod {
 	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated},
-		Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Generation: int32(o.Generation),
+		Name: o.Name, UID: journal.MakeUID(o.UID), ResourceVersion: journal.MakeVersion(o.ResourceVersion), Generation: int32(o.Generation),
 		RawLabels: o.Labels, Annotations: o.Annotations, Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod),
 		HasAnnotations: o.HasAnnotations, ObservedAt: at}
 }
@@ -65,8 +68,8 @@ func NewPod(o *journal.Observed, at int64) *Pod {
 // Observed is the pod as a pod record's body would hold it, its labels
 // all given (none Implied), sharing the pod's maps and lists.
 func (p *Pod) Observed() journal.Observed {
-	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID,
-		ResourceVersion: p.ResourceVersion, Generation: int64(p.Generation), Labels: p.Labels(),
+	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID.String(),
+		ResourceVersion: p.ResourceVersion.String(), Generation: int64(p.Generation), Labels: p.Labels(),
 		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod.PodFacts(),
 		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
 }

@@ -236,7 +236,7 @@ func (s *State) apply(dr Decoded) (decoded, error) {
 func (s *State) observePod(p *Pod) {
 	key := p.Namespace + "/" + p.Name
 	old := s.Pods[key]
-	if old != nil && old.UID == p.UID && old.ResourceVersion != p.ResourceVersion && versionAtLeast(old.ResourceVersion, p.ResourceVersion) {
+	if old != nil && old.UID.Is(p.UID) && !old.ResourceVersion.Is(p.ResourceVersion) && old.ResourceVersion.AtLeast(p.ResourceVersion) {
 		// An older version after a newer one: a resumed watch catching
 		// up past a pod the controller refreshed at restart. Keep the
 		// newer view.
@@ -275,7 +275,7 @@ func (s *State) observe(o *journal.Observed, at int64) {
 			_ = json.Unmarshal(o.Status, &r.Status) // a status we cannot read is rewritten
 		}
 		s.Rollouts[key] = r
-		s.settle("rollout:"+key, o.UID, o.ResourceVersion, 0)
+		s.settle("rollout:"+key, journal.MakeUID(o.UID), journal.MakeVersion(o.ResourceVersion), 0)
 	case "statefulsets.apps":
 		s.Workloads["StatefulSet/"+key] = &Workload{Observed: *o}
 	case "daemonsets.apps":
@@ -288,19 +288,19 @@ func (s *State) observe(o *journal.Observed, at int64) {
 }
 
 // settle ends a succeeded action once the watch shows its result.
-func (s *State) settle(key, uid, rv string, deleting int64) {
+func (s *State) settle(key string, uid journal.UID, rv journal.Version, deleting int64) {
 	p, ok := s.Pending[key]
 	if !ok || !p.Succeeded {
 		return
 	}
 	if p.ResultVersion == "" {
 		// A succeeded eviction: settled by the pod terminating or replaced.
-		if uid != p.UID || deleting != 0 {
+		if !uid.IsText(p.UID) || deleting != 0 {
 			delete(s.Pending, key)
 		}
 		return
 	}
-	if versionAtLeast(rv, p.ResultVersion) {
+	if rv.AtLeastText(p.ResultVersion) {
 		delete(s.Pending, key)
 	}
 }
@@ -368,7 +368,7 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 			// stays in flight until the watch shows the pod terminating,
 			// replaced or gone, so no plan evicts it twice.
 			p.Succeeded = true
-			if pod := s.Pods[key]; pod == nil || pod.UID != p.UID || pod.Deleting != 0 {
+			if pod := s.Pods[key]; pod == nil || !pod.UID.IsText(p.UID) || pod.Deleting != 0 {
 				delete(s.Pending, key)
 			}
 			return
@@ -409,7 +409,7 @@ func (s *State) versionOf(key string) string {
 		return ""
 	}
 	if p := s.Pods[key]; p != nil {
-		return p.ResourceVersion
+		return p.ResourceVersion.String()
 	}
 	return ""
 }

@@ -181,7 +181,7 @@ func knownFrom(s *projections.State) map[string]ingest.KnownObject {
 		out[ingest.Key(o.Resource, o.Namespace, o.Name)] = ingest.KnownObject{UID: o.UID, ResourceVersion: o.ResourceVersion}
 	}
 	for _, p := range s.Pods {
-		out[ingest.Key("pods", p.Namespace, p.Name)] = ingest.KnownObject{UID: p.UID, ResourceVersion: p.ResourceVersion}
+		out[ingest.Key("pods", p.Namespace, p.Name)] = ingest.KnownObject{UID: p.UID.String(), ResourceVersion: p.ResourceVersion.String()}
 	}
 	for _, r := range s.Rollouts {
 		add(r.Observed)

@@ -474,7 +474,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	}
 	known := make(map[string]ingest.KnownObject, len(books.State.Pods))
 	for _, p := range books.State.Pods {
-		known[ingest.Key("pods", p.Namespace, p.Name)] = ingest.KnownObject{UID: p.UID, ResourceVersion: p.ResourceVersion}
+		known[ingest.Key("pods", p.Namespace, p.Name)] = ingest.KnownObject{UID: p.UID.String(), ResourceVersion: p.ResourceVersion.String()}
 	}
 	in.SeedKnown(books.State.Seq, known)
 	if len(books.State.Pods) != n {
