@@ -110,7 +110,7 @@ func (p *planning) counted(pp *podPlan) podCount {
 	case pp.stage != stageDone || pp.hookState() == hookTimedOut:
 		c |= countActive
 	}
-	if pp.timed || pp.until != 0 {
+	if pp.timed || pp.until() != 0 {
 		c |= countTimed
 	}
 	return c
@@ -230,7 +230,7 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 		}
 	}
 	for i, c := range old.counts {
-		if pp := old.plans[i]; c&countFailed != 0 || c&countTimed != 0 && (pp.timed || pp.until != 0 && p.now >= pp.until) {
+		if pp := old.plans[i]; c&countFailed != 0 || c&countTimed != 0 && (pp.timed || pp.until() != 0 && p.now >= pp.until()) {
 			keys = append(keys, old.selected[i])
 		}
 	}

@@ -265,10 +265,10 @@ func TestPodsShareTheirImageChanges(t *testing.T) {
 			shared := 0
 			for i, pod := range u.kept.pods {
 				key, pp := pod.Key(), u.kept.plans[i]
-				if pp == nil || len(pp.images) != 1 {
+				if pp == nil || len(pp.imageChanges()) != 1 {
 					continue
 				}
-				c := &pp.images[0]
+				c := &pp.imageChanges()[0]
 				switch {
 				case key == testNS+"/web-3":
 					if c.From != "app:v0" {

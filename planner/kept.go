@@ -90,7 +90,7 @@ func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now 
 	if touched.Pods[key] {
 		return nil, false
 	}
-	if pp != nil && (pp.timed || (pp.until != 0 && now >= pp.until)) {
+	if pp != nil && (pp.timed || (pp.until() != 0 && now >= pp.until())) {
 		return nil, false
 	}
 	return pp, true

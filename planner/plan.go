@@ -333,7 +333,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 	}
 	return Action{
 		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: r.Key(), Revision: rev,
-		Images: pp.images, Labels: labels, State: string(raw),
+		Images: pp.imageChanges(), Labels: labels, State: string(raw),
 		RemoveLabels: rare.removeLabels, Annotations: annotations, RemoveAnnotations: rare.removeAnnotations,
 		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: !pp.pod.HasLabels() && len(labels) > 0,
 	}

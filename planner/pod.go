@@ -50,7 +50,7 @@ type podPlan struct {
 	stage stage
 	// Flags, packed beside stage: a fleet keeps a podPlan per pod.
 	hasGate   bool // declares the readiness gate
-	gated     bool // our condition is False
+	gated     bool // our condition is False (since gatedAt)
 	ready     bool
 	skipDrain bool // every changed container skips the drain
 	untouched bool // rolling back a rollout that never updated this pod
@@ -69,16 +69,16 @@ type podPlan struct {
 	// it, once per classification as the sort key.
 	group int32
 
-	images []ContainerChange
+	// images are the image changes, shared with the pods of its base
+	// (sharedImages): nil without; read them through imageChanges.
+	images *[]ContainerChange
 	// labels may be the podTarget's patchLabels, shared: never change it.
 	labels map[string]string
 	// rare holds the changes few pods have; nil when none (read it
 	// through rarely, write it through rareChanges).
-	rare    *rareChanges
-	state   *PodState
-	gatedAt int64
-	rev     string // the target revision classified against
-	until   int64  // see timed
+	rare  *rareChanges
+	state *PodState
+	rev   string // the target revision classified against
 	// hook is the pod's lifecycle hook wait: pre-update while gated,
 	// post-update once verified and ungated; nil without a hook.
 	hook *hookWait
@@ -88,14 +88,47 @@ type podPlan struct {
 
 // rareChanges are the changes of a pod's patch that most rollouts'
 // pods do not have: resources (a resize), and metadata besides labels
-// (see podTarget); and why a pod is verifying, failed, blocked or
-// recreated, which a rollout's pods are a few at a time (kept here, a
-// podPlan is 128 bytes, not 144, for each of a rollout's pods).
+// (see podTarget); why a pod is verifying, failed, blocked or recreated;
+// and until (see podPlan.timed). A rollout's pods have these a few at a
+// time: kept here, a podPlan is 96 bytes, not 144, for each of a
+// rollout's pods.
 type rareChanges struct {
 	resources                       []ResourceChange
 	removeLabels, removeAnnotations []string
 	annotations                     map[string]string
 	why                             string
+	until                           int64
+}
+
+// imageChanges are the pod's image changes; nothing may change them.
+func (pp *podPlan) imageChanges() []ContainerChange {
+	if pp.images == nil {
+		return nil
+	}
+	return *pp.images
+}
+
+// gatedAt is when the pod was gated, 0 when it is not: the gate
+// condition's last transition, read from the pod the classification was
+// made from (a pod is never changed in place: a new version is a new
+// Pod, classified again), so it is what classify saw.
+func (pp *podPlan) gatedAt() int64 {
+	if !pp.gated {
+		return 0
+	}
+	if c := gateCondition(pp.pod.Pod); c != nil {
+		return c.LastTransition
+	}
+	return 0
+}
+
+// until is the deadline the classification holds until (see timed); 0
+// for none.
+func (pp *podPlan) until() int64 {
+	if pp.rare == nil {
+		return 0
+	}
+	return pp.rare.until
 }
 
 // rarely is the pod's rare changes, for reading: none for a pod without.
@@ -159,7 +192,7 @@ func restartPending(pp *podPlan) bool {
 func untouched(p *projections.Pod) *podPlan {
 	pp := &podPlan{pod: p, stage: stageUntouched, untouched: true, hasGate: declaresGate(p.Pod), ready: podReady(p.Pod)}
 	if c := gateCondition(p.Pod); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
-		pp.gated, pp.gatedAt = true, c.LastTransition
+		pp.gated = true
 		pp.stage = stageGated // released at once: see rolloutPods
 	}
 	return pp
@@ -202,26 +235,29 @@ type podTarget struct {
 // rollout under way keeps every pod's classification: one list for all
 // of them instead of one each. A few lists are kept, so that a pod that
 // differs (one patched by hand) does not stop the others sharing.
-type sharedImages struct{ lists [][]ContainerChange }
+type sharedImages struct{ lists []*[]ContainerChange }
 
 const sharedImageLists = 4
 
 // share returns imgs, or an equal list a pod of the same base already
-// holds. Nothing may change the list it returns.
-func (s *sharedImages) share(imgs []ContainerChange) []ContainerChange {
-	if s == nil || len(imgs) == 0 {
-		return imgs
+// holds; nil for none. Nothing may change the list it returns.
+func (s *sharedImages) share(imgs []ContainerChange) *[]ContainerChange {
+	if len(imgs) == 0 {
+		return nil
 	}
-	for _, l := range s.lists {
-		if slices.Equal(l, imgs) {
-			return l
+	if s != nil {
+		for _, l := range s.lists {
+			if slices.Equal(*l, imgs) {
+				return l
+			}
 		}
 	}
 	imgs = slices.Clip(imgs) // an append to one holder's list never writes into another's
-	if len(s.lists) < sharedImageLists {
-		s.lists = append(s.lists, imgs)
+	l := &imgs
+	if s != nil && len(s.lists) < sharedImageLists {
+		s.lists = append(s.lists, l)
 	}
-	return imgs
+	return l
 }
 
 func gateCondition(p *projections.Facts) *projections.Condition {
@@ -269,11 +305,11 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	}
 	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
 	if c := gateCondition(f); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
-		pp.gated, pp.gatedAt = true, c.LastTransition
+		pp.gated = true
 	}
 	pp.restartPending = restartPending(pp)
 	notInPlace := diff(pp, t)
-	atTarget := len(pp.images) == 0 && len(pp.rarely().resources) == 0 && !pp.metadataChanges()
+	atTarget := pp.images == nil && len(pp.rarely().resources) == 0 && !pp.metadataChanges()
 	ours := pp.state != nil && pp.state.Revision == t.rev
 	switch {
 	case notInPlace != "":
@@ -306,22 +342,23 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			pp.stage, pp.timed = stageFailed, true
 			pp.setWhy(why)
 		default:
-			pp.stage, pp.until = stageVerifying, pp.state.PatchedAt+verifyTimeout(spec)
+			pp.stage = stageVerifying
 			pp.setWhy(why)
+			pp.rareChanges().until = pp.state.PatchedAt + verifyTimeout(spec)
 		}
 	case atTarget:
 		pp.stage = stageDone
 		if pp.gated {
 			pp.stage = stageVerified // gated for a target it already has: ungate
 		}
-	case ours && len(pp.images) == 0 && !pp.metadataChanges():
+	case ours && pp.images == nil && !pp.metadataChanges():
 		pp.stage = stageResize
 	case !pp.hasGate && spec.RequireReadinessGate:
 		pp.stage = stageSkipped
 	case pp.gated:
 		pp.stage = stageGated
 		if h := preHook(spec); h != nil {
-			w := waitAt(p, h, HookPreUpdate, pp.gatedAt, now)
+			w := waitAt(p, h, HookPreUpdate, pp.gatedAt(), now)
 			pp.hook = &w
 			pp.timedBy(w)
 		}
@@ -336,7 +373,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 func (pp *podPlan) timedBy(w hookWait) {
 	switch w.state {
 	case hookWaiting:
-		pp.until = w.until
+		pp.rareChanges().until = w.until
 	case hookTimedOut:
 		pp.timed = true
 	}
@@ -398,6 +435,7 @@ func diff(pp *podPlan, t podTarget) string {
 	if t.notInPlace != "" {
 		return t.notInPlace
 	}
+	var images []ContainerChange
 	for _, w := range t.containers {
 		c, idx := findContainer(f, w.Name, w.Init)
 		if c == nil {
@@ -405,7 +443,7 @@ func diff(pp *podPlan, t podTarget) string {
 		}
 		image, resources := changes(c, w)
 		if image {
-			pp.images = append(pp.images, ContainerChange{Name: w.Name, Init: w.Init, Index: idx, From: c.Image, To: w.Image})
+			images = append(images, ContainerChange{Name: w.Name, Init: w.Init, Index: idx, From: c.Image, To: w.Image})
 		}
 		if resources {
 			if w.Init && !c.RestartAlways {
@@ -418,7 +456,7 @@ func diff(pp *podPlan, t podTarget) string {
 			pp.skipDrain = false
 		}
 	}
-	pp.images = t.images.share(pp.images)
+	pp.images = t.images.share(images)
 	if lacksAll(pp.pod, t.patchLabels) {
 		// The common case, shared by every such pod of the revision: a
 		// map per pod would hold the same labels once per pod.

@@ -492,7 +492,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		if pp.hookState() != hookNone && !p.waitHook(rp, pp) {
 			return false
 		}
-		if due := pp.gatedAt + gracePeriod(spec); p.now < due {
+		if due := pp.gatedAt() + gracePeriod(spec); p.now < due {
 			p.wake(due)
 			return false
 		}
@@ -500,7 +500,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 	case stageResize:
 		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
 	case stageVerifying:
-		p.wake(pp.until) // its verification's deadline
+		p.wake(pp.until()) // its verification's deadline
 	case stagePostHook:
 		if pp.hookState() == hookWaiting {
 			p.wake(pp.hook.until)
