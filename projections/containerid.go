@@ -2,6 +2,7 @@ package projections
 
 import (
 	"encoding/hex"
+	"unique"
 
 	"rollbook.dev/rollbook/journal"
 )
@@ -16,42 +17,72 @@ import (
 //
 // An ID held as its sum has a sum that is not all zeros: the one ID whose
 // digits are all zeros is held as it is, so a zero sum marks an ID held
-// as text, and a ContainerID is 48 bytes, not 56 with a flag (a fleet's
+// as text, and a ContainerID is 40 bytes, not 48 with a flag (a fleet's
 // pods hold two or three).
+//
+// The text is a unique.Handle: one word, not a string's two, and two
+// handles are == exactly when their strings are, so IDs still compare
+// with ==. A runtime's name is made a handle once; only an ID held as
+// text is made one as it is parsed (rare: other runtimes, the dry run).
 type ContainerID struct {
 	sum  [32]byte
-	text string // the runtime's name when sum holds the digits; else the ID
+	text unique.Handle[string] // the runtime's name when sum holds the digits; else the ID; zero for ""
 }
 
 // runtimes are the runtimes whose IDs are held as a sum: their names are
 // constants, so an ID holds none of the decoded string.
 var runtimes = [...]string{"containerd", "cri-o", "docker"}
 
+// runtimeNames are runtimes' names as handles, made once.
+var runtimeNames = func() (h [len(runtimes)]unique.Handle[string]) {
+	for i, r := range runtimes {
+		h[i] = unique.Make(r)
+	}
+	return h
+}()
+
+// textID is an ID held as text.
+func textID(id string) ContainerID {
+	if id == "" {
+		return ContainerID{}
+	}
+	return ContainerID{text: unique.Make(id)}
+}
+
+// textOf is the text a ContainerID holds.
+func (id ContainerID) textOf() string {
+	if id.text == (unique.Handle[string]{}) {
+		return ""
+	}
+	return id.text.Value()
+}
+
 // ParseContainerID is id as the fold keeps it.
 func ParseContainerID(id string) ContainerID {
 	if len(id) < 64+3 {
-		return ContainerID{text: id}
+		return textID(id)
 	}
 	n := len(id) - 64 - 3
 	if id[n:n+3] != "://" {
-		return ContainerID{text: id}
+		return textID(id)
 	}
 	var out ContainerID
-	for _, r := range runtimes {
+	known := false
+	for i, r := range runtimes {
 		if id[:n] == r {
-			out.text = r
+			out.text, known = runtimeNames[i], true
 		}
 	}
 	digits := id[n+3:]
 	for i := range out.sum {
 		hi, lo := unhex[digits[2*i]], unhex[digits[2*i+1]]
 		if hi|lo > 15 { // upper case, or not a digit: held as it is
-			return ContainerID{text: id}
+			return textID(id)
 		}
 		out.sum[i] = hi<<4 | lo
 	}
-	if out.text == "" || !out.hex() {
-		return ContainerID{text: id}
+	if !known || !out.hex() {
+		return textID(id)
 	}
 	return out
 }
@@ -74,9 +105,9 @@ var unhex = func() (t [256]byte) {
 // String is the ID as the runtime wrote it.
 func (id ContainerID) String() string {
 	if !id.hex() {
-		return id.text
+		return id.textOf()
 	}
-	return id.text + "://" + hex.EncodeToString(id.sum[:])
+	return id.textOf() + "://" + hex.EncodeToString(id.sum[:])
 }
 
 // IsZero: no ID (the container has not run).
@@ -86,10 +117,11 @@ func (id ContainerID) IsZero() bool { return id == ContainerID{} }
 // each pod under way's IDs with those its state recorded, every plan.
 func (id ContainerID) Is(s string) bool {
 	if !id.hex() {
-		return id.text == s
+		return id.textOf() == s
 	}
-	n := len(id.text)
-	if len(s) != n+3+64 || s[:n] != id.text || s[n:n+3] != "://" {
+	text := id.textOf()
+	n := len(text)
+	if len(s) != n+3+64 || s[:n] != text || s[n:n+3] != "://" {
 		return false
 	}
 	const digits = "0123456789abcdef"

@@ -53,7 +53,7 @@ func TestContainerIDs(t *testing.T) {
 			t.Errorf("%q decodes as %q (%v)", a, back.String(), err)
 		}
 	}
-	if id := ParseContainerID("containerd://" + digits); id.text != "containerd" || !id.hex() {
+	if id := ParseContainerID("containerd://" + digits); id.textOf() != "containerd" || !id.hex() {
 		t.Errorf("a containerd ID is held as %+v, not as its sum", id)
 	}
 }
