@@ -194,9 +194,10 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 	rp := newRolloutPlan(r, t, st, conds)
 	conds.set("Conflict", "False", "NoConflict", "")
 	p.enterRevision(rp)
+	me := claimantOf(rk)
 	for _, ch := range changes {
-		if ch.pod != nil && p.inc.claims[ch.key] != rk {
-			p.inc.claims[ch.key] = rk
+		if ch.pod != nil && p.inc.claims[ch.key] != me {
+			p.inc.claims[ch.key] = me
 		}
 	}
 	old.kept.keep(pods, plans)
@@ -241,12 +242,13 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 		return nil, false
 	}
 	cl := &rolloutPlan{r: r, t: t, spec: r.Spec, key: r.Key()}
+	me := claimantOf(cl.key)
 	changes := make([]podChange, 0, len(keys))
 	for _, k := range keys {
 		at, was := slices.BinarySearch(old.selected, k)
 		ch := podChange{key: k, at: at, was: was}
 		if pod := p.s.Pods[k]; pod != nil && match(pod) {
-			if owner, ok := p.inc.claims[k]; ok && owner != cl.key && p.processed[owner] {
+			if owner, ok := p.inc.claims[k]; ok && owner != me && p.processed[owner.Value()] {
 				return nil, false // left to an older rollout
 			}
 			ch.pod, ch.pp = pod, p.classifyPod(cl, pod)

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -43,7 +44,7 @@ type Incremental struct {
 	// this plan processed so far with their new claims, the others with
 	// those of the last plan (claimOf counts only the former). Kept across
 	// plans, so reusing a rollout's plan costs nothing per pod.
-	claims  map[string]string
+	claims  map[string]claimant
 	initial map[string]Action // pod key → its initial ungate
 	release map[string]Action // pod key → its release
 	fullAt  int64
@@ -128,7 +129,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 	if full {
 		in.Full++
 		in.units, in.initial, in.release = map[string]*unit{}, map[string]Action{}, map[string]Action{}
-		in.claims = map[string]string{}
+		in.claims = map[string]claimant{}
 		in.groups, in.bases = nil, nil
 		in.fullAt = s.Now
 		p.keys = sortedPodKeys(s)
@@ -265,10 +266,11 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 			in.selecting(k, func(other string) { dirty[other] = true })
 		}
 	}
+	me := claimantOf(rk)
 	if cd := u.claimsDelta; cd != nil {
 		// Made from the last plan: its changes are the claims' changes.
 		for _, k := range cd.left {
-			if in.claims[k] == rk {
+			if in.claims[k] == me {
 				delete(in.claims, k)
 			}
 			changedClaim(k)
@@ -286,7 +288,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	// drop and make again the claims it keeps.
 	claims := u.claims[:0]
 	for _, k := range u.claims {
-		if in.claims[k] == rk {
+		if in.claims[k] == me {
 			claims = append(claims, k)
 		}
 	}
@@ -299,7 +301,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		oldClaims = old.claims
 	}
 	diffSorted(oldClaims, u.claims, func(k string) {
-		if in.claims[k] == rk {
+		if in.claims[k] == me {
 			delete(in.claims, k) // let go of since the last plan
 		}
 		changedClaim(k)
@@ -325,18 +327,25 @@ func (in *Incremental) selecting(k string, f func(rk string)) {
 // claimOf returns the rollout that claimed pod k so far in this plan; for
 // the rollout being planned, that may be itself (its last plan's claim).
 func (p *planning) claimOf(k string) (string, bool) {
-	rk, ok := p.inc.claims[k]
-	if !ok || !p.processed[rk] {
+	c, ok := p.inc.claims[k]
+	if !ok || !p.processed[c.Value()] {
 		return "", false
 	}
-	return rk, true
+	return c.Value(), true
 }
+
+// claimant is the rollout a pod is claimed by: a handle to its key, one
+// word where the key is two (the claims hold an entry for every pod a
+// rollout selects: ~10 bytes a pod less).
+type claimant = unique.Handle[string]
+
+func claimantOf(rk string) claimant { return unique.Make(rk) }
 
 // claim gives pod k to rollout rk, the one being planned (which may hold
 // it from its last plan: see replan).
 func (p *planning) claim(k, rk string) {
-	if p.inc.claims[k] != rk {
-		p.inc.claims[k] = rk
+	if c := claimantOf(rk); p.inc.claims[k] != c {
+		p.inc.claims[k] = c
 	}
 	if p.unit != nil {
 		p.unit.claims = append(p.unit.claims, k)
@@ -348,8 +357,9 @@ func (p *planning) unclaim(k string) { delete(p.inc.claims, k) }
 
 // dropClaims removes a unit's claims that are still its own.
 func (in *Incremental) dropClaims(rk string, u *unit) {
+	me := claimantOf(rk)
 	for _, k := range u.claims {
-		if in.claims[k] == rk {
+		if in.claims[k] == me {
 			delete(in.claims, k)
 		}
 	}

@@ -169,19 +169,20 @@ func (p *planning) selectPods(rp *rolloutPlan, pods []*projections.Pod) bool {
 	// mine is pods itself until a pod is left to an older rollout: the
 	// unit keeps its pods' classifications beside it (keptPlans).
 	rp.mine = pods
+	me := claimantOf(rk)
 	for i, pod := range pods {
 		k := pod.Key()
 		// claimOf and claim in one look-up: most pods are this rollout's
 		// already, from its last plan.
 		switch owner, ok := p.inc.claims[k]; {
-		case ok && owner != rk && p.processed[owner]:
+		case ok && owner != me && p.processed[owner.Value()]:
 			if len(rp.conflicts) == 0 {
 				rp.mine = slices.Clone(pods[:i])
 			}
-			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner+")")
+			rp.conflicts = append(rp.conflicts, pod.Name+" (claimed by "+owner.Value()+")")
 			continue
-		case owner != rk:
-			p.inc.claims[k] = rk
+		case owner != me:
+			p.inc.claims[k] = me
 		}
 		if p.unit != nil {
 			p.unit.claims = append(p.unit.claims, k)
