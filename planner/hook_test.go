@@ -14,7 +14,7 @@ func TestWaitAt(t *testing.T) {
 	byLabel := &projections.LifecycleHook{Label: &projections.HookLabel{Key: "example.com/drained", Value: "true"}, TimeoutSeconds: &timeout}
 	byCond := &projections.LifecycleHook{Condition: "example.com/Drained", TimeoutSeconds: &timeout}
 	pod := func(labels map[string]string, conds ...journal.Condition) *projections.Pod {
-		return projections.NewPod(&journal.Observed{Labels: labels, Pod: &journal.PodFacts{Conditions: conds}}, 0)
+		return projections.NewPod(&journal.Observed{Labels: labels, Pod: &journal.PodFacts{Conditions: conds}})
 	}
 	marked := map[string]string{HookLabel: HookPreUpdate}
 	truncated := pod(nil)

@@ -59,7 +59,7 @@ func TestOrderedIsOrder(t *testing.T) {
 				labels["canary"] = "yes"
 			}
 			pod := projections.NewPod(&journal.Observed{Resource: "pods", Namespace: "ns", Name: name, Labels: labels,
-				Pod: &journal.PodFacts{NodeName: fmt.Sprintf("node-%d", rng.IntN(len(s.Nodes)+1))}}, 0) // one node unseen
+				Pod: &journal.PodFacts{NodeName: fmt.Sprintf("node-%d", rng.IntN(len(s.Nodes)+1))}}) // one node unseen
 			fresh = append(fresh, &podPlan{pod: pod, stage: stageIdle})
 			cached = append(cached, &podPlan{pod: pod, stage: stageIdle})
 		}

@@ -650,7 +650,6 @@ func (d *dryRun) pod(key, uid string) *projections.Pod {
 		d.own[key] = true
 		p = &cp
 	}
-	p.ObservedAt = d.c.Now
 	return p
 }
 

@@ -506,7 +506,7 @@ func (w *world) podsTable(ids bool) string {
 			cids = append(cids, c.ContainerID)
 			restarts += c.RestartCount
 		}
-		folded := projections.NewPod(p, 0)
+		folded := projections.NewPod(p)
 		gate := "-"
 		if declaresGate(folded.Pod) {
 			gate = "none"

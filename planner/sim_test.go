@@ -552,7 +552,7 @@ func (s *sim) checkPreUpdate(a Action) {
 	if h == nil || p == nil || p.UID != a.UID {
 		return
 	}
-	pod := projections.NewPod(p, 0)
+	pod := projections.NewPod(p)
 	c := gateCondition(facts(p.Pod))
 	switch {
 	case p.Labels[HookLabel] != HookPreUpdate:
@@ -708,7 +708,7 @@ func (s *sim) check() {
 	rev := s.targetRevision()
 	updated := 0
 	for _, p := range s.w.pods {
-		st := readState(projections.NewPod(p, 0))
+		st := readState(projections.NewPod(p))
 		if st != nil && st.Revision == rev || s.w.recreated[p.UID] == rev {
 			updated++
 		}

@@ -861,5 +861,5 @@ func (w *world) releaseHook(p *journal.Observed) bool {
 // planner's functions that read them. It shares f's containers, so a
 // container it finds is f's own.
 func facts(f *journal.PodFacts) *projections.Facts {
-	return projections.NewPod(&journal.Observed{Pod: f}, 0).Pod
+	return projections.NewPod(&journal.Observed{Pod: f}).Pod
 }

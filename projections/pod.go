@@ -25,8 +25,14 @@ type Pod struct {
 	Status     ignored `cbor:"24,keyasint,omitempty"`
 	Deleted    ignored `cbor:"25,keyasint,omitempty"`
 	Revision   ignored `cbor:"28,keyasint,omitempty"`
-	// The namespace, owner, foreign annotation keys and truncation,
-	// shared (never nil in the fold: NewPod, podShapes.share).
+	// No plan reads a pod's generation, nor when its last record came
+	// (the records hold both): dropped, 16 bytes a pod (a Pod is 128
+	// bytes, not 144). Older checkpoints hold them.
+	Generation ignored `cbor:"6,keyasint,omitempty"`
+	ObservedAt ignored `cbor:",omitempty"`
+	// The namespace, owner, foreign annotation keys, truncation and
+	// whether it has annotations, shared (never nil in the fold: NewPod,
+	// podShapes.share).
 	*PodShape
 	Name string `cbor:"3,keyasint"`
 	// The UID and resourceVersion, held as 16 bytes and a number when
@@ -41,13 +47,6 @@ type Pod struct {
 	Created     int64             `cbor:"10,keyasint,omitempty"`
 	Deleting    int64             `cbor:"11,keyasint,omitempty"`
 	Pod         *Facts            `cbor:"20,keyasint,omitempty"`
-	// HasAnnotations and Generation, packed. No plan reads a pod's
-	// generation: it is an int32, kept for what reads the pod as a
-	// record (a pod's spec is not changed 2^31 times).
-	HasAnnotations bool  `cbor:"26,keyasint,omitempty"`
-	Generation     int32 `cbor:"6,keyasint,omitempty"`
-	// ObservedAt is the time of the record that last changed it.
-	ObservedAt int64
 	// State is its rollbook.dev/state annotation, parsed.
 	State *PodState
 	// key is Key, made when the pod is folded: planning asks a pod its
@@ -55,21 +54,19 @@ type Pod struct {
 	key string
 }
 
-// NewPod is the pod o, a pod's Observed, as the fold keeps it, observed
-// at (Unix ns): its facts as the fold keeps them (factsOf), its maps and
+// NewPod is the pod o, a pod's Observed, as the fold keeps it: its facts as the fold keeps them (factsOf), its maps and
 // lists shared.
-func NewPod(o *journal.Observed, at int64) *Pod {
-	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated},
-		Name: o.Name, UID: journal.MakeUID(o.UID), ResourceVersion: journal.MakeVersion(o.ResourceVersion), Generation: int32(o.Generation),
-		RawLabels: o.Labels, Annotations: o.Annotations, Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod),
-		HasAnnotations: o.HasAnnotations, ObservedAt: at}
+func NewPod(o *journal.Observed) *Pod {
+	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, HasAnnotations: o.HasAnnotations},
+		Name: o.Name, UID: journal.MakeUID(o.UID), ResourceVersion: journal.MakeVersion(o.ResourceVersion),
+		RawLabels: o.Labels, Annotations: o.Annotations, Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod)}
 }
 
 // Observed is the pod as a pod record's body would hold it, its labels
 // all given (none Implied), sharing the pod's maps and lists.
 func (p *Pod) Observed() journal.Observed {
 	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID.String(),
-		ResourceVersion: p.ResourceVersion.String(), Generation: int64(p.Generation), Labels: p.Labels(),
+		ResourceVersion: p.ResourceVersion.String(), Labels: p.Labels(),
 		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod.PodFacts(),
 		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
 }

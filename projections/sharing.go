@@ -53,11 +53,12 @@ type PodShape struct {
 	Owner          *journal.OwnerRef `cbor:"9,keyasint,omitempty"`
 	AnnotationKeys []string          `cbor:"27,keyasint,omitempty"`
 	Truncated      string            `cbor:"29,keyasint,omitempty"`
+	HasAnnotations bool              `cbor:"26,keyasint,omitempty"`
 }
 
 // same: a and b read the same.
 func (a *PodShape) same(b *PodShape) bool {
-	return a.Namespace == b.Namespace && a.Truncated == b.Truncated && slices.Equal(a.AnnotationKeys, b.AnnotationKeys) &&
+	return a.Namespace == b.Namespace && a.Truncated == b.Truncated && a.HasAnnotations == b.HasAnnotations && slices.Equal(a.AnnotationKeys, b.AnnotationKeys) &&
 		(a.Owner == b.Owner || (a.Owner != nil && b.Owner != nil && *a.Owner == *b.Owner))
 }
 
@@ -99,6 +100,9 @@ func (ps *podShapes) share(p, old *Pod) {
 		return
 	}
 	h := fnv32(s.Namespace) ^ fnv32(s.Truncated)*16777619
+	if s.HasAnnotations {
+		h ^= 0x9e3779b9
+	}
 	if s.Owner != nil {
 		h = h*31 ^ fnv32(s.Owner.UID)
 	}

@@ -169,7 +169,7 @@ func Decode(r journal.Record) Decoded {
 	case journal.KindObserved:
 		var o journal.Observed
 		if d.err = journal.DecodeObserved(r.Body, &o); d.err == nil && o.Resource == "pods" && !o.Deleted {
-			d.pod = NewPod(&o, r.Time.UnixNano())
+			d.pod = NewPod(&o)
 		} else {
 			other := o
 			d.observed = &other

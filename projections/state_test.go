@@ -106,9 +106,6 @@ func TestTicksNeverGoBack(t *testing.T) {
 	if f.s.Now != at {
 		t.Fatalf("an observation moved now to %d", f.s.Now)
 	}
-	if got := f.s.Pods["ns/a"].ObservedAt; got != f.now.UnixNano() {
-		t.Fatalf("ObservedAt %d, want the record's time", got)
-	}
 }
 
 func TestObjects(t *testing.T) {
