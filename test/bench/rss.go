@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"rollbook.dev/rollbook/actuator"
 	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
@@ -409,6 +410,25 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		}
 		return nil
 	}
+	// intend journals a plan's actions as the controller does, all its
+	// intents in one append before any is carried out, and folds them: an
+	// action in flight is then pending, and no plan derives it again
+	// until its outcome is journaled, which here never comes (no
+	// apiserver). The fold holds what the controller holds of each action
+	// in flight (its open intent, its pending entry).
+	act, err := actuator.New(actuator.Options{Config: &rest.Config{Host: "https://127.0.0.1:1"}, Journal: j, Logger: quiet})
+	if err != nil {
+		return nil, 0, err
+	}
+	intend := func(acts []planner.Action) error {
+		if len(acts) == 0 {
+			return nil
+		}
+		if _, _, err := act.Intend(ctx, acts, books.State.Seq); err != nil {
+			return err
+		}
+		return j.Read(ctx, books.State.Seq+1, books.Apply)
+	}
 	const batch = 512
 	entries := make([]journal.Entry, 0, batch)
 	flush := func() error {
@@ -492,6 +512,9 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	if !rollout && len(res.Actions) != 0 {
 		return nil, 0, fmt.Errorf("a plan without a rollout has %d actions", len(res.Actions))
 	}
+	if err := intend(res.Actions); err != nil {
+		return nil, 0, err
+	}
 	// Caught up: the controller sets its steady GC target here. Then the
 	// steady state: updates of a third of the pods, folded and planned as
 	// the controller's loop does (a plan per 512 records), so that the
@@ -507,9 +530,11 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		if len(entries) == 0 { // a batch was appended and folded: ingest knows it; plan, as the loop would
 			in.SeedKnown(books.State.Seq, updated)
 			clear(updated)
-			if inc.Plan(books.State, books.State.TakeTouched()); inc.Full > 1 {
+			res := inc.Plan(books.State, books.State.TakeTouched())
+			if inc.Full > 1 {
 				return errors.New("a plan of the steady updates planned everything")
 			}
+			return intend(res.Actions)
 		}
 		return nil
 	}); err != nil {
@@ -519,7 +544,9 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 		return nil, 0, err
 	}
 	in.SeedKnown(books.State.Seq, updated)
-	inc.Plan(books.State, books.State.TakeTouched())
+	if err := intend(inc.Plan(books.State, books.State.TakeTouched()).Actions); err != nil {
+		return nil, 0, err
+	}
 	return []any{books, in, j, inc}, len(res.Actions), nil
 }
 
