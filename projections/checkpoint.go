@@ -23,7 +23,11 @@ type Books struct {
 	Rollouts map[string]RolloutOrigin
 }
 
-// OpenIntent is an intent with no outcome yet, and the record it is.
+// OpenIntent is an intent with no outcome yet, and the record it is. Its
+// fact holds no Action: what reads it (a restarted controller journaling
+// the intent abandoned) drops the encoded action, and a controller holds
+// an open intent for every action in flight (a tenth of a fleet under a
+// rollout at maxUnavailable 10%), ~200 bytes each.
 type OpenIntent struct {
 	Seq  uint64
 	Fact journal.ActionFact
@@ -53,6 +57,7 @@ func (d *Books) Apply(r journal.Record) error {
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
 		f := *dec.action
 		if r.Kind == journal.KindActionIntended {
+			f.Action = nil // see OpenIntent
 			if _, ok := d.Open[f.Key]; !ok {
 				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: f}
 			} else {
