@@ -53,7 +53,7 @@ var allowedImports = map[string]string{
 	"sort":                                 "",
 	"strconv":                              "",
 	"strings":                              "",
-	"unique":                               "container IDs held as text compare by ==: interning, no observable state",
+	"unique":                               "the claims hold a handle of a rollout's key: interning, no observable state",
 	"time":                                 "only to convert journaled Unix times to metav1.Time (checked by TestPureSource)",
 	"k8s.io/apimachinery/pkg/api/resource": "quantities",
 	"k8s.io/apimachinery/pkg/apis/meta/v1": "conditions, label selectors",

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"encoding/hex"
-	"unique"
 
 	"rollbook.dev/rollbook/journal"
 )
@@ -13,48 +12,47 @@ import (
 // for each container of each pod. A ContainerID of that form holds the
 // runtime's name, a constant, and the 32 bytes the digits spell, in the
 // container itself; any other ID (another runtime, the dry run's) is held
-// as it is. Two IDs are the same exactly when their ContainerIDs are ==.
+// as it is. Two IDs are the same exactly when Equal says so (== tells
+// IDs held as text apart by where their text is).
 //
 // An ID held as its sum has a sum that is not all zeros: the one ID whose
 // digits are all zeros is held as it is, so a zero sum marks an ID held
 // as text, and a ContainerID is 40 bytes, not 48 with a flag (a fleet's
 // pods hold two or three).
 //
-// The text is a unique.Handle: one word, not a string's two, and two
-// handles are == exactly when their strings are, so IDs still compare
-// with ==. A runtime's name is made a handle once; only an ID held as
-// text is made one as it is parsed (rare: other runtimes, the dry run).
+// The text is held by a pointer, one word where a string is two: to the
+// runtime's name in runtimes for an ID held as its sum (no allocation), to
+// a string of its own for an ID held as text (rare on a real cluster:
+// another runtime, the dry run).
 type ContainerID struct {
 	sum  [32]byte
-	text unique.Handle[string] // the runtime's name when sum holds the digits; else the ID; zero for ""
+	text *string // the runtime's name when sum holds the digits; else the ID; nil for ""
 }
 
 // runtimes are the runtimes whose IDs are held as a sum: their names are
-// constants, so an ID holds none of the decoded string.
-var runtimes = [...]string{"containerd", "cri-o", "docker"}
-
-// runtimeNames are runtimes' names as handles, made once.
-var runtimeNames = func() (h [len(runtimes)]unique.Handle[string]) {
-	for i, r := range runtimes {
-		h[i] = unique.Make(r)
-	}
-	return h
-}()
+// constants, so an ID holds none of the decoded string. kwok's simulated
+// kubelets (and this project's own fleet, test/fleet) write the same form.
+var runtimes = [...]string{"containerd", "cri-o", "docker", "kwok"}
 
 // textID is an ID held as text.
 func textID(id string) ContainerID {
 	if id == "" {
 		return ContainerID{}
 	}
-	return ContainerID{text: unique.Make(id)}
+	return ContainerID{text: &id}
 }
 
 // textOf is the text a ContainerID holds.
 func (id ContainerID) textOf() string {
-	if id.text == (unique.Handle[string]{}) {
+	if id.text == nil {
 		return ""
 	}
-	return id.text.Value()
+	return *id.text
+}
+
+// Equal says whether id and o are the same ID.
+func (id ContainerID) Equal(o ContainerID) bool {
+	return id.sum == o.sum && id.textOf() == o.textOf()
 }
 
 // ParseContainerID is id as the fold keeps it.
@@ -68,9 +66,9 @@ func ParseContainerID(id string) ContainerID {
 	}
 	var out ContainerID
 	known := false
-	for i, r := range runtimes {
-		if id[:n] == r {
-			out.text, known = runtimeNames[i], true
+	for i := range runtimes {
+		if id[:n] == runtimes[i] {
+			out.text, known = &runtimes[i], true
 		}
 	}
 	digits := id[n+3:]
@@ -111,7 +109,7 @@ func (id ContainerID) String() string {
 }
 
 // IsZero: no ID (the container has not run).
-func (id ContainerID) IsZero() bool { return id == ContainerID{} }
+func (id ContainerID) IsZero() bool { return id.text == nil && !id.hex() }
 
 // Is says whether id is s, without making id's string: planning compares
 // each pod under way's IDs with those its state recorded, every plan.
