@@ -11,7 +11,7 @@ import (
 // image, state, the image the runtime reports and the resources asked and
 // applied — is a ContainerShape that every pod whose container reads the
 // same shares (containerShapes); only the container's ID, its restarts and
-// its readiness are its own. 64 bytes a container, its ID held inline
+// its readiness are its own. 56 bytes a container, its ID held inline
 // (ContainerID), where a journal.Container is 144 and its ID 80 more, for
 // the two or three containers of each of a fleet's pods.
 //
