@@ -3,7 +3,6 @@ package projections
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"rollbook.dev/rollbook/journal"
@@ -379,7 +378,7 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 		}
 		p.Succeeded, p.ResultVersion = true, f.ResultVersion
 		// The watch may already have shown the result.
-		if obs := s.versionOf(key); obs != "" && versionAtLeast(obs, f.ResultVersion) {
+		if obs := s.versionOf(key); !obs.IsZero() && obs.AtLeastText(f.ResultVersion) {
 			delete(s.Pending, key)
 		}
 	case journal.KindActionFailed:
@@ -401,26 +400,19 @@ func (s *State) action(kind journal.Kind, f journal.ActionFact, seq uint64, at i
 	}
 }
 
-func (s *State) versionOf(key string) string {
+// versionOf is the version the fold last saw of a pending action's
+// object (a pod's key, or "rollout:" and a rollout's); zero for none.
+// resourceVersions are opaque by contract but etcd revisions in practice:
+// journal.Version orders them as numbers, anything else by equality.
+func (s *State) versionOf(key string) journal.Version {
 	if k, ok := strings.CutPrefix(key, "rollout:"); ok {
 		if r := s.Rollouts[k]; r != nil {
-			return r.ResourceVersion
+			return journal.MakeVersion(r.ResourceVersion)
 		}
-		return ""
+		return journal.Version{}
 	}
 	if p := s.Pods[key]; p != nil {
-		return p.ResourceVersion.String()
+		return p.ResourceVersion
 	}
-	return ""
-}
-
-// versionAtLeast compares resourceVersions. They are opaque by contract but
-// etcd revisions in practice; anything unparsable compares by equality.
-func versionAtLeast(have, want string) bool {
-	h, err1 := strconv.ParseUint(have, 10, 64)
-	w, err2 := strconv.ParseUint(want, 10, 64)
-	if err1 != nil || err2 != nil {
-		return have == want
-	}
-	return h >= w
+	return journal.Version{}
 }

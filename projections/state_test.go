@@ -270,20 +270,6 @@ func TestActionsInFlight(t *testing.T) {
 	}
 }
 
-func TestVersionAtLeast(t *testing.T) {
-	for _, c := range []struct {
-		have, want string
-		ok         bool
-	}{
-		{"10", "9", true}, {"10", "10", true}, {"9", "10", false},
-		{"abc", "abc", true}, {"abc", "abd", false}, {"10", "x", false},
-	} {
-		if got := versionAtLeast(c.have, c.want); got != c.ok {
-			t.Errorf("versionAtLeast(%q, %q) = %v", c.have, c.want, got)
-		}
-	}
-}
-
 // TestFoldIsDeterministic: folding the same records gives equal states.
 func TestFoldIsDeterministic(t *testing.T) {
 	f := newFolder(t)
