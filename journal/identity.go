@@ -3,8 +3,6 @@ package journal
 import (
 	"fmt"
 	"strconv"
-
-	"github.com/fxamacker/cbor/v2"
 )
 
 // UID is an object's UID as a long-lived copy keeps it. Kubernetes writes
@@ -236,16 +234,17 @@ func ParseVersion(s string) (uint64, bool) {
 	return n, err == nil
 }
 
-// cborText is s as a CBOR text string.
+// cborText is s as a CBOR text string, as every body encodes one.
 func cborText(s string) []byte {
-	b, _ := cbor.Marshal(s) // a string always encodes
+	b, _ := encMode.Marshal(s) // a string always encodes
 	return b
 }
 
-// cborTextOf reads a CBOR text string (or null, as "").
+// cborTextOf reads a CBOR text string (or null, as ""), as strictly as
+// every body is read.
 func cborTextOf(b []byte) (string, error) {
 	var s *string
-	if err := cbor.Unmarshal(b, &s); err != nil {
+	if err := decMode.Unmarshal(b, &s); err != nil {
 		return "", fmt.Errorf("journal: an identity is not a CBOR text string: %w", err)
 	}
 	if s == nil {
