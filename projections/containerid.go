@@ -65,10 +65,9 @@ func ParseContainerID(id string) ContainerID {
 		return textID(id)
 	}
 	var out ContainerID
-	known := false
 	for i := range runtimes {
 		if id[:n] == runtimes[i] {
-			out.text, known = &runtimes[i], true
+			out.text = &runtimes[i]
 		}
 	}
 	digits := id[n+3:]
@@ -79,7 +78,7 @@ func ParseContainerID(id string) ContainerID {
 		}
 		out.sum[i] = hi<<4 | lo
 	}
-	if !known || !out.hex() {
+	if out.text == nil || !out.hex() { // another runtime, or all-zero digits
 		return textID(id)
 	}
 	return out
