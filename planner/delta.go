@@ -168,7 +168,7 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 	}
 	old := p.inc.units[rk]
 	if old == nil || !old.simple || old.kept == nil ||
-		len(old.pods) != len(old.selected) || len(old.plans) != len(old.selected) || len(old.counts) != len(old.selected) {
+		len(old.plans) != len(old.pods) || len(old.counts) != len(old.pods) {
 		return false
 	}
 	// As enterRevision will find it: nothing before it sets RollingBack.
@@ -182,7 +182,7 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 	if !ok {
 		return false
 	}
-	sel, pods, plans, counts, cd := spliced(old, changes)
+	pods, plans, counts, cd := spliced(old, changes)
 	if t.workload == nil && missingContainer(r.Spec, pods) != "" {
 		return false // selectPods says what is wrong
 	}
@@ -201,7 +201,7 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 		}
 	}
 	old.kept.keep(pods, plans)
-	u.selected, u.pods, u.claims, u.kept = sel, pods, sel, old.kept
+	u.pods, u.claims, u.claimsSelected, u.kept = pods, nil, true, old.kept
 	u.ownerUID, u.selector, u.selKey = old.ownerUID, old.selector, old.selKey
 	rp.mine, rp.all, rp.counts = pods, plans, counts
 	p.tally(rp)
@@ -209,7 +209,7 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 		u.plans, u.counts, u.simple, u.claimsDelta = plans, counts, rp.simple(), cd
 	} else {
 		// It let go of its pods: replan compares the claims as usual.
-		u.claims = slices.Clone(sel)
+		u.claims, u.claimsSelected = podKeys(pods), false
 	}
 	return true
 }
@@ -232,7 +232,7 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 	}
 	for i, c := range old.counts {
 		if pp := old.plans[i]; c&countFailed != 0 || c&countTimed != 0 && (pp.timed || pp.until() != 0 && p.now >= pp.until()) {
-			keys = append(keys, old.selected[i])
+			keys = append(keys, old.pods[i].Key())
 		}
 	}
 	slices.Sort(keys)
@@ -245,7 +245,7 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 	me := claimantOf(cl.key)
 	changes := make([]podChange, 0, len(keys))
 	for _, k := range keys {
-		at, was := slices.BinarySearch(old.selected, k)
+		at, was := old.find(k)
 		ch := podChange{key: k, at: at, was: was}
 		if pod := p.s.Pods[k]; pod != nil && match(pod) {
 			if owner, ok := p.inc.claims[k]; ok && owner != me && p.processed[owner.Value()] {
@@ -269,7 +269,7 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 // such a plan): the unit made from them replaces the last one, and a plan
 // that falls back to selecting afresh reads of the last unit only its
 // pods, and only those no record touched, which are the same.
-func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.Pod, plans []*podPlan, counts []podCount, cd *claimsDelta) {
+func spliced(old *unit, changes []podChange) (pods []*projections.Pod, plans []*podPlan, counts []podCount, cd *claimsDelta) {
 	cd = &claimsDelta{}
 	same := true
 	for _, ch := range changes {
@@ -281,13 +281,13 @@ func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.
 		for _, ch := range changes {
 			old.pods[ch.at], old.plans[ch.at], old.counts[ch.at] = ch.pod, ch.pp, ch.c
 		}
-		return old.selected, old.pods, old.plans, old.counts, cd
+		return old.pods, old.plans, old.counts, cd
 	}
-	size := len(old.selected) + len(changes)
-	sel, pods, plans, counts = make([]string, 0, size), make([]*projections.Pod, 0, size), make([]*podPlan, 0, size), make([]podCount, 0, size)
+	size := len(old.pods) + len(changes)
+	pods, plans, counts = make([]*projections.Pod, 0, size), make([]*podPlan, 0, size), make([]podCount, 0, size)
 	from := 0
 	for _, ch := range changes {
-		sel, pods = append(sel, old.selected[from:ch.at]...), append(pods, old.pods[from:ch.at]...)
+		pods = append(pods, old.pods[from:ch.at]...)
 		plans, counts = append(plans, old.plans[from:ch.at]...), append(counts, old.counts[from:ch.at]...)
 		from = ch.at
 		if ch.was {
@@ -295,7 +295,7 @@ func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.
 		}
 		switch {
 		case ch.pod != nil:
-			sel, pods, plans, counts = append(sel, ch.key), append(pods, ch.pod), append(plans, ch.pp), append(counts, ch.c)
+			pods, plans, counts = append(pods, ch.pod), append(plans, ch.pp), append(counts, ch.c)
 			if !ch.was {
 				cd.joined = append(cd.joined, ch.key)
 			}
@@ -303,9 +303,9 @@ func spliced(old *unit, changes []podChange) (sel []string, pods []*projections.
 			cd.left = append(cd.left, ch.key)
 		}
 	}
-	sel, pods = append(sel, old.selected[from:]...), append(pods, old.pods[from:]...)
+	pods = append(pods, old.pods[from:]...)
 	plans, counts = append(plans, old.plans[from:]...), append(counts, old.counts[from:]...)
-	return sel, pods, plans, counts, cd
+	return pods, plans, counts, cd
 }
 
 // driveKept is drive over the bits of a plan made from the last one:

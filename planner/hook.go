@@ -180,7 +180,7 @@ func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
 func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 	rev := revOf(pp, rp.t.rev)
 	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
-	if h := postHook(rp.spec); h != nil && pp.state != nil && pp.state.Revision == pp.rev {
+	if h := postHook(rp.spec); h != nil && pp.state() != nil && pp.state().Revision == pp.rev {
 		mark(&a, h, HookPostUpdate)
 		return a
 	}
@@ -190,7 +190,7 @@ func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 // waitHook drives a gated pod through its pre-update wait and says
 // whether the patch may go on.
 func (p *planning) waitHook(rp *rolloutPlan, pp *podPlan) bool {
-	w := pp.hook
+	w := pp.hook()
 	switch pp.hookState() {
 	case hookUnmarked:
 		// Gated before the rollout had the hook: gate again, with the marker.
@@ -207,7 +207,7 @@ func (p *planning) waitHook(rp *rolloutPlan, pp *podPlan) bool {
 }
 
 func (p *planning) hookTimeoutEvent(rp *rolloutPlan, pp *podPlan) {
-	w := pp.hook
+	w := pp.hook()
 	then := "the rollout is paused and the pod stays held until it is released"
 	if proceeds(w.hook) {
 		then = "it goes on without the release (onTimeout: Proceed)"
@@ -230,12 +230,12 @@ func (p *planning) reportHooks(rp *rolloutPlan) {
 	}
 	switch {
 	case len(n.hookPaused) > 0:
-		w := n.hookPaused[0].hook
+		w := n.hookPaused[0].hook()
 		conds.set("HookTimedOut", "True", "Paused", fmt.Sprintf(
 			"%d pods were not released by their lifecycle hook in time, first %s by its %s, waiting since %s: the rollout is paused and they stay held (a pre-update pod gated, out of Service endpoints). Release them (the hook controller, or set the release yourself) and the rollout goes on",
 			len(n.hookPaused), n.hookPaused[0].pod.Name, describeHook(w.which, w.hook), stamp(w.since)))
 	case len(n.hookProceeded) > 0:
-		w := n.hookProceeded[0].hook
+		w := n.hookProceeded[0].hook()
 		conds.set("HookTimedOut", "True", "Proceeded", fmt.Sprintf(
 			"%s was not released by its %s within %ds and went on without it (onTimeout: Proceed); every such pod is a Warning Event HookTimeout",
 			n.hookProceeded[0].pod.Name, describeHook(w.which, w.hook), hookTimeout(w.hook)/1e9))
@@ -249,7 +249,7 @@ func (p *planning) reportHooks(rp *rolloutPlan) {
 func waitingMessage(pods []*podPlan) string {
 	var parts []string
 	for _, pp := range pods[:min(len(pods), 3)] {
-		w := pp.hook
+		w := pp.hook()
 		then := "pause"
 		if proceeds(w.hook) {
 			then = "proceed"

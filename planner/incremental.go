@@ -71,12 +71,17 @@ const FullEvery = int64(300e9)
 
 // unit is one rollout's last plan.
 type unit struct {
-	ns       string
-	actions  []Action
-	wake     int64
-	selected []string           // sorted pod keys
-	pods     []*projections.Pod // the pods of selected, as selected
-	claims   []string           // sorted pod keys
+	ns      string
+	actions []Action
+	wake    int64
+	// pods are the pods it selected, as selected, sorted by key (find).
+	pods []*projections.Pod
+	// claims are the keys of the pods it claims, sorted (read them
+	// through claimed): none kept when claimsSelected, when they are the
+	// keys of its pods (a plan made from the last one claims every pod
+	// it selects), which would be another 16 bytes for every such pod.
+	claims         []string
+	claimsSelected bool
 	// What selects its pods, to tell whether a touched pod joins it: the
 	// owner workload's UID, or the label selector; neither while its
 	// target does not resolve.
@@ -145,7 +150,7 @@ func (in *Incremental) Plan(s *projections.State, touched *projections.Touched) 
 		for rk, u := range in.units {
 			if s.Rollouts[rk] == nil {
 				// Deleted: its pods are free for younger rollouts.
-				for _, k := range u.claims {
+				for _, k := range u.claimed() {
 					changed[k] = true
 				}
 				in.dropClaims(rk, u)
@@ -298,7 +303,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	}
 	var oldClaims []string
 	if old != nil {
-		oldClaims = old.claims
+		oldClaims = old.claimed()
 	}
 	diffSorted(oldClaims, u.claims, func(k string) {
 		if in.claims[k] == me {
@@ -306,6 +311,9 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 		}
 		changedClaim(k)
 	}, changedClaim)
+	if slices.EqualFunc(u.claims, u.pods, func(k string, p *projections.Pod) bool { return k == p.Key() }) {
+		u.claims, u.claimsSelected = nil, true // the most common case: see unit.claims
+	}
 	in.units[rk] = u
 }
 
@@ -317,11 +325,34 @@ func (in *Incremental) selecting(k string, f func(rk string)) {
 	ns, _, _ := strings.Cut(k, "/")
 	for rk, u := range in.units {
 		if u.ns == ns {
-			if _, ok := slices.BinarySearch(u.selected, k); ok {
+			if _, ok := u.find(k); ok {
 				f(rk)
 			}
 		}
 	}
+}
+
+// find is where pod k is among u's pods, or would go, and whether it is
+// there.
+func (u *unit) find(k string) (int, bool) {
+	return slices.BinarySearchFunc(u.pods, k, func(p *projections.Pod, k string) int { return strings.Compare(p.Key(), k) })
+}
+
+// claimed is the keys of the pods u claims, sorted.
+func (u *unit) claimed() []string {
+	if !u.claimsSelected {
+		return u.claims
+	}
+	return podKeys(u.pods)
+}
+
+// podKeys are the pods' keys, in their order.
+func podKeys(pods []*projections.Pod) []string {
+	keys := make([]string, len(pods))
+	for i, p := range pods {
+		keys[i] = p.Key()
+	}
+	return keys
 }
 
 // claimOf returns the rollout that claimed pod k so far in this plan; for
@@ -358,7 +389,7 @@ func (p *planning) unclaim(k string) { delete(p.inc.claims, k) }
 // dropClaims removes a unit's claims that are still its own.
 func (in *Incremental) dropClaims(rk string, u *unit) {
 	me := claimantOf(rk)
-	for _, k := range u.claims {
+	for _, k := range u.claimed() {
 		if in.claims[k] == me {
 			delete(in.claims, k)
 		}
@@ -388,7 +419,7 @@ func (p *planning) podsOf(r *projections.Rollout, t target) ([]*projections.Pod,
 		return selectPodsIn(p.s, p.keys, r, t)
 	}
 	old := p.inc.units[r.Key()]
-	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey || (u.ownerUID == "" && u.selKey == "") || len(old.pods) != len(old.selected) {
+	if old == nil || old.ownerUID != u.ownerUID || old.selKey != u.selKey || (u.ownerUID == "" && u.selKey == "") {
 		return selectPodsIn(p.s, podKeysIn(p.s, r.Namespace), r, t)
 	}
 	match, problem := matcher(r, t)
@@ -403,20 +434,20 @@ func (p *planning) podsOf(r *projections.Rollout, t target) ([]*projections.Pod,
 	}
 	sort.Strings(added)
 	// Both sorted: merge them rather than sort the rollout's pods again.
-	out := make([]*projections.Pod, 0, len(old.selected)+len(added))
+	out := make([]*projections.Pod, 0, len(old.pods)+len(added))
 	i, j := 0, 0
-	for i < len(old.selected) || j < len(added) {
+	for i < len(old.pods) || j < len(added) {
 		var k string
 		switch {
-		case j == len(added) || (i < len(old.selected) && old.selected[i] < added[j]):
-			k = old.selected[i]
+		case j == len(added) || (i < len(old.pods) && old.pods[i].Key() < added[j]):
+			k = old.pods[i].Key()
 			if !p.touched.Pods[k] {
 				out = append(out, old.pods[i]) // as it was, and selected then
 				i++
 				continue
 			}
 			i++ // touched and gone: it would be among the added otherwise
-		case i == len(old.selected) || added[j] < old.selected[i]:
+		case i == len(old.pods) || added[j] < old.pods[i].Key():
 			k, j = added[j], j+1
 		default:
 			k, i, j = added[j], i+1, j+1
@@ -455,9 +486,6 @@ func (p *planning) ownedBy(uid string) []string {
 func (p *planning) selected(pods []*projections.Pod) {
 	if p.unit == nil {
 		return
-	}
-	for _, pod := range pods {
-		p.unit.selected = append(p.unit.selected, pod.Key())
 	}
 	p.unit.pods = pods
 }

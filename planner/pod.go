@@ -76,12 +76,8 @@ type podPlan struct {
 	labels map[string]string
 	// rare holds the changes few pods have; nil when none (read it
 	// through rarely, write it through rareChanges).
-	rare  *rareChanges
-	state *PodState
-	rev   string // the target revision classified against
-	// hook is the pod's lifecycle hook wait: pre-update while gated,
-	// post-update once verified and ungated; nil without a hook.
-	hook *hookWait
+	rare *rareChanges
+	rev  string // the target revision classified against
 	// sortKey: where it goes among the candidates (ordered).
 	sortKey sortKey
 }
@@ -89,15 +85,20 @@ type podPlan struct {
 // rareChanges are the changes of a pod's patch that most rollouts'
 // pods do not have: resources (a resize), and metadata besides labels
 // (see podTarget); why a pod is verifying, failed, blocked or recreated;
-// and until (see podPlan.timed). A rollout's pods have these a few at a
-// time: kept here behind one pointer, they cost the podPlan every pod of
-// a rollout has (96 bytes, TestPerPodSizes) 8 bytes, not 104.
+// until (see podPlan.timed); and a hook's wait. A rollout's pods have
+// these a few at a time: kept here behind one pointer, they cost the
+// podPlan every pod of a rollout has (80 bytes, TestPerPodSizes) 8 bytes,
+// not 112.
 type rareChanges struct {
 	resources                       []ResourceChange
 	removeLabels, removeAnnotations []string
 	annotations                     map[string]string
 	why                             string
 	until                           int64
+	// hook is the pod's lifecycle hook wait: pre-update while gated,
+	// post-update once verified and ungated; nil without a hook (only a
+	// rollout with hooks has one, and only for its pods under way).
+	hook *hookWait
 }
 
 // imageChanges are the pod's image changes; nothing may change them.
@@ -107,6 +108,11 @@ func (pp *podPlan) imageChanges() []ContainerChange {
 	}
 	return *pp.images
 }
+
+// state is the pod's state annotation, as its target read it: a
+// classification's pod never changes, so it is not kept in every pod's
+// classification.
+func (pp *podPlan) state() *PodState { return readState(pp.pod) }
 
 // gatedAt is when the pod was gated, 0 when it is not: the gate
 // condition's last transition, read from the pod the classification was
@@ -162,12 +168,20 @@ func (pp *podPlan) rareChanges() *rareChanges {
 	return pp.rare
 }
 
+// hook is the pod's hook wait, nil without one.
+func (pp *podPlan) hook() *hookWait {
+	if pp.rare == nil {
+		return nil
+	}
+	return pp.rare.hook
+}
+
 // hookState is the state of the pod's hook wait, hookNone without one.
 func (pp *podPlan) hookState() hookState {
-	if pp.hook == nil {
-		return hookNone
+	if w := pp.hook(); w != nil {
+		return w.state
 	}
-	return pp.hook.state
+	return hookNone
 }
 
 // restartPending: the pod carries a patch, of any revision, whose changed
@@ -176,10 +190,11 @@ func (pp *podPlan) hookState() hookState {
 // Such a pod counts as unavailable even when idle for a newer revision
 // (patched without a gate, or with skipDrain, toward the old one).
 func restartPending(pp *podPlan) bool {
-	if pp.state == nil {
+	st := pp.state()
+	if st == nil {
 		return false
 	}
-	for _, b := range pp.state.Before {
+	for _, b := range st.Before {
 		c, _ := findContainer(pp.pod.Pod, b.Name, b.Init)
 		if c != nil && c.Image != b.Image && c.ContainerID.Is(b.ContainerID) {
 			return true
@@ -303,14 +318,14 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	if !t.stateRead {
 		st = readState(p)
 	}
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), state: st, skipDrain: true, rev: t.rev}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), skipDrain: true, rev: t.rev}
 	if c := gateCondition(f); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		pp.gated = true
 	}
 	pp.restartPending = restartPending(pp)
 	notInPlace := diff(pp, t)
 	atTarget := pp.images == nil && len(pp.rarely().resources) == 0 && !pp.metadataChanges()
-	ours := pp.state != nil && pp.state.Revision == t.rev
+	ours := st != nil && st.Revision == t.rev
 	switch {
 	case notInPlace != "":
 		pp.setWhy(notInPlace)
@@ -326,7 +341,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			if h := postHook(spec); h != nil && p.Label(HookLabel) == HookPostUpdate {
 				// The ungate marked it: the wait began with that write.
 				w := waitAt(p, h, HookPostUpdate, c.LastTransition, now)
-				pp.hook = &w
+				pp.rareChanges().hook = &w
 				pp.timedBy(w)
 				if s := w.state; s == hookWaiting || s == hookTimedOut && !proceeds(h) {
 					pp.stage = stagePostHook
@@ -334,17 +349,17 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 			}
 			break
 		}
-		ok, why := verify(f, pp.state, t)
+		ok, why := verify(f, st, t)
 		switch {
 		case ok:
 			pp.stage = stageVerified
-		case now-pp.state.PatchedAt >= verifyTimeout(spec):
+		case now-st.PatchedAt >= verifyTimeout(spec):
 			pp.stage, pp.timed = stageFailed, true
 			pp.setWhy(why)
 		default:
 			pp.stage = stageVerifying
 			pp.setWhy(why)
-			pp.rareChanges().until = pp.state.PatchedAt + verifyTimeout(spec)
+			pp.rareChanges().until = st.PatchedAt + verifyTimeout(spec)
 		}
 	case atTarget:
 		pp.stage = stageDone
@@ -359,7 +374,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 		pp.stage = stageGated
 		if h := preHook(spec); h != nil {
 			w := waitAt(p, h, HookPreUpdate, pp.gatedAt(), now)
-			pp.hook = &w
+			pp.rareChanges().hook = &w
 			pp.timedBy(w)
 		}
 	default:

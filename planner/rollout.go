@@ -323,7 +323,7 @@ func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
 	switch {
 	case pp.hookState() == hookWaiting:
 		n.hookWaiting = append(n.hookWaiting, pp)
-	case pp.hookState() == hookTimedOut && proceeds(pp.hook.hook):
+	case pp.hookState() == hookTimedOut && proceeds(pp.hook().hook):
 		n.hookProceeded = append(n.hookProceeded, pp)
 	case pp.hookState() == hookTimedOut:
 		n.hookPaused = append(n.hookPaused, pp)
@@ -504,7 +504,7 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 		p.wake(pp.until()) // its verification's deadline
 	case stagePostHook:
 		if pp.hookState() == hookWaiting {
-			p.wake(pp.hook.until)
+			p.wake(pp.hook().until)
 		} else {
 			p.hookTimeoutEvent(rp, pp)
 		}
