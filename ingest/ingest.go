@@ -157,7 +157,7 @@ func (in *Ingester) WaitSynced(ctx context.Context) error {
 func (in *Ingester) Tracked() int {
 	n := 0
 	for _, s := range in.streams {
-		n += len(s.known)
+		n += len(s.known.objs)
 	}
 	return n
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -11,9 +12,62 @@ import (
 
 // known is what one stream remembers of each object: its UID and last
 // journaled resourceVersion, keyed by record key. It is the whole of
-// ingest's memory per object (the entry and its key, ~90 bytes), against
-// the 3–9 KB a SharedInformer keeps for a full pod.
-type known map[string]knownObj
+// ingest's memory per object (the entry and its key, ~80 bytes), against
+// the 3–9 KB a SharedInformer keeps for a full pod. Its zero value is an
+// empty set.
+type known struct {
+	objs map[string]heldObj
+	// odd holds, by key, the identities not in the forms Kubernetes
+	// writes (see knownObj): an entry of objs whose rv is oddRV is here.
+	odd map[string]oddIdentity
+}
+
+// heldObj is a knownObj as the known set holds it: 24 bytes in every
+// object's map entry, not 32 (an odd identity is in known.odd).
+type heldObj struct {
+	uid [16]byte
+	rv  uint64
+}
+
+// oddRV marks a heldObj whose identity is in known.odd. ParseVersion
+// reads it from one string only, which makeKnown holds as odd too.
+const oddRV = math.MaxUint64
+
+func (k *known) get(key string) (knownObj, bool) {
+	h, ok := k.objs[key]
+	switch {
+	case !ok:
+		return knownObj{}, false
+	case h.rv == oddRV:
+		o := k.odd[key]
+		return knownObj{odd: &o}, true
+	}
+	return knownObj{uid: h.uid, rv: h.rv}, true
+}
+
+func (k *known) put(key string, o knownObj) {
+	if k.objs == nil {
+		k.objs = map[string]heldObj{}
+	}
+	if o.odd != nil {
+		if k.odd == nil {
+			k.odd = map[string]oddIdentity{}
+		}
+		k.objs[key], k.odd[key] = heldObj{rv: oddRV}, *o.odd
+		return
+	}
+	k.objs[key] = heldObj{uid: o.uid, rv: o.rv}
+	if len(k.odd) > 0 {
+		delete(k.odd, key)
+	}
+}
+
+func (k *known) remove(key string) {
+	delete(k.objs, key)
+	if len(k.odd) > 0 {
+		delete(k.odd, key)
+	}
+}
 
 // knownObj is an object's UID and resourceVersion. Kubernetes writes a UID
 // as a UUID and a resourceVersion as a decimal number: held as 16 bytes
@@ -31,7 +85,7 @@ type oddIdentity struct{ uid, rv string }
 
 func makeKnown(uid, rv string) knownObj {
 	if u, ok := journal.ParseUUID(uid); ok {
-		if n, ok := journal.ParseVersion(rv); ok {
+		if n, ok := journal.ParseVersion(rv); ok && n != oddRV {
 			return knownObj{uid: u, rv: n}
 		}
 	}
@@ -82,7 +136,7 @@ type KnownObject struct {
 func (in *Ingester) SeedKnown(seq uint64, objs map[string]KnownObject) {
 	for key, o := range objs {
 		if s := owner(in.streams, key); s != nil {
-			s.known[key] = makeKnown(o.UID, o.ResourceVersion)
+			s.known.put(key, makeKnown(o.UID, o.ResourceVersion))
 		}
 	}
 	in.seeded = seq
@@ -103,7 +157,7 @@ func rebuild(ctx context.Context, j *journal.Journal, streams []*stream, from ui
 			return nil
 		}
 		if r.Kind == journal.KindVanished {
-			delete(s.known, r.Key)
+			s.known.remove(r.Key)
 			return nil
 		}
 		var o journal.Observed
@@ -111,9 +165,9 @@ func rebuild(ctx context.Context, j *journal.Journal, streams []*stream, from ui
 			return fmt.Errorf("ingest: record %d: %w", r.Seq, err)
 		}
 		if o.Deleted {
-			delete(s.known, r.Key)
+			s.known.remove(r.Key)
 		} else {
-			s.known[r.Key] = makeKnown(o.UID, o.ResourceVersion)
+			s.known.put(r.Key, makeKnown(o.UID, o.ResourceVersion))
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestKnownOnlyWhatIsJournaled(t *testing.T) {
 	if _, ok, _ := s.observe(pod, false); ok {
 		t.Fatal("an object already journaled at this version was journaled again")
 	}
-	if o, ok := s.known["pods/ns/a"]; !ok || o.RV() != "5" || o.UID() != "u1" {
+	if o, ok := s.known.get("pods/ns/a"); !ok || o.RV() != "5" || o.UID() != "u1" {
 		t.Fatalf("known set after the append: %+v %v", o, ok)
 	}
 }
@@ -68,6 +69,38 @@ func TestKnownIdentities(t *testing.T) {
 				}
 			}
 		}
+	}
+	// Held in a known set, each reads back as it was, whatever it
+	// replaced; only the odd ones take a second entry.
+	var k known
+	key := func(i, j int) string { return fmt.Sprintf("pods/ns/p-%d-%d", i, j) }
+	odd := 0
+	for i, u := range uids {
+		for j, v := range rvs {
+			k.put(key(i, j), makeKnown("u1", "a"))
+			k.put(key(i, j), makeKnown(uids[0], "5"))
+			k.put(key(i, j), makeKnown(u, v))
+			if makeKnown(u, v).odd != nil {
+				odd++
+			}
+		}
+	}
+	if len(k.odd) != odd {
+		t.Errorf("%d odd identities held for %d", len(k.odd), odd)
+	}
+	for i, u := range uids {
+		for j, v := range rvs {
+			if o, ok := k.get(key(i, j)); !ok || o.UID() != u || o.RV() != v {
+				t.Errorf("(%q, %q) is held as (%q, %q), %v", u, v, o.UID(), o.RV(), ok)
+			}
+			k.remove(key(i, j))
+			if _, ok := k.get(key(i, j)); ok {
+				t.Errorf("(%q, %q) is held after its removal", u, v)
+			}
+		}
+	}
+	if len(k.objs)+len(k.odd) != 0 {
+		t.Errorf("%d objects and %d odd identities held after every removal", len(k.objs), len(k.odd))
 	}
 	if o := makeKnown(uids[0], "123"); o.odd != nil {
 		t.Errorf("a UUID and a decimal resourceVersion are held as strings: %+v", o)

@@ -387,15 +387,14 @@ func (s *stream) lookup(key string) (knownObj, bool) {
 	if st, ok := s.staged[key]; ok {
 		return st.obj, !st.deleted
 	}
-	o, ok := s.known[key]
-	return o, ok
+	return s.known.get(key)
 }
 
 // vanished journals every known object a complete list did not contain:
 // deletes that happened while no watch was looking are never delivered.
 func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Entry {
 	var keys []string
-	for k := range s.known {
+	for k := range s.known.objs {
 		if _, ok := seen[k]; !ok {
 			if _, still := s.lookup(k); still {
 				keys = append(keys, k)
@@ -434,9 +433,9 @@ func (s *stream) append(ctx context.Context, cursors []journal.Cursor, entries [
 	}
 	for k, st := range s.staged {
 		if st.deleted {
-			delete(s.known, k)
+			s.known.remove(k)
 		} else {
-			s.known[k] = st.obj
+			s.known.put(k, st.obj)
 		}
 	}
 	clear(s.staged)
