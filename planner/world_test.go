@@ -771,6 +771,9 @@ func (w *world) plan() Result {
 	if inc := w.inc.Plan(w.state, w.state.TakeTouched()); !reflect.DeepEqual(res, inc) {
 		w.tb.Fatalf("the incremental planner (%d full plans, %d partial) plans differently from Plan:\n%s\n----\n%s", w.inc.Full, w.inc.Partial, formatResult(res, w.now), formatResult(inc, w.now))
 	}
+	if err := w.inc.claimsAgree(); err != nil {
+		w.tb.Fatalf("the incremental planner's claims after %d full plans, %d partial: %v", w.inc.Full, w.inc.Partial, err)
+	}
 	w.plans++
 	if w.freshEvery > 0 && w.plans%w.freshEvery != 0 {
 		return res
