@@ -180,9 +180,11 @@ func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
 func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 	rev := revOf(pp, rp.t.rev)
 	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
-	if h := postHook(rp.spec); h != nil && pp.state() != nil && pp.state().Revision == pp.rev {
-		mark(&a, h, HookPostUpdate)
-		return a
+	if h := postHook(rp.spec); h != nil {
+		if st := pp.state(); st != nil && st.Revision == pp.rev {
+			mark(&a, h, HookPostUpdate)
+			return a
+		}
 	}
 	return unmark(a, pp.pod)
 }
