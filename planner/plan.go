@@ -348,13 +348,13 @@ func rollbackTarget(pod *projections.Pod, rev string) (podTarget, bool) {
 	}
 	switch st.Revision {
 	case rev:
-		pt := podTarget{rev: "rb-" + rev, label: st.Label, state: st, stateRead: true}
+		pt := podTarget{rev: "rb-" + rev, label: st.Label}
 		for _, b := range st.Before {
 			pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: b.Image})
 		}
 		return pt, true
 	case "rb-" + rev:
-		pt := podTarget{rev: st.Revision, label: pod.Label(RevisionLabel), state: st, stateRead: true}
+		pt := podTarget{rev: st.Revision, label: pod.Label(RevisionLabel)}
 		for _, b := range st.Before {
 			if c, _ := findContainer(pod.Pod, b.Name, b.Init); c != nil {
 				pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: c.Image})

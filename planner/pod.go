@@ -109,9 +109,9 @@ func (pp *podPlan) imageChanges() []ContainerChange {
 	return *pp.images
 }
 
-// state is the pod's state annotation, as its target read it: a
-// classification's pod never changes, so it is not kept in every pod's
-// classification.
+// state is the pod's state annotation (readState: parsed when the pod
+// was folded). A classification's pod never changes, so it is not kept
+// in every pod's classification.
 func (pp *podPlan) state() *PodState { return readState(pp.pod) }
 
 // gatedAt is when the pod was gated, 0 when it is not: the gate
@@ -236,10 +236,6 @@ type podTarget struct {
 	// notInPlace names what the template changed that needs a new pod.
 	notInPlace  string
 	canRecreate bool
-	// state is the pod's state annotation as the target read it, when
-	// stateRead: classify takes it instead of parsing it a second time.
-	state     *PodState
-	stateRead bool
 	// images is where the pods of one base (or of a selector target)
 	// share their image changes; nil where nothing is shared.
 	images *sharedImages
@@ -314,11 +310,8 @@ func readState(p *projections.Pod) *PodState {
 // classify places a pod relative to its target at time now.
 func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
 	f := p.Pod
-	st := t.state
-	if !t.stateRead {
-		st = readState(p)
-	}
 	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), skipDrain: true, rev: t.rev}
+	st := pp.state()
 	if c := gateCondition(f); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		pp.gated = true
 	}

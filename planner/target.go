@@ -173,7 +173,7 @@ func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 		from, applied = st.Label, true
 	}
 	pt := *t.base(s, from)
-	pt.state, pt.stateRead, pt.applied = st, true, applied
+	pt.applied = applied
 	return pt
 }
 
