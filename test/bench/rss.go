@@ -245,6 +245,10 @@ type childResult struct {
 	// Anon and File are RSS's parts (RssAnon, RssFile): the heap and the
 	// runtime's memory, and the binary's pages the process has read.
 	Anon, File float64
+	// HeapUnused is the slots of the heap's spans that hold no object
+	// (/memory/classes/heap/unused): what the heap's fragmentation costs
+	// on top of HeapLive, after the same collections.
+	HeapUnused float64
 	Pods       int
 	Actions    int
 	// Encoded is what holding idle pods encoded would take instead (see
@@ -281,6 +285,7 @@ func memoryChild(args []string) error {
 		return err
 	}
 	h := snapshot()
+	r.HeapUnused = float64(heapSamples[2].Value.Uint64()) // read by snapshot
 	settle()
 	if h.RSS, err = procStatusKB(os.Getpid(), "VmRSS"); err != nil {
 		return err
