@@ -2,8 +2,10 @@ package ctl
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 )
 
 // SteadyGCPercent is the controller's GOGC once it has caught up with the
@@ -23,24 +25,126 @@ import (
 // at Go's default and lowers the target only then (BENCHMARKS.md §1).
 const SteadyGCPercent = 25
 
+// SteadyGCRoom is the least room, in bytes, that the controller leaves
+// its heap to grow by between collections once caught up (rollbook run
+// --gc-room-mib), whatever the percent.
+//
+// A percent alone makes a small fleet's room small too: at 25 a
+// 1,000-pod controller's heap of a few MiB collects after every MiB or
+// so allocated, and marking then runs beside nearly every event, so each
+// of Rollbook's own steps took 9–13 ms median instead of 5–6 at Go's
+// default (BENCHMARKS.md §3, "Rollbook's own steps and the GC target").
+// A floor in bytes costs a fixed amount of memory, not one per pod: a
+// fleet whose heap is under 4× the floor collects as seldom as at about
+// Go's default, and a large one at the percent, where the per-pod figures
+// are measured.
+const SteadyGCRoom = 16 << 20
+
 // SteadyGC sets the garbage collector's target for a controller that has
 // caught up: percent when given (> 0), else SteadyGCPercent unless the
-// environment sets GOGC (which the runtime already follows). Then it
-// returns to the OS the pages the catch-up's garbage took, which the
-// runtime would otherwise keep for a while. It returns the percent now in
-// force (0 when collection is off), and restore, which sets back the
-// target from before: a controller that stops leading catches up at it
-// again when it leads once more.
-func SteadyGC(percent int) (now int, restore func()) {
+// environment sets GOGC (which the runtime already follows). While the
+// percent is Rollbook's (given, or the default), room is the least the
+// heap may grow by between collections (≤ 0: no floor): after each
+// collection the target is raised so that live heap × percent is at
+// least room. Then SteadyGC returns to the OS the pages the catch-up's
+// garbage took, which the runtime would otherwise keep for a while. It
+// returns the percent now in force (0 when collection is off), and
+// restore, which stops the floor and sets back the target from before: a
+// controller that stops leading catches up at it again when it leads
+// once more.
+func SteadyGC(percent int, room int64) (now int, restore func()) {
 	before := gcPercent()
+	var floor *gcFloor
 	switch {
 	case percent > 0:
-		debug.SetGCPercent(percent)
 	case os.Getenv("GOGC") == "":
-		debug.SetGCPercent(SteadyGCPercent)
+		percent = SteadyGCPercent
+	default:
+		room = 0 // the operator's GOGC stands as given
+	}
+	if percent > 0 {
+		debug.SetGCPercent(percent)
+		if room > 0 {
+			floor = &gcFloor{percent: percent, room: uint64(room)}
+			floor.afterGC()
+		}
 	}
 	debug.FreeOSMemory()
-	return gcPercent(), func() { debug.SetGCPercent(before) }
+	lastFloor = floor
+	return gcPercent(), func() {
+		if floor != nil {
+			floor.stop()
+		}
+		debug.SetGCPercent(before)
+	}
+}
+
+// lastFloor is the floor SteadyGC last started, for tests.
+var lastFloor *gcFloor
+
+// gcFloor raises GOGC above percent while the live heap is small enough
+// that percent of it would be less than room. It runs once after each
+// collection, from a cleanup attached to an object that only that
+// collection can free: the live heap changes only when the collector has
+// measured it, so there is nothing to poll.
+type gcFloor struct {
+	percent int
+	room    uint64
+
+	mu      sync.Mutex
+	stopped bool
+	runs    int // collections seen, stopped or not: for tests
+}
+
+// sentinel is what the floor's cleanup hangs on. Its pointer keeps it out
+// of the tiny allocator, whose blocks are freed together (a cleanup on a
+// tiny object may never run).
+type sentinel struct{ _ *byte }
+
+// afterGC sets the target for the live heap the last collection measured,
+// then waits for the next collection.
+func (f *gcFloor) afterGC() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runs++
+	if f.stopped {
+		return
+	}
+	if want := f.target(liveHeap()); want != gcPercent() {
+		debug.SetGCPercent(want)
+	}
+	runtime.AddCleanup(new(sentinel), func(f *gcFloor) { f.afterGC() }, f)
+}
+
+// target is the GOGC for a live heap of live bytes: percent, or more when
+// percent of live would leave less than room to grow.
+func (f *gcFloor) target(live uint64) int {
+	if live == 0 || live*uint64(f.percent) >= f.room*100 {
+		return f.percent
+	}
+	want := (f.room*100 + live - 1) / live
+	// The runtime's heap goal is never under its minimum heap, 4 MiB ×
+	// GOGC/100 (runtime/mgcpacer.go), so over a live heap of under
+	// 4 MiB the GOGC that gives room would give more: stop where that
+	// minimum is live + room.
+	const minHeapAt100 = 4 << 20
+	most := max(((live+f.room)*100+minHeapAt100-1)/minHeapAt100, uint64(f.percent))
+	return int(min(want, most))
+}
+
+// stop ends the floor: the cleanup pending for the next collection does
+// nothing, so a restored target is not raised again.
+func (f *gcFloor) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+}
+
+// liveHeap is the heap the last collection found live, in bytes.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // gcPercent is the GOGC in force (0 when collection is off).

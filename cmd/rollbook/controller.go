@@ -52,6 +52,10 @@ type controllerOptions struct {
 	// GCPercent is the GOGC set once caught up (ctl.SteadyGC): 0 for
 	// ctl.SteadyGCPercent, unless the environment sets GOGC.
 	GCPercent int
+	// GCRoom is the least room in bytes the heap gets between
+	// collections once caught up (ctl.SteadyGC): 0 for ctl.SteadyGCRoom,
+	// below 0 none.
+	GCRoom int64
 	// AnalysisHosts, when set, are the only hosts analysis checks reach.
 	AnalysisHosts []string
 	// Debounce gathers bursts of records into one plan: the planner
@@ -447,9 +451,13 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 	if err := c.in.WaitSynced(ctx); err != nil {
 		return nil
 	}
-	gogc, restore := ctl.SteadyGC(c.opts.GCPercent)
+	room := c.opts.GCRoom
+	if room == 0 {
+		room = ctl.SteadyGCRoom
+	}
+	gogc, restore := ctl.SteadyGC(c.opts.GCPercent, room)
 	defer restore()
-	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", gogc)
+	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", gogc, "gcRoomBytes", max(room, 0))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {

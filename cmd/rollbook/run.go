@@ -55,6 +55,7 @@ func runCmd(ctx context.Context, args []string) error {
 	burst := fs.Int("kube-api-burst", 1000, "actuator write burst, client side")
 	workers := fs.Int("workers", 32, "concurrent actuator writes")
 	gcPercent := fs.Int("gc-percent", 0, fmt.Sprintf("GOGC once caught up with the cluster: the heap grows by this %% of the fleet's state between collections (0: %d unless the environment sets GOGC; 100 is Go's default, less CPU and about 1.5x the memory per pod at its steady peak)", ctl.SteadyGCPercent))
+	gcRoom := fs.Int("gc-room-mib", ctl.SteadyGCRoom>>20, "the least room, in MiB, the heap gets to grow by between collections once caught up, whatever --gc-percent gives: a small fleet then collects about as seldom as at Go's default, which keeps Rollbook's own steps quick, and a large one at --gc-percent (0: no floor; ignored when the environment sets GOGC and --gc-percent is not given)")
 	crossCheck := fs.Bool("cross-check-plans", false, "plan with the full planner as well at every plan, act on its plan, and log where the incremental planner differs: for tests, and for a suspected planner bug (costs a full plan each time)")
 	debounce := fs.Duration("plan-debounce", 20*time.Millisecond, "the longest the controller gathers records after the first before it plans: longer plans less often, shorter reacts sooner")
 	quiet := fs.Duration("plan-quiet", 500*time.Microsecond, "plan as soon as no record has arrived for this long, before --plan-debounce has passed (negative: always wait --plan-debounce)")
@@ -113,7 +114,7 @@ func runCmd(ctx context.Context, args []string) error {
 		NATS:          journal.NATSConfig{URL: *natsURL, CredsFile: *natsCreds, CAFile: *natsCA, CertFile: *natsCert, KeyFile: *natsKey},
 		Stream:        jetstream.StreamConfig{Name: *natsStream, Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
 		SubjectPrefix: *natsPrefix,
-		QPS:           float32(*qps), Burst: *burst, Workers: *workers, GCPercent: *gcPercent, Debounce: *debounce, Quiet: *quiet, CrossCheck: *crossCheck, Logger: log, AnalysisHosts: splitList(*analysisHosts),
+		QPS:           float32(*qps), Burst: *burst, Workers: *workers, GCPercent: *gcPercent, GCRoom: gcRoomBytes(*gcRoom), Debounce: *debounce, Quiet: *quiet, CrossCheck: *crossCheck, Logger: log, AnalysisHosts: splitList(*analysisHosts),
 		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
 	}
 	srv := &metricsServer{}
@@ -294,4 +295,13 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// gcRoomBytes is --gc-room-mib as controllerOptions.GCRoom, where 0 means
+// the default and the flag's 0 means none.
+func gcRoomBytes(mib int) int64 {
+	if mib <= 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }

@@ -524,7 +524,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	// steady state: updates of a third of the pods, folded and planned as
 	// the controller's loop does (a plan per 512 records), so that the
 	// collector cycles at that target several times before RSS is read.
-	ctl.SteadyGC(0) // for the rest of this process's life
+	ctl.SteadyGC(0, ctl.SteadyGCRoom) // for the rest of this process's life, as the controller does
 	if err := resetPeak(); err != nil {
 		return nil, 0, err
 	}
