@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
@@ -32,7 +31,7 @@ func TestRecordsHoldNoSecrets(t *testing.T) {
 	if _, err := c.Clientset().CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pl := startPipeline(t, t.TempDir(), dynamic.NewForConfigOrDie(c.Config()), ns, ingest.ListAuto, false)
+	pl := startPipeline(t, t.TempDir(), readClient(t, c.Config()), ns, ingest.ListAuto, false)
 	defer pl.stop(t)
 	var o journal.Observed
 	cluster.Eventually(t, time.Minute, "pod journaled", func() error {

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/ingest"
@@ -35,7 +34,12 @@ func childMain() int {
 		return 2
 	}
 	defer j.Close()
-	in, err := ingest.New(ingest.Options{Client: dynamic.NewForConfigOrDie(cfg), Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{ns}})
+	client, err := ingest.NewClient(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	in, err := ingest.New(ingest.Options{Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{ns}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 
 	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/ingest"
@@ -44,7 +43,7 @@ func TestExcludedNamespacesIgnored(t *testing.T) {
 			}
 			defer j.Close()
 			in, err := ingest.New(ingest.Options{
-				Client: dynamic.NewForConfigOrDie(c.Config()), Journal: j, Resources: []ingest.Resource{ingest.Pods},
+				Client: readClient(t, c.Config()), Journal: j, Resources: []ingest.Resource{ingest.Pods},
 				ExcludeNamespaces: []string{excluded}, ListMode: mode.mode,
 			})
 			if err != nil {
@@ -99,7 +98,7 @@ func TestExcludeNamespacesChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	client := dynamic.NewForConfigOrDie(cluster.Shared(t).Config())
+	client := readClient(t, cluster.Shared(t).Config())
 	for _, tc := range []struct {
 		watch, exclude []string
 		want           string
@@ -130,7 +129,7 @@ func TestExcludeEveryResource(t *testing.T) {
 			t.Fatal(err)
 		}
 		in, err := ingest.New(ingest.Options{
-			Client: dynamic.NewForConfigOrDie(c.Config()), Journal: j, ListMode: mode,
+			Client: readClient(t, c.Config()), Journal: j, ListMode: mode,
 			Resources:         []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},
 			ExcludeNamespaces: []string{"kube-system", "kube-public"},
 		})

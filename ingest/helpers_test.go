@@ -10,7 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
@@ -196,4 +198,16 @@ func churnCreate(ctx context.Context, c interface{ Clientset() *kubernetes.Clien
 		w.add(ns, p.Name, p.ResourceVersion)
 	}
 	return nil
+}
+
+// readClient is the client ingest reads with in the controller
+// (ingest.NewClient), so these tests run its decoding against the real
+// apiserver.
+func readClient(t testing.TB, cfg *rest.Config) dynamic.Interface {
+	t.Helper()
+	c, err := ingest.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

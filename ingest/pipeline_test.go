@@ -87,7 +87,7 @@ func (p *pipeline) stop(t *testing.T) {
 func TestChurnJournaledOnce(t *testing.T) {
 	c := cluster.Shared(t)
 	ns := c.Namespace(t)
-	client := dynamic.NewForConfigOrDie(c.Config())
+	client := readClient(t, c.Config())
 	p := startPipeline(t, t.TempDir(), client, ns, ingest.ListAuto, true)
 	defer p.stop(t)
 	ctx := context.Background()
@@ -148,7 +148,7 @@ func TestGoneRelistsAndReportsVanished(t *testing.T) {
 	if err := churnCreate(ctx, c, ns, 30, w); err != nil {
 		t.Fatal(err)
 	}
-	p := startPipeline(t, dir, dynamic.NewForConfigOrDie(c.Config()), ns, ingest.ListAuto, false)
+	p := startPipeline(t, dir, readClient(t, c.Config()), ns, ingest.ListAuto, false)
 	cluster.Eventually(t, time.Minute, "pods journaled", func() error { return readJournal(t, p.j).check(w) })
 	p.stop(t)
 
@@ -172,7 +172,7 @@ func TestGoneRelistsAndReportsVanished(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p = startPipeline(t, dir, dynamic.NewForConfigOrDie(c.Config()), ns, ingest.ListAuto, false)
+	p = startPipeline(t, dir, readClient(t, c.Config()), ns, ingest.ListAuto, false)
 	defer p.stop(t)
 	if err := p.in.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestStreamingAndPaginatedListsAgree(t *testing.T) {
 	if err := churnCreate(ctx, c, ns, 1200, w); err != nil { // > 2 pages of 500
 		t.Fatal(err)
 	}
-	client := dynamic.NewForConfigOrDie(c.Config())
+	client := readClient(t, c.Config())
 	var views []map[string][]string
 	for _, mode := range []ingest.ListMode{ingest.ListStreaming, ingest.ListPaginated} {
 		p := startPipeline(t, t.TempDir(), client, ns, mode, false)

@@ -151,7 +151,10 @@ func newController(opts controllerOptions) (*controller, error) {
 	c.folded.Store(c.state.Seq)
 	cfg := rest.CopyConfig(opts.Config)
 	cfg.QPS, cfg.Burst = 200, 400 // list+watch only
-	c.readClient = dynamic.NewForConfigOrDie(cfg)
+	if c.readClient, err = ingest.NewClient(cfg); err != nil {
+		c.shutdown()
+		return nil, err
+	}
 	c.auth = kubernetes.NewForConfigOrDie(cfg)
 	c.in, err = ingest.New(ingest.Options{
 		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, ExcludeNamespaces: opts.ExcludeNamespaces, Logger: opts.Logger,

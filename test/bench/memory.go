@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -88,8 +87,13 @@ func measureIngester(ctx context.Context, cfg *rest.Config, ns string) (memResul
 	if err != nil {
 		return r, err
 	}
+	client, err := ingest.NewClient(cfg)
+	if err != nil {
+		j.Close()
+		return r, err
+	}
 	in, err := ingest.New(ingest.Options{
-		Client: dynamic.NewForConfigOrDie(cfg), Journal: j, Resources: []ingest.Resource{ingest.Pods},
+		Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods},
 		Namespaces: []string{ns}, ListMode: ingest.ListStreaming, Logger: quiet,
 	})
 	if err != nil {

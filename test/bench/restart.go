@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/ingest"
@@ -36,8 +35,12 @@ func timedSync(ctx context.Context, cfg *rest.Config, dir, ns string, mode inges
 	defer j.Close()
 	r.Open = time.Since(t0)
 	seq0, _ := j.Last()
+	client, err := ingest.NewClient(cfg)
+	if err != nil {
+		return r, err
+	}
 	in, err := ingest.New(ingest.Options{
-		Client: dynamic.NewForConfigOrDie(cfg), Journal: j, Resources: []ingest.Resource{ingest.Pods},
+		Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods},
 		Namespaces: []string{ns}, ListMode: mode, Logger: quiet,
 	})
 	if err != nil {
