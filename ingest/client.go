@@ -18,14 +18,16 @@ import (
 // the same requests and the same objects, but decoding what it reads in
 // fewer passes over the JSON.
 //
-// client-go's dynamic client reads each watch event's JSON seven times:
+// client-go's dynamic client reads each watch event's JSON nine times:
 // once to find the frame, twice to look for a kind the envelope does not
-// have, twice more to decode the envelope (copying the object out), then
-// twice over the object to find its kind and once to decode it into a
-// map. In a 10,000-pod rollout that was a third of the controller's CPU
-// (BENCHMARKS.md §3, "The watch, decoded once"). Here the envelope is
-// read by its shape, the object is checked once, and the map decoding
-// finds the kind itself; anything of another shape goes the usual way.
+// have, twice to decode the envelope (copying the object out), twice
+// over the object for its kind, and twice to decode it into a map (each
+// decoding checks the JSON, then decodes it). In a 10,000-pod rollout
+// that was a third of the controller's CPU (BENCHMARKS.md §3, "The
+// watch, decoded in fewer passes"). Here it is read four times: the
+// frame, the envelope taken apart by its shape with its object checked,
+// and the map decoding, which finds the kind itself. Anything of another
+// shape goes the usual way.
 func NewClient(cfg *rest.Config) (dynamic.Interface, error) {
 	c := dynamic.ConfigFor(cfg)
 	c.NegotiatedSerializer = newLeanSerializer(c.NegotiatedSerializer)
