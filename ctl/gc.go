@@ -53,8 +53,13 @@ const SteadyGCRoom = 16 << 20
 // controller that stops leading catches up at it again when it leads
 // once more.
 func SteadyGC(percent int, room int64) (now int, restore func()) {
+	now, _, restore = steadyGC(percent, room)
+	return now, restore
+}
+
+// steadyGC is SteadyGC, and the floor it started (nil for none).
+func steadyGC(percent int, room int64) (now int, floor *gcFloor, restore func()) {
 	before := gcPercent()
-	var floor *gcFloor
 	switch {
 	case percent > 0:
 	case os.Getenv("GOGC") == "":
@@ -70,17 +75,13 @@ func SteadyGC(percent int, room int64) (now int, restore func()) {
 		}
 	}
 	debug.FreeOSMemory()
-	lastFloor = floor
-	return gcPercent(), func() {
+	return gcPercent(), floor, func() {
 		if floor != nil {
 			floor.stop()
 		}
 		debug.SetGCPercent(before)
 	}
 }
-
-// lastFloor is the floor SteadyGC last started, for tests.
-var lastFloor *gcFloor
 
 // gcFloor raises GOGC above percent while the live heap is small enough
 // that percent of it would be less than room. It runs once after each

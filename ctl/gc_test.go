@@ -28,10 +28,11 @@ func TestSteadyGC(t *testing.T) {
 	}
 	debug.SetGCPercent(150) // as the runtime does for GOGC=150
 	t.Setenv("GOGC", "150")
-	if got, _ := SteadyGC(0, 1<<30); got != 150 {
+	got, floor, _ := steadyGC(0, 1<<30)
+	if got != 150 {
 		t.Fatalf("GOGC=150 in the environment: collecting at %d, want it left at 150, floor or not", got)
 	}
-	if lastFloor != nil {
+	if floor != nil {
 		t.Fatal("GOGC=150 in the environment and no --gc-percent: a floor was started over the operator's GOGC")
 	}
 	if got, _ := SteadyGC(40, 0); got != 40 {
@@ -81,8 +82,7 @@ func TestGCFloorFollowsCollections(t *testing.T) {
 	t.Setenv("GOGC", "")
 
 	const room = 1 << 30 // a GiB: this test's heap is a few MiB
-	_, restore := SteadyGC(0, room)
-	f := lastFloor
+	_, f, restore := steadyGC(0, room)
 	if f == nil {
 		t.Fatal("SteadyGC(0, 1 GiB) started no floor")
 	}

@@ -132,6 +132,9 @@ func newController(opts controllerOptions) (*controller, error) {
 	if opts.Quiet == 0 {
 		opts.Quiet = 500 * time.Microsecond
 	}
+	if opts.GCRoom == 0 {
+		opts.GCRoom = ctl.SteadyGCRoom
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -454,13 +457,9 @@ func (c *controller) planLoop(ctx context.Context, work chan<- job) error {
 	if err := c.in.WaitSynced(ctx); err != nil {
 		return nil
 	}
-	room := c.opts.GCRoom
-	if room == 0 {
-		room = ctl.SteadyGCRoom
-	}
-	gogc, restore := ctl.SteadyGC(c.opts.GCPercent, room)
+	gogc, restore := ctl.SteadyGC(c.opts.GCPercent, c.opts.GCRoom)
 	defer restore()
-	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", gogc, "gcRoomBytes", max(room, 0))
+	c.log.Info("rollbook: caught up with the cluster; from now on the fleet's state is most of the heap", "gogc", gogc, "gcRoomBytes", max(c.opts.GCRoom, 0))
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
