@@ -22,6 +22,12 @@ type loopStats struct {
 	Phases []phaseStat
 	Cycle  phaseStat
 	Pods   int
+	// Gate seen → patch intended, split at the last record the patch's
+	// plan folded (its PlanSeq): GatherWait from the gate seen to that
+	// record (records the plan waited for), PlanToIntent from that
+	// record's commit to the intent's (fold, quiet, plan, and the
+	// intent's commit).
+	GatherWait, PlanToIntent phaseStat
 	// With the bench's own watch: how long after an event reached the
 	// bench's watch did ingest journal it (IngestLag), and how long after
 	// the controller journaled a write's success did the event of that
@@ -61,6 +67,7 @@ const (
 type podTimeline struct {
 	at              [mUngateSucceeded + 1]time.Time
 	gateRV, patchRV int64
+	gateSeenSeq     uint64
 }
 
 func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arrivals map[string]time.Time) (loopStats, error) {
@@ -71,7 +78,8 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arr
 	}
 	defer j.Close()
 	pods := map[string]*podTimeline{} // "ns/name" → timeline
-	var lags, delays []time.Duration
+	times := map[uint64]time.Time{}   // record → its commit time, in the window
+	var lags, delays, gather, toIntent []time.Duration
 	var last time.Time
 	mark := func(tl *podTimeline, m int, t time.Time) {
 		if tl.at[m].IsZero() {
@@ -83,6 +91,7 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arr
 			return nil
 		}
 		s.Records++
+		times[r.Seq] = r.Time
 		if !r.Time.Equal(last) {
 			s.Commits++
 			last = r.Time
@@ -108,8 +117,9 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arr
 				return nil
 			}
 			rv, _ := strconv.ParseInt(o.ResourceVersion, 10, 64)
-			if tl.gateRV != 0 && rv >= tl.gateRV {
+			if tl.gateRV != 0 && rv >= tl.gateRV && tl.at[mGateSeen].IsZero() {
 				mark(tl, mGateSeen, r.Time)
+				tl.gateSeenSeq = r.Seq
 			}
 			if tl.patchRV != 0 && rv >= tl.patchRV {
 				mark(tl, mPatchSeen, r.Time)
@@ -153,6 +163,11 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arr
 				mark(tl, mGateSucceeded, r.Time)
 				tl.gateRV = rv
 			case f.Kind == "patch" && r.Kind == journal.KindActionIntended:
+				if tl.at[mPatchIntended].IsZero() && tl.gateSeenSeq != 0 && f.PlanSeq >= tl.gateSeenSeq {
+					if t, ok := times[f.PlanSeq]; ok {
+						gather, toIntent = append(gather, t.Sub(tl.at[mGateSeen])), append(toIntent, r.Time.Sub(t))
+					}
+				}
 				mark(tl, mPatchIntended, r.Time)
 			case f.Kind == "patch":
 				mark(tl, mPatchSucceeded, r.Time)
@@ -201,6 +216,10 @@ func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arr
 	s.IngestLag.Median, s.IngestLag.P90 = quantiles(lags)
 	s.WatchDelay.Name = "write's success journaled → its event at the bench's watch"
 	s.WatchDelay.Median, s.WatchDelay.P90 = quantiles(delays)
+	s.GatherWait.Name = "gate seen → the last record its patch's plan folded"
+	s.GatherWait.Median, s.GatherWait.P90 = quantiles(gather)
+	s.PlanToIntent.Name = "that record's commit → the patch intent's commit"
+	s.PlanToIntent.Median, s.PlanToIntent.P90 = quantiles(toIntent)
 	s.Cycle.Name = "gate intended → ungate succeeded"
 	s.Cycle.Median, s.Cycle.P90 = quantiles(cycles)
 	return s, nil

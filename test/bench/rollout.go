@@ -387,9 +387,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		loop.Records, loop.Commits, float64(loop.Records)/float64(max(loop.Commits, 1)), loop.Ticks, loop.Observed, loop.Intents, loop.Succeeded, loop.Failed, loop.FailedByClass)
 	fmt.Printf("  per-pod cycle (from journal record times, %d pods): %s median %s, p90 %s; mean pods in flight ≈ %.0f\n",
 		loop.Pods, loop.Cycle.Name, loop.Cycle.Median.Round(time.Millisecond), loop.Cycle.P90.Round(time.Millisecond), rate*loop.Cycle.Median.Seconds())
-	for _, ph := range loop.Phases {
-		fmt.Printf("    %-36s median %7s   p90 %7s\n", ph.Name, ph.Median.Round(time.Millisecond), ph.P90.Round(time.Millisecond))
-	}
+	printPhases(loop)
 	fmt.Printf("  with the bench's own watch of the pods (%d events matched by resourceVersion):\n", loop.Matched)
 	for _, ph := range []phaseStat{loop.WatchDelay, loop.IngestLag} {
 		fmt.Printf("    %-58s median %7s   p90 %7s\n", ph.Name, ph.Median.Round(time.Millisecond), ph.P90.Round(time.Millisecond))
