@@ -44,6 +44,7 @@ var commands = map[string]command{
 	"ingest-memory": {ingestMemoryCmd, "heap per tracked pod: ingest vs a client-go SharedInformer"},
 	"restart":       {restartCmd, "resume from the journaled cursor vs a full relist"},
 	"plan-cost":     {planCostCmd, "planner.Plan's cost on a kept rollout journal's state, copied 1..k times"},
+	"held":          {heldCmd, "the heap a kept rollout journal's fold holds per pod, at the rollout's start and at its end"},
 	"phases":        {phasesCmd, "a kept rollout journal's per-pod phases, and where Rollbook's first own step goes"},
 	"rollout":       {rolloutCmd, "an in-place rollout by the rollbook binary on a kwok fleet vs the apiserver's write capacity"},
 	"startup":       {startupCmd, "start-up from the latest checkpoint vs from record 1, by journal age; disk after a simulated month"},

@@ -31,6 +31,9 @@ func phasesCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if *dir == "" {
 		return nil, errors.New("--journal is required")
 	}
+	if err := keptJournal(*dir); err != nil {
+		return nil, err
+	}
 	loop, err := analyzeJournal(ctx, *dir, time.Time{}, time.Unix(1<<40, 0), nil)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,9 @@ func planCostCmd(ctx context.Context, env *benchEnv, args []string) (map[string]
 	if *dir == "" {
 		return nil, errors.New("--journal is required")
 	}
+	if err := keptJournal(*dir); err != nil {
+		return nil, err
+	}
 	recs, err := stateRecords(ctx, *dir)
 	if err != nil {
 		return nil, err

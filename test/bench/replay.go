@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"syscall"
 	"time"
@@ -36,8 +35,8 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if *dir == "" {
 		return nil, errors.New("--journal is required")
 	}
-	if _, err := os.Stat(*dir); err != nil {
-		return nil, fmt.Errorf("no journal at %s: %w", *dir, err)
+	if err := keptJournal(*dir); err != nil {
+		return nil, err
 	}
 	jn, err := journal.Open(*dir, journal.Options{})
 	if err != nil {

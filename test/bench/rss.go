@@ -58,6 +58,9 @@ import (
 //     collects at the controller's steady target (ctl.SteadyGC).
 //   - idle: the same with no rollout: a fleet the controller tracks
 //     between rollouts, planned (the planner holds nothing per pod then).
+//   - rolled: idle, but every pod was updated in place by the rollout
+//     before (rolledPod): the state a fleet Rollbook manages is in between
+//     rollouts, each pod carrying the state annotation its patch wrote.
 //   - informer: a SharedInformer's store (cache.Indexer with the
 //     namespace index) of the same pods decoded into typed corev1.Pod
 //     objects, as its reflector keeps them; managedFields are absent
@@ -92,7 +95,7 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		return nil, err
 	}
 	defer done()
-	variants := []string{"rollbook", "idle", "informer"}
+	variants := []string{"rollbook", "idle", "rolled", "informer"}
 	results := map[string]map[int]childResult{}
 	for _, v := range variants {
 		results[v] = map[int]childResult{}
@@ -142,6 +145,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS, per["informer"].HeapLive/per["rollbook"].HeapLive)
 		fmt.Printf("    a rollout over every pod costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
 			per["rollbook"].HWM-per["idle"].HWM, per["rollbook"].RSS-per["idle"].RSS, per["rollbook"].HeapLive-per["idle"].HeapLive)
+		fmt.Printf("    a finished rollout leaves, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
+			per["rolled"].HWM-per["idle"].HWM, per["rolled"].RSS-per["idle"].RSS, per["rolled"].HeapLive-per["idle"].HeapLive)
 		if e := results["rollbook"][n].Encoded; e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
@@ -260,7 +265,7 @@ type childResult struct {
 // It prints a childResult as JSON on stdout.
 func memoryChild(args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: memory-child rollbook|idle|informer <pods>")
+		return errors.New("usage: memory-child rollbook|idle|rolled|informer <pods>")
 	}
 	if os.Getenv("BENCH_MEMORY_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 4096 // fine enough to tell 10,000 pods' bytes apart
@@ -272,10 +277,8 @@ func memoryChild(args []string) error {
 	var r childResult
 	var keep any
 	switch args[0] {
-	case "rollbook":
-		keep, r.Actions, err = rollbookHolds(n, true)
-	case "idle":
-		keep, r.Actions, err = rollbookHolds(n, false)
+	case "rollbook", "idle", "rolled":
+		keep, r.Actions, err = rollbookHolds(n, args[0])
 	case "informer":
 		keep, err = informerHolds(n)
 	default:
@@ -357,12 +360,13 @@ func settle() {
 
 // watchedPod is pod i as a watch delivers it: a barePod with its running
 // status, identity and version, as JSON.
-func watchedPod(i int) []byte { return watchedPodAt(i, 0) }
+func watchedPod(i int) []byte { return watchedPodAt(i, 0, false) }
 
 // watchedPodAt is pod i's v-th update since it was listed: a new
 // resourceVersion, its container restarted v times (a status update, as a
-// kubelet's).
-func watchedPodAt(i, v int) []byte {
+// kubelet's). A rolled pod is one a finished rollout updated in place
+// (rolledPod).
+func watchedPodAt(i, v int, rolled bool) []byte {
 	name := barePodName(i)
 	p := barePod(i)
 	p.Namespace = benchNS
@@ -376,6 +380,9 @@ func watchedPodAt(i, v int) []byte {
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "bench", UID: "5a1f0c2e-7b8d-4e3f-9a6b-1c2d3e4f5a6b", Controller: &yes, BlockOwnerDeletion: &yes}}
 	p.Spec.NodeName = fmt.Sprintf("node-%03d", i%100)
 	p.Status = runningStatus(name, i)
+	if rolled {
+		rolledPod(p, i)
+	}
 	for c := range p.Status.ContainerStatuses {
 		p.Status.ContainerStatuses[c].RestartCount += int32(v)
 	}
@@ -387,7 +394,34 @@ func watchedPodAt(i, v int) []byte {
 	return b
 }
 
-func rollbookHolds(n int, rollout bool) (any, int, error) {
+// rollbookHolds is the controller's memory of n pods (mode "rollbook":
+// under a rollout over every pod; "idle": never rolled, between rollouts;
+// "rolled": between rollouts, each pod updated in place by the last one).
+// rolledPod makes p, pod i, a pod the last rollout updated in place and
+// verified: its app container runs the new image in a new container, its
+// revision label is the target's, and it carries the state annotation the
+// patch wrote (planner: what the patch replaced, for verify and rollback),
+// as every pod Rollbook has updated does until the next rollout's patch.
+func rolledPod(p *corev1.Pod, i int) {
+	const target = "web-6f9d8c7b5e"
+	app := &p.Status.ContainerStatuses[0]
+	st := projections.PodState{Rollout: benchNS + "/web-v2", Revision: target, PatchedAt: 1_800_000_000e9 + int64(i/100)*1e8,
+		Label:  p.Labels["controller-revision-hash"],
+		Before: []projections.ContainerBefore{{Name: app.Name, Image: app.Image, ImageID: app.ImageID, ContainerID: app.ContainerID, Restarts: app.RestartCount}}}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		panic(err)
+	}
+	p.Annotations[projections.StateAnnotation] = string(raw)
+	p.Labels["controller-revision-hash"] = target
+	p.Spec.Containers[0].Image = "registry.example/app:v2"
+	app.Image = "registry.example/app:v2"
+	app.ImageID = "registry.example/app@sha256:0f5e2a9c7d4b8e1f3a6c9d2b5e8f1a4c7d0b3e6f9a2c5d8b1e4f7a0c3d6b9e2f"
+	app.ContainerID = fmt.Sprintf("containerd://%064x", 1<<40+i)
+}
+
+func rollbookHolds(n int, mode string) (any, int, error) {
+	rollout := mode == "rollbook"
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rollbook-bench-memory-")
 	if err != nil {
@@ -453,7 +487,7 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 	updated := map[string]ingest.KnownObject{}
 	observe := func(i, v int) error {
 		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(watchedPodAt(i, v)); err != nil {
+		if err := u.UnmarshalJSON(watchedPodAt(i, v, mode == "rolled")); err != nil {
 			return err
 		}
 		if v > 0 {
@@ -478,8 +512,9 @@ func rollbookHolds(n int, rollout bool) (any, int, error) {
 			return nil, 0, err
 		}
 	}
-	// One rollout over every pod (none for the idle variant: a fleet
-	// tracked between rollouts), and a tick: the state a plan reads.
+	// One rollout over every pod (none for the idle and rolled variants:
+	// a fleet tracked between rollouts), and a tick: the state a plan
+	// reads.
 	if rollout {
 		spec, _ := json.Marshal(map[string]any{
 			"target":     map[string]any{"selector": map[string]any{"matchLabels": map[string]string{"app": "web"}}},
@@ -594,7 +629,7 @@ func informerHolds(n int) (any, error) {
 	}
 	err := churn(n, func(i int) error {
 		p := &corev1.Pod{}
-		if err := json.Unmarshal(watchedPodAt(i, 1), p); err != nil {
+		if err := json.Unmarshal(watchedPodAt(i, 1, false), p); err != nil {
 			return err
 		}
 		return store.Update(p)

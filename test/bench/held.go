@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// keptJournal refuses a directory that holds no journal: journal.Open
+// would make an empty one there, and a mistyped --journal would read as a
+// journal of 0 records.
+func keptJournal(dir string) error {
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("no journal at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// heldCmd folds a kept rollout journal as the controller's fold does and
+// reports the heap it holds per pod at two points of the run: at the
+// rollout's first gate intent (the fleet as created, Ready, never rolled) and
+// at the journal's end (every pod updated in place, each carrying the
+// state annotation its patch wrote). Both are over the heap of the same
+// process with the journal open and nothing folded, measured first: what
+// the controller's fold of a real fleet holds, before and after a
+// rollout, where `memory` holds a fleet made in process.
+func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
+	fs := newFlags("held")
+	dir := fs.String("journal", "", "journal directory of a kept rollout run (required)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *dir == "" {
+		return nil, errors.New("--journal is required")
+	}
+	if err := keptJournal(*dir); err != nil {
+		return nil, err
+	}
+	j, err := journal.Open(*dir, journal.Options{Logger: quiet})
+	if err != nil {
+		return nil, err
+	}
+	defer j.Close()
+	base := snapshot().Live
+	books := projections.NewBooks()
+	type point struct {
+		seq        uint64
+		pods, live uint64
+	}
+	var before, after point
+	err = j.Read(ctx, 1, func(r journal.Record) error {
+		if before.seq == 0 && r.Kind == journal.KindActionIntended {
+			var f journal.ActionFact
+			if err := r.Decode(&f); err != nil {
+				return err
+			}
+			if f.Kind == "gate" {
+				before = point{seq: r.Seq, pods: uint64(len(books.State.Pods)), live: snapshot().Live}
+			}
+		}
+		return books.Apply(r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	after = point{seq: books.State.Seq, pods: uint64(len(books.State.Pods)), live: snapshot().Live}
+	runtime.KeepAlive(books)
+	if before.seq == 0 || before.pods == 0 || after.pods == 0 {
+		return nil, fmt.Errorf("%s holds no rollout of a fleet (first gate intent at record %d, %d pods then, %d at the end)", *dir, before.seq, before.pods, after.pods)
+	}
+	per := func(p point) float64 { return float64(p.live-base) / float64(p.pods) }
+	withState := 0
+	for _, p := range books.State.Pods {
+		if p.State != nil {
+			withState++
+		}
+	}
+	fmt.Printf("\nheld: the fold of %s, heap live over the journal opened and nothing folded (%.1f MiB)\n", *dir, mib(float64(base)))
+	fmt.Printf("  at the first gate intent (record %d): %d pods, %.1f MiB, %.0f B/pod\n", before.seq, before.pods, mib(float64(before.live-base)), per(before))
+	fmt.Printf("  at the end (record %d):             %d pods (%d with a state annotation), %.1f MiB, %.0f B/pod\n", after.seq, after.pods, withState, mib(float64(after.live-base)), per(after))
+	fmt.Printf("  the rollout left %+.0f B/pod\n", per(after)-per(before))
+	return map[string]any{"pods_before": before.pods, "pods_after": after.pods, "with_state": withState,
+		"heap_b_per_pod_before": round(per(before), 0), "heap_b_per_pod_after": round(per(after), 0)}, nil
+}
