@@ -111,6 +111,7 @@ func (d *Books) Restored() {
 	for k, p := range d.State.Pods {
 		p.Pod.restored()              // what a checkpoint of an older binary kept
 		d.State.sharing().pod(p, nil) // what pods share, shared again
+		p.restoreState(&d.State.sharing().states)
 		p.key = k
 		if k == p.Namespace+"/"+p.Name {
 			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it

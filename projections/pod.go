@@ -1,7 +1,9 @@
 package projections
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 
 	"rollbook.dev/rollbook/journal"
 )
@@ -47,7 +49,8 @@ type Pod struct {
 	Created     int64             `cbor:"10,keyasint,omitempty"`
 	Deleting    int64             `cbor:"11,keyasint,omitempty"`
 	Pod         *Facts            `cbor:"20,keyasint,omitempty"`
-	// State is its rollbook.dev/state annotation, parsed.
+	// State is its rollbook.dev/state annotation, parsed. In the fold,
+	// Annotations no longer holds the annotation's text (heldState).
 	State *PodState
 	// key is Key, made when the pod is folded: planning asks a pod its
 	// key several times per plan.
@@ -63,11 +66,22 @@ func NewPod(o *journal.Observed) *Pod {
 }
 
 // Observed is the pod as a pod record's body would hold it, its labels
-// all given (none Implied), sharing the pod's maps and lists.
+// all given (none Implied), sharing the pod's maps and lists; its state
+// annotation, which the fold holds parsed only, encoded again as the
+// planner encodes one.
 func (p *Pod) Observed() journal.Observed {
+	annotations := p.Annotations
+	if _, ok := annotations[StateAnnotation]; !ok && p.State != nil {
+		raw, _ := json.Marshal(p.State) // a struct of strings and numbers always encodes
+		annotations = maps.Clone(annotations)
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[StateAnnotation] = string(raw)
+	}
 	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID.String(),
 		ResourceVersion: p.ResourceVersion.String(), Labels: p.Labels(),
-		Annotations: p.Annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod.PodFacts(),
+		Annotations: annotations, Owner: p.Owner, Created: p.Created, Deleting: p.Deleting, Pod: p.Pod.PodFacts(),
 		HasAnnotations: p.HasAnnotations, AnnotationKeys: p.AnnotationKeys, Truncated: p.Truncated}
 }
 

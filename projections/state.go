@@ -245,12 +245,15 @@ func (s *State) observePod(p *Pod) {
 	// left to the garbage collector.
 	p.key, p.Name = key, key[len(p.Namespace)+1:]
 	s.sharing().pod(p, old)
-	if old != nil && old.Annotations[StateAnnotation] == p.Annotations[StateAnnotation] {
+	if raw, ok := p.Annotations[StateAnnotation]; ok {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
-		p.State = old.State
-	} else {
-		p.State = ParseState(p.Annotations)
+		var was *PodState
+		if old != nil {
+			was = old.State
+		}
+		p.State = heldState(raw, was, &s.sharing().states)
+		p.Annotations = withoutState(p.Annotations)
 	}
 	s.Pods[key] = p
 	s.settle(key, p.UID, p.ResourceVersion, p.Deleting)

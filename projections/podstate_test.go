@@ -1,0 +1,123 @@
+package projections
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"testing"
+	"unsafe"
+
+	"rollbook.dev/rollbook/journal"
+)
+
+// A pod Rollbook updated carries its state annotation until the next
+// rollout: the fold holds it parsed, not its text (Annotations keeps
+// Rollbook's other annotations), reuses it while a pod's records carry the
+// same text, parses a changed one, shares the strings a rollout's pods
+// have alike, and gives the same back after a checkpoint, of this binary
+// or of one that kept the text.
+func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
+	state := func(i int, at int64) (PodState, string) {
+		st := PodState{Rollout: "ns/web-v2", Revision: "web-6f9d", PatchedAt: at, Label: "web-5d8f",
+			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: fmt.Sprint("containerd://old-", i), Restarts: 2}}}
+		raw, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, string(raw)
+	}
+	f := newFolder(t)
+	observe := func(name, rv string, annotations map[string]string) *Pod {
+		t.Helper()
+		f.apply(journal.KindObserved, "pods/ns/"+name, journal.Observed{Resource: "pods", Namespace: "ns", Name: name, UID: "u" + name, ResourceVersion: rv,
+			Annotations: annotations, HasAnnotations: true, Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running"}})
+		return f.s.Pods["ns/"+name]
+	}
+	want0, raw0 := state(0, 100)
+	want1, raw1 := state(1, 100)
+	web0 := observe("web-0", "10", map[string]string{StateAnnotation: raw0, "rollbook.dev/note": "kept"})
+	web1 := observe("web-1", "11", map[string]string{StateAnnotation: raw1})
+	for _, c := range []struct {
+		pod  *Pod
+		want PodState
+		raw  string
+		rest map[string]string
+	}{{web0, want0, raw0, map[string]string{"rollbook.dev/note": "kept"}}, {web1, want1, raw1, nil}} {
+		c.want.Digest = stateDigest(c.raw)
+		if c.pod.State == nil || !reflect.DeepEqual(*c.pod.State, c.want) {
+			t.Errorf("%s holds the state %+v, want %+v", c.pod.Name, c.pod.State, c.want)
+		}
+		if !maps.Equal(c.pod.Annotations, c.rest) || (c.rest == nil && c.pod.Annotations != nil) {
+			t.Errorf("%s holds the annotations %v, want %v", c.pod.Name, c.pod.Annotations, c.rest)
+		}
+		if got := c.pod.Observed().Annotations[StateAnnotation]; got != c.raw {
+			t.Errorf("%s's record would hold the state annotation %q, want %q", c.pod.Name, got, c.raw)
+		}
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	s0, s1 := web0.State, web1.State
+	if !same(s0.Rollout, s1.Rollout) || !same(s0.Revision, s1.Revision) || !same(s0.Label, s1.Label) ||
+		!same(s0.Before[0].Image, s1.Before[0].Image) || !same(s0.Before[0].ImageID, s1.Before[0].ImageID) || !same(s0.Before[0].Name, s1.Before[0].Name) {
+		t.Error("two pods of one rollout hold their states' strings twice")
+	}
+
+	// Its status changes, its annotation does not: the state is reused.
+	if again := observe("web-0", "12", map[string]string{StateAnnotation: raw0, "rollbook.dev/note": "kept"}); again.State != s0 {
+		t.Error("a record with the same annotation parsed it again")
+	}
+	// A new patch: a new state.
+	want2, raw2 := state(0, 200)
+	want2.Digest = stateDigest(raw2)
+	if got := observe("web-0", "13", map[string]string{StateAnnotation: raw2}).State; got == s0 || !reflect.DeepEqual(*got, want2) {
+		t.Errorf("a changed annotation holds %+v, want %+v", got, want2)
+	}
+	// One that cannot be read is no state, as ParseState says, and its
+	// text is not kept either.
+	if bad := observe("web-2", "14", map[string]string{StateAnnotation: "{not json"}); bad.State != nil || len(bad.Annotations) != 0 {
+		t.Errorf("an unreadable annotation holds %+v, %v", bad.State, bad.Annotations)
+	}
+
+	// Through a checkpoint of this binary: the same states, reused by the
+	// next record with the same annotation.
+	back := throughCheckpoint(t, f.s)
+	if got := back.State.Pods["ns/web-1"].State; !reflect.DeepEqual(got, web1.State) {
+		t.Errorf("from a checkpoint web-1 holds %+v, want %+v", got, web1.State)
+	}
+	if a, b := back.State.Pods["ns/web-0"].State, back.State.Pods["ns/web-1"].State; !same(a.Revision, b.Revision) {
+		t.Error("from a checkpoint two pods hold their states' strings twice")
+	}
+	restored := back.State.Pods["ns/web-1"].State
+	f.s = back.State
+	if again := observe("web-1", "15", map[string]string{StateAnnotation: raw1}); again.State != restored {
+		t.Error("after a checkpoint, a record with the same annotation parsed it again")
+	}
+
+	// A checkpoint of a binary that kept the annotation's text beside its
+	// state, without a digest: the text is read and dropped.
+	old := f.s.Pods["ns/web-1"]
+	old.Annotations = map[string]string{StateAnnotation: raw1}
+	old.State = &PodState{Rollout: want1.Rollout, Revision: want1.Revision, PatchedAt: want1.PatchedAt, Label: want1.Label, Before: want1.Before}
+	back = throughCheckpoint(t, f.s)
+	want1.Digest = stateDigest(raw1)
+	if p := back.State.Pods["ns/web-1"]; len(p.Annotations) != 0 || p.State == nil || !reflect.DeepEqual(*p.State, want1) {
+		t.Errorf("an older checkpoint's pod reads as %v, %+v; want no annotations and %+v", p.Annotations, p.State, want1)
+	}
+}
+
+// withoutState never writes to the map it is given: the decoder may share
+// one map between pods.
+func TestWithoutStateCopies(t *testing.T) {
+	in := map[string]string{StateAnnotation: "{}", "rollbook.dev/note": "x"}
+	out := withoutState(in)
+	if len(in) != 2 || !maps.Equal(out, map[string]string{"rollbook.dev/note": "x"}) {
+		t.Errorf("withoutState(%v) = %v", in, out)
+	}
+	if got := withoutState(map[string]string{StateAnnotation: "{}"}); got != nil {
+		t.Errorf("a map of the state annotation alone became %v, want nil", got)
+	}
+	other := map[string]string{"rollbook.dev/note": "x"}
+	if got := withoutState(other); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(other).UnsafePointer() {
+		t.Error("a map without the state annotation was copied")
+	}
+}
