@@ -11,10 +11,13 @@ import (
 	"rollbook.dev/rollbook/projections"
 )
 
-// keptJournal refuses a directory that holds no journal: journal.Open
-// would make an empty one there, and a mistyped --journal would read as a
-// journal of 0 records.
+// keptJournal refuses a --journal not given, or naming a directory that
+// holds no journal: journal.Open would make an empty one there, and a
+// mistyped --journal would read as a journal of 0 records.
 func keptJournal(dir string) error {
+	if dir == "" {
+		return errors.New("--journal is required")
+	}
 	if _, err := os.Stat(dir); err != nil {
 		return fmt.Errorf("no journal at %s: %w", dir, err)
 	}
@@ -34,9 +37,6 @@ func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any,
 	dir := fs.String("journal", "", "journal directory of a kept rollout run (required)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
-	}
-	if *dir == "" {
-		return nil, errors.New("--journal is required")
 	}
 	if err := keptJournal(*dir); err != nil {
 		return nil, err

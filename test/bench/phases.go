@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -27,9 +26,6 @@ func phasesCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	dir := fs.String("journal", "", "journal directory of a kept rollout run (required)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
-	}
-	if *dir == "" {
-		return nil, errors.New("--journal is required")
 	}
 	if err := keptJournal(*dir); err != nil {
 		return nil, err

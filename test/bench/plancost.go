@@ -30,9 +30,6 @@ func planCostCmd(ctx context.Context, env *benchEnv, args []string) (map[string]
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if *dir == "" {
-		return nil, errors.New("--journal is required")
-	}
 	if err := keptJournal(*dir); err != nil {
 		return nil, err
 	}

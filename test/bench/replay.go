@@ -32,9 +32,6 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if *dir == "" {
-		return nil, errors.New("--journal is required")
-	}
 	if err := keptJournal(*dir); err != nil {
 		return nil, err
 	}
