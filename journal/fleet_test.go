@@ -105,7 +105,7 @@ func fleetBooks(tb testing.TB, pods int) *projections.Books {
 		{
 			st, err := json.Marshal(projections.PodState{Rollout: ns + "/" + set + "-v2", Revision: "bb698f8fd1", PatchedAt: at.UnixNano(), Label: set + "-5f7b959f4c",
 				Before: []projections.ContainerBefore{{Name: "app", Image: "registry.example/app:v1", ImageID: "registry.example/app@sha256:" + digest("v1"),
-					ContainerID: "lean://" + digest(name+"/old")}}})
+					ContainerID: projections.ParseContainerID("lean://" + digest(name+"/old"))}}})
 			if err != nil {
 				tb.Fatal(err)
 			}

@@ -196,7 +196,7 @@ func restartPending(pp *podPlan) bool {
 	}
 	for _, b := range st.Before {
 		c, _ := findContainer(pp.pod.Pod, b.Name, b.Init)
-		if c != nil && c.Image != b.Image && c.ContainerID.Is(b.ContainerID) {
+		if c != nil && c.Image != b.Image && c.ContainerID.Equal(b.ContainerID) {
 			return true
 		}
 	}
@@ -414,7 +414,7 @@ func before(f *projections.Facts, t podTarget) []ContainerBefore {
 			continue // diff refused the pod: it is never patched
 		}
 		if image, resources := changes(c, w); image || resources {
-			out = append(out, ContainerBefore{Name: c.Name, Init: w.Init, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID.String(), Restarts: c.RestartCount})
+			out = append(out, ContainerBefore{Name: c.Name, Init: w.Init, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID, Restarts: c.RestartCount})
 		}
 	}
 	return out
@@ -586,7 +586,7 @@ func verify(f *projections.Facts, st *PodState, t podTarget) (bool, string) {
 			// for a retag of the same digest, a higher restartCount. A new
 			// ID alone proves nothing: a status written from an older
 			// snapshot can rename a container that never restarted.
-			if c.ContainerID.Is(b.ContainerID) || c.ImageID == "" || (c.ImageID == b.ImageID && c.RestartCount <= b.Restarts) {
+			if c.ContainerID.Equal(b.ContainerID) || c.ImageID == "" || (c.ImageID == b.ImageID && c.RestartCount <= b.Restarts) {
 				return false, fmt.Sprintf("container %q has not restarted with %s yet%s", b.Name, c.Image, waiting(c))
 			}
 			// A pod patched again while the kubelet had not yet taken its

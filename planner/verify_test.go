@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
 )
 
 // TestVerifyWaitsForTheNewImage: a pod patched to v4 while the kubelet
@@ -14,7 +15,7 @@ import (
 // verified such a pod, ungated it, and was one pod over maxUnavailable
 // when the kubelet restarted it again.)
 func TestVerifyWaitsForTheNewImage(t *testing.T) {
-	st := &PodState{Before: []ContainerBefore{{Name: "app", Image: "app:v3", ImageID: "sha256:v2", ContainerID: "c1", Restarts: 1}}}
+	st := &PodState{Before: []ContainerBefore{{Name: "app", Image: "app:v3", ImageID: "sha256:v2", ContainerID: projections.ParseContainerID("c1"), Restarts: 1}}}
 	running := func(statusImage, imageID, id string) *journal.PodFacts {
 		return &journal.PodFacts{Containers: []journal.Container{{
 			Name: "app", Image: "app:v4", StatusImage: statusImage, ImageID: imageID, ContainerID: id,

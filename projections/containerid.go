@@ -130,6 +130,15 @@ func (id ContainerID) Is(s string) bool {
 	return true
 }
 
+// MarshalText is the ID's text: a state annotation's JSON holds it so.
+func (id ContainerID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (id *ContainerID) UnmarshalText(b []byte) error {
+	*id = ParseContainerID(string(b))
+	return nil
+}
+
 // MarshalCBOR encodes id as the text a journal.Container holds.
 func (id ContainerID) MarshalCBOR() ([]byte, error) { return journal.EncodeBody(id.String()) }
 

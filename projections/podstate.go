@@ -38,8 +38,10 @@ type ContainerBefore struct {
 	Init        bool   `json:"init,omitempty"`
 	Image       string `json:"image"`
 	ImageID     string `json:"imageID,omitempty"`
-	ContainerID string `json:"containerID,omitempty"`
-	Restarts    int32  `json:"restarts"`
+	// ContainerID is held as the fold holds a container's (40 bytes, not
+	// a string of ~80 of its own), and reads and writes as the ID's text.
+	ContainerID ContainerID `json:"containerID,omitzero"`
+	Restarts    int32       `json:"restarts"`
 }
 
 // ParseState reads a pod's state annotation: nil when there is none, or

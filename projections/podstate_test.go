@@ -20,7 +20,7 @@ import (
 func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
 	state := func(i int, at int64) (PodState, string) {
 		st := PodState{Rollout: "ns/web-v2", Revision: "web-6f9d", PatchedAt: at, Label: "web-5d8f",
-			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: fmt.Sprint("containerd://old-", i), Restarts: 2}}}
+			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: ParseContainerID(fmt.Sprint("containerd://old-", i)), Restarts: 2}}}
 		raw, err := json.Marshal(st)
 		if err != nil {
 			t.Fatal(err)
@@ -119,5 +119,38 @@ func TestWithoutStateCopies(t *testing.T) {
 	other := map[string]string{"rollbook.dev/note": "x"}
 	if got := withoutState(other); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(other).UnsafePointer() {
 		t.Error("a map without the state annotation was copied")
+	}
+}
+
+// A state annotation's JSON is what it was while a ContainerBefore held
+// its container's ID as a string, byte for byte (patches made by older
+// binaries are read, and recorded actions replayed, by their text), and
+// reads back as the same ID.
+func TestStateJSONHoldsContainerIDsAsText(t *testing.T) {
+	type asString struct {
+		Name        string `json:"name"`
+		Init        bool   `json:"init,omitempty"`
+		Image       string `json:"image"`
+		ImageID     string `json:"imageID,omitempty"`
+		ContainerID string `json:"containerID,omitempty"`
+		Restarts    int32  `json:"restarts"`
+	}
+	hex := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, id := range []string{"containerd://" + hex, "kwok://" + hex, "cri-o://" + hex, "docker://ABC", "dry-run://u/app/1", "x://<&>", ""} {
+		was, err := json.Marshal(asString{Name: "app", Image: "app:v1", ContainerID: id, Restarts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, err := json.Marshal(ContainerBefore{Name: "app", Image: "app:v1", ContainerID: ParseContainerID(id), Restarts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(is) != string(was) {
+			t.Errorf("ID %q encodes as %s, was %s", id, is, was)
+		}
+		var back ContainerBefore
+		if err := json.Unmarshal(was, &back); err != nil || !back.ContainerID.Equal(ParseContainerID(id)) || !back.ContainerID.Is(id) {
+			t.Errorf("ID %q reads back as %q (%v)", id, back.ContainerID, err)
+		}
 	}
 }

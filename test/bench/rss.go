@@ -407,7 +407,7 @@ func rolledPod(p *corev1.Pod, i int) {
 	app := &p.Status.ContainerStatuses[0]
 	st := projections.PodState{Rollout: benchNS + "/web-v2", Revision: target, PatchedAt: 1_800_000_000e9 + int64(i/100)*1e8,
 		Label:  p.Labels["controller-revision-hash"],
-		Before: []projections.ContainerBefore{{Name: app.Name, Image: app.Image, ImageID: app.ImageID, ContainerID: app.ContainerID, Restarts: app.RestartCount}}}
+		Before: []projections.ContainerBefore{{Name: app.Name, Image: app.Image, ImageID: app.ImageID, ContainerID: projections.ParseContainerID(app.ContainerID), Restarts: app.RestartCount}}}
 	raw, err := json.Marshal(st)
 	if err != nil {
 		panic(err)
