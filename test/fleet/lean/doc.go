@@ -42,7 +42,7 @@
 //     tainting it.
 //   - Pods bound to those nodes, as package fleet documents for kwok: a new
 //     pod runs (after Delays.Start, default 0): phase Running, containers
-//     running, started and ready, containerID lean://<sha256>, imageID
+//     running, started and ready, containerID containerd://<sha256>, imageID
 //     ImageID(image), podIP (10.64.0.0/12, in order) and hostIP,
 //     startTime, init containers completed and sidecars running. The Ready
 //     condition follows the kubelet's rule with spec.readinessGates; gate

@@ -267,9 +267,11 @@ func (s *stepper) create(c *corev1.Container, old *corev1.ContainerStatus) corev
 
 // containerID names a new container: unique per pod, container, restart
 // and moment, so a container made again is never mistaken for the old one.
+// It has the form a kubelet over containerd reports, as most clusters' do
+// (the fold holds such an ID in 40 bytes, any other form as its text).
 func (s *stepper) containerID(name string, restarts int32) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%s/%d/%d", s.in.Pod.UID, name, restarts, s.in.Now.UnixNano()))
-	return "lean://" + hex.EncodeToString(sum[:])
+	return "containerd://" + hex.EncodeToString(sum[:])
 }
 
 // resources are what the runtime reports of c's resources: status.resources

@@ -159,7 +159,7 @@ func TestPodStarts(t *testing.T) {
 	p := startGated(t, cs, ns, "starts")
 	for _, name := range []string{"app", "log"} {
 		s := status(p, name)
-		if s.State.Running == nil || !s.Ready || s.Started == nil || !*s.Started || !strings.HasPrefix(s.ContainerID, "lean://") || s.RestartCount != 0 {
+		if s.State.Running == nil || !s.Ready || s.Started == nil || !*s.Started || !strings.HasPrefix(s.ContainerID, "containerd://") || s.RestartCount != 0 {
 			t.Errorf("%s: %+v", name, s)
 		}
 	}
