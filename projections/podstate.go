@@ -32,14 +32,14 @@ type PodState struct {
 	Digest [16]byte `json:"-" cbor:"digest,omitzero"`
 }
 
-// ContainerBefore is a container as it was before the patch.
+// ContainerBefore is a container as it was before the patch. Its
+// ContainerID is held as the fold holds a container's (40 bytes, not a
+// string of ~80 of its own), and reads and writes as the ID's text.
 type ContainerBefore struct {
-	Name        string `json:"name"`
-	Init        bool   `json:"init,omitempty"`
-	Image       string `json:"image"`
-	ImageID     string `json:"imageID,omitempty"`
-	// ContainerID is held as the fold holds a container's (40 bytes, not
-	// a string of ~80 of its own), and reads and writes as the ID's text.
+	Name        string      `json:"name"`
+	Init        bool        `json:"init,omitempty"`
+	Image       string      `json:"image"`
+	ImageID     string      `json:"imageID,omitempty"`
 	ContainerID ContainerID `json:"containerID,omitzero"`
 	Restarts    int32       `json:"restarts"`
 }
