@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
 )
 
@@ -25,13 +26,14 @@ func keptJournal(dir string) error {
 }
 
 // heldCmd folds a kept rollout journal as the controller's fold does and
-// reports the heap it holds per pod at two points of the run: at the
-// rollout's first gate intent (the fleet as created, Ready, never rolled) and
-// at the journal's end (every pod updated in place, each carrying the
-// state annotation its patch wrote). Both are over the heap of the same
+// reports the heap it holds per pod: at the rollout's first gate intent
+// (the fleet as created, Ready, never rolled), at the journal's end (every
+// pod updated in place, each carrying the state annotation its patch
+// wrote), and then with what the planner keeps after planning once (its
+// claims, each rollout's last plan). Each is over the heap of the same
 // process with the journal open and nothing folded, measured first: what
-// the controller's fold of a real fleet holds, before and after a
-// rollout, where `memory` holds a fleet made in process.
+// the controller holds of a real fleet before and after a rollout, where
+// memory holds a fleet made in process.
 func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("held")
 	dir := fs.String("journal", "", "journal directory of a kept rollout run (required)")
@@ -69,6 +71,12 @@ func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any,
 		return nil, err
 	}
 	after = point{seq: books.State.Seq, pods: uint64(len(books.State.Pods)), live: snapshot().Live}
+	// What the planner keeps besides (each rollout's last plan, the
+	// claims), planned once as a controller that started here would.
+	inc := planner.NewIncremental()
+	inc.Plan(books.State, nil)
+	planned := point{seq: after.seq, pods: after.pods, live: snapshot().Live}
+	runtime.KeepAlive(inc)
 	runtime.KeepAlive(books)
 	if before.seq == 0 || before.pods == 0 || after.pods == 0 {
 		return nil, fmt.Errorf("%s holds no rollout of a fleet (first gate intent at record %d, %d pods then, %d at the end)", *dir, before.seq, before.pods, after.pods)
@@ -84,6 +92,8 @@ func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any,
 	fmt.Printf("  at the first gate intent (record %d): %d pods, %.1f MiB, %.0f B/pod\n", before.seq, before.pods, mib(float64(before.live-base)), per(before))
 	fmt.Printf("  at the end (record %d):             %d pods (%d with a state annotation), %.1f MiB, %.0f B/pod\n", after.seq, after.pods, withState, mib(float64(after.live-base)), per(after))
 	fmt.Printf("  the rollout left %+.0f B/pod\n", per(after)-per(before))
+	fmt.Printf("  at the end, with the planner's caches after one plan: %.1f MiB, %.0f B/pod\n", mib(float64(planned.live-base)), per(planned))
 	return map[string]any{"pods_before": before.pods, "pods_after": after.pods, "with_state": withState,
-		"heap_b_per_pod_before": round(per(before), 0), "heap_b_per_pod_after": round(per(after), 0)}, nil
+		"heap_b_per_pod_before": round(per(before), 0), "heap_b_per_pod_after": round(per(after), 0),
+		"heap_b_per_pod_planned": round(per(planned), 0)}, nil
 }
