@@ -61,6 +61,8 @@ import (
 //   - rolled: idle, but every pod was updated in place by the rollout
 //     before (rolledPod): the state a fleet Rollbook manages is in between
 //     rollouts, each pod carrying the state annotation its patch wrote.
+//   - rerolled: rollbook's rollout over the rolled fleet: every rollout
+//     after a fleet's first.
 //   - informer: a SharedInformer's store (cache.Indexer with the
 //     namespace index) of the same pods decoded into typed corev1.Pod
 //     objects, as its reflector keeps them; managedFields are absent
@@ -95,7 +97,7 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		return nil, err
 	}
 	defer done()
-	variants := []string{"rollbook", "idle", "rolled", "informer"}
+	variants := []string{"rollbook", "idle", "rolled", "rerolled", "informer"}
 	results := map[string]map[int]childResult{}
 	for _, v := range variants {
 		results[v] = map[int]childResult{}
@@ -145,6 +147,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS, per["informer"].HeapLive/per["rollbook"].HeapLive)
 		fmt.Printf("    a rollout over every pod costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
 			per["rollbook"].HWM-per["idle"].HWM, per["rollbook"].RSS-per["idle"].RSS, per["rollbook"].HeapLive-per["idle"].HeapLive)
+		fmt.Printf("    a rollout over a rolled fleet costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
+			per["rerolled"].HWM-per["idle"].HWM, per["rerolled"].RSS-per["idle"].RSS, per["rerolled"].HeapLive-per["idle"].HeapLive)
 		fmt.Printf("    a finished rollout leaves, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
 			per["rolled"].HWM-per["idle"].HWM, per["rolled"].RSS-per["idle"].RSS, per["rolled"].HeapLive-per["idle"].HeapLive)
 		if e := results["rollbook"][n].Encoded; e != nil {
@@ -265,7 +269,7 @@ type childResult struct {
 // It prints a childResult as JSON on stdout.
 func memoryChild(args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: memory-child rollbook|idle|rolled|informer <pods>")
+		return errors.New("usage: memory-child rollbook|idle|rolled|rerolled|informer <pods>")
 	}
 	if os.Getenv("BENCH_MEMORY_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 4096 // fine enough to tell 10,000 pods' bytes apart
@@ -277,7 +281,7 @@ func memoryChild(args []string) error {
 	var r childResult
 	var keep any
 	switch args[0] {
-	case "rollbook", "idle", "rolled":
+	case "rollbook", "idle", "rolled", "rerolled":
 		keep, r.Actions, err = rollbookHolds(n, args[0])
 	case "informer":
 		keep, err = informerHolds(n)
@@ -394,9 +398,6 @@ func watchedPodAt(i, v int, rolled bool) []byte {
 	return b
 }
 
-// rollbookHolds is the controller's memory of n pods (mode "rollbook":
-// under a rollout over every pod; "idle": never rolled, between rollouts;
-// "rolled": between rollouts, each pod updated in place by the last one).
 // rolledPod makes p, pod i, a pod the last rollout updated in place and
 // verified: its app container runs the new image in a new container, its
 // revision label is the target's, and it carries the state annotation the
@@ -420,8 +421,20 @@ func rolledPod(p *corev1.Pod, i int) {
 	app.ContainerID = fmt.Sprintf("containerd://%064x", 1<<40+i)
 }
 
+// rollbookHolds is the controller's memory of n pods, by mode:
+//   - "rollbook": under a rollout over every pod, its first;
+//   - "idle": between rollouts, never rolled;
+//   - "rolled": between rollouts, each pod updated in place by the last
+//     one (rolledPod);
+//   - "rerolled": under a rollout over every pod of a rolled fleet, what
+//     every rollout after a fleet's first is.
 func rollbookHolds(n int, mode string) (any, int, error) {
-	rollout := mode == "rollbook"
+	rollout := mode == "rollbook" || mode == "rerolled"
+	rolled := mode == "rolled" || mode == "rerolled"
+	name, image := "web-v2", "registry.example/app:v2"
+	if rolled {
+		name, image = "web-v3", "registry.example/app:v3" // the rolled pods run web-v2's v2
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "rollbook-bench-memory-")
 	if err != nil {
@@ -487,7 +500,7 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	updated := map[string]ingest.KnownObject{}
 	observe := func(i, v int) error {
 		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(watchedPodAt(i, v, mode == "rolled")); err != nil {
+		if err := u.UnmarshalJSON(watchedPodAt(i, v, rolled)); err != nil {
 			return err
 		}
 		if v > 0 {
@@ -512,16 +525,15 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 			return nil, 0, err
 		}
 	}
-	// One rollout over every pod (none for the idle and rolled variants:
-	// a fleet tracked between rollouts), and a tick: the state a plan
-	// reads.
+	// One rollout over every pod (none between rollouts), and a tick: the
+	// state a plan reads.
 	if rollout {
 		spec, _ := json.Marshal(map[string]any{
 			"target":     map[string]any{"selector": map[string]any{"matchLabels": map[string]string{"app": "web"}}},
-			"containers": []map[string]any{{"name": "app", "image": "registry.example/app:v2"}},
+			"containers": []map[string]any{{"name": "app", "image": image}},
 			"strategy":   map[string]any{"maxUnavailable": "10%"},
 		})
-		ro := journal.Observed{Resource: "inplacerollouts.rollbook.dev", Namespace: benchNS, Name: "web-v2", UID: "rollout-uid", ResourceVersion: "1", Generation: 1, Created: 1, Spec: spec}
+		ro := journal.Observed{Resource: "inplacerollouts.rollbook.dev", Namespace: benchNS, Name: name, UID: "rollout-uid", ResourceVersion: "1", Generation: 1, Created: 1, Spec: spec}
 		body, err := journal.EncodeBody(&ro)
 		if err != nil {
 			return nil, 0, err
