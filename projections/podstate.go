@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"maps"
-	"unsafe"
 )
 
 // StateAnnotation is the pod annotation holding PodState as JSON.
@@ -74,9 +73,7 @@ func ParseState(annotations map[string]string) *PodState {
 // record, nearly always its status with the same annotation, reuses the
 // state already parsed.
 func stateDigest(raw string) [16]byte {
-	// The text's own bytes, not a copy: a pod record with the annotation
-	// would otherwise allocate its length again. Sum256 only reads them.
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	sum := sha256.Sum256([]byte(raw))
 	return [16]byte(sum[:16])
 }
 
