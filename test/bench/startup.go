@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
@@ -120,6 +123,10 @@ func writeHistory(ctx context.Context, dir string, pods, n int, at uint64, now f
 		return 0, err
 	}
 	defer j.Close()
+	fleet, err := fleetPods(pods)
+	if err != nil {
+		return 0, err
+	}
 	books := projections.NewBooks()
 	rng := rand.New(rand.NewPCG(1, 2))
 	rv := make([]int, pods)
@@ -159,11 +166,11 @@ func writeHistory(ctx context.Context, dir string, pods, n int, at uint64, now f
 		var e journal.Entry
 		switch k := rng.IntN(100); {
 		case i < pods:
-			e = podEntry(i, 1)
+			e = podEntry(fleet[i], i, 1)
 		case k < 90:
 			p := rng.IntN(pods)
 			rv[p]++
-			e = podEntry(p, rv[p]+1)
+			e = podEntry(fleet[p], p, rv[p]+1)
 		case k < 95:
 			e = journal.Entry{Kind: journal.KindTick, Key: "tick", Body: mustEncode(journal.TickFact{Reason: "plan"})}
 		default:
@@ -173,7 +180,7 @@ func writeHistory(ctx context.Context, dir string, pods, n int, at uint64, now f
 				kind = journal.KindActionSucceeded
 			}
 			e = journal.Entry{Kind: kind, Key: "action", Body: mustEncode(journal.ActionFact{
-				Key: fmt.Sprintf("gate/bench/pod-%d", p), Kind: "gate", Pod: fmt.Sprintf("bench/pod-%d", p), UID: fmt.Sprintf("uid-%d", p), PlanSeq: uint64(i)})}
+				Key: "gate/" + benchNS + "/" + barePodName(p), Kind: "gate", Pod: benchNS + "/" + barePodName(p), UID: fleet[p].UID, PlanSeq: uint64(i)})}
 		}
 		batch = append(batch, e)
 		if len(batch) == cap(batch) {
@@ -190,16 +197,31 @@ func writeHistory(ctx context.Context, dir string, pods, n int, at uint64, now f
 	return ckptBytes, nil
 }
 
-// podEntry is pod p as ingest journals a running pod of one container.
-func podEntry(p, rv int) journal.Entry {
-	name := fmt.Sprintf("pod-%d", p)
-	return journal.Entry{Kind: journal.KindObserved, Key: "pods/bench/" + name, Body: mustEncode(journal.Observed{
-		Resource: "pods", Namespace: "bench", Name: name, UID: fmt.Sprintf("uid-%d", p), ResourceVersion: strconv.Itoa(1000 + rv*7919 + p),
-		Labels: map[string]string{"app": "web", "controller-revision-hash": "web-5d8f7c9b6"},
-		Pod: &journal.PodFacts{NodeName: fmt.Sprintf("node-%d", p%100), Phase: "Running", Containers: []journal.Container{
-			{Name: "app", Image: "registry.example/app:v1", ImageID: "registry.example/app@sha256:0123456789abcdef", Ready: true, Started: true, RestartCount: int32(rv % 3)},
-		}},
-	})}
+// fleetPods are n pods as ingest journals them: memory's rolled fleet
+// (watchedPodAt: two containers with requests, limits and probes, six
+// conditions, and the state annotation the last rollout's patch wrote, as
+// a managed fleet's pods carry), compacted by ingest itself. A record of
+// one is ~1.4 KB encoded.
+func fleetPods(n int) ([]journal.Observed, error) {
+	out := make([]journal.Observed, n)
+	for i := range out {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(watchedPodAt(i, 0, true)); err != nil {
+			return nil, err
+		}
+		o, err := ingest.Compact(ingest.Pods, u)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = o
+	}
+	return out, nil
+}
+
+// podEntry is pod o observed again, at its rv-th version.
+func podEntry(o journal.Observed, p, rv int) journal.Entry {
+	o.ResourceVersion = strconv.Itoa(1000 + rv*7919 + p)
+	return journal.Entry{Kind: journal.KindObserved, Key: ingest.Key(o.Resource, o.Namespace, o.Name), Body: mustEncode(&o)}
 }
 
 func mustEncode(v any) []byte {
