@@ -2,28 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"runtime"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
 )
-
-// keptJournal refuses a --journal not given, or naming a directory that
-// holds no journal: journal.Open would make an empty one there, and a
-// mistyped --journal would read as a journal of 0 records.
-func keptJournal(dir string) error {
-	if dir == "" {
-		return errors.New("--journal is required")
-	}
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("no journal at %s: %w", dir, err)
-	}
-	return nil
-}
 
 // heldCmd folds a kept rollout journal as the controller's fold does and
 // reports the heap it holds per pod: at the rollout's first gate intent
@@ -40,10 +26,10 @@ func heldCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any,
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := keptJournal(*dir); err != nil {
+	if err := requireJournal(*dir); err != nil {
 		return nil, err
 	}
-	j, err := journal.Open(*dir, journal.Options{Logger: quiet})
+	j, err := ctl.OpenExisting(*dir)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 )
 
@@ -70,9 +72,19 @@ type podTimeline struct {
 	gateSeenSeq     uint64
 }
 
+// requireJournal refuses a --journal not given. The commands that read a
+// kept journal open it with ctl.OpenExisting, which refuses a directory
+// that holds none (journal.Open would make an empty one there).
+func requireJournal(dir string) error {
+	if dir == "" {
+		return errors.New("--journal is required")
+	}
+	return nil
+}
+
 func analyzeJournal(ctx context.Context, dir string, since, until time.Time, arrivals map[string]time.Time) (loopStats, error) {
 	s := loopStats{FailedByClass: map[string]int{}}
-	j, err := journal.Open(dir, journal.Options{Logger: quiet})
+	j, err := ctl.OpenExisting(dir)
 	if err != nil {
 		return s, err
 	}

@@ -27,7 +27,7 @@ func phasesCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := keptJournal(*dir); err != nil {
+	if err := requireJournal(*dir); err != nil {
 		return nil, err
 	}
 	loop, err := analyzeJournal(ctx, *dir, time.Time{}, time.Unix(1<<40, 0), nil)

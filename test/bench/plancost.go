@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
 	"rollbook.dev/rollbook/projections"
@@ -30,7 +31,7 @@ func planCostCmd(ctx context.Context, env *benchEnv, args []string) (map[string]
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := keptJournal(*dir); err != nil {
+	if err := requireJournal(*dir); err != nil {
 		return nil, err
 	}
 	recs, err := stateRecords(ctx, *dir)
@@ -137,7 +138,7 @@ func incrementalCost(s *projections.State, reps int) (time.Duration, error) {
 // stateRecords returns the Observed, Vanished and Tick records of a
 // journal up to its first gate intent.
 func stateRecords(ctx context.Context, dir string) ([]journal.Record, error) {
-	j, err := journal.Open(dir, journal.Options{Logger: quiet})
+	j, err := ctl.OpenExisting(dir)
 	if err != nil {
 		return nil, err
 	}

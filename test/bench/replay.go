@@ -32,10 +32,10 @@ func replayCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := keptJournal(*dir); err != nil {
+	if err := requireJournal(*dir); err != nil {
 		return nil, err
 	}
-	jn, err := journal.Open(*dir, journal.Options{})
+	jn, err := ctl.OpenExisting(*dir)
 	if err != nil {
 		return nil, err
 	}
