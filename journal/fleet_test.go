@@ -103,9 +103,9 @@ func fleetBooks(tb testing.TB, pods int) *projections.Books {
 		}
 		ann := map[string]string{}
 		{
-			st, err := json.Marshal(projections.PodState{Rollout: ns + "/" + set + "-v2", Revision: "bb698f8fd1", PatchedAt: at.UnixNano(), Label: set + "-5f7b959f4c",
-				Before: []projections.ContainerBefore{{Name: "app", Image: "registry.example/app:v1", ImageID: "registry.example/app@sha256:" + digest("v1"),
-					ContainerID: projections.ParseContainerID("lean://" + digest(name+"/old"))}}})
+			st, err := json.Marshal(projections.NewPodState(ns+"/"+set+"-v2", "bb698f8fd1", set+"-5f7b959f4c", at.UnixNano(),
+				[]projections.ContainerBefore{{Name: "app", Image: "registry.example/app:v1", ImageID: "registry.example/app@sha256:" + digest("v1"),
+					ContainerID: projections.ParseContainerID("lean://" + digest(name+"/old"))}}))
 			if err != nil {
 				tb.Fatal(err)
 			}

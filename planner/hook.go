@@ -181,7 +181,7 @@ func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
 	rev := revOf(pp, rp.t.rev)
 	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
 	if h := postHook(rp.spec); h != nil {
-		if st := pp.state(); st != nil && st.Revision == pp.rev {
+		if st := pp.state(); st != nil && st.Revision() == pp.rev {
 			mark(&a, h, HookPostUpdate)
 			return a
 		}

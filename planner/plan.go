@@ -320,7 +320,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 	// A patched pod was classified against this target (a kept
 	// classification only under the same one), so it is found again.
 	t, _ := p.podTarget(rp, pp.pod)
-	st := PodState{Rollout: r.Key(), Revision: rev, PatchedAt: p.now, Before: before(pp.pod.Pod, t), Label: pp.pod.Label(RevisionLabel)}
+	st := projections.NewPodState(r.Key(), rev, pp.pod.Label(RevisionLabel), p.now, before(pp.pod.Pod, t))
 	raw, _ := json.Marshal(st) // a struct of strings and numbers always encodes
 	var labels map[string]string
 	if len(pp.labels) > 0 {
@@ -346,16 +346,16 @@ func rollbackTarget(pod *projections.Pod, rev string) (podTarget, bool) {
 	if st == nil {
 		return podTarget{}, false
 	}
-	switch st.Revision {
+	switch st.Revision() {
 	case rev:
-		pt := podTarget{rev: "rb-" + rev, label: st.Label}
-		for _, b := range st.Before {
+		pt := podTarget{rev: "rb-" + rev, label: st.Label()}
+		for b := range st.Before() {
 			pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: b.Image})
 		}
 		return pt, true
 	case "rb-" + rev:
-		pt := podTarget{rev: st.Revision, label: pod.Label(RevisionLabel)}
-		for _, b := range st.Before {
+		pt := podTarget{rev: st.Revision(), label: pod.Label(RevisionLabel)}
+		for b := range st.Before() {
 			if c, _ := findContainer(pod.Pod, b.Name, b.Init); c != nil {
 				pt.containers = append(pt.containers, want{Name: b.Name, Init: b.Init, Image: c.Image})
 			}

@@ -194,7 +194,7 @@ func restartPending(pp *podPlan) bool {
 	if st == nil {
 		return false
 	}
-	for _, b := range st.Before {
+	for b := range st.Before() {
 		c, _ := findContainer(pp.pod.Pod, b.Name, b.Init)
 		if c != nil && c.Image != b.Image && c.ContainerID.Equal(b.ContainerID) {
 			return true
@@ -318,7 +318,7 @@ func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now
 	pp.restartPending = restartPending(pp)
 	notInPlace := diff(pp, t)
 	atTarget := pp.images == nil && len(pp.rarely().resources) == 0 && !pp.metadataChanges()
-	ours := st != nil && st.Revision == t.rev
+	ours := st != nil && st.Revision() == t.rev
 	switch {
 	case notInPlace != "":
 		pp.setWhy(notInPlace)
@@ -573,7 +573,7 @@ func qosAfter(f *projections.Facts, changes []ResourceChange) string {
 // new state: a new imageID, or for a retag with the same digest a new
 // container; a digest pin must match exactly; then running and ready.
 func verify(f *projections.Facts, st *PodState, t podTarget) (bool, string) {
-	for _, b := range st.Before {
+	for b := range st.Before() {
 		c, _ := findContainer(f, b.Name, b.Init)
 		if c == nil {
 			return false, fmt.Sprintf("container %q is gone", b.Name)

@@ -48,6 +48,7 @@ var allowedImports = map[string]string{
 	"encoding/json":                        "rollout spec and status, the state annotation",
 	"errors":                               "",
 	"fmt":                                  "",
+	"iter":                                 "a pod state yields its containers: sequence types only",
 	"maps":                                 "",
 	"slices":                               "",
 	"sort":                                 "",

@@ -516,7 +516,7 @@ func (w *world) podsTable(ids bool) string {
 		}
 		state := "-"
 		if st := readState(folded); st != nil {
-			state = st.Revision
+			state = st.Revision()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d", p.Name, zone, strings.Join(images, ","), podReady(folded.Pod), gate,
 			orDash(p.Labels[RevisionLabel]), state, restarts)

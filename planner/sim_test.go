@@ -709,7 +709,7 @@ func (s *sim) check() {
 	updated := 0
 	for _, p := range s.w.pods {
 		st := readState(projections.NewPod(p))
-		if st != nil && st.Revision == rev || s.w.recreated[p.UID] == rev {
+		if st != nil && st.Revision() == rev || s.w.recreated[p.UID] == rev {
 			updated++
 		}
 	}

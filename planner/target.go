@@ -169,8 +169,8 @@ func (t *target) forPod(s *projections.State, pod *projections.Pod) podTarget {
 	from := pod.Label(RevisionLabel)
 	st := readState(pod)
 	applied := false
-	if st != nil && st.Revision == t.rev {
-		from, applied = st.Label, true
+	if st != nil && st.Revision() == t.rev {
+		from, applied = st.Label(), true
 	}
 	pt := *t.base(s, from)
 	pt.applied = applied

@@ -15,7 +15,7 @@ import (
 // verified such a pod, ungated it, and was one pod over maxUnavailable
 // when the kubelet restarted it again.)
 func TestVerifyWaitsForTheNewImage(t *testing.T) {
-	st := &PodState{Before: []ContainerBefore{{Name: "app", Image: "app:v3", ImageID: "sha256:v2", ContainerID: projections.ParseContainerID("c1"), Restarts: 1}}}
+	st := projections.NewPodState("", "", "", 0, []ContainerBefore{{Name: "app", Image: "app:v3", ImageID: "sha256:v2", ContainerID: projections.ParseContainerID("c1"), Restarts: 1}})
 	running := func(statusImage, imageID, id string) *journal.PodFacts {
 		return &journal.PodFacts{Containers: []journal.Container{{
 			Name: "app", Image: "app:v4", StatusImage: statusImage, ImageID: imageID, ContainerID: id,

@@ -140,7 +140,18 @@ func (id *ContainerID) UnmarshalText(b []byte) error {
 }
 
 // MarshalCBOR encodes id as the text a journal.Container holds.
-func (id ContainerID) MarshalCBOR() ([]byte, error) { return journal.EncodeBody(id.String()) }
+func (id ContainerID) MarshalCBOR() ([]byte, error) { return id.appendCBOR(nil), nil }
+
+// appendCBOR appends id as a CBOR text string, without making its string.
+func (id ContainerID) appendCBOR(b []byte) []byte {
+	if !id.hex() {
+		return appendCBORString(b, id.textOf())
+	}
+	text := id.textOf()
+	b = appendCBORHead(b, cborText, uint64(len(text)+3+2*len(id.sum)))
+	b = append(append(b, text...), "://"...)
+	return hex.AppendEncode(b, id.sum[:])
+}
 
 // UnmarshalCBOR reads what MarshalCBOR wrote.
 func (id *ContainerID) UnmarshalCBOR(b []byte) error {

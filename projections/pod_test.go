@@ -28,7 +28,7 @@ func TestPodEncodesAsObserved(t *testing.T) {
 		Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: []journal.Container{{Name: "app", Image: "app:v1"}},
 			Conditions: []journal.Condition{{Type: "Ready", Status: "True", LastTransition: 4}, {Type: "rollbook.dev/InPlaceUpdateReady", Status: "False", Reason: "Updating", Message: "m", LastTransition: 6}}},
 		HasAnnotations: true, AnnotationKeys: []string{"other"}, Truncated: "spec"}
-	st := &PodState{Rollout: "ns/r", Revision: "r-1"}
+	st := NewPodState("ns/r", "r-1", "", 0, nil)
 	now := NewPod(&o)
 	now.State = st
 	was := podAsItWas{Observed: o, ObservedAt: 77, State: st}

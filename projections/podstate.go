@@ -3,7 +3,11 @@ package projections
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"iter"
 	"maps"
+	"slices"
+
+	"rollbook.dev/rollbook/journal"
 )
 
 // StateAnnotation is the pod annotation holding PodState as JSON.
@@ -15,26 +19,56 @@ const StateAnnotation = "rollbook.dev/state"
 // rollback can restore the exact images. It is parsed once, when the pod
 // is folded (Pod.State), not on every plan: a plan reads it for every pod
 // of the fleet.
+//
+// A fleet Rollbook has rolled holds one on every pod it updated, until
+// the next rollout's patch, and nearly all of it is alike across the
+// rollout's pods: the rollout, the revisions, each changed container's
+// name, image and image ID. That part is a stateFleet, one copy for the
+// fleet in the fold (stateFleets); a pod's own are the patch's time and
+// each changed container's ID and restarts. Held whole, a rolled pod's
+// state was 208 bytes of heap; held so, 112 (BENCHMARKS.md §1, "A state's
+// fleet-wide part held once"). Read it through its methods; NewPodState
+// makes one. Its JSON and CBOR are what they were while it held the
+// annotation's fields as its own (stateWire).
 type PodState struct {
-	Rollout  string `json:"rollout"`
-	Revision string `json:"rev"`
+	fleet *stateFleet
 	// PatchedAt is the Unix nanosecond time of the tick the patch was
 	// planned at: the start of the verify timeout.
-	PatchedAt int64 `json:"at"`
-	// Label is the pod's controller-revision-hash before the patch, for a
-	// rollback.
-	Label  string            `json:"label,omitempty"`
-	Before []ContainerBefore `json:"before"`
+	PatchedAt int64
+	// runs are each changed container's own, in fleet.before's order.
+	runs []containerRun
 	// Digest is stateDigest of the annotation the fold parsed this state
 	// from (heldState), zero in a state made otherwise: the annotation's
 	// JSON never holds it; a checkpoint does, so that a restored fold
 	// holds what the straight fold does.
-	Digest [16]byte `json:"-" cbor:"digest,omitzero"`
+	Digest [16]byte
 }
 
-// ContainerBefore is a container as it was before the patch. Its
-// ContainerID is held as the fold holds a container's (40 bytes, not a
-// string of ~80 of its own), and reads and writes as the ID's text.
+// stateFleet is what the states of a rollout's pods hold alike.
+type stateFleet struct {
+	rollout, revision string
+	// label is the pod's controller-revision-hash before the patch, for
+	// a rollback.
+	label  string
+	before []containerWas
+}
+
+// containerWas is what a changed container's state holds alike across
+// the fleet; containerRun, what is the pod's own.
+type containerWas struct {
+	name           string
+	init           bool
+	image, imageID string
+}
+
+type containerRun struct {
+	id       ContainerID
+	restarts int32
+}
+
+// ContainerBefore is a container as it was before the patch: how a
+// PodState is made (NewPodState) and read (PodState.Before). Its
+// ContainerID reads and writes as the ID's text.
 type ContainerBefore struct {
 	Name        string      `json:"name"`
 	Init        bool        `json:"init,omitempty"`
@@ -42,6 +76,129 @@ type ContainerBefore struct {
 	ImageID     string      `json:"imageID,omitempty"`
 	ContainerID ContainerID `json:"containerID,omitzero"`
 	Restarts    int32       `json:"restarts"`
+}
+
+// NewPodState is the state of a pod patched for rollout to revision at
+// patchedAt, whose controller-revision-hash was label and whose changed
+// containers were before.
+func NewPodState(rollout, revision, label string, patchedAt int64, before []ContainerBefore) *PodState {
+	s := new(PodState)
+	stateWire{Rollout: rollout, Revision: revision, PatchedAt: patchedAt, Label: label, Before: before}.into(s)
+	return s
+}
+
+// Rollout is the key of the rollout whose patch wrote the state.
+func (s *PodState) Rollout() string {
+	if s.fleet == nil {
+		return ""
+	}
+	return s.fleet.rollout
+}
+
+// Revision is the revision the patch updated the pod to.
+func (s *PodState) Revision() string {
+	if s.fleet == nil {
+		return ""
+	}
+	return s.fleet.revision
+}
+
+// Label is the pod's controller-revision-hash before the patch.
+func (s *PodState) Label() string {
+	if s.fleet == nil {
+		return ""
+	}
+	return s.fleet.label
+}
+
+// Before yields each container the patch changed, as it was before.
+func (s *PodState) Before() iter.Seq[ContainerBefore] {
+	return func(yield func(ContainerBefore) bool) {
+		if s.fleet == nil {
+			return
+		}
+		for i, c := range s.fleet.before {
+			r := s.runs[i]
+			if !yield(ContainerBefore{Name: c.name, Init: c.init, Image: c.image, ImageID: c.imageID, ContainerID: r.id, Restarts: r.restarts}) {
+				return
+			}
+		}
+	}
+}
+
+// stateWire is a PodState as its annotation's JSON and a checkpoint's
+// CBOR hold it: the fields PodState had when it held them all, with
+// their tags (the CBOR encoder reads the json ones where there is no
+// cbor tag), so both encode byte for byte as they did.
+type stateWire struct {
+	Rollout   string            `json:"rollout"`
+	Revision  string            `json:"rev"`
+	PatchedAt int64             `json:"at"`
+	Label     string            `json:"label,omitempty"`
+	Before    []ContainerBefore `json:"before"`
+	Digest    [16]byte          `json:"-" cbor:"digest,omitzero"`
+}
+
+// into makes s the state w holds, its fleet-wide part its own.
+func (w stateWire) into(s *PodState) {
+	*s = PodState{PatchedAt: w.PatchedAt, Digest: w.Digest, fleet: w.fleet(), runs: w.runs()}
+}
+
+// runs are w's changed containers' own parts; nil for none.
+func (w stateWire) runs() []containerRun {
+	if len(w.Before) == 0 {
+		return nil
+	}
+	runs := make([]containerRun, len(w.Before))
+	for i, b := range w.Before {
+		runs[i] = containerRun{id: b.ContainerID, restarts: b.Restarts}
+	}
+	return runs
+}
+
+// fleet is the fleet-wide part of w.
+func (w stateWire) fleet() *stateFleet {
+	f := &stateFleet{rollout: w.Rollout, revision: w.Revision, label: w.Label}
+	if len(w.Before) > 0 {
+		f.before = make([]containerWas, len(w.Before))
+		for i, b := range w.Before {
+			f.before[i] = containerWas{name: b.Name, init: b.Init, image: b.Image, imageID: b.ImageID}
+		}
+	}
+	return f
+}
+
+// wire is s as its encodings hold it (the JSON leaves out the digest).
+func (s PodState) wire() stateWire {
+	w := stateWire{Rollout: s.Rollout(), Revision: s.Revision(), PatchedAt: s.PatchedAt, Label: s.Label(), Digest: s.Digest}
+	if s.fleet != nil && len(s.fleet.before) > 0 {
+		w.Before = slices.Collect(s.Before())
+	}
+	return w
+}
+
+// MarshalJSON writes the annotation's JSON. NB: value receivers, so that
+// a PodState encodes the same whether given as a value or a pointer.
+func (s PodState) MarshalJSON() ([]byte, error) { return json.Marshal(s.wire()) }
+
+func (s *PodState) UnmarshalJSON(b []byte) error {
+	var w stateWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	w.into(s)
+	return nil
+}
+
+// UnmarshalCBOR reads a checkpoint's pod state (MarshalCBOR is in
+// podstate_cbor.go).
+func (s *PodState) UnmarshalCBOR(b []byte) error {
+	var w stateWire
+	if err := journal.DecodeBody(b, &w); err != nil {
+		return err
+	}
+	w.into(s)
+	return nil
 }
 
 // ParseState reads a pod's state annotation: nil when there is none, or
@@ -58,16 +215,6 @@ func ParseState(annotations map[string]string) *PodState {
 	return &st
 }
 
-// A fleet Rollbook has rolled carries a state annotation on every pod it
-// updated, until the next rollout's patch: ~350 bytes of JSON, decoded
-// into a map of their own and a PodState of their own for every pod. The
-// fold holds only the PodState (heldState): the annotation's text is
-// dropped from the pod's annotations once read, known again by its digest,
-// and the strings a rollout's pods have alike (the rollout, the revisions,
-// the containers' names, images and image IDs) are one copy for the fleet.
-// Held as decoded, a rolled pod cost 1.1 KB of heap more than one never
-// rolled (BENCHMARKS §1, "A rolled fleet").
-
 // stateDigest is what the fold knows a state annotation's text by once it
 // has dropped it: the first 16 bytes of its SHA-256, so that a pod's next
 // record, nearly always its status with the same annotation, reuses the
@@ -79,20 +226,19 @@ func stateDigest(raw string) [16]byte {
 
 // heldState is the state annotation raw as the fold holds it: was (the
 // state of the pod's last record) when raw is what was was parsed from,
-// else raw parsed, its fleet-wide strings shared through ts; nil when raw
+// else raw parsed, its fleet-wide part shared through fs; nil when raw
 // cannot be read, as ParseState.
-func heldState(raw string, was *PodState, ts *stateTexts) *PodState {
+func heldState(raw string, was *PodState, fs *stateFleets) *PodState {
 	d := stateDigest(raw)
 	if was != nil && was.Digest == d {
 		return was
 	}
-	var st PodState
-	if json.Unmarshal([]byte(raw), &st) != nil {
+	var w stateWire
+	if json.Unmarshal([]byte(raw), &w) != nil {
 		return nil
 	}
-	st.Digest = d
-	ts.share(&st)
-	return &st
+	w.Digest = d
+	return fs.held(w)
 }
 
 // withoutState is annotations without the state annotation: nil when it
@@ -110,42 +256,65 @@ func withoutState(annotations map[string]string) map[string]string {
 	return out
 }
 
-// stateTexts shares the strings of pods' states that a rollout's pods have
-// alike; a container's ID is its own.
-type stateTexts struct {
-	slots [256]string
+// stateFleets shares the fleet-wide parts of pods' states: a rollout's
+// patched pods hold one.
+type stateFleets struct {
+	slots [256]*stateFleet
 }
 
-func (ts *stateTexts) text(s string) string {
-	slot := &ts.slots[fnv32(s)&255]
-	if *slot != s {
-		*slot = s
+// held is the state w holds, its fleet-wide part shared (fleetOf).
+func (fs *stateFleets) held(w stateWire) *PodState {
+	return &PodState{PatchedAt: w.PatchedAt, Digest: w.Digest, fleet: fs.fleetOf(w), runs: w.runs()}
+}
+
+// fleetOf is w's fleet-wide part: the one its slot shares when that reads
+// the same, so a new one only for a rollout's first pod (or when two
+// rollouts' pods alternate in a slot).
+func (fs *stateFleets) fleetOf(w stateWire) *stateFleet {
+	h := fnv32(w.Rollout) ^ fnv32(w.Revision)*16777619 ^ fnv32(w.Label)*31
+	for _, b := range w.Before {
+		h = h*131 ^ fnv32(b.Image)
+	}
+	slot := &fs.slots[h&255]
+	if f := *slot; f == nil || !f.holds(w) {
+		*slot = w.fleet()
 	}
 	return *slot
 }
 
-// share points st's strings at copies other pods' states hold (st's own
-// are then garbage).
-func (ts *stateTexts) share(st *PodState) {
-	st.Rollout, st.Revision, st.Label = ts.text(st.Rollout), ts.text(st.Revision), ts.text(st.Label)
-	for i := range st.Before {
-		b := &st.Before[i]
-		b.Name, b.Image, b.ImageID = ts.text(b.Name), ts.text(b.Image), ts.text(b.ImageID)
+// share points st at the fleet-wide part its slot shares (a state from a
+// checkpoint).
+func (fs *stateFleets) share(st *PodState) {
+	if st.fleet != nil {
+		st.fleet = fs.fleetOf(st.wire())
 	}
 }
 
+// holds: f is w's fleet-wide part.
+func (f *stateFleet) holds(w stateWire) bool {
+	if f.rollout != w.Rollout || f.revision != w.Revision || f.label != w.Label || len(f.before) != len(w.Before) {
+		return false
+	}
+	for i, b := range w.Before {
+		if f.before[i] != (containerWas{name: b.Name, init: b.Init, image: b.Image, imageID: b.ImageID}) {
+			return false
+		}
+	}
+	return true
+}
+
 // restoreState holds p's state as the fold does, p from a checkpoint: its
-// strings shared, and the annotation's text, which a checkpoint of an
-// older binary kept beside the state, dropped once read. A checkpoint
+// fleet-wide part shared, and the annotation's text, which a checkpoint of
+// an older binary kept beside the state, dropped once read. A checkpoint
 // of this binary holds the state's digest; one of an older binary, the
 // text it was parsed from.
-func (p *Pod) restoreState(ts *stateTexts) {
+func (p *Pod) restoreState(fs *stateFleets) {
 	if raw, ok := p.Annotations[StateAnnotation]; ok {
-		p.State = heldState(raw, nil, ts)
+		p.State = heldState(raw, nil, fs)
 		p.Annotations = withoutState(p.Annotations)
 		return
 	}
 	if p.State != nil {
-		ts.share(p.State)
+		fs.share(p.State)
 	}
 }

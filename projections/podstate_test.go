@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
-	"unsafe"
 
 	"rollbook.dev/rollbook/journal"
 )
@@ -19,13 +20,13 @@ import (
 // or of one that kept the text.
 func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
 	state := func(i int, at int64) (PodState, string) {
-		st := PodState{Rollout: "ns/web-v2", Revision: "web-6f9d", PatchedAt: at, Label: "web-5d8f",
-			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: ParseContainerID(fmt.Sprint("containerd://old-", i)), Restarts: 2}}}
+		st := NewPodState("ns/web-v2", "web-6f9d", "web-5d8f", at,
+			[]ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: ParseContainerID(fmt.Sprint("containerd://old-", i)), Restarts: 2}})
 		raw, err := json.Marshal(st)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st, string(raw)
+		return *st, string(raw)
 	}
 	f := newFolder(t)
 	observe := func(name, rv string, annotations map[string]string) *Pod {
@@ -55,11 +56,9 @@ func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
 			t.Errorf("%s's record would hold the state annotation %q, want %q", c.pod.Name, got, c.raw)
 		}
 	}
-	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
 	s0, s1 := web0.State, web1.State
-	if !same(s0.Rollout, s1.Rollout) || !same(s0.Revision, s1.Revision) || !same(s0.Label, s1.Label) ||
-		!same(s0.Before[0].Image, s1.Before[0].Image) || !same(s0.Before[0].ImageID, s1.Before[0].ImageID) || !same(s0.Before[0].Name, s1.Before[0].Name) {
-		t.Error("two pods of one rollout hold their states' strings twice")
+	if s0.fleet != s1.fleet {
+		t.Error("two pods of one rollout hold their states' fleet-wide part twice")
 	}
 
 	// Its status changes, its annotation does not: the state is reused.
@@ -84,8 +83,8 @@ func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
 	if got := back.State.Pods["ns/web-1"].State; !reflect.DeepEqual(got, web1.State) {
 		t.Errorf("from a checkpoint web-1 holds %+v, want %+v", got, web1.State)
 	}
-	if a, b := back.State.Pods["ns/web-0"].State, back.State.Pods["ns/web-1"].State; !same(a.Revision, b.Revision) {
-		t.Error("from a checkpoint two pods hold their states' strings twice")
+	if a, b := back.State.Pods["ns/web-0"].State, back.State.Pods["ns/web-1"].State; a.fleet != b.fleet {
+		t.Error("from a checkpoint two pods hold their states' fleet-wide part twice")
 	}
 	restored := back.State.Pods["ns/web-1"].State
 	f.s = back.State
@@ -97,7 +96,7 @@ func TestRolledPodHoldsItsStateNotItsText(t *testing.T) {
 	// state, without a digest: the text is read and dropped.
 	old := f.s.Pods["ns/web-1"]
 	old.Annotations = map[string]string{StateAnnotation: raw1}
-	old.State = &PodState{Rollout: want1.Rollout, Revision: want1.Revision, PatchedAt: want1.PatchedAt, Label: want1.Label, Before: want1.Before}
+	old.State = NewPodState(want1.Rollout(), want1.Revision(), want1.Label(), want1.PatchedAt, slices.Collect(want1.Before()))
 	back = throughCheckpoint(t, f.s)
 	want1.Digest = stateDigest(raw1)
 	if p := back.State.Pods["ns/web-1"]; len(p.Annotations) != 0 || p.State == nil || !reflect.DeepEqual(*p.State, want1) {
@@ -151,6 +150,64 @@ func TestStateJSONHoldsContainerIDsAsText(t *testing.T) {
 		var back ContainerBefore
 		if err := json.Unmarshal(was, &back); err != nil || !back.ContainerID.Equal(ParseContainerID(id)) || !back.ContainerID.Is(id) {
 			t.Errorf("ID %q reads back as %q (%v)", id, back.ContainerID, err)
+		}
+	}
+}
+
+// stateAsItWas is PodState as it was while it held every field of its
+// annotation as its own: how older binaries wrote annotations and
+// checkpoints.
+type stateAsItWas struct {
+	Rollout   string            `json:"rollout"`
+	Revision  string            `json:"rev"`
+	PatchedAt int64             `json:"at"`
+	Label     string            `json:"label,omitempty"`
+	Before    []ContainerBefore `json:"before"`
+	Digest    [16]byte          `json:"-" cbor:"digest,omitzero"`
+}
+
+// A state holding its fleet-wide part apart encodes, in an annotation's
+// JSON and in a checkpoint's CBOR, byte for byte as the state that held
+// every field did, and reads what that one wrote as the same state.
+func TestStateEncodesAsItWas(t *testing.T) {
+	id := ParseContainerID("containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+	for _, was := range []stateAsItWas{
+		{Rollout: "ns/web-v2", Revision: "web-6f9d", PatchedAt: 1_800_000_000_123_456_789, Label: "web-5d8f",
+			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: id, Restarts: 2}}},
+		{Rollout: "ns/side", Revision: "r-2", PatchedAt: 7, Digest: [16]byte{1, 2, 3},
+			Before: []ContainerBefore{{Name: "init", Init: true, Image: "setup:v1"}, {Name: "proxy", Image: "proxy:v1", ImageID: "sha256:bb", ContainerID: ParseContainerID("cri-o://x"), Restarts: 9}}},
+		{Rollout: "ns/none", Revision: "r-3"},
+		{Rollout: "ns/" + strings.Repeat("long", 70), Revision: "r-4", PatchedAt: -5, Label: strings.Repeat("l", 24),
+			Before: []ContainerBefore{{Name: "app", Image: strings.Repeat("registry/", 30) + "app:v1", ContainerID: ParseContainerID("docker://ABC"), Restarts: 70_000}}},
+	} {
+		is := NewPodState(was.Rollout, was.Revision, was.Label, was.PatchedAt, was.Before)
+		is.Digest = was.Digest
+		wantJSON, _ := json.Marshal(was)
+		if got, err := json.Marshal(is); err != nil || string(got) != string(wantJSON) {
+			t.Errorf("%s encodes as %s (%v), was %s", was.Rollout, got, err, wantJSON)
+		}
+		wantCBOR := mustEncode(t, &was)
+		if got := mustEncode(t, is); string(got) != string(wantCBOR) {
+			t.Errorf("%s encodes in a checkpoint as %x, was %x", was.Rollout, got, wantCBOR)
+		}
+		var fromJSON PodState
+		if err := json.Unmarshal(wantJSON, &fromJSON); err != nil {
+			t.Fatal(err)
+		}
+		var fromCBOR PodState
+		if err := journal.DecodeBody(wantCBOR, &fromCBOR); err != nil {
+			t.Fatal(err)
+		}
+		noDigest := *is
+		noDigest.Digest = [16]byte{}
+		if !reflect.DeepEqual(fromJSON, noDigest) || !reflect.DeepEqual(fromCBOR, *is) {
+			t.Errorf("%s reads back as %+v and %+v, want %+v", was.Rollout, fromJSON, fromCBOR, *is)
+		}
+		if got := slices.Collect(is.Before()); !reflect.DeepEqual(got, was.Before) {
+			t.Errorf("%s's containers read %+v, want %+v", was.Rollout, got, was.Before)
+		}
+		if is.Rollout() != was.Rollout || is.Revision() != was.Revision || is.Label() != was.Label || is.PatchedAt != was.PatchedAt {
+			t.Errorf("%s reads as %q %q %q %d", was.Rollout, is.Rollout(), is.Revision(), is.Label(), is.PatchedAt)
 		}
 	}
 }

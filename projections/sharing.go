@@ -19,7 +19,7 @@ type sharing struct {
 	containers containerShapes // containers' shapes (containers.go)
 	facts      factsShapes     // facts' shapes (facts.go)
 	pods       podShapes       // pods' shapes (below)
-	states     stateTexts      // the strings of pods' states (podstate.go)
+	states     stateFleets     // what pods' states hold alike (podstate.go)
 }
 
 // sharing returns s's tables, made on first use.

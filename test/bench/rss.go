@@ -406,9 +406,8 @@ func watchedPodAt(i, v int, rolled bool) []byte {
 func rolledPod(p *corev1.Pod, i int) {
 	const target = "web-6f9d8c7b5e"
 	app := &p.Status.ContainerStatuses[0]
-	st := projections.PodState{Rollout: benchNS + "/web-v2", Revision: target, PatchedAt: 1_800_000_000e9 + int64(i/100)*1e8,
-		Label:  p.Labels["controller-revision-hash"],
-		Before: []projections.ContainerBefore{{Name: app.Name, Image: app.Image, ImageID: app.ImageID, ContainerID: projections.ParseContainerID(app.ContainerID), Restarts: app.RestartCount}}}
+	st := projections.NewPodState(benchNS+"/web-v2", target, p.Labels["controller-revision-hash"], 1_800_000_000e9+int64(i/100)*1e8,
+		[]projections.ContainerBefore{{Name: app.Name, Image: app.Image, ImageID: app.ImageID, ContainerID: projections.ParseContainerID(app.ContainerID), Restarts: app.RestartCount}})
 	raw, err := json.Marshal(st)
 	if err != nil {
 		panic(err)
