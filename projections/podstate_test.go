@@ -183,12 +183,16 @@ func TestStateEncodesAsItWas(t *testing.T) {
 		is := NewPodState(was.Rollout, was.Revision, was.Label, was.PatchedAt, was.Before)
 		is.Digest = was.Digest
 		wantJSON, _ := json.Marshal(was)
-		if got, err := json.Marshal(is); err != nil || string(got) != string(wantJSON) {
-			t.Errorf("%s encodes as %s (%v), was %s", was.Rollout, got, err, wantJSON)
+		for _, v := range []any{is, *is} { // as a pointer and as a value
+			if got, err := json.Marshal(v); err != nil || string(got) != string(wantJSON) {
+				t.Errorf("%s encodes as %s (%v), was %s", was.Rollout, got, err, wantJSON)
+			}
 		}
 		wantCBOR := mustEncode(t, &was)
-		if got := mustEncode(t, is); string(got) != string(wantCBOR) {
-			t.Errorf("%s encodes in a checkpoint as %x, was %x", was.Rollout, got, wantCBOR)
+		for _, v := range []any{is, *is} {
+			if got := mustEncode(t, v); string(got) != string(wantCBOR) {
+				t.Errorf("%s encodes in a checkpoint as %x, was %x", was.Rollout, got, wantCBOR)
+			}
 		}
 		var fromJSON PodState
 		if err := json.Unmarshal(wantJSON, &fromJSON); err != nil {
