@@ -59,8 +59,12 @@ import (
 //   - idle: the same with no rollout: a fleet the controller tracks
 //     between rollouts, planned (the planner holds nothing per pod then).
 //   - rolled: idle, but every pod was updated in place by the rollout
-//     before (rolledPod): the state a fleet Rollbook manages is in between
-//     rollouts, each pod carrying the state annotation its patch wrote.
+//     before (rolledPod), each pod carrying the state annotation its
+//     patch wrote.
+//   - finished: rolled, with that rollout still there and Succeeded, as
+//     a rollout stays until deleted (a workload's rollout rolls each of
+//     its revisions): the state a fleet Rollbook manages is in between
+//     rollouts. The planner keeps its claims and its pods.
 //   - rerolled: rollbook's rollout over the rolled fleet: every rollout
 //     after a fleet's first.
 //   - informer: a SharedInformer's store (cache.Indexer with the
@@ -71,13 +75,31 @@ import (
 // No apiserver: the pods are made in process, so 100,000 fit on this
 // machine; the HTTP and watch machinery, which does not grow with pods,
 // is left out of both.
+// memoryVariants are memory's variants, in the order it runs them.
+var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolled", "informer"}
+
 func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("memory")
 	podsList := fs.String("pods", "10000,20000,100000", "comma-separated pod counts (0 is always measured too)")
 	gogc := fs.String("gogc", "", "GOGC for the child processes (default: the Go default, 100)")
 	runs := fs.Int("runs", 1, "processes per variant and count; each figure is the median of theirs")
+	variantList := fs.String("variants", strings.Join(memoryVariants, ","), "comma-separated variants to measure")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	variants := strings.Split(*variantList, ",")
+	for _, v := range variants {
+		if !slices.Contains(memoryVariants, v) {
+			return nil, fmt.Errorf("--variants: %q is none of %s", v, strings.Join(memoryVariants, ", "))
+		}
+	}
+	has := func(vs ...string) bool {
+		for _, v := range vs {
+			if !slices.Contains(variants, v) {
+				return false
+			}
+		}
+		return true
 	}
 	counts := []int{0}
 	for _, f := range strings.Split(*podsList, ",") {
@@ -97,7 +119,6 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		return nil, err
 	}
 	defer done()
-	variants := []string{"rollbook", "idle", "rolled", "rerolled", "informer"}
 	results := map[string]map[int]childResult{}
 	for _, v := range variants {
 		results[v] = map[int]childResult{}
@@ -143,15 +164,22 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 				"steady_peak_mib": mib(r.HWM), "steady_peak_b_per_pod": round(p.HWM, 0), "rss_b_per_pod": round(p.RSS, 0),
 				"anon_b_per_pod": round(p.Anon, 0), "file_b_per_pod": round(p.File, 0), "heap_b_per_pod": round(p.HeapLive, 0)}
 		}
-		fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×, heap per pod %.1f×\n",
-			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS, per["informer"].HeapLive/per["rollbook"].HeapLive)
-		fmt.Printf("    a rollout over every pod costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
-			per["rollbook"].HWM-per["idle"].HWM, per["rollbook"].RSS-per["idle"].RSS, per["rollbook"].HeapLive-per["idle"].HeapLive)
-		fmt.Printf("    a rollout over a rolled fleet costs, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
-			per["rerolled"].HWM-per["idle"].HWM, per["rerolled"].RSS-per["idle"].RSS, per["rerolled"].HeapLive-per["idle"].HeapLive)
-		fmt.Printf("    a finished rollout leaves, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
-			per["rolled"].HWM-per["idle"].HWM, per["rolled"].RSS-per["idle"].RSS, per["rolled"].HeapLive-per["idle"].HeapLive)
-		if e := results["rollbook"][n].Encoded; e != nil {
+		if has("informer", "rollbook") {
+			fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×, heap per pod %.1f×\n",
+				per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS, per["informer"].HeapLive/per["rollbook"].HeapLive)
+		}
+		for _, c := range []struct{ v, what string }{
+			{"rollbook", "a rollout over every pod costs"},
+			{"rerolled", "a rollout over a rolled fleet costs"},
+			{"rolled", "a finished rollout's pods keep"},
+			{"finished", "a finished rollout and its pods keep"},
+		} {
+			if has(c.v, "idle") {
+				fmt.Printf("    %s, above the idle fleet: steady peak %+.0f B/pod, settled RSS %+.0f B/pod, heap %+.0f B/pod\n",
+					c.what, per[c.v].HWM-per["idle"].HWM, per[c.v].RSS-per["idle"].RSS, per[c.v].HeapLive-per["idle"].HeapLive)
+			}
+		}
+		if e := results["rollbook"][n].Encoded; has("rollbook") && e != nil {
 			fmt.Printf("    held encoded instead (BENCHMARKS §1): a folded pod's record is %.0f B; decoding one takes %.1f µs, %.0f ms for all %d, which a plan reading every pod would pay\n",
 				e.Bytes, e.DecodeNs/1e3, e.DecodeNs*float64(n)/1e6, n)
 			fmt.Printf("    what a pod has of its own (strings no other pod has, 8 B a timestamp or counter): %.0f B\n", e.Own)
@@ -174,8 +202,10 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 			summary[fmt.Sprintf("%s_%d_to_%d", v, a, b)] = map[string]any{"steady_peak_b_per_pod": round(p.HWM, 0), "rss_b_per_pod": round(p.RSS, 0),
 				"anon_b_per_pod": round(p.Anon, 0), "file_b_per_pod": round(p.File, 0), "heap_b_per_pod": round(p.HeapLive, 0)}
 		}
-		fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×\n",
-			per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS)
+		if has("informer", "rollbook") {
+			fmt.Printf("    informer ÷ rollbook: steady peak per pod %.1f×, settled RSS per pod %.1f×\n",
+				per["informer"].HWM/per["rollbook"].HWM, per["informer"].RSS/per["rollbook"].RSS)
+		}
 	}
 	return summary, nil
 }
@@ -269,7 +299,7 @@ type childResult struct {
 // It prints a childResult as JSON on stdout.
 func memoryChild(args []string) error {
 	if len(args) != 2 {
-		return errors.New("usage: memory-child rollbook|idle|rolled|rerolled|informer <pods>")
+		return fmt.Errorf("usage: memory-child %s <pods>", strings.Join(memoryVariants, "|"))
 	}
 	if os.Getenv("BENCH_MEMORY_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 4096 // fine enough to tell 10,000 pods' bytes apart
@@ -281,7 +311,7 @@ func memoryChild(args []string) error {
 	var r childResult
 	var keep any
 	switch args[0] {
-	case "rollbook", "idle", "rolled", "rerolled":
+	case "rollbook", "idle", "rolled", "finished", "rerolled":
 		keep, r.Actions, err = rollbookHolds(n, args[0])
 	case "informer":
 		keep, err = informerHolds(n)
@@ -425,13 +455,16 @@ func rolledPod(p *corev1.Pod, i int) {
 //   - "idle": between rollouts, never rolled;
 //   - "rolled": between rollouts, each pod updated in place by the last
 //     one (rolledPod);
+//   - "finished": rolled, with the rollout that updated them still there,
+//     Succeeded, as a rollout stays until it is deleted: the planner
+//     keeps its claims and its pods' classifications;
 //   - "rerolled": under a rollout over every pod of a rolled fleet, what
 //     every rollout after a fleet's first is.
 func rollbookHolds(n int, mode string) (any, int, error) {
-	rollout := mode == "rollbook" || mode == "rerolled"
-	rolled := mode == "rolled" || mode == "rerolled"
+	rollout := mode == "rollbook" || mode == "rerolled" || mode == "finished"
+	rolled := mode == "rolled" || mode == "rerolled" || mode == "finished"
 	name, image := "web-v2", "registry.example/app:v2"
-	if rolled {
+	if mode == "rerolled" {
 		name, image = "web-v3", "registry.example/app:v3" // the rolled pods run web-v2's v2
 	}
 	ctx := context.Background()
@@ -533,6 +566,11 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 			"strategy":   map[string]any{"maxUnavailable": "10%"},
 		})
 		ro := journal.Observed{Resource: "inplacerollouts.rollbook.dev", Namespace: benchNS, Name: name, UID: "rollout-uid", ResourceVersion: "1", Generation: 1, Created: 1, Spec: spec}
+		if mode == "finished" {
+			// As the watch shows it once its last status write is done:
+			// the planner keeps less for a rollout that is over.
+			ro.Status = []byte(`{"phase":"Succeeded","observedGeneration":1}`)
+		}
 		body, err := journal.EncodeBody(&ro)
 		if err != nil {
 			return nil, 0, err
@@ -557,7 +595,13 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	inc := planner.NewIncremental()
 	books.State.Track() // as the controller does: what the next records touch is planned again
 	res := inc.Plan(books.State, nil)
-	if rollout && n > 0 && len(res.Actions) == 0 {
+	if mode == "finished" {
+		for _, a := range res.Actions {
+			if a.Pod != "" {
+				return nil, 0, fmt.Errorf("a finished rollout plans a %s of %s", a.Kind, a.Pod)
+			}
+		}
+	} else if rollout && n > 0 && len(res.Actions) == 0 {
 		return nil, 0, errors.New("the plan has no action")
 	}
 	if !rollout && len(res.Actions) != 0 {
