@@ -259,10 +259,7 @@ func (in *Incremental) replan(p *planning, r *projections.Rollout, changed, dirt
 	u := p.unit
 	p.unit = nil
 	if projections.Terminal(r.Status.Phase) {
-		// A rollout that is over is seldom planned again: its pods'
-		// classifications (a few hundred bytes a pod) are not worth
-		// keeping for the next time.
-		u.kept, u.plans, u.counts, u.simple = nil, nil, nil, false
+		u.rest()
 	}
 	u.actions = slices.Clone(p.res.Actions[start:])
 	changedClaim := func(k string) {

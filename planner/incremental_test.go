@@ -288,3 +288,87 @@ func TestPodsShareTheirImageChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishedRolloutPlannedFromItsLastPlan: a rollout that is over stays
+// (a workload's rolls each of its revisions), and a record about any of
+// its pods plans it again. It is planned from its last plan, looking only
+// at the pods that changed, and keeps no classification of a pod that is
+// done (resting); a pod that needs it again is planned as Plan plans it
+// (world.plan compares every plan).
+func TestFinishedRolloutPlannedFromItsLastPlan(t *testing.T) {
+	for _, target := range []string{"workload", "selector"} {
+		t.Run(target, func(t *testing.T) {
+			w := newWorld(t)
+			nodes := w.addNodes(3, 1)
+			f := w.addFleet("web", 20, nodes, "round", "OnDelete", true, false, false,
+				[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": "web"}, nil)
+			spec := `{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":5,"gracePeriodSeconds":0}}`
+			if target == "workload" {
+				cs := f.template()
+				cs[0].image = "app:v2"
+				w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
+				w.write(f.obs)
+				spec = `{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web"}},"strategy":{"maxUnavailable":5,"gracePeriodSeconds":0}}`
+			}
+			w.addRollout("r", []byte(spec))
+			step := func() {
+				w.tick(time.Second)
+				for _, a := range w.plan().Actions {
+					w.do(a, "")
+				}
+				w.flush()
+				w.syncFleets()
+				w.kubelet()
+			}
+			for round := 0; ; round++ {
+				if round == 100 {
+					t.Fatal("the rollout did not finish in 100 rounds")
+				}
+				step()
+				if st, _ := w.rolloutStatus("r"); st.Phase == projections.PhaseSucceeded {
+					break
+				}
+			}
+			step() // the plan that reads its status back as Succeeded
+			u := w.inc.units[testNS+"/r"]
+			if u == nil || !u.simple {
+				t.Fatal("the finished rollout keeps no plan to start the next one from")
+			}
+			held := 0
+			for _, pp := range u.plans {
+				if pp != resting {
+					held++
+				}
+			}
+			if held != 0 {
+				t.Fatalf("the finished rollout keeps %d classifications of done pods", held)
+			}
+
+			// A pod's status changes (its container restarts): planned
+			// from the last plan, and that pod only is classified.
+			fromLast := w.inc.FromLast
+			p := w.pods[testNS+"/web-7"]
+			p.Pod.Containers[0].RestartCount++
+			w.write(p)
+			step()
+			if w.inc.FromLast != fromLast+1 {
+				t.Fatalf("a finished rollout touched by one pod's status was planned afresh (%d plans from the last, want %d)", w.inc.FromLast, fromLast+1)
+			}
+			if st, _ := w.rolloutStatus("r"); st.Phase != projections.PhaseSucceeded {
+				t.Fatalf("the rollout is %s after a restart, want Succeeded", st.Phase)
+			}
+
+			// A pod that runs the old image again (set by hand) is the
+			// rollout's to update again, as Plan says.
+			p = w.pods[testNS+"/web-3"]
+			p.Pod.Containers[0].Image = "app:v1"
+			w.write(p)
+			for range 10 {
+				step()
+			}
+			if st, _ := w.rolloutStatus("r"); st.Phase != projections.PhaseSucceeded || w.pods[testNS+"/web-3"].Pod.Containers[0].Image != "app:v2" {
+				t.Fatalf("after web-3 went back to app:v1 the rollout is %s and web-3 runs %s", st.Phase, w.pods[testNS+"/web-3"].Pod.Containers[0].Image)
+			}
+		})
+	}
+}

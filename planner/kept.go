@@ -87,11 +87,46 @@ func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now 
 	}
 	pp := k.plans[k.next]
 	k.next++
-	if touched.Pods[key] {
+	if touched.Pods[key] || pp == resting {
 		return nil, false
 	}
 	if pp != nil && (pp.timed || (pp.until() != 0 && now >= pp.until())) {
 		return nil, false
 	}
 	return pp, true
+}
+
+// A rollout that is over is still planned again whenever a record touches
+// one of its pods (a status, a restart): every plan, on a fleet at rest
+// whose rollout stays, as a workload's does. Planned afresh, a finished
+// rollout of 100,000 pods classified them all each time, ~200 ms a plan
+// (BENCHMARKS.md §1, "A state's fleet-wide part held once"); keeping every
+// classification, as a rollout under way does, cost ~80 bytes a pod for
+// as long as the rollout stays. It keeps its plan (delta.go), and for the
+// pods that are done and only add their done counts to the tally, resting
+// instead of their classifications.
+
+// resting stands for the classification of a pod of a rollout that is
+// over which adds only restingCounts to the tally. A plan made from the
+// last one reads a pod's classification only when its counts say it is
+// under way, idle, rare, timed or failed, and a plan made afresh
+// classifies the pod again (keptPlans.get): nothing reads through it.
+var resting = &podPlan{}
+
+// restingCounts are what a done pod may add to the tally and still rest.
+const restingCounts = countDone | countUpdated | countUpdatedReady | countNoGate | countUnavailable
+
+// rest is what a rollout that is over keeps for its next plan: its plan,
+// with resting for each done pod's classification; nothing when its next
+// plan cannot start from this one.
+func (u *unit) rest() {
+	if !u.simple || u.kept == nil || len(u.plans) != len(u.pods) || len(u.counts) != len(u.pods) {
+		u.kept, u.plans, u.counts, u.simple = nil, nil, nil, false
+		return
+	}
+	for i, c := range u.counts {
+		if c&countDone != 0 && c&^restingCounts == 0 {
+			u.plans[i] = resting
+		}
+	}
 }
