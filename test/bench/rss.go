@@ -75,6 +75,14 @@ import (
 // No apiserver: the pods are made in process, so 100,000 fit on this
 // machine; the HTTP and watch machinery, which does not grow with pods,
 // is left out of both.
+// planTime is the mean time of a steady plan ("-" for none).
+func (r childResult) planTime() string {
+	if r.SteadyPlans == 0 {
+		return "-"
+	}
+	return (time.Duration(r.SteadyPlanNs) / time.Duration(r.SteadyPlans)).Round(10 * time.Microsecond).String()
+}
+
 // memoryVariants are memory's variants, in the order it runs them.
 var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolled", "informer"}
 
@@ -144,8 +152,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 					return nil, fmt.Errorf("%s at %d pods: %w: %s", v, n, err, out)
 				}
 				all = append(all, r)
-				env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB (anonymous %6.1f, file %5.1f), heap live %7.1f MiB (%s)",
-					v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.Anon), mib(r.File), mib(r.HeapLive), time.Since(start).Round(time.Second))
+				env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB (anonymous %6.1f, file %5.1f), heap live %7.1f MiB, %s a steady plan (%s)",
+					v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.Anon), mib(r.File), mib(r.HeapLive), r.planTime(), time.Since(start).Round(time.Second))
 			}
 			results[v][n] = medianResult(all)
 		}
@@ -290,6 +298,11 @@ type childResult struct {
 	HeapUnused float64
 	Pods       int
 	Actions    int
+	// SteadyPlans and SteadyPlanNs are the plans made through the steady
+	// updates (one per 512 records, as the controller's loop) and the
+	// time they took together.
+	SteadyPlans  int
+	SteadyPlanNs int64
 	// Encoded is what holding idle pods encoded would take instead (see
 	// encodedIdle); rollbook variant only.
 	Encoded *encodedIdle `json:",omitempty"`
@@ -343,6 +356,7 @@ func memoryChild(args []string) error {
 		return err
 	}
 	r.HeapLive, r.RSS, r.HWM, r.CatchUpHWM = float64(h.Live), float64(h.RSS), float64(hwm*1024), float64(catchUpPeak)
+	r.SteadyPlans, r.SteadyPlanNs = steadyPlans, steadyPlanTime.Nanoseconds()
 	if p := os.Getenv("BENCH_MEMORY_HEAPPROFILE"); p != "" {
 		if err := writeHeapProfile(p + "." + args[0] + "." + args[1]); err != nil {
 			return err
@@ -361,6 +375,12 @@ func memoryChild(args []string) error {
 
 // catchUpPeak is the peak RSS (VmHWM, bytes) before resetPeak.
 var catchUpPeak uint64
+
+// steadyPlans and steadyPlanTime count the plans of the steady updates.
+var (
+	steadyPlans    int
+	steadyPlanTime time.Duration
+)
 
 // resetPeak keeps the peak RSS so far as catchUpPeak and starts the
 // kernel's count of it (VmHWM) again from the RSS now (clear_refs 5).
@@ -625,7 +645,9 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 		if len(entries) == 0 { // a batch was appended and folded: ingest knows it; plan, as the loop would
 			in.SeedKnown(books.State.Seq, updated)
 			clear(updated)
+			start := time.Now()
 			res := inc.Plan(books.State, books.State.TakeTouched())
+			steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
 			if inc.Full > 1 {
 				return errors.New("a plan of the steady updates planned everything")
 			}
