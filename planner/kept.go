@@ -99,7 +99,7 @@ func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now 
 // A rollout that is over is still planned again whenever a record touches
 // one of its pods (a status, a restart): every plan, on a fleet at rest
 // whose rollout stays, as a workload's does. Planned afresh, a finished
-// rollout of 100,000 pods classified them all each time, ~200 ms a plan
+// rollout of 100,000 pods classified them all each time, ~150 ms a plan
 // (BENCHMARKS.md §1, "A state's fleet-wide part held once"); keeping every
 // classification, as a rollout under way does, cost ~80 bytes a pod for
 // as long as the rollout stays. It keeps its plan (delta.go), and for the
@@ -110,7 +110,8 @@ func (k *keptPlans) get(pod *projections.Pod, touched *projections.Touched, now 
 // over which adds only restingCounts to the tally. A plan made from the
 // last one reads a pod's classification only when its counts say it is
 // under way, idle, rare, timed or failed, and a plan made afresh
-// classifies the pod again (keptPlans.get): nothing reads through it.
+// classifies the pod again (keptPlans.get): nothing reads or writes
+// through it, so every planner may share it (it is compared by identity).
 var resting = &podPlan{}
 
 // restingCounts are what a done pod may add to the tally and still rest.
