@@ -3,7 +3,6 @@ package journal
 import (
 	"bytes"
 	"encoding"
-	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -80,7 +79,7 @@ func (e *pieceEncoder) marshal(v reflect.Value) error {
 
 func (e *pieceEncoder) encodeStruct(v reflect.Value) error {
 	fields := plainFields(v.Type())
-	e.buf.Write(appendHead(nil, majMap, uint64(len(fields))))
+	e.buf.Write(AppendCBORHead(nil, majMap, uint64(len(fields))))
 	for _, f := range fields {
 		e.buf.Write(f.key)
 		if err := e.encode(v.Field(f.index)); err != nil {
@@ -101,20 +100,20 @@ func (e *pieceEncoder) encodeMap(v reflect.Value) error {
 		k, start := it.Key(), len(keys)
 		switch k.Kind() {
 		case reflect.String:
-			keys = append(appendHead(keys, majText, uint64(k.Len())), k.String()...)
+			keys = append(AppendCBORHead(keys, majText, uint64(k.Len())), k.String()...)
 		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 			if i := k.Int(); i >= 0 {
-				keys = appendHead(keys, majUint, uint64(i))
+				keys = AppendCBORHead(keys, majUint, uint64(i))
 			} else {
-				keys = appendHead(keys, majNeg, uint64(^i))
+				keys = AppendCBORHead(keys, majNeg, uint64(^i))
 			}
 		default:
-			keys = appendHead(keys, majUint, k.Uint())
+			keys = AppendCBORHead(keys, majUint, k.Uint())
 		}
 		entries = append(entries, entry{key: start, end: len(keys), val: it.Value()})
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(keys[a.key:a.end], keys[b.key:b.end]) })
-	e.buf.Write(appendHead(nil, majMap, uint64(len(entries))))
+	e.buf.Write(AppendCBORHead(nil, majMap, uint64(len(entries))))
 	for _, en := range entries {
 		e.buf.Write(keys[en.key:en.end])
 		if err := e.encode(en.val); err != nil {
@@ -122,23 +121,6 @@ func (e *pieceEncoder) encodeMap(v reflect.Value) error {
 		}
 	}
 	return nil
-}
-
-// appendHead appends a CBOR head in its shortest form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= 0xff:
-		return append(b, m|24, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(n))
-	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, m|27), n)
-	}
 }
 
 // plainField is a field of a walked struct: its encoded name (the key the
@@ -181,7 +163,7 @@ func walked(t reflect.Type) bool {
 				break
 			}
 			if f.IsExported() {
-				fields = append(fields, plainField{key: append(appendHead(nil, majText, uint64(len(f.Name))), f.Name...), index: i})
+				fields = append(fields, plainField{key: append(AppendCBORHead(nil, majText, uint64(len(f.Name))), f.Name...), index: i})
 			}
 		}
 		if w {

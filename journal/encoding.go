@@ -248,3 +248,23 @@ func (r Record) Value() ([]byte, error) {
 	v, _, err := encodeRecord(&r)
 	return v, err
 }
+
+// AppendCBORHead appends the head of a CBOR data item of major type major
+// (0–7) and argument n, in its shortest form, as core deterministic
+// encoding writes it: for the encoders that write CBOR by hand (a
+// checkpoint's pieces, and what projections writes of a pod's state).
+func AppendCBORHead(b []byte, major byte, n uint64) []byte {
+	m := major << 5
+	switch {
+	case n < 24:
+		return append(b, m|byte(n))
+	case n <= 0xff:
+		return append(b, m|24, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(n))
+	case n <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, m|27), n)
+	}
+}

@@ -148,7 +148,7 @@ func (id ContainerID) appendCBOR(b []byte) []byte {
 		return appendCBORString(b, id.textOf())
 	}
 	text := id.textOf()
-	b = appendCBORHead(b, cborText, uint64(len(text)+3+2*len(id.sum)))
+	b = journal.AppendCBORHead(b, cborText, uint64(len(text)+3+2*len(id.sum)))
 	b = append(append(b, text...), "://"...)
 	return hex.AppendEncode(b, id.sum[:])
 }

@@ -1,6 +1,10 @@
 package projections
 
-import "slices"
+import (
+	"slices"
+
+	"rollbook.dev/rollbook/journal"
+)
 
 // A checkpoint holds every rolled pod's state. Encoded through the CBOR
 // library from a stateWire, each cost ~600 bytes of garbage (the wire
@@ -12,13 +16,14 @@ import "slices"
 // (TestStateEncodesAsItWas), map keys in that encoding's order (shorter
 // first, then bytewise).
 
+// CBOR's major types (journal.AppendCBORHead), and two simple values.
 const (
-	cborUint  = 0 << 5
-	cborNeg   = 1 << 5
-	cborBytes = 2 << 5
-	cborText  = 3 << 5
-	cborArray = 4 << 5
-	cborMap   = 5 << 5
+	cborUint  = 0
+	cborNeg   = 1
+	cborBytes = 2
+	cborText  = 3
+	cborArray = 4
+	cborMap   = 5
 	cborTrue  = 0xf5
 	cborNull  = 0xf6
 )
@@ -40,7 +45,7 @@ func (s PodState) MarshalCBOR() ([]byte, error) {
 	if s.Digest != ([16]byte{}) {
 		fields++
 	}
-	b := appendCBORHead(buf[:0], cborMap, fields)
+	b := journal.AppendCBORHead(buf[:0], cborMap, fields)
 	b = appendCBORInt(appendCBORString(b, "at"), s.PatchedAt)
 	b = appendCBORString(appendCBORString(b, "rev"), revision)
 	if label != "" {
@@ -50,13 +55,13 @@ func (s PodState) MarshalCBOR() ([]byte, error) {
 	if before == nil {
 		b = append(b, cborNull)
 	} else {
-		b = appendCBORHead(b, cborArray, uint64(len(before)))
+		b = journal.AppendCBORHead(b, cborArray, uint64(len(before)))
 		for i, c := range before {
 			b = s.runs[i].appendCBOR(b, c)
 		}
 	}
 	if s.Digest != ([16]byte{}) {
-		b = appendCBORHead(appendCBORString(b, "digest"), cborBytes, 16)
+		b = journal.AppendCBORHead(appendCBORString(b, "digest"), cborBytes, 16)
 		b = append(b, s.Digest[:]...)
 	}
 	return slices.Clone(appendCBORString(appendCBORString(b, "rollout"), rollout)), nil
@@ -75,7 +80,7 @@ func (r containerRun) appendCBOR(b []byte, c containerWas) []byte {
 	if !r.id.IsZero() {
 		fields++
 	}
-	b = appendCBORHead(b, cborMap, fields)
+	b = journal.AppendCBORHead(b, cborMap, fields)
 	if c.init {
 		b = append(appendCBORString(b, "init"), cborTrue)
 	}
@@ -91,29 +96,13 @@ func (r containerRun) appendCBOR(b []byte, c containerWas) []byte {
 	return b
 }
 
-// appendCBORHead appends a data item's head: its major type and argument,
-// in the fewest bytes.
-func appendCBORHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= 0xff:
-		return append(b, major|24, byte(n))
-	case n <= 0xffff:
-		return append(b, major|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, major|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, major|27, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-}
-
 func appendCBORInt(b []byte, v int64) []byte {
 	if v < 0 {
-		return appendCBORHead(b, cborNeg, uint64(-1-v))
+		return journal.AppendCBORHead(b, cborNeg, uint64(-1-v))
 	}
-	return appendCBORHead(b, cborUint, uint64(v))
+	return journal.AppendCBORHead(b, cborUint, uint64(v))
 }
 
 func appendCBORString(b []byte, s string) []byte {
-	return append(appendCBORHead(b, cborText, uint64(len(s))), s...)
+	return append(journal.AppendCBORHead(b, cborText, uint64(len(s))), s...)
 }
