@@ -190,17 +190,8 @@ func TestPlanFromLastFallsBack(t *testing.T) {
 	f := w.addFleet("web", 4, nodes, "round", "OnDelete", true, false, false,
 		[]containerSpec{{name: "app", image: "app:v1"}, {name: "side", image: "side:v1"}}, map[string]string{"app": "web"}, nil)
 	w.addRollout("r", []byte(`{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"side","image":"side:v2"}],"strategy":{"maxUnavailable":1,"gracePeriodSeconds":0}}`))
-	step := func() {
-		w.tick(time.Second)
-		for _, a := range w.plan().Actions {
-			w.do(a, "")
-		}
-		w.flush()
-		w.syncFleets()
-		w.kubelet()
-	}
 	for range 4 {
-		step()
+		w.round()
 	}
 	if w.inc.FromLast == 0 {
 		t.Fatal("no plan was made from the last one")
@@ -217,11 +208,11 @@ func TestPlanFromLastFallsBack(t *testing.T) {
 		w.write(p)
 	}
 	fromLast := w.inc.FromLast
-	step()
+	w.round()
 	if w.inc.FromLast != fromLast {
 		t.Fatal("planned from the last plan although no pod has the container the rollout names")
 	}
-	step()
+	w.round()
 	st, _ := w.rolloutStatus("r")
 	for _, c := range st.Conditions {
 		if c.Type == "Invalid" && c.Status == "True" && c.Reason == "UnknownContainer" {
@@ -311,25 +302,16 @@ func TestFinishedRolloutPlannedFromItsLastPlan(t *testing.T) {
 				spec = `{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web"}},"strategy":{"maxUnavailable":5,"gracePeriodSeconds":0}}`
 			}
 			w.addRollout("r", []byte(spec))
-			step := func() {
-				w.tick(time.Second)
-				for _, a := range w.plan().Actions {
-					w.do(a, "")
-				}
-				w.flush()
-				w.syncFleets()
-				w.kubelet()
-			}
 			for round := 0; ; round++ {
 				if round == 100 {
 					t.Fatal("the rollout did not finish in 100 rounds")
 				}
-				step()
+				w.round()
 				if st, _ := w.rolloutStatus("r"); st.Phase == projections.PhaseSucceeded {
 					break
 				}
 			}
-			step() // the plan that reads its status back as Succeeded
+			w.round() // the plan that reads its status back as Succeeded
 			u := w.inc.units[testNS+"/r"]
 			if u == nil || !u.simple {
 				t.Fatal("the finished rollout keeps no plan to start the next one from")
@@ -350,7 +332,7 @@ func TestFinishedRolloutPlannedFromItsLastPlan(t *testing.T) {
 			p := w.pods[testNS+"/web-7"]
 			p.Pod.Containers[0].RestartCount++
 			w.write(p)
-			step()
+			w.round()
 			if w.inc.FromLast != fromLast+1 {
 				t.Fatalf("a finished rollout touched by one pod's status was planned afresh (%d plans from the last, want %d)", w.inc.FromLast, fromLast+1)
 			}
@@ -364,11 +346,23 @@ func TestFinishedRolloutPlannedFromItsLastPlan(t *testing.T) {
 			p.Pod.Containers[0].Image = "app:v1"
 			w.write(p)
 			for range 10 {
-				step()
+				w.round()
 			}
 			if st, _ := w.rolloutStatus("r"); st.Phase != projections.PhaseSucceeded || w.pods[testNS+"/web-3"].Pod.Containers[0].Image != "app:v2" {
 				t.Fatalf("after web-3 went back to app:v1 the rollout is %s and web-3 runs %s", st.Phase, w.pods[testNS+"/web-3"].Pod.Containers[0].Image)
 			}
 		})
 	}
+}
+
+// round is a second of the world: a plan, every action of it carried out,
+// the watch caught up, the workloads' controllers and the kubelet run.
+func (w *world) round() {
+	w.tick(time.Second)
+	for _, a := range w.plan().Actions {
+		w.do(a, "")
+	}
+	w.flush()
+	w.syncFleets()
+	w.kubelet()
 }
