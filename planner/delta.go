@@ -143,6 +143,11 @@ func (rp *rolloutPlan) simple() bool {
 	return len(rp.conflicts) == 0 && !rp.rollingBack && len(rp.all) == len(rp.mine)
 }
 
+// startsNext: u's plan is one the rollout's next plan may start from.
+func (u *unit) startsNext() bool {
+	return u.simple && u.kept != nil && len(u.plans) == len(u.pods) && len(u.counts) == len(u.pods)
+}
+
 // claimsDelta is what a plan from the last one changed in its rollout's
 // claims, for replan to pass on without comparing every claim.
 type claimsDelta struct{ left, joined []string }
@@ -167,8 +172,7 @@ func (p *planning) rolloutFast(r *projections.Rollout, t target, st *projections
 		return false
 	}
 	old := p.inc.units[rk]
-	if old == nil || !old.simple || old.kept == nil ||
-		len(old.plans) != len(old.pods) || len(old.counts) != len(old.pods) {
+	if old == nil || !old.startsNext() {
 		return false
 	}
 	// As enterRevision will find it: nothing before it sets RollingBack.

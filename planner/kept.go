@@ -121,7 +121,7 @@ const restingCounts = countDone | countUpdated | countUpdatedReady | countNoGate
 // with resting for each done pod's classification; nothing when its next
 // plan cannot start from this one.
 func (u *unit) rest() {
-	if !u.simple || u.kept == nil || len(u.plans) != len(u.pods) || len(u.counts) != len(u.pods) {
+	if !u.startsNext() {
 		u.kept, u.plans, u.counts, u.simple = nil, nil, nil, false
 		return
 	}

@@ -61,6 +61,11 @@ type containerWas struct {
 	image, imageID string
 }
 
+// wasOf is b's part that the fleet holds alike.
+func wasOf(b ContainerBefore) containerWas {
+	return containerWas{name: b.Name, init: b.Init, image: b.Image, imageID: b.ImageID}
+}
+
 type containerRun struct {
 	id       ContainerID
 	restarts int32
@@ -162,7 +167,7 @@ func (w stateWire) fleet() *stateFleet {
 	if len(w.Before) > 0 {
 		f.before = make([]containerWas, len(w.Before))
 		for i, b := range w.Before {
-			f.before[i] = containerWas{name: b.Name, init: b.Init, image: b.Image, imageID: b.ImageID}
+			f.before[i] = wasOf(b)
 		}
 	}
 	return f
@@ -296,7 +301,7 @@ func (f *stateFleet) holds(w stateWire) bool {
 		return false
 	}
 	for i, b := range w.Before {
-		if f.before[i] != (containerWas{name: b.Name, init: b.Init, image: b.Image, imageID: b.ImageID}) {
+		if f.before[i] != wasOf(b) {
 			return false
 		}
 	}
