@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -24,35 +25,14 @@ func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error)
 	if err != nil {
 		return journal.Observed{}, fmt.Errorf("ingest: encoding %s %s/%s: %w", r.Name(), u.GetNamespace(), u.GetName(), err)
 	}
-	o := journal.Observed{
-		Resource:        r.Name(),
-		Namespace:       u.GetNamespace(),
-		Name:            u.GetName(),
-		UID:             string(u.GetUID()),
-		ResourceVersion: u.GetResourceVersion(),
-		Generation:      u.GetGeneration(),
-		Labels:          u.GetLabels(),
-		Annotations:     keptAnnotations(u.GetAnnotations()),
-		HasAnnotations:  len(u.GetAnnotations()) > 0,
-		Created:         u.GetCreationTimestamp().UnixNano(),
-		ObjectHash:      sum[:],
-	}
-	if ts := u.GetDeletionTimestamp(); ts != nil {
-		o.Deleting = ts.UnixNano()
-	}
-	for _, ref := range u.GetOwnerReferences() {
-		if ref.Controller != nil && *ref.Controller {
-			o.Owner = &journal.OwnerRef{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: string(ref.UID)}
-		}
-	}
+	o := observedMeta(r.Name(), u, sum)
 	switch r.Name() {
 	case "pods":
 		var p corev1.Pod
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
 			return o, fmt.Errorf("ingest: pod %s/%s: %w", o.Namespace, o.Name, err)
 		}
-		o.Pod = podFacts(&p)
-		o.AnnotationKeys = foreignAnnotationKeys(p.Annotations)
+		compactPod(&o, &p)
 	case "controllerrevisions.apps":
 		rev, err := revisionFacts(u)
 		if err != nil {
@@ -92,6 +72,39 @@ func Compact(r Resource, u *unstructured.Unstructured) (journal.Observed, error)
 		}
 	}
 	return o, nil
+}
+
+// observedMeta is what every record holds of an object: its identity,
+// labels, kept annotations, times and controller, and its hash.
+func observedMeta(resource string, m metav1.Object, sum [32]byte) journal.Observed {
+	o := journal.Observed{
+		Resource:        resource,
+		Namespace:       m.GetNamespace(),
+		Name:            m.GetName(),
+		UID:             string(m.GetUID()),
+		ResourceVersion: m.GetResourceVersion(),
+		Generation:      m.GetGeneration(),
+		Labels:          m.GetLabels(),
+		Annotations:     keptAnnotations(m.GetAnnotations()),
+		HasAnnotations:  len(m.GetAnnotations()) > 0,
+		Created:         m.GetCreationTimestamp().UnixNano(),
+		ObjectHash:      sum[:],
+	}
+	if ts := m.GetDeletionTimestamp(); ts != nil {
+		o.Deleting = ts.UnixNano()
+	}
+	for _, ref := range m.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			o.Owner = &journal.OwnerRef{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: string(ref.UID)}
+		}
+	}
+	return o
+}
+
+// compactPod adds what o's record holds of pod p.
+func compactPod(o *journal.Observed, p *corev1.Pod) {
+	o.Pod = podFacts(p)
+	o.AnnotationKeys = foreignAnnotationKeys(p.Annotations)
 }
 
 // keptAnnotations keeps only Rollbook's own annotations: others may hold

@@ -261,7 +261,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 				}
 				return healthy, fmt.Errorf("ingest: watch %s: %w", s.res.Name(), status)
 			case watch.Bookmark:
-				u, ok := ev.Object.(*unstructured.Unstructured)
+				u, ok := ev.Object.(metav1.Object)
 				if !ok {
 					continue
 				}
@@ -274,11 +274,20 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 					cursors = []journal.Cursor{{Name: cursor, Value: u.GetResourceVersion()}}
 				}
 			case watch.Added, watch.Modified, watch.Deleted:
-				u, ok := ev.Object.(*unstructured.Unstructured)
-				if !ok {
+				var u metav1.Object
+				var e journal.Entry
+				var ok bool
+				var err error
+				switch obj := ev.Object.(type) {
+				case *unstructured.Unstructured:
+					u = obj
+					e, ok, err = s.observe(obj, ev.Type == watch.Deleted)
+				case *watchedPod:
+					u = obj
+					e, ok, err = s.observeWatched(obj, ev.Type == watch.Deleted)
+				default:
 					return healthy, fmt.Errorf("ingest: watch %s: unexpected object %T", s.res.Name(), ev.Object)
 				}
-				e, ok, err := s.observe(u, ev.Type == watch.Deleted)
 				if err != nil {
 					return healthy, err
 				}
@@ -333,6 +342,18 @@ func buffered(ctx context.Context, in <-chan watch.Event, n int) <-chan arrival 
 // observe turns an object into an Observed entry unless (uid,
 // resourceVersion) is already journaled, and updates the known set.
 func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.Entry, bool, error) {
+	return s.observeObject(u, deleted, func() (journal.Observed, error) { return Compact(s.res, u) })
+}
+
+// observeWatched is observe for a pod a watch delivered typed.
+func (s *stream) observeWatched(p *watchedPod, deleted bool) (journal.Entry, bool, error) {
+	if s.res.Name() != Pods.Name() {
+		return journal.Entry{}, false, fmt.Errorf("ingest: watch %s: served a pod", s.res.Name())
+	}
+	return s.observeObject(p, deleted, func() (journal.Observed, error) { return compactWatched(p), nil })
+}
+
+func (s *stream) observeObject(u metav1.Object, deleted bool, compact func() (journal.Observed, error)) (journal.Entry, bool, error) {
 	key := Key(s.res.Name(), u.GetNamespace(), u.GetName())
 	uid, rv := string(u.GetUID()), u.GetResourceVersion()
 	if o, ok := s.lookup(key); !deleted && ok && o.is(uid, rv) {
@@ -346,7 +367,7 @@ func (s *stream) observe(u *unstructured.Unstructured, deleted bool) (journal.En
 			return journal.Entry{}, false, nil
 		}
 	}
-	o, err := Compact(s.res, u)
+	o, err := compact()
 	o.Deleted = deleted
 	var body []byte
 	if err == nil {
