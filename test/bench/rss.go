@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -320,6 +321,19 @@ func memoryChild(args []string) error {
 	n, err := strconv.Atoi(args[1])
 	if err != nil {
 		return err
+	}
+	// BENCH_MEMORY_CPUPROFILE=<prefix>: the child's CPU profile, to
+	// <prefix>.<variant>.<pods> (where its steady plans' time goes).
+	if p := os.Getenv("BENCH_MEMORY_CPUPROFILE"); p != "" {
+		f, err := os.Create(p + "." + args[0] + "." + args[1])
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	var r childResult
 	var keep any
