@@ -65,9 +65,8 @@ type jsonNode struct {
 type jsonParser struct {
 	data  []byte
 	nodes []jsonNode
-	// members and keys are scratch for sorting one object's members.
+	// members is scratch for sorting one object's members.
 	members []int32
-	keys    []string
 }
 
 // release returns p to the pool unless a huge object grew it: the pool
@@ -150,16 +149,9 @@ func (p *jsonParser) object(i, depth int) (int, bool) {
 			return i, false
 		}
 		p.nodes[n].k0, p.nodes[n].k1, p.nodes[n].keyPlain = int32(k0+1), int32(k1-1), keyPlain
-		if i = p.space(i); i >= len(p.data) {
-			return i, false
-		}
-		switch p.data[i] {
-		case ',':
-			i = p.space(i + 1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = p.after(i, '}'); !ok || !more {
+			return i, ok
 		}
 	}
 }
@@ -170,22 +162,30 @@ func (p *jsonParser) array(i, depth int) (int, bool) {
 		return i + 1, true
 	}
 	for {
-		var ok bool
+		var ok, more bool
 		if i, ok = p.value(i, depth+1); !ok {
 			return i, false
 		}
-		if i = p.space(i); i >= len(p.data) {
-			return i, false
-		}
-		switch p.data[i] {
-		case ',':
-			i = p.space(i + 1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+		if i, more, ok = p.after(i, ']'); !ok || !more {
+			return i, ok
 		}
 	}
+}
+
+// after reads what follows a member or an item at i: a comma (more
+// follow, from the returned index) or the closing bracket (the container
+// ends before the returned index).
+func (p *jsonParser) after(i int, closing byte) (next int, more, ok bool) {
+	if i = p.space(i); i >= len(p.data) {
+		return i, false, false
+	}
+	switch p.data[i] {
+	case ',':
+		return p.space(i + 1), true, true
+	case closing:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // str reads the string at i (at its quote) and returns where it ends;

@@ -69,7 +69,11 @@ func TestWatchedPodsJournaledAsTheMap(t *testing.T) {
 		Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(time.Unix(1_800_000_000, 0))}},
 		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "rollbook.local/app:v1", ImageID: "rollbook.local/app@sha256:0123", Ready: true, RestartCount: 2,
 			ContainerID: fmt.Sprintf("containerd://%064x", 7), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(time.Unix(1_800_000_001, 0))}}}}}
-	patch := fmt.Sprintf(`{"status":%s}`, mustJSON(t, st))
+	status, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := fmt.Sprintf(`{"status":%s}`, status)
 	if _, err := cs.CoreV1().Pods(ns).Patch(ctx, running, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +133,4 @@ func podNameFor(shape string) string {
 		}
 	}
 	return "shape-" + string(b)
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
