@@ -134,3 +134,32 @@ func BenchmarkRawObjectHash(b *testing.B) {
 		}
 	})
 }
+
+// FuzzRawObjectHash: whatever JSON rawObjectHash takes, the decoding
+// into a map takes too, and the map's objectHash is the same. (Refusing
+// is always allowed: the caller then decodes the map.)
+//
+//	go test -run '^$' -fuzz FuzzRawObjectHash -fuzztime 2m ./ingest/
+func FuzzRawObjectHash(f *testing.F) {
+	pod, _ := json.Marshal(watchPod(1))
+	for _, seed := range []string{string(pod), `{"kind":"X","a":[1,-0,1.5e3,"\u00e9<&>",{"b":null,"a":true}]}`, `{"k\"":{"\\":"\ud800"}}`, `{"a":1,"a":2}`, `{"a":1e400}`, `{}`, ` {"a" : [ ] } `} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := rawObjectHash(data)
+		if !ok {
+			return
+		}
+		var m map[string]any
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(data, &m); err != nil {
+			t.Fatalf("rawObjectHash took JSON the decoding refuses (%v): %q", err, data)
+		}
+		want, err := objectHash(m)
+		if err != nil {
+			t.Fatalf("rawObjectHash took what objectHash cannot hash (%v): %q", err, data)
+		}
+		if got != want {
+			t.Fatalf("rawObjectHash differs from objectHash of the decoded map: %q", data)
+		}
+	})
+}
