@@ -59,6 +59,7 @@ func newLeanSerializer(ns runtime.NegotiatedSerializer) leanSerializer {
 		in.Serializer = objectDecoder{in.Serializer}
 		stream := *in.StreamSerializer
 		stream.Serializer = watchEventDecoder{stream.Serializer}
+		stream.Framer = objectFramer{stream.Framer}
 		in.StreamSerializer = &stream
 		infos[i] = in
 	}
