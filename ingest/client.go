@@ -25,12 +25,12 @@ import (
 // over the object for its kind, and twice to decode it into a map (each
 // decoding checks the JSON, then decodes it). In a 10,000-pod rollout
 // that was a third of the controller's CPU (BENCHMARKS.md §3, "The
-// watch, decoded in fewer passes"). Here it is read four times: the
-// frame, the envelope taken apart by its shape with its object checked,
-// and the map decoding, which finds the kind itself. A pod is not decoded
-// into a map at all: it is hashed from its bytes and decoded typed
-// (watchedPod), which is what ingest made of the map. Anything of another
-// shape goes the usual way.
+// watch, decoded in fewer passes"). Here the frame is cut by its
+// brackets (objectFramer), the envelope taken apart by its shape, and
+// the object decoded once. A pod is not decoded into a map at all: it is
+// hashed from its bytes and decoded typed (watchedPod), which is what
+// ingest made of the map; other kinds are decoded into the map, which
+// finds the kind itself. Anything of another shape goes the usual way.
 func NewClient(cfg *rest.Config) (dynamic.Interface, error) {
 	c := dynamic.ConfigFor(cfg)
 	c.NegotiatedSerializer = newLeanSerializer(c.NegotiatedSerializer)
