@@ -353,6 +353,8 @@ func (s *stream) observeWatched(p *watchedPod, deleted bool) (journal.Entry, boo
 	return s.observeObject(p, deleted, func() (journal.Observed, error) { return compactWatched(p), nil })
 }
 
+// observeObject is observe for an object in either form; compact makes
+// its record, only when it is not yet journaled.
 func (s *stream) observeObject(u metav1.Object, deleted bool, compact func() (journal.Observed, error)) (journal.Entry, bool, error) {
 	key := Key(s.res.Name(), u.GetNamespace(), u.GetName())
 	uid, rv := string(u.GetUID()), u.GetResourceVersion()

@@ -14,8 +14,9 @@ import (
 // typed form, with the hash of the object as served (rawObjectHash). The
 // client's watches of pods deliver their pods as this, not as an
 // unstructured map: the map was made only to be hashed and converted to
-// the typed pod, twice the work of decoding the pod itself, and most of
-// the controller's CPU (BENCHMARKS.md §3, "Pods decoded once").
+// the typed pod, twice the work of decoding the pod itself, and half of
+// the controller's CPU at 1,000 pods (BENCHMARKS.md §3, "Pods decoded
+// once").
 type watchedPod struct {
 	corev1.Pod
 	sum [32]byte
