@@ -125,10 +125,7 @@ func TestRolloutPlannedFromItsLastPlan(t *testing.T) {
 					[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": name}, nil)
 				spec := fmt.Sprintf(`{"target":{"selector":{"matchLabels":{"app":%q}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":4,"gracePeriodSeconds":0}}`, name)
 				if target == "workload" {
-					cs := f.template()
-					cs[0].image = "app:v2"
-					w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
-					w.write(f.obs)
+					newImage(w, f)
 					spec = fmt.Sprintf(`{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":%q}},"strategy":{"maxUnavailable":4,"gracePeriodSeconds":0,"scatter":[{"key":%q}]}}`, name, zoneLabel)
 				}
 				w.addRollout("r-"+name, []byte(spec))
@@ -236,10 +233,7 @@ func TestPodsShareTheirImageChanges(t *testing.T) {
 				[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": "web"}, nil)
 			spec := `{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":2}}`
 			if target == "workload" {
-				cs := f.template()
-				cs[0].image = "app:v2"
-				w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
-				w.write(f.obs)
+				newImage(w, f)
 				spec = `{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web"}},"strategy":{"maxUnavailable":2}}`
 			}
 			// One pod already runs another image: its change is its own.
@@ -295,10 +289,7 @@ func TestFinishedRolloutPlannedFromItsLastPlan(t *testing.T) {
 				[]containerSpec{{name: "app", image: "app:v1"}}, map[string]string{"app": "web"}, nil)
 			spec := `{"target":{"selector":{"matchLabels":{"app":"web"}}},"containers":[{"name":"app","image":"app:v2"}],"strategy":{"maxUnavailable":5,"gracePeriodSeconds":0}}`
 			if target == "workload" {
-				cs := f.template()
-				cs[0].image = "app:v2"
-				w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
-				w.write(f.obs)
+				newImage(w, f)
 				spec = `{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web"}},"strategy":{"maxUnavailable":5,"gracePeriodSeconds":0}}`
 			}
 			w.addRollout("r", []byte(spec))

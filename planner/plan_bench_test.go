@@ -23,10 +23,7 @@ func midRollout(tb testing.TB, sets, size, rounds int) *world {
 	}
 	for i := range sets {
 		f := w.sets[fmt.Sprintf("web%d", i)]
-		cs := f.template()
-		cs[0].image = "app:v2"
-		w.setTemplate(f, cs, "", f.tmpl.Labels, nil)
-		w.write(f.obs)
+		newImage(w, f)
 		w.addRollout(fmt.Sprintf("r%d", i), []byte(fmt.Sprintf(
 			`{"target":{"workloadRef":{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web%d"}},"strategy":{"maxUnavailable":"10%%","gracePeriodSeconds":0,"scatter":[{"key":%q}]}}`, i, zoneLabel)))
 	}

@@ -37,14 +37,6 @@ func web(gate bool, cs ...containerSpec) func(w *world) *fleet {
 	}
 }
 
-// newImage gives the fleet's template app:v2.
-func newImage(w *world, f *fleet) {
-	cs := f.template()
-	cs[0].image = "app:v2"
-	w.setTemplate(f, cs, "", f.tmpl.Labels, f.tmpl.Annotations)
-	w.write(f.obs)
-}
-
 const workloadTarget = "target: {workloadRef: {apiVersion: apps/v1, kind: StatefulSet, name: web}}\n"
 
 var previewCases = []previewCase{

@@ -280,6 +280,14 @@ func (w *world) setTemplate(f *fleet, cs []containerSpec, podSpec string, labels
 		Revision: &journal.RevisionFacts{Revision: int64(f.revN), Template: t}})
 }
 
+// newImage gives the fleet's template app:v2.
+func newImage(w *world, f *fleet) {
+	cs := f.template()
+	cs[0].image = "app:v2"
+	w.setTemplate(f, cs, "", f.tmpl.Labels, f.tmpl.Annotations)
+	w.write(f.obs)
+}
+
 // forgetRevision deletes a ControllerRevision.
 func (w *world) forgetRevision(name string) {
 	w.write(&journal.Observed{Resource: "controllerrevisions.apps", Namespace: testNS, Name: name, UID: "gone", Deleted: true})
