@@ -173,32 +173,15 @@ func splitWatchEvent(data []byte) (typ string, obj []byte, ok bool) {
 	return typ, obj, true
 }
 
-// oneObject says whether b is one JSON object by its brackets alone:
-// they balance, outside strings, and close only at b's end. The object
-// decoder reads it in full after (and fails on what is not JSON, as
-// client-go's does); this only tells the apiserver's frame from one with
-// a field after its object, a whole pass of encoding/json's checker
-// cheaper (it was a tenth of a watched pod's cost).
+// oneObject says whether b is one JSON object by its brackets alone
+// (objectFramer's scan): they balance, outside strings, and close only at
+// b's end. The object decoder reads it in full after (and fails on what
+// is not JSON, as client-go's does); this only tells the apiserver's
+// frame from one with a field after its object, a whole pass of
+// encoding/json's checker cheaper (it was a tenth of a watched pod's
+// cost).
 func oneObject(b []byte) bool {
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-			if i >= len(b) {
-				return false
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth--; depth == 0 {
-				return i == len(b)-1
-			}
-		}
-	}
-	return false
+	r := frameReader{buf: b}
+	end, ok := r.cut()
+	return ok && end == len(b)
 }

@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -95,9 +94,6 @@ func TestRawObjectHashIsTheDecodedObjects(t *testing.T) {
 		if json.Valid([]byte(bad)) {
 			t.Fatalf("%q is JSON, yet rawObjectHash refuses it", bad)
 		}
-	}
-	if math.MaxInt64 != 9223372036854775807 {
-		t.Fatal("the numbers above assume a 64-bit int64")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,12 +126,4 @@ func TestWatchedPodsJournaledAsTheMap(t *testing.T) {
 	}
 }
 
-func podNameFor(shape string) string {
-	b := []byte(shape)
-	for i, c := range b {
-		if c == ' ' {
-			b[i] = '-'
-		}
-	}
-	return "shape-" + string(b)
-}
+func podNameFor(shape string) string { return "shape-" + strings.ReplaceAll(shape, " ", "-") }
