@@ -34,6 +34,17 @@ import (
 	"rollbook.dev/rollbook/test/cluster"
 )
 
+// planTime is the mean time of a steady plan ("-" for none).
+func (r childResult) planTime() string {
+	if r.SteadyPlans == 0 {
+		return "-"
+	}
+	return (time.Duration(r.SteadyPlanNs) / time.Duration(r.SteadyPlans)).Round(10 * time.Microsecond).String()
+}
+
+// memoryVariants are memory's variants, in the order it runs them.
+var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolled", "informer"}
+
 // memoryCmd measures whole-process memory per tracked pod: each variant
 // runs in a process of its own (this program, re-executed, built without
 // cgo as the image builds rollbook), fed the same N pods as a watch
@@ -76,17 +87,6 @@ import (
 // No apiserver: the pods are made in process, so 100,000 fit on this
 // machine; the HTTP and watch machinery, which does not grow with pods,
 // is left out of both.
-// planTime is the mean time of a steady plan ("-" for none).
-func (r childResult) planTime() string {
-	if r.SteadyPlans == 0 {
-		return "-"
-	}
-	return (time.Duration(r.SteadyPlanNs) / time.Duration(r.SteadyPlans)).Round(10 * time.Microsecond).String()
-}
-
-// memoryVariants are memory's variants, in the order it runs them.
-var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolled", "informer"}
-
 func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("memory")
 	podsList := fs.String("pods", "10000,20000,100000", "comma-separated pod counts (0 is always measured too)")
