@@ -82,7 +82,7 @@ func compareCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 
-	c, fl, stop, err := startGround(ctx, env, root, true, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
+	c, fl, stop, err := startGround(ctx, env, root, cluster.Options{AuditLog: true}, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}

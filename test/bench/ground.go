@@ -12,9 +12,10 @@ import (
 // root/cluster (benchCluster's, with an audit log when asked), a simulated
 // fleet and its nodes in three zones. stop stops the fleet, then the
 // control plane.
-func startGround(ctx context.Context, env *benchEnv, root string, audit bool, fo fleet.Options, nodes int) (c *cluster.Cluster, fl *fleet.Fleet, stop func(), err error) {
-	env.logf("starting a local control plane (audit log %v)", audit)
-	c, err = cluster.Start(ctx, benchCluster(cluster.Options{Dir: filepath.Join(root, "cluster"), Progress: env.progress, AuditLog: audit}))
+func startGround(ctx context.Context, env *benchEnv, root string, co cluster.Options, fo fleet.Options, nodes int) (c *cluster.Cluster, fl *fleet.Fleet, stop func(), err error) {
+	env.logf("starting a local control plane (audit log %v)", co.AuditLog)
+	co.Dir, co.Progress = filepath.Join(root, "cluster"), env.progress
+	c, err = cluster.Start(ctx, benchCluster(co))
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/planner"
@@ -62,6 +63,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	keep := fs.Bool("keep", false, "keep the work directory (logs, journal)")
 	profile := fs.String("controller-profile", "", "write a CPU profile of the controller (rollbook run --pprof) from the template change on to this file")
 	profileFor := fs.Duration("controller-profile-time", 30*time.Second, "how long the controller's CPU profile runs")
+	apiProfile := fs.String("apiserver-profile", "", "write a CPU profile of kube-apiserver (run with --profiling) over the same time as --controller-profile-time, from the template change on, to this file: where the server's cores go while it is the limit")
 	heapProfile := fs.String("controller-heap-profile", "", "write heap profiles of the controller (after a GC) to <this>.ready, once the pods are Ready, and <this>.done, once the rollout is over")
 	extra := fs.String("controller-args", "", "more `rollbook run` flags, space-separated (e.g. \"--plan-debounce 5ms\")")
 	if err := fs.Parse(args); err != nil {
@@ -81,7 +83,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 
-	c, fl, stop, err := startGround(ctx, env, root, false, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
+	c, fl, stop, err := startGround(ctx, env, root, cluster.Options{Profiling: *apiProfile != ""}, fleet.Options{Kind: *fleetKind, Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +215,19 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 			env.logf("controller profile: %v", err)
 		} else if *profile != "" {
 			env.logf("controller CPU profile (%s from the template change): %s", *profileFor, *profile)
+		}
+	}()
+	apiProfiled := make(chan error, 1)
+	if *apiProfile != "" {
+		go func() { apiProfiled <- fetchAPIServerProfile(ctx, c, *apiProfile, *profileFor) }()
+	} else {
+		apiProfiled <- nil
+	}
+	defer func() {
+		if err := <-apiProfiled; err != nil {
+			env.logf("apiserver profile: %v", err)
+		} else if *apiProfile != "" {
+			env.logf("kube-apiserver CPU profile (%s from the template change): %s", *profileFor, *apiProfile)
 		}
 	}()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
@@ -475,12 +490,28 @@ type rollbookRun struct {
 
 // fetchProfile saves a CPU profile of the controller over d.
 func fetchProfile(ctx context.Context, base, path string, d time.Duration) error {
+	return saveProfile(ctx, &http.Client{}, base, path, d)
+}
+
+// fetchAPIServerProfile saves a CPU profile of kube-apiserver over d, read
+// as the cluster's admin (its /debug/pprof is behind authorization).
+func fetchAPIServerProfile(ctx context.Context, c *cluster.Cluster, path string, d time.Duration) error {
+	hc, err := rest.HTTPClientFor(c.Config())
+	if err != nil {
+		return err
+	}
+	return saveProfile(ctx, hc, c.Server, path, d)
+}
+
+// saveProfile writes base's /debug/pprof/profile over d to path.
+func saveProfile(ctx context.Context, hc *http.Client, base, path string, d time.Duration) error {
 	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds()))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	hc.Timeout = d + 30*time.Second
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -92,7 +92,7 @@ func shardsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 		return nil, err
 	}
 
-	c, fl, stop, err := startGround(ctx, env, root, *audit, fleet.Options{Parallelism: *kwokWorkers}, *nodes)
+	c, fl, stop, err := startGround(ctx, env, root, cluster.Options{AuditLog: *audit}, fleet.Options{Parallelism: *kwokWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}

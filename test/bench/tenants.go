@@ -93,7 +93,7 @@ func tenantsCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if err != nil {
 		return nil, err
 	}
-	c, fl, stop, err := startGround(ctx, env, root, true, fleet.Options{Kind: *fleetKind, Parallelism: *fleetWorkers}, *nodes)
+	c, fl, stop, err := startGround(ctx, env, root, cluster.Options{AuditLog: true}, fleet.Options{Kind: *fleetKind, Parallelism: *fleetWorkers}, *nodes)
 	if err != nil {
 		return nil, err
 	}
