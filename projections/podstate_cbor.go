@@ -57,7 +57,7 @@ func (s PodState) MarshalCBOR() ([]byte, error) {
 	} else {
 		b = journal.AppendCBORHead(b, cborArray, uint64(len(before)))
 		for i, c := range before {
-			b = s.runs[i].appendCBOR(b, c)
+			b = s.run(i).appendCBOR(b, c)
 		}
 	}
 	if s.Digest != ([16]byte{}) {
