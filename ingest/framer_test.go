@@ -91,3 +91,37 @@ func TestObjectFramerCutsAsClientGo(t *testing.T) {
 		t.Fatalf("a stream cut inside a frame: %v, want %v", err, io.ErrUnexpectedEOF)
 	}
 }
+
+// FuzzObjectFramer: on any stream, the frames client-go's JSON framer
+// reads, while they are objects or arrays (a watch's frames are objects),
+// are the frames ingest's frame reader cuts, whatever the size of the
+// caller's buffer; and where client-go's ends the stream cleanly, so
+// does ingest's. (Past the first frame client-go refuses, both readers'
+// frames fail the watch's decoding, as does a frame that is not an object.)
+//
+//	go test -run '^$' -fuzz FuzzObjectFramer -fuzztime 2m ./ingest/
+func FuzzObjectFramer(f *testing.F) {
+	for _, seed := range []string{
+		watchFrame(f, watch.Modified, watchPod(1)),
+		" \n\t{\"a\":\"}]{[\\\"\\\\\",\"b\":[{},[]]}}\r\n[1,{\"x\":\"]\"}]",
+		`{"a":1}{"b":2} [3]`, `{"a":"\u005d"}`, `{"a":1`, `"x"{}`, `{}}`, `[]]`, "",
+	} {
+		f.Add([]byte(seed), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, size uint16) {
+		size = max(size%4096, 1)
+		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(bytes.NewReader(stream))), int(size))
+		got, gotErr := frames(objectFramer{}.NewFrameReader(io.NopCloser(bytes.NewReader(stream))), int(size))
+		for i, w := range want {
+			if w[0] != '{' && w[0] != '[' {
+				return // a value that is not an object: both fail the decoding here
+			}
+			if i >= len(got) || got[i] != w {
+				t.Fatalf("frame %d of %q: client-go's framer %q, ingest's frames %q (err %v)", i, stream, w, got, gotErr)
+			}
+		}
+		if wantErr == nil && (gotErr != nil || len(got) != len(want)) {
+			t.Fatalf("%q: client-go's framer ends cleanly after %d frames; ingest's: %d frames, %v", stream, len(want), len(got), gotErr)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -17,6 +18,13 @@ func MainWith(m *testing.M, setup func(ctx context.Context, c *Cluster) (teardow
 }
 
 func runMainWith(m *testing.M, setup func(context.Context, *Cluster) (func(), error)) int {
+	if fuzzWorker() {
+		// A fuzzing worker runs only the fuzz target's function, over
+		// inputs its coordinator sends; a control plane per worker made
+		// the fuzzer pause ~20 s whenever it started one. A target that
+		// needs the cluster fails in Shared.
+		return m.Run()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, Options{Progress: os.Stderr})
@@ -35,4 +43,13 @@ func runMainWith(m *testing.M, setup func(context.Context, *Cluster) (func(), er
 		defer teardown()
 	}
 	return m.Run()
+}
+
+// fuzzWorker: this process is one of go test -fuzz's workers.
+func fuzzWorker() bool {
+	if !flag.Parsed() {
+		flag.Parse() // testing's flags are registered by now; m.Run parses them again
+	}
+	f := flag.Lookup("test.fuzzworker")
+	return f != nil && f.Value.String() == "true"
 }

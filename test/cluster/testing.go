@@ -27,7 +27,7 @@ func Main(m *testing.M) {
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
 	if shared == nil {
-		t.Fatal("cluster: no shared control plane: call cluster.Main from TestMain")
+		t.Fatal("cluster: no shared control plane: call cluster.Main from TestMain (a fuzzing worker starts none: fuzz only what needs no cluster)")
 	}
 	return shared
 }
