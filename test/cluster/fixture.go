@@ -20,9 +20,9 @@ func MainWith(m *testing.M, setup func(ctx context.Context, c *Cluster) (teardow
 func runMainWith(m *testing.M, setup func(context.Context, *Cluster) (func(), error)) int {
 	if fuzzWorker() {
 		// A fuzzing worker runs only the fuzz target's function, over
-		// inputs its coordinator sends; a control plane per worker made
-		// the fuzzer pause ~20 s whenever it started one. A target that
-		// needs the cluster fails in Shared.
+		// inputs its coordinator sends: fuzzing on two cores ran three
+		// control planes, one per worker and the coordinator's. A target
+		// that needs the cluster fails in Shared.
 		return m.Run()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
@@ -48,7 +48,7 @@ func runMainWith(m *testing.M, setup func(context.Context, *Cluster) (func(), er
 // fuzzWorker: this process is one of go test -fuzz's workers.
 func fuzzWorker() bool {
 	if !flag.Parsed() {
-		flag.Parse() // testing's flags are registered by now; m.Run parses them again
+		flag.Parse() // testing's flags are registered by now; m.Run parses only if not parsed
 	}
 	f := flag.Lookup("test.fuzzworker")
 	return f != nil && f.Value.String() == "true"
