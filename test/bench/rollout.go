@@ -204,32 +204,12 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	env.logf("rolling app:v1 → app:v2 in place (%d InPlaceRollouts, maxUnavailable %s, grace %ds, scatter zone)", len(names), *maxUnavailable, *grace)
 	rollStart := time.Now()
-	profiled := make(chan error, 1)
-	if *profile != "" {
-		go func() { profiled <- fetchProfile(ctx, metricsURL, *profile, *profileFor) }()
-	} else {
-		profiled <- nil
-	}
-	defer func() {
-		if err := <-profiled; err != nil {
-			env.logf("controller profile: %v", err)
-		} else if *profile != "" {
-			env.logf("controller CPU profile (%s from the template change): %s", *profileFor, *profile)
-		}
-	}()
-	apiProfiled := make(chan error, 1)
-	if *apiProfile != "" {
-		go func() { apiProfiled <- fetchAPIServerProfile(ctx, c, *apiProfile, *profileFor) }()
-	} else {
-		apiProfiled <- nil
-	}
-	defer func() {
-		if err := <-apiProfiled; err != nil {
-			env.logf("apiserver profile: %v", err)
-		} else if *apiProfile != "" {
-			env.logf("kube-apiserver CPU profile (%s from the template change): %s", *profileFor, *apiProfile)
-		}
-	}()
+	defer profileBeside(env, "controller", *profile, *profileFor, func() error {
+		return fetchProfile(ctx, metricsURL, *profile, *profileFor)
+	})()
+	defer profileBeside(env, "kube-apiserver", *apiProfile, *profileFor, func() error {
+		return fetchAPIServerProfile(ctx, c, *apiProfile, *profileFor)
+	})()
 	dyn := dynamic.NewForConfigOrDie(c.Config())
 	for _, name := range names {
 		patch := `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"registry.example/app:v2"}]}}}}`
@@ -486,6 +466,25 @@ type rollbookRun struct {
 	Pprof               bool // serve /debug/pprof (rollbook run --pprof)
 	// Extra are more `rollbook run` flags, as given.
 	Extra []string
+}
+
+// profileBeside runs fetch, which writes what's CPU profile over d to path,
+// beside the rollout (nothing when path is ""); the returned func waits for
+// it and says where the profile went.
+func profileBeside(env *benchEnv, what, path string, d time.Duration, fetch func() error) (wait func()) {
+	done := make(chan error, 1)
+	if path == "" {
+		done <- nil
+	} else {
+		go func() { done <- fetch() }()
+	}
+	return func() {
+		if err := <-done; err != nil {
+			env.logf("%s profile: %v", what, err)
+		} else if path != "" {
+			env.logf("%s CPU profile (%s from the template change): %s", what, d, path)
+		}
+	}
 }
 
 // fetchProfile saves a CPU profile of the controller over d.
