@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"unicode/utf8"
 )
@@ -348,17 +349,30 @@ const (
 	internMaxList   = 256
 )
 
-func fnv(b []byte) uint32 {
-	h := uint32(2166136261)
-	for _, c := range b {
-		h ^= uint32(c)
-		h *= 16777619
+// slotHash places b in the interner's tables. It reads eight bytes at a
+// step: FNV a byte at a time was a fifth of a record's decoding in
+// replay, every interned string and shared map hashed. A slot only
+// caches (a miss replaces it), so the hash need spread keys well, not
+// resist anyone.
+func slotHash(b []byte) uint32 {
+	h := uint64(len(b)) * 0x9e3779b97f4a7c15
+	for ; len(b) >= 8; b = b[8:] {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * 0xff51afd7ed558ccd
+		h ^= h >> 32
 	}
-	return h
+	var tail uint64
+	for i, c := range b {
+		tail |= uint64(c) << (8 * i)
+	}
+	h ^= tail
+	// murmur3's finalizer: every bit of the state moves the slot's.
+	h = (h ^ h>>33) * 0xff51afd7ed558ccd
+	h = (h ^ h>>33) * 0xc4ceb9fe1a85ec53
+	return uint32(h ^ h>>33)
 }
 
 func (in *interner) sharedMap(enc []byte) (map[string]string, bool) {
-	e := &in.maps[fnv(enc)&(internMapSlots-1)]
+	e := &in.maps[slotHash(enc)&(internMapSlots-1)]
 	if e.m != nil && e.enc == string(enc) {
 		return e.m, true
 	}
@@ -366,13 +380,13 @@ func (in *interner) sharedMap(enc []byte) (map[string]string, bool) {
 }
 
 func (in *interner) keepMap(enc []byte, m map[string]string) {
-	in.maps[fnv(enc)&(internMapSlots-1)] = sharedMap{enc: string(enc), m: m}
+	in.maps[slotHash(enc)&(internMapSlots-1)] = sharedMap{enc: string(enc), m: m}
 }
 
 // shareOwner returns the OwnerRef encoded as enc read before, or o
 // (which it keeps for the next).
 func (in *interner) shareOwner(enc []byte, o *OwnerRef) *OwnerRef {
-	e := &in.owners[fnv(enc)&(internOwnerSlots-1)]
+	e := &in.owners[slotHash(enc)&(internOwnerSlots-1)]
 	if e.o != nil && e.enc == string(enc) {
 		return e.o
 	}
@@ -383,7 +397,7 @@ func (in *interner) shareOwner(enc []byte, o *OwnerRef) *OwnerRef {
 // shareList returns the list encoded as enc read before, or l (which it
 // keeps for the next).
 func (in *interner) shareList(enc []byte, l []string) []string {
-	e := &in.lists[fnv(enc)&(internListSlots-1)]
+	e := &in.lists[slotHash(enc)&(internListSlots-1)]
 	if e.l != nil && e.enc == string(enc) {
 		return e.l
 	}
@@ -400,7 +414,7 @@ func (in *interner) get(b []byte) string {
 	if len(b) > internMaxLen {
 		return string(b)
 	}
-	slot := &in.slots[fnv(b)&(internSlots-1)]
+	slot := &in.slots[slotHash(b)&(internSlots-1)]
 	if *slot == string(b) {
 		return *slot
 	}
