@@ -352,8 +352,8 @@ const (
 // slotHash places b in the interner's tables. It reads eight bytes at a
 // step: FNV a byte at a time was a fifth of a record's decoding in
 // replay, every interned string and shared map hashed. A slot only
-// caches (a miss replaces it), so the hash need spread keys well, not
-// resist anyone.
+// caches (a miss replaces it, and a hit is checked byte for byte), so the
+// hash need only spread keys well: a crafted collision costs a miss.
 func slotHash(b []byte) uint32 {
 	h := uint64(len(b)) * 0x9e3779b97f4a7c15
 	for ; len(b) >= 8; b = b[8:] {
