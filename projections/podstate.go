@@ -157,19 +157,22 @@ func (w stateWire) into(s *PodState) {
 
 // setRuns makes before's own parts s's runs.
 func (s *PodState) setRuns(before []ContainerBefore) {
-	for i, b := range before {
-		r := containerRun{id: b.ContainerID, restarts: b.Restarts}
-		switch i {
-		case 0:
-			s.first = r
-		case 1:
-			more := make([]containerRun, 0, len(before)-1)
-			s.more = &more
-			fallthrough
-		default:
-			*s.more = append(*s.more, r)
-		}
+	if len(before) == 0 {
+		return
 	}
+	s.first = runOf(before[0])
+	if len(before) > 1 {
+		more := make([]containerRun, len(before)-1)
+		for i, b := range before[1:] {
+			more[i] = runOf(b)
+		}
+		s.more = &more
+	}
+}
+
+// runOf is b's own part.
+func runOf(b ContainerBefore) containerRun {
+	return containerRun{id: b.ContainerID, restarts: b.Restarts}
 }
 
 // run is the i-th changed container's own part.

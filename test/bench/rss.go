@@ -297,8 +297,13 @@ type childResult struct {
 	// (/memory/classes/heap/unused): what the heap's fragmentation costs
 	// on top of HeapLive, after the same collections.
 	HeapUnused float64
-	Pods       int
-	Actions    int
+	// Settled is the runtime's own account of its memory once settled
+	// (/memory/classes/...): the heap's objects, unused slots and free
+	// pages it keeps (not yet returned), and its metadata. Their sum with
+	// the stacks is about Anon.
+	Settled settledClasses
+	Pods    int
+	Actions int
 	// SteadyPlans and SteadyPlanNs are the plans made through the steady
 	// updates (one per 512 records, as the controller's loop) and the
 	// time they took together.
@@ -355,6 +360,7 @@ func memoryChild(args []string) error {
 		return err
 	}
 	h.RSS *= 1024
+	r.Settled = readSettled()
 	for _, f := range []struct {
 		name string
 		to   *float64
@@ -412,6 +418,19 @@ func resetPeak() error {
 // bytes it released grew by less than 64 KiB in the last two seconds): the
 // RSS of a process that has run a while, not of the instant after a burst
 // of garbage, which the runtime gives back over the next seconds.
+// settledClasses are the runtime's memory classes memoryChild reports.
+type settledClasses struct{ Objects, Unused, Free, Metadata float64 }
+
+func readSettled() settledClasses {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"}, {Name: "/memory/classes/metadata/mspan/inuse:bytes"},
+		{Name: "/memory/classes/metadata/mspan/free:bytes"}, {Name: "/memory/classes/metadata/mcache/inuse:bytes"},
+		{Name: "/memory/classes/metadata/mcache/free:bytes"}, {Name: "/memory/classes/metadata/other:bytes"}}
+	metrics.Read(s)
+	v := func(i int) float64 { return float64(s[i].Value.Uint64()) }
+	return settledClasses{Objects: v(0), Unused: v(1), Free: v(2), Metadata: v(3) + v(4) + v(5) + v(6) + v(7)}
+}
+
 func settle() {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
 	released := func() uint64 { metrics.Read(s); return s[0].Value.Uint64() }
