@@ -261,7 +261,7 @@ func unsafeData(s string) *byte { return unsafe.StringData(s) }
 
 // TestSlotHashSpreads: the interner's hash spreads the strings a fleet's
 // records hold (names that differ only in their last bytes, numbers,
-// addresses) over its slots about as evenly as chance would. A hash whose
+// addresses, image digests) over its slots about as evenly as chance would. A hash whose
 // last bytes barely reach the slot's bits fails it: one tried for this
 // put 156 of 100,000 names in one of 4,096 slots, and none in others.
 func TestSlotHashSpreads(t *testing.T) {
