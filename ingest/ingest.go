@@ -50,6 +50,18 @@ type Options struct {
 	PageSize int64
 	ListMode ListMode
 	Logger   *slog.Logger
+	// Reload gives a stream its known set back when it must list again
+	// (no cursor, or the server answered 410 Gone) after it let the set
+	// go: what the journal knew at record seq, by record key, as
+	// SeedKnown takes it; the stream reads the records after seq itself.
+	//
+	// With Reload set, a stream lets its known set go once its watch has
+	// passed the newest version on record in its scope: every event after
+	// that is newer than anything journaled, so there is no duplicate to
+	// tell apart, and the set (~85 bytes an object) is memory held for
+	// nothing between lists (BENCHMARKS.md §1). Without it, the set is
+	// held for the ingester's life.
+	Reload func(ctx context.Context) (seq uint64, objs map[string]KnownObject, err error)
 }
 
 // Stats counts what the ingester did, for tests, metrics and benchmarks.
@@ -61,6 +73,8 @@ type Stats struct {
 	Vanished       atomic.Int64 // Vanished records emitted
 	Gone           atomic.Int64 // 410 Gone answers
 	StreamFallback atomic.Int64 // WatchList refused, paginated list used
+	Released       atomic.Int64 // known sets let go (Options.Reload)
+	Reloaded       atomic.Int64 // known sets given back for a list (Options.Reload)
 }
 
 // Ingester lists and watches resources and journals compact records.
@@ -158,6 +172,17 @@ func (in *Ingester) Tracked() int {
 	n := 0
 	for _, s := range in.streams {
 		n += len(s.known.objs)
+	}
+	return n
+}
+
+// Held is the number of objects the streams' known sets hold now, as of
+// their last append: 0 for a stream that let its set go (Options.Reload).
+// Safe while Run runs.
+func (in *Ingester) Held() int64 {
+	var n int64
+	for _, s := range in.streams {
+		n += s.heldObjects.Load()
 	}
 	return n
 }

@@ -69,6 +69,82 @@ func (k *known) remove(key string) {
 	}
 }
 
+// newest is the highest resourceVersion the set holds; ok false when one
+// is not a number (an odd identity), which nothing can be ordered against.
+func (k *known) newest() (n uint64, ok bool) {
+	if len(k.odd) > 0 {
+		return 0, false
+	}
+	for _, h := range k.objs {
+		n = max(n, h.rv)
+	}
+	return n, true
+}
+
+// armRelease finds, for a stream about to watch from cursor (or just past
+// a list ending at it), the newest version on record in its scope: the
+// cursor is the newest of the stream's own records (a watch's events come
+// in version order, a list's end is newer than all it listed), and the
+// known set holds any newer one another writer journaled (the
+// controller's read of a pod at restart). Only with Options.Reload.
+func (s *stream) armRelease(cursor string) {
+	if s.in.opts.Reload == nil || s.letGo || s.armed {
+		return
+	}
+	c, ok := journal.ParseVersion(cursor)
+	if !ok {
+		return
+	}
+	n, ok := s.known.newest()
+	if !ok {
+		return
+	}
+	s.newest, s.armed = max(c, n), true
+}
+
+// passed lets the known set go once the watch has reached a version past
+// the newest on record: resourceVersions grow through a watch, so every
+// later event is newer than anything journaled and cannot be a duplicate,
+// nor the delete of an object already recorded gone. Until the stream
+// lists again (reload), it keeps nothing per object.
+func (s *stream) passed(rv string) {
+	if !s.armed || s.letGo {
+		return
+	}
+	if n, ok := journal.ParseVersion(rv); !ok || n <= s.newest {
+		return
+	}
+	s.known, s.letGo, s.armed = known{}, true, false
+	s.heldObjects.Store(0)
+	s.in.Stats.Released.Add(1)
+}
+
+// reload gives a stream that let its known set go the set back before it
+// lists: what the journal knew at the record Options.Reload names, and
+// then the records after it.
+func (s *stream) reload(ctx context.Context) error {
+	if !s.letGo || s.in.opts.Reload == nil {
+		return nil
+	}
+	seq, objs, err := s.in.opts.Reload(ctx)
+	if err != nil {
+		return fmt.Errorf("ingest: reloading what the journal knows of %s: %w", s.res.Name(), err)
+	}
+	for key, o := range objs {
+		if owner(s.in.streams, key) == s {
+			s.known.put(key, makeKnown(o.UID, o.ResourceVersion))
+		}
+	}
+	if err := rebuild(ctx, s.in.opts.Journal, []*stream{s}, seq+1); err != nil {
+		s.known = known{}
+		return &journalError{err}
+	}
+	s.letGo = false
+	s.heldObjects.Store(int64(len(s.known.objs)))
+	s.in.Stats.Reloaded.Add(1)
+	return nil
+}
+
 // knownObj is an object's UID and resourceVersion. Kubernetes writes a UID
 // as a UUID and a resourceVersion as a decimal number: held as 16 bytes
 // and a uint64, they take no heap of their own, where the two strings of
@@ -140,13 +216,16 @@ func (in *Ingester) SeedKnown(seq uint64, objs map[string]KnownObject) {
 		}
 	}
 	in.seeded = seq
+	for _, s := range in.streams {
+		s.heldObjects.Store(int64(len(s.known.objs)))
+	}
 }
 
 // rebuild folds the journal's Observed and Vanished records from record
 // from on into the known sets of the streams, routing each record to the
 // stream whose scope holds it.
 func rebuild(ctx context.Context, j *journal.Journal, streams []*stream, from uint64) error {
-	return j.Read(ctx, from, func(r journal.Record) error {
+	err := j.Read(ctx, from, func(r journal.Record) error {
 		switch r.Kind {
 		case journal.KindObserved, journal.KindVanished:
 		default:
@@ -171,6 +250,10 @@ func rebuild(ctx context.Context, j *journal.Journal, streams []*stream, from ui
 		}
 		return nil
 	})
+	for _, s := range streams {
+		s.heldObjects.Store(int64(len(s.known.objs)))
+	}
+	return err
 }
 
 // owner returns the stream whose scope contains key.

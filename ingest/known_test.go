@@ -109,3 +109,55 @@ func TestKnownIdentities(t *testing.T) {
 		t.Errorf("knowing and asking allocate %v times", n)
 	}
 }
+
+// TestLetGoOnlyPastTheNewestOnRecord: a stream lets its known set go only
+// once its watch reaches a version past both its cursor and every version
+// its set holds (another writer may have journaled one past the cursor);
+// never when a held version is not a number, nor without Options.Reload;
+// and while its set is let go, it journals every delete and drops none.
+func TestLetGoOnlyPastTheNewestOnRecord(t *testing.T) {
+	reload := func(context.Context) (uint64, map[string]KnownObject, error) { return 0, nil, nil }
+	uid := "6c3c624b-58db-4bcd-0001-000000000001"
+	newStream := func(reloads bool, rvs ...string) *stream {
+		in := &Ingester{}
+		if reloads {
+			in.opts.Reload = reload
+		}
+		s := &stream{in: in, res: Pods}
+		for i, rv := range rvs {
+			s.known.put(fmt.Sprintf("pods/ns/p-%d", i), makeKnown(uid, rv))
+		}
+		return s
+	}
+	s := newStream(true, "90", "120", "100")
+	s.armRelease("100") // the cursor, behind a version another writer journaled
+	for _, rv := range []string{"101", "119", "120", "x"} {
+		if s.passed(rv); s.letGo {
+			t.Fatalf("let go at %s, not past 120, the newest on record", rv)
+		}
+	}
+	if s.passed("121"); !s.letGo || len(s.known.objs) != 0 || s.heldObjects.Load() != 0 || s.in.Stats.Released.Load() != 1 {
+		t.Fatalf("past the newest on record: let go %v, %d objects, released %d", s.letGo, len(s.known.objs), s.in.Stats.Released.Load())
+	}
+	if !s.mayBeLive("pods/ns/p-1") {
+		t.Error("let go, the stream would drop a delete it cannot tell from a new one")
+	}
+	s = newStream(true, "90")
+	s.armRelease("130") // a cursor past every held version
+	if s.passed("130"); s.letGo {
+		t.Fatal("let go at the cursor, not past it")
+	}
+	if s.passed("131"); !s.letGo {
+		t.Fatal("held past the cursor")
+	}
+	s = newStream(true, "90", "a")
+	s.armRelease("100")
+	if s.passed("1000"); s.letGo {
+		t.Fatal("let go though a held version is not a number")
+	}
+	s = newStream(false, "90")
+	s.armRelease("100")
+	if s.passed("1000"); s.letGo {
+		t.Fatal("let go without Options.Reload, with nothing to take it back from")
+	}
+}

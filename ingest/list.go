@@ -58,6 +58,7 @@ func (s *stream) paginatedList(ctx context.Context) error {
 		return err
 	}
 	s.markSynced()
+	s.armRelease(listRV)
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -43,6 +44,16 @@ type stream struct {
 	syncedOnce sync.Once
 	noStream   bool // the server refused WatchList once: stop asking
 	probed     bool // the cursor was found valid once (see probe)
+	// letGo: with Options.Reload, the stream let its known set go once
+	// its watch passed newest (passed), and takes it back before it lists
+	// again (reload); until then known is empty and stays so.
+	letGo bool
+	// newest bounds every version the journal holds in the stream's scope
+	// (armRelease); armed: it is found, and a watch past it releases.
+	newest uint64
+	armed  bool
+	// heldObjects is len(known.objs) as of the last append, for Held.
+	heldObjects atomic.Int64
 	// health and lag are read by Ingester.Health and Ingester.Lag from
 	// other goroutines.
 	health streamHealth
@@ -160,6 +171,10 @@ func (s *stream) forgetCursor(ctx context.Context) error {
 
 // list rebuilds the view: streaming when the server allows, else paginated.
 func (s *stream) list(ctx context.Context) error {
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
+	s.armed = false // what is newest on record is found again at the list's end
 	s.in.Stats.Relists.Add(1)
 	mode := s.in.opts.ListMode
 	if mode == ListPaginated || (mode == ListAuto && s.noStream) {
@@ -203,6 +218,7 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 	s.health.connected()
 	if !initial {
 		s.markSynced()
+		s.armRelease(rv)
 	}
 	var seen map[string]struct{}
 	if initial {
@@ -313,6 +329,10 @@ func (s *stream) watch(ctx context.Context, rv string, initial bool) (healthy bo
 		}
 		if endOfList {
 			s.markSynced()
+			s.armRelease(cursors[0].Value)
+		}
+		if len(cursors) > 0 {
+			s.passed(cursors[0].Value)
 		}
 	}
 }
@@ -362,12 +382,10 @@ func (s *stream) observeObject(u metav1.Object, deleted bool, compact func() (jo
 		s.in.Stats.Duplicates.Add(1)
 		return journal.Entry{}, false, nil
 	}
-	if deleted {
-		if _, ok := s.lookup(key); !ok {
-			// Already journaled as deleted or vanished.
-			s.in.Stats.Duplicates.Add(1)
-			return journal.Entry{}, false, nil
-		}
+	if deleted && !s.mayBeLive(key) {
+		// Already journaled as deleted or vanished.
+		s.in.Stats.Duplicates.Add(1)
+		return journal.Entry{}, false, nil
 	}
 	o, err := compact()
 	o.Deleted = deleted
@@ -413,6 +431,20 @@ func (s *stream) lookup(key string) (knownObj, bool) {
 	return s.known.get(key)
 }
 
+// mayBeLive says whether key may be a live object on record: a stream that
+// let its known set go cannot tell, and its watch is past anything on
+// record anyway (see passed).
+func (s *stream) mayBeLive(key string) bool {
+	if st, ok := s.staged[key]; ok {
+		return !st.deleted
+	}
+	if s.letGo {
+		return true
+	}
+	_, ok := s.known.get(key)
+	return ok
+}
+
 // vanished journals every known object a complete list did not contain:
 // deletes that happened while no watch was looking are never delivered.
 func (s *stream) vanished(seen map[string]struct{}, listRV string) []journal.Entry {
@@ -454,12 +486,15 @@ func (s *stream) append(ctx context.Context, cursors []journal.Cursor, entries [
 		clear(s.staged)
 		return &journalError{err}
 	}
-	for k, st := range s.staged {
-		if st.deleted {
-			s.known.remove(k)
-		} else {
-			s.known.put(k, st.obj)
+	if !s.letGo {
+		for k, st := range s.staged {
+			if st.deleted {
+				s.known.remove(k)
+			} else {
+				s.known.put(k, st.obj)
+			}
 		}
+		s.heldObjects.Store(int64(len(s.known.objs)))
 	}
 	clear(s.staged)
 	s.in.Stats.Records.Add(int64(len(entries)))

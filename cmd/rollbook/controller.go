@@ -162,6 +162,7 @@ func newController(opts controllerOptions) (*controller, error) {
 	c.in, err = ingest.New(ingest.Options{
 		Client: c.readClient, Journal: j, Namespaces: opts.Namespaces, ExcludeNamespaces: opts.ExcludeNamespaces, Logger: opts.Logger,
 		Resources: []ingest.Resource{ingest.Pods, ingest.StatefulSets, ingest.DaemonSets, ingest.ControllerRevisions, ingest.Nodes, ingest.Rollouts},
+		Reload:    c.knownNow,
 	})
 	if err != nil {
 		c.shutdown()
@@ -333,6 +334,16 @@ func (c *controller) refreshPod(ctx context.Context, podKey string) (*journal.En
 		return nil, err
 	}
 	return &journal.Entry{Kind: journal.KindObserved, Key: ingest.Key("pods", ns, name), Body: body}, nil
+}
+
+// knownNow is what the journal knew at the last record folded, by record
+// key: what a stream of ingest that let its known set go takes back before
+// it lists again (ingest.Options.Reload), as it took it from the
+// checkpoint's state at start.
+func (c *controller) knownNow(context.Context) (uint64, map[string]ingest.KnownObject, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.books.State.Seq, knownFrom(c.books.State), nil
 }
 
 // fold applies one record to the state and wakes the planner, unless the

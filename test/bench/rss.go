@@ -62,9 +62,10 @@ var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolle
 //     each pod compacted by ingest (ingest.Compact), journaled in a real
 //     Pebble journal (group commits of 512, fsync, as ingest appends a
 //     list), folded by the controller's fold (projections.Books), ingest's
-//     known set seeded from it as the controller does (and updated with
-//     each steady update's UID and resourceVersion, the event's strings,
-//     as ingest's appends update it), then one rollout
+//     known set seeded from it as the controller does at start, and let
+//     go through the steady updates, as the controller's ingester lets it
+//     go once its watch passes the newest version on record
+//     (ingest.Options.Reload; TestKnownSetLetGoAndTakenBack), then one rollout
 //     over every pod planned by the controller's planner, kept
 //     (planner.Incremental: its caches are per pod too); caught up, it
 //     collects at the controller's steady target (ctl.SteadyGC).
@@ -531,10 +532,13 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 		return nil, 0, err
 	}
 	defer j.Close()
-	in, err := ingest.New(ingest.Options{
-		Client: dynamic.NewForConfigOrDie(&rest.Config{Host: "https://127.0.0.1:1"}), Journal: j,
-		Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{benchNS}, Logger: quiet,
-	})
+	newIngester := func() (*ingest.Ingester, error) {
+		return ingest.New(ingest.Options{
+			Client: dynamic.NewForConfigOrDie(&rest.Config{Host: "https://127.0.0.1:1"}), Journal: j,
+			Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{benchNS}, Logger: quiet,
+		})
+	}
+	in, err := newIngester()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -579,17 +583,11 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 		entries = entries[:0]
 		return fold(recs)
 	}
-	// observe journals pod i's v-th version, as ingest would; an update
-	// (v > 0) is what ingest's known set holds of the pod from then on,
-	// the event's UID and resourceVersion (updated).
-	updated := map[string]ingest.KnownObject{}
+	// observe journals pod i's v-th version, as ingest would.
 	observe := func(i, v int) error {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(watchedPodAt(i, v, rolled)); err != nil {
 			return err
-		}
-		if v > 0 {
-			updated[ingest.Key("pods", u.GetNamespace(), u.GetName())] = ingest.KnownObject{UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion()}
 		}
 		o, err := ingest.Compact(ingest.Pods, u)
 		if err != nil {
@@ -668,6 +666,13 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	// the controller's loop does (a plan per 512 records), so that the
 	// collector cycles at that target several times before RSS is read.
 	ctl.SteadyGC(0, ctl.SteadyGCRoom) // for the rest of this process's life, as the controller does
+	// The controller's watch passes the newest version on record with its
+	// first event or bookmark after the catch-up, and its ingester lets
+	// the known set go (ingest.Options.Reload): from then on it holds
+	// nothing per pod until a list. Here: an ingester with nothing held.
+	if in, err = newIngester(); err != nil {
+		return nil, 0, err
+	}
 	if err := resetPeak(); err != nil {
 		return nil, 0, err
 	}
@@ -675,9 +680,7 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 		if err := observe(i, 1); err != nil {
 			return err
 		}
-		if len(entries) == 0 { // a batch was appended and folded: ingest knows it; plan, as the loop would
-			in.SeedKnown(books.State.Seq, updated)
-			clear(updated)
+		if len(entries) == 0 { // a batch was appended and folded: plan, as the loop would
 			start := time.Now()
 			res := inc.Plan(books.State, books.State.TakeTouched())
 			steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
@@ -693,7 +696,6 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	if err := flush(); err != nil {
 		return nil, 0, err
 	}
-	in.SeedKnown(books.State.Seq, updated)
 	if err := intend(inc.Plan(books.State, books.State.TakeTouched()).Actions); err != nil {
 		return nil, 0, err
 	}

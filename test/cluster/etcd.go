@@ -3,7 +3,9 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,15 +58,43 @@ func (c *Cluster) etcdPost(ctx context.Context, path string, in any, out any) er
 	return nil
 }
 
+// DeleteEtcdKey deletes one key from etcd itself, under the apiserver's
+// storage prefix (/registry/pods/<namespace>/<name> for a pod): with the
+// apiserver down (RestartAPIServerWith), an object gone while no watch
+// could see it go.
+func (c *Cluster) DeleteEtcdKey(ctx context.Context, key string) error {
+	var out struct {
+		Deleted string `json:"deleted"`
+	}
+	if err := c.etcdPost(ctx, "/v3/kv/deleterange", map[string]any{"key": base64.StdEncoding.EncodeToString([]byte("/registry/" + key))}, &out); err != nil {
+		return err
+	}
+	if out.Deleted != "1" {
+		return fmt.Errorf("cluster: etcd has no key /registry/%s", key)
+	}
+	return nil
+}
+
 // RestartAPIServer stops kube-apiserver and starts it again with the same
 // flags and port. Its watch cache starts empty, so only resource versions
 // etcd still has can be watched from.
 func (c *Cluster) RestartAPIServer(ctx context.Context) error {
+	return c.RestartAPIServerWith(ctx, nil)
+}
+
+// RestartAPIServerWith is RestartAPIServer, running whileDown (when not
+// nil) between the stop and the start: every watch is cut then, and what
+// whileDown changes in etcd reaches no watcher as an event.
+func (c *Cluster) RestartAPIServerWith(ctx context.Context, whileDown func(context.Context) error) error {
 	p := c.Process("kube-apiserver")
 	if p == nil {
 		return fmt.Errorf("cluster: no kube-apiserver running")
 	}
 	p.Stop(30 * time.Second)
+	var downErr error // the apiserver starts again whatever whileDown did: the cluster is shared
+	if whileDown != nil {
+		downErr = whileDown(ctx)
+	}
 	np, err := StartProcess(p.Name, c.Dir, p.cmd.Path, p.cmd.Args[1:], nil)
 	if err != nil {
 		return err
@@ -75,7 +105,8 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 		}
 	}
 	hc := &http.Client{Transport: insecureTransport(), Timeout: 5 * time.Second}
-	return np.WaitFor(ctx, c.opts.StartTimeout, "ready after restart", func(ctx context.Context) error {
+	err = np.WaitFor(ctx, c.opts.StartTimeout, "ready after restart", func(ctx context.Context) error {
 		return httpOK(ctx, hc, c.Server+"/readyz", c.token)
 	})
+	return errors.Join(downErr, err)
 }
