@@ -176,15 +176,15 @@ func (in *Ingester) Tracked() int {
 	return n
 }
 
-// Held is the number of objects the streams' known sets hold now, as of
-// their last append: 0 for a stream that let its set go (Options.Reload).
-// Safe while Run runs.
-func (in *Ingester) Held() int64 {
-	var n int64
+// Held is, by resource, the number of objects the streams' known sets hold
+// now, as of their last append: 0 for a stream that let its set go
+// (Options.Reload). Safe while Run runs.
+func (in *Ingester) Held() map[string]int64 {
+	out := make(map[string]int64, len(in.opts.Resources))
 	for _, s := range in.streams {
-		n += s.heldObjects.Load()
+		out[s.res.Name()] += s.heldObjects.Load()
 	}
-	return n
+	return out
 }
 
 // excludeSelector is the field selector that leaves the excluded

@@ -107,7 +107,7 @@ func TestKnownSetLetGoAndTakenBack(t *testing.T) {
 	cluster.Eventually(t, time.Minute, "pods journaled", func() error { return readJournal(t, p.j).check(w) })
 	relabel(ctx, t, c, ns, podName(1), "2", w)
 	cluster.Eventually(t, time.Minute, "the known set let go after the list", func() error {
-		if n, held := p.in.Stats.Released.Load(), p.in.Held(); n != 1 || held != 0 {
+		if n, held := p.in.Stats.Released.Load(), p.in.Held()["pods"]; n != 1 || held != 0 {
 			return fmt.Errorf("released %d times, %d objects held", n, held)
 		}
 		return nil
@@ -157,7 +157,7 @@ func TestKnownSetLetGoAndTakenBack(t *testing.T) {
 	})
 	relabel(ctx, t, c, ns, podName(3), "2", w)
 	cluster.Eventually(t, time.Minute, "the known set let go after the resume", func() error {
-		if n, held := p.in.Stats.Released.Load(), p.in.Held(); n != 1 || held != 0 {
+		if n, held := p.in.Stats.Released.Load(), p.in.Held()["pods"]; n != 1 || held != 0 {
 			return fmt.Errorf("released %d times, %d objects held", n, held)
 		}
 		return readJournal(t, p.j).check(w)
@@ -198,7 +198,7 @@ func TestKnownSetLetGoAndTakenBack(t *testing.T) {
 	})
 	relabel(ctx, t, c, ns, podName(4), "2", w)
 	cluster.Eventually(t, time.Minute, "the known set let go after the relist", func() error {
-		if n, held := p.in.Stats.Released.Load(), p.in.Held(); n != 2 || held != 0 {
+		if n, held := p.in.Stats.Released.Load(), p.in.Held()["pods"]; n != 2 || held != 0 {
 			return fmt.Errorf("released %d times, %d objects held", n, held)
 		}
 		return readJournal(t, p.j).check(w)

@@ -153,6 +153,8 @@ var (
 		"Time from a watch event's arrival to the commit of its journal record.", nil, nil)
 	descIngestRecords = prometheus.NewDesc("rollbook_ingest_records_total",
 		"Records ingest appended to the journal.", nil, nil)
+	descIngestKnown = prometheus.NewDesc("rollbook_ingest_known_objects",
+		"Objects ingest remembers (UID and resourceVersion) to tell duplicates from new events; 0 for a resource whose watch has passed everything on record, until it lists again.", []string{"resource"}, nil)
 	descWatchSynced = prometheus.NewDesc("rollbook_watch_synced",
 		"1 once every watched resource has had a complete view.", nil, nil)
 	descWatchFailing = prometheus.NewDesc("rollbook_watch_failing_seconds",
@@ -196,7 +198,7 @@ func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descLeader, descRollouts, descPods, descJournalSeq, descPlans, descFullPlans, descWrites, descActionSeconds,
 		descFailures, descPhase, descReplicas, descUpdated, descUpdatedReady, descUnavailable, descFailedPods, descStep,
-		descIngestLag, descIngestRecords, descWatchSynced, descWatchFailing,
+		descIngestLag, descIngestRecords, descIngestKnown, descWatchSynced, descWatchFailing,
 		descJournalRecords, descJournalBatches, descJournalBytes, descJournalHealthy, descOutboxPublished, descOutboxLag,
 	} {
 		ch <- d
@@ -290,6 +292,9 @@ func collectIngest(e emitter, in *ingest.Ingester, now time.Time) {
 	}
 	e.ch <- prometheus.MustNewConstHistogram(descIngestLag, lag.Count, lag.Sum.Seconds(), buckets)
 	e.counter(descIngestRecords, float64(in.Stats.Records.Load()))
+	for res, n := range in.Held() {
+		e.gauge(descIngestKnown, float64(n), res)
+	}
 	h := in.Health()
 	e.gauge(descWatchSynced, b2f(h.Synced))
 	failing := 0.0
