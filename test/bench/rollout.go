@@ -373,6 +373,9 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		kruisePodsPerSec, rate/kruisePodsPerSec, kruiseWritesPerPod, perPod/kruiseWritesPerPod)
 	fmt.Printf("  peak RSS (VmHWM): rollbook %.1f MiB, %s %.1f MiB, kube-apiserver %.1f MiB, etcd %.1f MiB\n",
 		rss["rollbook"]["peak_mib"], fl.Kind, rss[fl.Kind]["peak_mib"], rss["kube-apiserver"]["peak_mib"], rss["etcd"]["peak_mib"])
+	knownPods := m1.values[`rollbook_ingest_known_objects{resource="pods"}`]
+	fmt.Printf("  pods ingest remembers at the end (rollbook_ingest_known_objects): %.0f, before the rollout %.0f\n",
+		knownPods, m0.values[`rollbook_ingest_known_objects{resource="pods"}`])
 	cpu := map[string]float64{}
 	for k, v := range cpu1 {
 		cpu[k] = round(v-cpu0[k], 1)
@@ -408,7 +411,7 @@ func rolloutCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		"fleet_status_per_pod":       round(fleetStatus/float64(*pods), 2),
 		"ratio_vs_kruise_pods_per_s": round(rate/kruisePodsPerSec, 1),
 		"updated":                    updated, "ready": ready, "recreated": recreated,
-		"rss": rss, "cpu_seconds": cpu,
+		"rss": rss, "cpu_seconds": cpu, "ingest_known_pods": knownPods,
 		"journal": map[string]any{
 			"records": loop.Records, "commits": loop.Commits, "ticks": loop.Ticks, "observed": loop.Observed,
 			"intents": loop.Intents, "succeeded": loop.Succeeded, "failed": loop.Failed, "failed_by_class": loop.FailedByClass,
