@@ -25,13 +25,19 @@ type pipeline struct {
 	done   chan error
 }
 
-func startPipeline(t *testing.T, dir string, client dynamic.Interface, ns string, mode ingest.ListMode, withNATS bool) *pipeline {
+// startPipeline starts it on the journal under dir; each of with may set
+// the ingester's options further.
+func startPipeline(t *testing.T, dir string, client dynamic.Interface, ns string, mode ingest.ListMode, withNATS bool, with ...func(*journal.Journal, *ingest.Options)) *pipeline {
 	t.Helper()
 	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := ingest.New(ingest.Options{Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{ns}, ListMode: mode})
+	opts := ingest.Options{Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{ns}, ListMode: mode}
+	for _, w := range with {
+		w(j, &opts)
+	}
+	in, err := ingest.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

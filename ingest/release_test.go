@@ -23,22 +23,12 @@ import (
 // the records, so the stream must read the rest itself.
 func startReloading(t *testing.T, dir string, client dynamic.Interface, ns string) *pipeline {
 	t.Helper()
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reload := func(ctx context.Context) (uint64, map[string]ingest.KnownObject, error) {
-		last, _ := j.Last()
-		return knownAt(ctx, j, last/2)
-	}
-	in, err := ingest.New(ingest.Options{Client: client, Journal: j, Resources: []ingest.Resource{ingest.Pods}, Namespaces: []string{ns}, Reload: reload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{j: j, in: in, cancel: cancel, done: make(chan error, 1)}
-	go func() { p.done <- in.Run(ctx) }()
-	return p
+	return startPipeline(t, dir, client, ns, ingest.ListAuto, false, func(j *journal.Journal, o *ingest.Options) {
+		o.Reload = func(ctx context.Context) (uint64, map[string]ingest.KnownObject, error) {
+			last, _ := j.Last()
+			return knownAt(ctx, j, last/2)
+		}
+	})
 }
 
 // knownAt is what the journal knew at record seq: each object's UID and

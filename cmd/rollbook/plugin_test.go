@@ -273,15 +273,7 @@ func TestKubectlPlugin(t *testing.T) {
 
 	// undo of a selector rollout: its previous spec.containers, from the
 	// journal the controller serves.
-	for i := range 2 {
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("worker-%d", i), Labels: map[string]string{"team": "blue"}},
-			Spec:       kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec,
-		}
-		if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createBarePods(t, c, ns, "worker-%d", 2, map[string]string{"team": "blue"})
 	logImage := func(img string) map[string]any {
 		return map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "log", "image": img}}}}
 	}

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/test/cluster"
@@ -27,15 +24,7 @@ func TestControllerTakesItsKnownSetBack(t *testing.T) {
 	ctx := context.Background()
 	r := startController(t, c, t.TempDir(), ns)
 	const n = 6
-	for i := range n {
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("lone-%d", i), Labels: map[string]string{"team": "blue"}},
-			Spec:       kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec,
-		}
-		if _, err := c.Clientset().CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createBarePods(t, c, ns, "lone-%d", n, map[string]string{"team": "blue"})
 	cluster.Eventually(t, 2*time.Minute, "pods ready", func() error { return allReady(c, ns, n) })
 	letGo := func(what string) {
 		cluster.Eventually(t, time.Minute, what, func() error {

@@ -130,19 +130,10 @@ func zoneOf(t *testing.T, c *cluster.Cluster, p corev1.Pod) string {
 func TestSelectorSidecarRollout(t *testing.T) {
 	c := cluster.Shared(t)
 	ns := c.Namespace(t)
-	ctx := context.Background()
 	dir := t.TempDir()
 	r := startController(t, c, dir, ns)
 	const n = 200
-	for i := range n {
-		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("worker-%03d", i), Labels: map[string]string{"team": "blue"}},
-			Spec:       kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec,
-		}
-		if _, err := c.Clientset().CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createBarePods(t, c, ns, "worker-%03d", n, map[string]string{"team": "blue"})
 	cluster.Eventually(t, 3*time.Minute, "pods ready", func() error { return allReady(c, ns, n) })
 	before := podsByName(t, c, ns)
 	createRollout(t, c, ns, "log-v2", map[string]any{
@@ -158,6 +149,21 @@ func TestSelectorSidecarRollout(t *testing.T) {
 		}
 	}
 	checkContainersKept(t, c, r, ns, before, "log")
+}
+
+// createBarePods creates n pods named prefix-<i> with labels and the
+// readiness gate, owned by no workload (what a selector rollout targets).
+func createBarePods(t *testing.T, c *cluster.Cluster, ns, format string, n int, labels map[string]string) {
+	t.Helper()
+	for i := range n {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf(format, i), Labels: labels},
+			Spec:       kwokStatefulSet("x", stsOpts{gate: true}).Spec.Template.Spec,
+		}
+		if _, err := c.Clientset().CoreV1().Pods(ns).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func allReady(c *cluster.Cluster, ns string, want int) error {
