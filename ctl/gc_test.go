@@ -7,6 +7,22 @@ import (
 	"time"
 )
 
+// TestCatchUpGC: the controller catches up at CatchUpGCPercent, or at the
+// GOGC the environment set, which it leaves alone.
+func TestCatchUpGC(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	t.Setenv("GOGC", "")
+	if got := CatchUpGC(); got != CatchUpGCPercent {
+		t.Fatalf("no GOGC: catching up at %d, want %d", got, CatchUpGCPercent)
+	}
+	debug.SetGCPercent(150) // as the runtime does for GOGC=150
+	t.Setenv("GOGC", "150")
+	if got := CatchUpGC(); got != 150 {
+		t.Fatalf("GOGC=150 in the environment: catching up at %d, want it left at 150", got)
+	}
+}
+
 // TestSteadyGC: once caught up, the controller collects at
 // SteadyGCPercent, at the percent an operator gives, or at the GOGC the
 // environment set, which it leaves alone.

@@ -131,6 +131,10 @@ func runCmd(ctx context.Context, args []string) error {
 	defer hs.Close()
 	log.Info("rollbook: serving metrics", "addr", ln.Addr().String())
 
+	// Until caught up (ctl.SteadyGC, then), and again after each
+	// leadership lost: what catching up allocates is collected at
+	// ctl.CatchUpGCPercent.
+	log.Info("rollbook: catching up", "gogc", ctl.CatchUpGC())
 	lead := func(ctx context.Context) error {
 		c, err := newController(opts)
 		if err != nil {

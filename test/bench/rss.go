@@ -345,6 +345,7 @@ func memoryChild(args []string) error {
 	var keep any
 	switch args[0] {
 	case "rollbook", "idle", "rolled", "finished", "rerolled":
+		ctl.CatchUpGC() // as rollbook run does at its start
 		keep, r.Actions, err = rollbookHolds(n, args[0])
 	case "informer":
 		keep, err = informerHolds(n)
