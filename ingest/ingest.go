@@ -166,16 +166,6 @@ func (in *Ingester) WaitSynced(ctx context.Context) error {
 	}
 }
 
-// Tracked is the number of live objects the ingester remembers. Only valid
-// while Run is not running (it reads the streams' maps).
-func (in *Ingester) Tracked() int {
-	n := 0
-	for _, s := range in.streams {
-		n += len(s.known.objs)
-	}
-	return n
-}
-
 // Held is, by resource, the number of objects the streams' known sets hold
 // now, as of their last append: 0 for a stream that let its set go
 // (Options.Reload). Safe while Run runs.

@@ -134,7 +134,8 @@ func runCmd(ctx context.Context, args []string) error {
 	// Until caught up (ctl.SteadyGC, then), and again after each
 	// leadership lost: what catching up allocates is collected at
 	// ctl.CatchUpGCPercent.
-	log.Info("rollbook: catching up", "gogc", ctl.CatchUpGC())
+	gogc := ctl.CatchUpGC()
+	log.Info("rollbook: catching up", "gogc", gogc)
 	lead := func(ctx context.Context) error {
 		c, err := newController(opts)
 		if err != nil {

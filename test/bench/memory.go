@@ -121,7 +121,7 @@ func measureIngester(ctx context.Context, cfg *rest.Config, ns string) (memResul
 		return r, err
 	}
 	j = nil
-	r.Tracked = in.Tracked()
+	r.Tracked = int(in.Held()[ingest.Pods.Name()])
 	r.Held = snapshot()
 	if heapProfile != "" {
 		if err := writeHeapProfile(heapProfile); err != nil {

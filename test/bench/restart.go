@@ -57,7 +57,7 @@ func timedSync(ctx context.Context, cfg *rest.Config, dir, ns string, mode inges
 		err = rerr
 	}
 	r.Relists, r.Records, r.Fallback = in.Stats.Relists.Load(), in.Stats.Records.Load(), in.Stats.StreamFallback.Load()
-	r.Tracked = in.Tracked()
+	r.Tracked = int(in.Held()[ingest.Pods.Name()])
 	if err != nil {
 		return r, err
 	}

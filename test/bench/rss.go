@@ -415,11 +415,6 @@ func resetPeak() error {
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
-// settle waits, for at most a minute, until the runtime's background
-// scavenger has returned what it will of the free heap to the OS (the
-// bytes it released grew by less than 64 KiB in the last two seconds): the
-// RSS of a process that has run a while, not of the instant after a burst
-// of garbage, which the runtime gives back over the next seconds.
 // settledClasses are the runtime's memory classes memoryChild reports.
 type settledClasses struct{ Objects, Unused, Free, Metadata float64 }
 
@@ -433,6 +428,11 @@ func readSettled() settledClasses {
 	return settledClasses{Objects: v(0), Unused: v(1), Free: v(2), Metadata: v(3) + v(4) + v(5) + v(6) + v(7)}
 }
 
+// settle waits, for at most a minute, until the runtime's background
+// scavenger has returned what it will of the free heap to the OS (the
+// bytes it released grew by less than 64 KiB in the last two seconds): the
+// RSS of a process that has run a while, not of the instant after a burst
+// of garbage, which the runtime gives back over the next seconds.
 func settle() {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/released:bytes"}}
 	released := func() uint64 { metrics.Read(s); return s[0].Value.Uint64() }

@@ -97,7 +97,7 @@ func (c *Cluster) RestartAPIServerWith(ctx context.Context, whileDown func(conte
 	}
 	np, err := StartProcess(p.Name, c.Dir, p.cmd.Path, p.cmd.Args[1:], nil)
 	if err != nil {
-		return err
+		return errors.Join(downErr, err)
 	}
 	for i, q := range c.procs {
 		if q == p {
