@@ -48,10 +48,11 @@ var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolle
 // memoryCmd measures whole-process memory per tracked pod: each variant
 // runs in a process of its own (this program, re-executed, built without
 // cgo as the image builds rollbook), fed the same N pods as a watch
-// delivers them (JSON), then a third of them updated (the steady state,
-// see churn), and reports from /proc its peak resident set while it
-// caught up, its peak through the steady updates (VmHWM, reset between
-// the two), its resident set at the end once the runtime has returned
+// delivers them (JSON), then a third of them updated and, until the
+// collector has cycled steadyCycles times, what an idle process does
+// (the steady state: churn, untilCycles), and reports from /proc its
+// peak resident set while it caught up, its peak through the steady state
+// (VmHWM, reset between the two), its resident set at the end once the runtime has returned
 // what it will (settle), and its live heap. The marginal cost per pod is
 // (figure at N − figure at 0) ÷ N, both measured in the same run, and
 // between two sizes (figure at N − figure at M) ÷ (N − M): what one pod
@@ -154,8 +155,8 @@ func memoryCmd(ctx context.Context, env *benchEnv, args []string) (map[string]an
 					return nil, fmt.Errorf("%s at %d pods: %w: %s", v, n, err, out)
 				}
 				all = append(all, r)
-				env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB, settled RSS %7.1f MiB (anonymous %6.1f, file %5.1f), heap live %7.1f MiB, %s a steady plan (%s)",
-					v, n, mib(r.CatchUpHWM), mib(r.HWM), mib(r.RSS), mib(r.Anon), mib(r.File), mib(r.HeapLive), r.planTime(), time.Since(start).Round(time.Second))
+				env.logf("%-8s %7d pods: catch-up peak RSS %7.1f MiB, steady peak %7.1f MiB (%d collections), settled RSS %7.1f MiB (anonymous %6.1f, file %5.1f), heap live %7.1f MiB, %s a steady plan (%s)",
+					v, n, mib(r.CatchUpHWM), mib(r.HWM), r.SteadyCycles, mib(r.RSS), mib(r.Anon), mib(r.File), mib(r.HeapLive), r.planTime(), time.Since(start).Round(time.Second))
 			}
 			results[v][n] = medianResult(all)
 		}
@@ -310,6 +311,9 @@ type childResult struct {
 	// time they took together.
 	SteadyPlans  int
 	SteadyPlanNs int64
+	// SteadyCycles is how often the collector cycled from the reset of
+	// the peak to its reading (at least steadyCycles).
+	SteadyCycles uint64
 	// Encoded is what holding idle pods encoded would take instead (see
 	// encodedIdle); rollbook variant only.
 	Encoded *encodedIdle `json:",omitempty"`
@@ -355,6 +359,7 @@ func memoryChild(args []string) error {
 	if err != nil {
 		return err
 	}
+	r.SteadyCycles = gcCycles() - steadyStart // before snapshot's and settle's own collections
 	h := snapshot()
 	r.HeapUnused = float64(heapSamples[2].Value.Uint64()) // read by snapshot
 	settle()
@@ -412,6 +417,7 @@ func resetPeak() error {
 		return err
 	}
 	catchUpPeak = hwm * 1024
+	steadyStart = gcCycles()
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
@@ -677,20 +683,38 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	if err := resetPeak(); err != nil {
 		return nil, 0, err
 	}
+	// planBatch plans once a batch was appended and folded, as the
+	// controller's loop would.
+	planBatch := func() error {
+		if len(entries) != 0 {
+			return nil
+		}
+		start := time.Now()
+		res := inc.Plan(books.State, books.State.TakeTouched())
+		steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
+		if inc.Full > 1 {
+			return errors.New("a plan of the steady updates planned everything")
+		}
+		return intend(res.Actions)
+	}
 	if err := churn(n, func(i int) error {
 		if err := observe(i, 1); err != nil {
 			return err
 		}
-		if len(entries) == 0 { // a batch was appended and folded: plan, as the loop would
-			start := time.Now()
-			res := inc.Plan(books.State, books.State.TakeTouched())
-			steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
-			if inc.Full > 1 {
-				return errors.New("a plan of the steady updates planned everything")
-			}
-			return intend(res.Actions)
+		return planBatch()
+	}); err != nil {
+		return nil, 0, err
+	}
+	// Then, until the collector has cycled steadyCycles times since the
+	// reset, what a controller does with an event that changes nothing it
+	// keeps: decode it and let it go (untilCycles).
+	if err := untilCycles(func() error {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(watchedPodAt(0, 1, rolled)); err != nil {
+			return err
 		}
-		return nil
+		_, err := ingest.Compact(ingest.Pods, u)
+		return err
 	}); err != nil {
 		return nil, 0, err
 	}
@@ -708,6 +732,43 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 func churn(n int, update func(i int) error) error {
 	for k := range n / 3 {
 		if err := update(3 * k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// steadyCycles is how many times the collector must have cycled through
+// the steady phase (from resetPeak) before its peak is read.
+//
+// A controller's steady state is long: its heap grows to the collector's
+// target between collections again and again, whatever the fleet, and
+// that is the peak it holds. The steady updates are a third of the
+// fleet's pods, so their count, and the cycles they make, grow with the
+// fleet: at 0 pods there were none, and that process's steady peak was
+// its RSS at the reset, not the target's (live heap + the 16 MiB floor)
+// that an idle controller reaches. Every size then subtracted too little
+// at 0 pods. At 10,000 pods the updates alone make about 17 cycles.
+const steadyCycles = 16
+
+// gcCycles is how many times the collector has cycled in this process.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// steadyStart is gcCycles at resetPeak.
+var steadyStart uint64
+
+// untilCycles calls idle until the collector has cycled steadyCycles
+// times since resetPeak. idle makes garbage only, as a process does with
+// the events that change nothing it keeps (a pod's or a node's status
+// heartbeat): it journals nothing, so Pebble's memtables are not filled
+// by it. A fleet's own updates may have made the cycles already.
+func untilCycles(idle func() error) error {
+	for gcCycles()-steadyStart < steadyCycles {
+		if err := idle(); err != nil {
 			return err
 		}
 	}
@@ -747,5 +808,10 @@ func informerHolds(n int) (any, error) {
 		}
 		return store.Update(p)
 	})
+	if err == nil {
+		// Idle, it decodes events it lets go, until the collector has
+		// cycled as often.
+		err = untilCycles(func() error { return json.Unmarshal(watchedPodAt(0, 1, false), &corev1.Pod{}) })
+	}
 	return store, err
 }
