@@ -55,7 +55,7 @@ const (
 // not yet verified is unavailable even while the kubelet still reports it
 // ready (no gate, or skipDrain): planning again before results arrive
 // never starts more pods than the budget.
-func (p *planning) counted(rp *rolloutPlan, pp *podPlan) podCount {
+func (p *planning) counted(pp *podPlan) podCount {
 	if pp == nil {
 		return countUnscheduled
 	}
@@ -99,7 +99,7 @@ func (p *planning) counted(rp *rolloutPlan, pp *podPlan) podCount {
 	}
 	if len(p.s.Failures) > 0 && p.failedPod(key) {
 		c |= countFailed
-		if p.stalled(rp, pp) != "" {
+		if p.stalled(pp) != "" {
 			c |= countRare
 		}
 	}
@@ -256,7 +256,7 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 				return nil, false // left to an older rollout
 			}
 			ch.pod, ch.pp = pod, p.classifyPod(cl, pod)
-			ch.c = p.counted(cl, ch.pp)
+			ch.c = p.counted(ch.pp)
 		} else if !was {
 			continue // neither then nor now
 		}

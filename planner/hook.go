@@ -165,7 +165,7 @@ func unmark(a Action, p *projections.Pod) Action {
 // the readiness gate or whose changes skip the drain included: the hook
 // is asked before any patch.
 func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
-	rk, rev := rp.r.Key(), rp.revOf(pp)
+	rk, rev := rp.r.Key(), revOf(pp, rp.t.rev)
 	a := Action{Kind: Gate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rk, Revision: rev, Reason: ReasonUpdating, Message: "rollout " + rk + " revision " + rev}
 	if h := preHook(rp.spec); h != nil {
 		mark(&a, h, HookPreUpdate)
@@ -178,10 +178,10 @@ func (p *planning) gate(rp *rolloutPlan, pp *podPlan) Action {
 // it post-update and clears the release. Otherwise it removes a marker
 // left from the pre-update wait: the update is over.
 func (p *planning) verifiedUngate(rp *rolloutPlan, pp *podPlan) Action {
-	rev := rp.revOf(pp)
+	rev := revOf(pp, rp.t.rev)
 	a := Action{Kind: Ungate, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: rp.r.Key(), Revision: rev, Reason: ReasonReady, Message: "revision " + rev + " verified"}
 	if h := postHook(rp.spec); h != nil {
-		if st := pp.state(); st != nil && st.Revision() == rp.revision(pp) {
+		if st := pp.state(); st != nil && st.Revision() == pp.rev {
 			mark(&a, h, HookPostUpdate)
 			return a
 		}
@@ -215,7 +215,7 @@ func (p *planning) hookTimeoutEvent(rp *rolloutPlan, pp *podPlan) {
 		then = "it goes on without the release (onTimeout: Proceed)"
 	}
 	p.event(rp.r, "Warning", "HookTimeout", fmt.Sprintf("%s: the %s did not release it within %ds; %s (revision %s)",
-		pp.pod.Name, describeHook(w.which, w.hook), hookTimeout(w.hook)/1e9, then, rp.revOf(pp)))
+		pp.pod.Name, describeHook(w.which, w.hook), hookTimeout(w.hook)/1e9, then, revOf(pp, rp.t.rev)))
 }
 
 // reportHooks sets the HookWaiting and HookTimedOut conditions. They are

@@ -249,40 +249,24 @@ func pauseMessage(spec projections.RolloutSpec, hold, failing bool, step, base i
 	return ""
 }
 
-// revision is the revision pp was classified against: its rollout's
-// target's, "rb-<rev>" in a rollback (rollbackTarget), "" for a pod the
-// rollback leaves untouched. A classification is kept only under the
-// target and the rollback it was made for (keptContext; a rollback is
-// planned in full), so the rollout's plan tells it: a podPlan, which a
-// rollout under way keeps for every pod, does not hold it.
-func (rp *rolloutPlan) revision(pp *podPlan) string {
-	switch {
-	case pp.untouched:
-		return ""
-	case rp.rollingBack:
-		return "rb-" + rp.t.rev
+// revOf is the revision a pod's actions move it toward.
+// It is the pod's target revision as classified: "rb-<rev>" for every
+// action of a rollback, its gate included.
+func revOf(pp *podPlan, rev string) string {
+	if pp.rev != "" {
+		return pp.rev
 	}
-	return rp.t.rev
-}
-
-// revOf is the revision a pod's actions move it toward: the one it was
-// classified against ("rb-<rev>" for every action of a rollback, its gate
-// included), the target's for a pod the rollback leaves untouched.
-func (rp *rolloutPlan) revOf(pp *podPlan) string {
-	if r := rp.revision(pp); r != "" {
-		return r
-	}
-	return rp.t.rev
+	return rev
 }
 
 // stalled says why a pod's next write for its target revision will not be
 // retried, or "".
-func (p *planning) stalled(rp *rolloutPlan, pp *podPlan) string {
+func (p *planning) stalled(pp *podPlan) string {
 	if len(p.s.Failures) == 0 || !p.failedPod(pp.pod.Key()) {
 		return "" // the common case: no key to build five times per pod
 	}
 	for _, k := range []ActionKind{Gate, Patch, Resize, Ungate, Recreate} {
-		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Revision: rp.revision(pp)}
+		a := Action{Kind: k, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Revision: revOf(pp, pp.rev)}
 		if ok, why := p.allowed(a); !ok && why != "" {
 			return fmt.Sprintf("%s failed (%s): %s", k, p.s.Failures[a.Key()].Class, why)
 		}

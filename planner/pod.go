@@ -77,9 +77,8 @@ type podPlan struct {
 	// rare holds the changes few pods have; nil when none (read it
 	// through rarely, write it through rareChanges).
 	rare *rareChanges
-	// sortKey: where it goes among the candidates (ordered). The target
-	// revision it was classified against is its rollout plan's
-	// (rolloutPlan.revision): 64 bytes, not 80.
+	rev  string // the target revision classified against
+	// sortKey: where it goes among the candidates (ordered).
 	sortKey sortKey
 }
 
@@ -88,7 +87,7 @@ type podPlan struct {
 // (see podTarget); why a pod is verifying, failed, blocked or recreated;
 // until (see podPlan.timed); and a hook's wait. A rollout's pods have
 // these a few at a time: kept here behind one pointer, they cost the
-// podPlan every pod of a rollout has (64 bytes, TestPerPodSizes) 8 bytes,
+// podPlan every pod of a rollout has (80 bytes, TestPerPodSizes) 8 bytes,
 // not 112.
 type rareChanges struct {
 	resources                       []ResourceChange
@@ -311,7 +310,7 @@ func readState(p *projections.Pod) *PodState {
 // classify places a pod relative to its target at time now.
 func classify(p *projections.Pod, t podTarget, spec projections.RolloutSpec, now int64) *podPlan {
 	f := p.Pod
-	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), skipDrain: true}
+	pp := &podPlan{pod: p, hasGate: declaresGate(f), ready: podReady(f), skipDrain: true, rev: t.rev}
 	st := pp.state()
 	if c := gateCondition(f); c != nil && c.Status() == "False" && c.Reason() == ReasonUpdating {
 		pp.gated = true

@@ -276,7 +276,7 @@ func (p *planning) podTarget(rp *rolloutPlan, pod *projections.Pod) (podTarget, 
 func (p *planning) count(rp *rolloutPlan) {
 	rp.counts = make([]podCount, len(rp.all))
 	for i, pp := range rp.all {
-		rp.counts[i] = p.counted(rp, pp)
+		rp.counts[i] = p.counted(pp)
 	}
 	p.tally(rp)
 }
@@ -316,7 +316,7 @@ func (p *planning) missing(rp *rolloutPlan) int {
 // or a hook's wait, in pod order, for the conditions.
 func (p *planning) countRare(rp *rolloutPlan, pp *podPlan) {
 	n := &rp.n
-	if why := p.stalled(rp, pp); why != "" { // counted asked it already: no new wake-up
+	if why := p.stalled(pp); why != "" { // counted asked it already: no new wake-up
 		n.stalled++
 		n.stalledWhy = append(n.stalledWhy, pp.pod.Name+": "+why)
 	}
@@ -497,9 +497,9 @@ func (p *planning) drivePod(rp *rolloutPlan, pp *podPlan) (candidate bool) {
 			p.wake(due)
 			return false
 		}
-		p.try(p.patch(rp, pp, rp.revOf(pp)))
+		p.try(p.patch(rp, pp, revOf(pp, t.rev)))
 	case stageResize:
-		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: rp.revOf(pp), Resources: pp.rarely().resources})
+		p.try(Action{Kind: Resize, Pod: key, UID: pp.pod.UID.String(), Rollout: rk, Revision: revOf(pp, t.rev), Resources: pp.rarely().resources})
 	case stageVerifying:
 		p.wake(pp.until()) // its verification's deadline
 	case stagePostHook:
@@ -558,7 +558,7 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 		case pp.hasGate && !pp.skipDrain, preHook(rp.spec) != nil:
 			a = p.gate(rp, pp)
 		default:
-			a = p.patch(rp, pp, rp.revOf(pp))
+			a = p.patch(rp, pp, revOf(pp, t.rev))
 		}
 		if p.try(a) {
 			updates--
