@@ -51,12 +51,12 @@ var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolle
 // delivers them (JSON), then a third of them updated and, until the
 // collector has cycled steadyCycles times, what an idle process does
 // (the steady state: churn, untilCycles), and reports from /proc its
-// peak resident set while it caught up, its peak through the steady state
-// (VmHWM, reset between the two), its resident set at the end once the runtime has returned
-// what it will (settle), and its live heap. The marginal cost per pod is
-// (figure at N − figure at 0) ÷ N, both measured in the same run, and
-// between two sizes (figure at N − figure at M) ÷ (N − M): what one pod
-// more costs there. RSS is also told in its parts: anonymous (the heap and
+// peak resident set while it caught up, its peak through the steady
+// state (VmHWM, reset between the two), its resident set at the end once
+// the runtime has returned what it will (settle), and its live heap. The
+// marginal cost per pod is (figure at N − figure at 0) ÷ N, both measured
+// in the same run, and between two sizes (figure at N − figure at M) ÷
+// (N − M): what one pod more costs there. RSS is also told in its parts: anonymous (the heap and
 // the runtime's own) and file-backed (the binary's pages it has run).
 //
 //   - rollbook: what the controller keeps per pod, through its own code:
@@ -683,25 +683,20 @@ func rollbookHolds(n int, mode string) (any, int, error) {
 	if err := resetPeak(); err != nil {
 		return nil, 0, err
 	}
-	// planBatch plans once a batch was appended and folded, as the
-	// controller's loop would.
-	planBatch := func() error {
-		if len(entries) != 0 {
-			return nil
-		}
-		start := time.Now()
-		res := inc.Plan(books.State, books.State.TakeTouched())
-		steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
-		if inc.Full > 1 {
-			return errors.New("a plan of the steady updates planned everything")
-		}
-		return intend(res.Actions)
-	}
 	if err := churn(n, func(i int) error {
 		if err := observe(i, 1); err != nil {
 			return err
 		}
-		return planBatch()
+		if len(entries) == 0 { // a batch was appended and folded: plan, as the loop would
+			start := time.Now()
+			res := inc.Plan(books.State, books.State.TakeTouched())
+			steadyPlans, steadyPlanTime = steadyPlans+1, steadyPlanTime+time.Since(start)
+			if inc.Full > 1 {
+				return errors.New("a plan of the steady updates planned everything")
+			}
+			return intend(res.Actions)
+		}
+		return nil
 	}); err != nil {
 		return nil, 0, err
 	}
