@@ -56,8 +56,9 @@ var memoryVariants = []string{"rollbook", "idle", "rolled", "finished", "rerolle
 // the runtime has returned what it will (settle), and its live heap. The
 // marginal cost per pod is (figure at N − figure at 0) ÷ N, both measured
 // in the same run, and between two sizes (figure at N − figure at M) ÷
-// (N − M): what one pod more costs there. RSS is also told in its parts: anonymous (the heap and
-// the runtime's own) and file-backed (the binary's pages it has run).
+// (N − M): what one pod more costs there. RSS is also told in its parts:
+// anonymous (the heap and the runtime's own) and file-backed (the
+// binary's pages it has run).
 //
 //   - rollbook: what the controller keeps per pod, through its own code:
 //     each pod compacted by ingest (ingest.Compact), journaled in a real
