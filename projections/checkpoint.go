@@ -48,8 +48,12 @@ func NewBooks() *Books {
 const rolloutKeyPrefix = "inplacerollouts.rollbook.dev/"
 
 // Apply folds one record into the state and the books.
-func (d *Books) Apply(r journal.Record) error {
-	dec, err := d.State.apply(Decode(r))
+func (d *Books) Apply(r journal.Record) error { return d.ApplyDecoded(Decode(r)) }
+
+// ApplyDecoded is Apply for a record already decoded (ctl.DecodeAhead).
+func (d *Books) ApplyDecoded(in Decoded) error {
+	r := in.Record
+	dec, err := d.State.apply(in)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
@@ -297,6 +298,13 @@ func readAudit(t *testing.T, dir string) audit {
 	if n, err := j.Verify(context.Background()); err != nil {
 		t.Fatalf("journal chain broken after %d records: %v", n, err)
 	}
+	// Every checkpoint a controller wrote, before and after its restarts,
+	// holds what its records fold to.
+	ca, err := ctl.AuditCheckpoints(context.Background(), j, false)
+	if err != nil {
+		t.Fatalf("journal checkpoints: %v", err)
+	}
+	t.Logf("journal: %d checkpoints hold the fold of their records, folded from record %d", len(ca.Checked), ca.From+1)
 	a := audit{actions: map[string]map[string]int{}}
 	gated := map[string]bool{}
 	seenGate := map[string]bool{}

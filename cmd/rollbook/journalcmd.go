@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 )
 
@@ -23,6 +24,8 @@ func journalCmd(ctx context.Context, args []string) error {
 	from := fs.Uint64("from", 1, "first sequence (export, tail)")
 	follow := fs.Bool("follow", false, "tail: keep printing new records")
 	after := fs.Int64("after", -1, "truncate: keep records up to this sequence (the last good one `verify` names), remove the rest")
+	chainOnly := fs.Bool("chain-only", false, "verify: check the chain and the checkpoints' anchors only, not that each checkpoint holds the fold of its records")
+	rewrite := fs.Bool("rewrite-checkpoints", false, "verify: write a checkpoint that does not hold the fold of its records again from them (stop the controller first)")
 	var stream recordSource
 	fs.StringVar(&stream.nats.URL, "nats-url", "", "restore: the NATS server whose stream holds this journal")
 	fs.StringVar(&stream.nats.CredsFile, "nats-creds", "", "restore: NATS credentials file")
@@ -57,7 +60,10 @@ func journalCmd(ctx context.Context, args []string) error {
 		}
 		seq, hash := j.Last()
 		fmt.Printf("ok: %d records, chain verified, last sequence %d, head %s\n", n, seq, hex.EncodeToString(hash[:8]))
-		return nil
+		if *chainOnly {
+			return nil
+		}
+		return auditCheckpoints(ctx, j, *dir, *rewrite)
 	case "export", "tail":
 		w := bufio.NewWriter(os.Stdout)
 		defer w.Flush()
@@ -81,6 +87,36 @@ func journalCmd(ctx context.Context, args []string) error {
 		return j.Read(ctx, *from, fn)
 	}
 	return fmt.Errorf("unknown journal command %q: use tail, export, verify, truncate or restore", args[0])
+}
+
+// auditCheckpoints checks that every checkpoint holds the fold of the
+// records before it (ctl.AuditCheckpoints) and says so.
+func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, rewrite bool) error {
+	a, err := ctl.AuditCheckpoints(ctx, j, rewrite)
+	if ce, ok := errors.AsType[*ctl.CheckpointError](err); ok && !rewrite {
+		return fmt.Errorf("%w\nthe records are intact, but a controller, `status` or a trace that starts from this checkpoint starts from another state: "+
+			"stop the controller and run `rollbook journal verify --dir %s --rewrite-checkpoints` to write it again from the records", ce, dir)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
+	}
+	from := "record 1"
+	if a.From > 0 {
+		from = fmt.Sprintf("the checkpoint at record %d, where the pruned journal starts", a.From)
+	}
+	switch {
+	case len(a.Checked)+len(a.Rewritten) == 0:
+		fmt.Println("checkpoints: none after " + from)
+	default:
+		fmt.Printf("checkpoints: %d of %d hold the fold of the records before them, folded from %s\n", len(a.Checked), len(a.Checked)+len(a.Rewritten), from)
+	}
+	if len(a.Reencoded) > 0 {
+		fmt.Printf("checkpoints %v: written in an older encoding, the same state\n", a.Reencoded)
+	}
+	if len(a.Rewritten) > 0 {
+		fmt.Printf("checkpoints %v: did not hold the fold, written again from the records\n", a.Rewritten)
+	}
+	return nil
 }
 
 // restoreJournal refills the journal in dir (created if missing, with the

@@ -1,0 +1,124 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
+)
+
+// recordedJournal is a real Pebble journal holding a rollout recorded on
+// the test cluster (test/replay's fixture), with the fold's checkpoints
+// at three of its records, written as the controller writes them. It
+// returns the journal and the checkpoints' records.
+func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
+	t.Helper()
+	ctx := context.Background()
+	var recs []journal.Record
+	if err := journal.ReadExportFile("../test/replay/testdata/TestLifecycleHooksHoldAndRelease.jsonl.gz", func(r journal.Record) error {
+		recs = append(recs, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(t.TempDir(), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	if err := j.Import(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	at := []uint64{uint64(len(recs) / 4), uint64(len(recs) / 2), uint64(len(recs) - 1)}
+	books := projections.NewBooks()
+	for _, r := range recs[:at[2]] {
+		if err := books.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(at, r.Seq) {
+			saveFold(t, j, books)
+		}
+	}
+	return j, at
+}
+
+func saveFold(t *testing.T, j *journal.Journal, books *projections.Books) {
+	t.Helper()
+	w, err := j.NewCheckpoint(books.State.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if err := w.Encode(books); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditCheckpoints: checkpoints that hold the fold of their records
+// pass, from record 1 and from where a pruned journal starts; one that
+// holds another state, its checksums and anchor right, is named with what
+// differs, and rewriting it from the records makes the audit pass.
+func TestAuditCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	j, at := recordedJournal(t)
+	a, err := AuditCheckpoints(ctx, j, false)
+	if err != nil || a.From != 0 || !slices.Equal(a.Checked, at) {
+		t.Fatalf("honest checkpoints: %+v, %v; want %v checked from record 1", a, err, at)
+	}
+
+	// The middle checkpoint rewritten with one pod's revision changed:
+	// whole, anchored, and wrong.
+	c, _, err := j.LatestCheckpoint(at[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	books := projections.NewBooks()
+	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+		t.Fatal(err)
+	}
+	var victim string
+	for k := range books.State.Pods {
+		victim = max(victim, k)
+	}
+	p := books.State.Pods[victim]
+	p.Name += "-forged"
+	saveFold(t, j, books)
+	if _, err := j.Verify(ctx); err != nil {
+		t.Fatalf("the forged checkpoint should pass the chain's checks (that is the gap): %v", err)
+	}
+
+	a, err = AuditCheckpoints(ctx, j, false)
+	ce, ok := errors.AsType[*CheckpointError](err)
+	if !ok || ce.Seq != at[1] || !slices.Equal(a.Checked, at[:1]) {
+		t.Fatalf("forged checkpoint at %d: %+v, %v", at[1], a, err)
+	}
+	if want := "State.Pods[" + victim + "].Name differs"; !slices.Contains(ce.Diffs, want) {
+		t.Fatalf("the error names %q, want %q", ce.Diffs, want)
+	}
+	if !strings.Contains(err.Error(), "does not hold the fold of records 1..") {
+		t.Fatalf("error %q does not say which records", err)
+	}
+
+	a, err = AuditCheckpoints(ctx, j, true)
+	if err != nil || !slices.Equal(a.Rewritten, at[1:2]) || !slices.Equal(a.Checked, []uint64{at[0], at[2]}) {
+		t.Fatalf("rewrite: %+v, %v", a, err)
+	}
+	if a, err = AuditCheckpoints(ctx, j, false); err != nil || !slices.Equal(a.Checked, at) {
+		t.Fatalf("after the rewrite: %+v, %v", a, err)
+	}
+
+	// Pruned to the first checkpoint: the fold starts from it.
+	if err := j.Prune(ctx, at[0]); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = AuditCheckpoints(ctx, j, false); err != nil || a.From != at[0] || !slices.Equal(a.Checked, at[1:]) {
+		t.Fatalf("pruned to %d: %+v, %v", at[0], a, err)
+	}
+}
