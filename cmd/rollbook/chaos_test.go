@@ -16,6 +16,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/test/cluster"
 )
@@ -136,6 +137,20 @@ func TestChaosRollout(t *testing.T) {
 	for _, p := range procs {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		p.cmd.Wait()
+	}
+	// Each replica's checkpoints, through its kills, restarts and the
+	// full disk, hold what its journal's records fold to.
+	for name := range procs {
+		j, err := journal.Open(filepath.Join(disk, name, "journal"), journal.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca, err := ctl.AuditCheckpoints(ctx, j, false)
+		j.Close()
+		if err != nil {
+			t.Fatalf("replica %s's journal: %v", name, err)
+		}
+		t.Logf("replica %s's journal: %d checkpoints hold the fold of their records, folded from record %d", name, len(ca.Checked), ca.From+1)
 	}
 
 	// From the apiserver: updated, restarted exactly once, none gated.
