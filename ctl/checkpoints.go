@@ -127,7 +127,7 @@ func (a *CheckpointAudit) check(j *journal.Journal, books *projections.Books, se
 		a.Checked = append(a.Checked, seq)
 		a.Reencoded = append(a.Reencoded, seq)
 		return nil
-	} else if diffs = projections.DiffBooks(books, stored, 8); len(diffs) == 0 {
+	} else if diffs = diffBooks(books, stored, 8); len(diffs) == 0 {
 		diffs = []string{"their encodings differ"}
 	}
 	if !rewrite {

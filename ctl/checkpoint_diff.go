@@ -1,4 +1,4 @@
-package projections
+package ctl
 
 import (
 	"bytes"
@@ -7,17 +7,19 @@ import (
 	"slices"
 
 	"rollbook.dev/rollbook/journal"
+	"rollbook.dev/rollbook/projections"
 )
 
-// DiffBooks names where a checkpoint's books differ from the fold of the
+// diffBooks names where a checkpoint's books differ from the fold of the
 // records before it, as a checkpoint encodes them: each field or map
 // entry that differs, as deep as the books are plain data, in a stable
 // order ("State.Pods[shop/web-3].Image differs", "Open[k] is only in the
 // checkpoint"). It returns at most limit lines (0: all), the last saying
 // how many more there are; none when the encodings are equal. An auditor
 // reads it when a checkpoint does not hold what its records say
-// (ctl.AuditCheckpoints).
-func DiffBooks(fold, checkpoint *Books, limit int) []string {
+// (AuditCheckpoints). It walks the books by reflection, outside the pure
+// fold, which encodes nothing.
+func diffBooks(fold, checkpoint *projections.Books, limit int) []string {
 	d := differ{limit: limit}
 	d.value("", reflect.ValueOf(fold).Elem(), reflect.ValueOf(checkpoint).Elem())
 	if d.more > 0 {
