@@ -471,15 +471,15 @@ func (j *Journal) LogBytes() (uint64, error) {
 	return j.db.EstimateDiskUsage(logStart, logEnd)
 }
 
-// logBytesBelow estimates the disk space of the records before seq: what
-// pruning to the checkpoint at seq-1 would free.
-func (j *Journal) logBytesBelow(seq uint64) (uint64, error) {
+// logBytesFrom estimates the disk space of the records from seq on: what
+// pruning to the checkpoint at seq-1 would leave.
+func (j *Journal) logBytesFrom(seq uint64) (uint64, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
 		return 0, ErrClosed
 	}
-	return j.db.EstimateDiskUsage(logStart, logKey(seq))
+	return j.db.EstimateDiskUsage(logKey(seq), logEnd)
 }
 
 // loadStart reads where a pruned log starts; a journal never pruned starts

@@ -46,14 +46,20 @@ func (j *Journal) Retain(ctx context.Context, r Retention, floor uint64, now tim
 			to = ci.Seq
 		}
 		if r.MaxBytes > 0 && size > r.MaxBytes && ci.Seq > to {
-			// The oldest checkpoint that frees enough, or failing that
-			// the newest allowed.
-			freed, err := j.logBytesBelow(ci.Seq + 1)
+			// The oldest checkpoint that leaves the log within its bound,
+			// or failing that the newest allowed. NB: what stays is
+			// estimated, not what goes: Pebble estimates a range by whole
+			// blocks, so the block a checkpoint's record falls in counts
+			// as staying. Retention may then prune one checkpoint further
+			// than it had to; it never stops short of the bound because
+			// of a block it counted as freed (with 32 KiB blocks,
+			// pebble.go, a small log is a block or two).
+			kept, err := j.logBytesFrom(ci.Seq + 1)
 			if err != nil {
 				return err
 			}
 			to = ci.Seq
-			if size-min(freed, size) <= r.MaxBytes {
+			if kept <= r.MaxBytes {
 				size = 0
 			}
 		}

@@ -64,3 +64,46 @@ func TestRetainByAgeKeepsTheFloorAndThins(t *testing.T) {
 		t.Fatalf("with floor 60 the log starts at %d, want 51 (the checkpoint at 50)", j2.First())
 	}
 }
+
+// TestRetainBySizeHoldsTheBound: retention by size leaves a log of pod
+// records, in tables of the journal's block size, within its bound, and
+// prunes no more than a checkpoint's span past what the bound needs.
+func TestRetainBySizeHoldsTheBound(t *testing.T) {
+	j, _ := openTemp(t, Options{NoSync: true, Logger: discardLogger()})
+	const spans, span = 20, 1000
+	for s := range spans {
+		batch := make([]Entry, span)
+		for i := range batch {
+			batch[i] = entry(t, s*span+i)
+		}
+		recs, err := j.Append(testCtx(t), nil, batch...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.SaveCheckpoint(recs[len(recs)-1].Seq, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.db.Flush(); err != nil { // size is what is on disk
+		t.Fatal(err)
+	}
+	size, err := j.LogBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := size / 2
+	last, _ := j.Last()
+	if err := j.Retain(testCtx(t), Retention{MaxBytes: bound}, last+1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := j.LogBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after > bound || after < bound-2*size/spans {
+		t.Fatalf("retention to %d bytes of a %d-byte log left %d bytes (records %d on), want at most the bound and within a span of it", bound, size, after, j.First())
+	}
+	if _, err := j.Verify(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
