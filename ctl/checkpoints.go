@@ -15,13 +15,29 @@ import (
 type CheckpointAudit struct {
 	// From is the checkpoint the fold started from: a pruned journal's,
 	// taken on trust, since the records before it are gone; 0 when the
-	// journal starts at record 1.
+	// fold started at record 1.
 	From uint64
-	// Checked are the checkpoints after From that hold the fold of the
-	// records before them; Reencoded those among them written in an
-	// older encoding (equal once decoded and encoded again); Rewritten
-	// those that did not, written again from the fold (Rewrite).
+	// Earlier names where records 1.. up to a pruned journal's first
+	// checkpoint were read from (AuditOptions.Earlier), when they were.
+	Earlier string
+	// Checked are the checkpoints that hold the fold of the records
+	// before them; Reencoded those among them written in an older
+	// encoding (equal once decoded and encoded again); Rewritten those
+	// that did not, written again from the fold (AuditOptions.Rewrite).
 	Checked, Reencoded, Rewritten []uint64
+}
+
+// AuditOptions say how AuditCheckpoints goes.
+type AuditOptions struct {
+	// Rewrite writes a checkpoint that does not hold the fold again from
+	// it (the records are the truth; a checkpoint is derived) and goes
+	// on; without it, the first is a *CheckpointError.
+	Rewrite bool
+	// Earlier, when set, reads the journal's records from record 1 (its
+	// NATS stream, an export): the checkpoint a pruned journal starts at
+	// is then checked against the fold of the records pruned before it,
+	// not taken on trust.
+	Earlier *Source
 }
 
 // CheckpointError: the checkpoint at Seq does not hold the fold of the
@@ -41,14 +57,13 @@ func (e *CheckpointError) Error() string {
 // restarted controller, `status` and the trace loop start, and Verify
 // only checks that it is whole and anchored to its record: one that held
 // another state would steer every later decision, with the chain intact.
-// With rewrite, a checkpoint that does not hold the fold is written again
-// from it (the records are the truth; a checkpoint is derived) and the
-// audit goes on; without, the first is a *CheckpointError.
+// A pruned journal's first checkpoint is where the fold starts, taken on
+// trust, unless o.Earlier reads the records before it.
 //
 // The fold stops at the last checkpoint. Run it on a journal no
 // controller is writing: one that prunes or checkpoints meanwhile makes
 // the audit fail, not pass.
-func AuditCheckpoints(ctx context.Context, j *journal.Journal, rewrite bool) (CheckpointAudit, error) {
+func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (CheckpointAudit, error) {
 	var a CheckpointAudit
 	infos, err := j.Checkpoints()
 	if err != nil || len(infos) == 0 {
@@ -63,24 +78,30 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, rewrite bool) (Ch
 		if !ok || c.Seq != first-1 {
 			return a, fmt.Errorf("the journal starts at record %d and has no checkpoint at record %d to fold from", first, first-1)
 		}
-		if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
-			return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, does not load: %w", c.Seq, err)
+		if o.Earlier != nil {
+			if books, err = a.foldEarlier(ctx, *o.Earlier, c); err != nil {
+				return a, err
+			}
+		} else {
+			if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+				return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, does not load: %w", c.Seq, err)
+			}
+			if books.State.Seq != c.Seq {
+				return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, holds the state at record %d", c.Seq, books.State.Seq)
+			}
+			a.From = c.Seq
 		}
-		if books.State.Seq != c.Seq {
-			return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, holds the state at record %d", c.Seq, books.State.Seq)
-		}
-		a.From = c.Seq
 	}
 	var due []uint64
 	for _, c := range infos {
-		if c.Seq > a.From {
+		if c.Seq >= j.First() {
 			due = append(due, c.Seq)
 		}
 	}
 	if len(due) == 0 {
 		return a, nil
 	}
-	read := func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, a.From+1, fn) }
+	read := func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, books.State.Seq+1, fn) }
 	_, _, err = DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
 		if err := books.ApplyDecoded(d); err != nil {
 			return false, fmt.Errorf("record %d does not fold: %w", d.Record.Seq, err)
@@ -88,7 +109,19 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, rewrite bool) (Ch
 		if d.Record.Seq < due[0] {
 			return true, nil
 		}
-		if err := a.check(j, books, due[0], rewrite); err != nil {
+		c, ok, err := j.LatestCheckpoint(due[0])
+		if err != nil {
+			return false, err
+		}
+		if !ok || c.Seq != due[0] {
+			return false, fmt.Errorf("the checkpoint at record %d went while it was audited: is a controller running on this journal?", due[0])
+		}
+		if err := a.check(books, c, func(fold []byte) error {
+			if !o.Rewrite {
+				return errNotRewritten
+			}
+			return j.SaveCheckpoint(c.Seq, fold)
+		}); err != nil {
 			return false, err
 		}
 		due = due[1:]
@@ -100,21 +133,45 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, rewrite bool) (Ch
 	return a, err
 }
 
-// check compares the checkpoint at seq with books, the fold up to seq.
-func (a *CheckpointAudit) check(j *journal.Journal, books *projections.Books, seq uint64, rewrite bool) error {
-	c, ok, err := j.LatestCheckpoint(seq)
+// foldEarlier folds the records src holds up to c, the checkpoint a
+// pruned journal starts at, and checks c against them.
+func (a *CheckpointAudit) foldEarlier(ctx context.Context, src Source, c journal.Checkpoint) (*projections.Books, error) {
+	books := projections.NewBooks()
+	var last journal.Record
+	_, _, err := DecodeAhead(ctx, src.Read, func(d projections.Decoded) (bool, error) {
+		if err := books.ApplyDecoded(d); err != nil {
+			return false, fmt.Errorf("%s: record %d does not fold: %w", src.Describe(), d.Record.Seq, err)
+		}
+		last = d.Record
+		return last.Seq < c.Seq, nil
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !ok || c.Seq != seq {
-		return fmt.Errorf("the checkpoint at record %d went while it was audited: is a controller running on this journal?", seq)
+	if last.Seq != c.Seq {
+		return nil, fmt.Errorf("%s ends at record %d, before the checkpoint at record %d the journal starts at", src.Describe(), last.Seq, c.Seq)
 	}
+	if last.Hash != c.Hash {
+		return nil, fmt.Errorf("%s's record %d is not the record the journal's first checkpoint is anchored to: is it this journal's?", src.Describe(), c.Seq)
+	}
+	a.Earlier = src.Describe()
+	// The records before it are pruned here: it cannot be written again.
+	err = a.check(books, c, func([]byte) error { return errNotRewritten })
+	return books, err
+}
+
+// errNotRewritten: the audit was not asked to rewrite a checkpoint.
+var errNotRewritten = errors.New("not rewritten")
+
+// check compares c with books, the fold up to c.Seq; one that differs is
+// given to rewrite, and a *CheckpointError unless rewrite wrote it.
+func (a *CheckpointAudit) check(books *projections.Books, c journal.Checkpoint, rewrite func(fold []byte) error) error {
 	fold, err := journal.EncodeCheckpoint(books)
 	if err != nil {
 		return err
 	}
 	if bytes.Equal(fold, c.Data) {
-		a.Checked = append(a.Checked, seq)
+		a.Checked = append(a.Checked, c.Seq)
 		return nil
 	}
 	var diffs []string
@@ -124,18 +181,19 @@ func (a *CheckpointAudit) check(j *journal.Journal, books *projections.Books, se
 	} else if again, err := journal.EncodeCheckpoint(stored); err != nil {
 		return err
 	} else if bytes.Equal(again, fold) {
-		a.Checked = append(a.Checked, seq)
-		a.Reencoded = append(a.Reencoded, seq)
+		a.Checked = append(a.Checked, c.Seq)
+		a.Reencoded = append(a.Reencoded, c.Seq)
 		return nil
 	} else if diffs = diffBooks(books, stored, 8); len(diffs) == 0 {
 		diffs = []string{"their encodings differ"}
 	}
-	if !rewrite {
-		return &CheckpointError{Seq: seq, From: a.From, Diffs: diffs}
+	ce := &CheckpointError{Seq: c.Seq, From: a.From, Diffs: diffs}
+	switch err := rewrite(fold); {
+	case errors.Is(err, errNotRewritten):
+		return ce
+	case err != nil:
+		return errors.Join(ce, fmt.Errorf("not rewritten: %w", err))
 	}
-	if err := j.SaveCheckpoint(seq, fold); err != nil {
-		return errors.Join(&CheckpointError{Seq: seq, From: a.From, Diffs: diffs}, fmt.Errorf("not rewritten: %w", err))
-	}
-	a.Rewritten = append(a.Rewritten, seq)
+	a.Rewritten = append(a.Rewritten, c.Seq)
 	return nil
 }

@@ -11,6 +11,9 @@ import (
 	"rollbook.dev/rollbook/projections"
 )
 
+// fixture is a rollout recorded on the test cluster, exported.
+const fixture = "../test/replay/testdata/TestLifecycleHooksHoldAndRelease.jsonl.gz"
+
 // recordedJournal is a real Pebble journal holding a rollout recorded on
 // the test cluster (test/replay's fixture), with the fold's checkpoints
 // at three of its records, written as the controller writes them. It
@@ -19,7 +22,7 @@ func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
 	t.Helper()
 	ctx := context.Background()
 	var recs []journal.Record
-	if err := journal.ReadExportFile("../test/replay/testdata/TestLifecycleHooksHoldAndRelease.jsonl.gz", func(r journal.Record) error {
+	if err := journal.ReadExportFile(fixture, func(r journal.Record) error {
 		recs = append(recs, r)
 		return nil
 	}); err != nil {
@@ -68,7 +71,7 @@ func saveFold(t *testing.T, j *journal.Journal, books *projections.Books) {
 func TestAuditCheckpoints(t *testing.T) {
 	ctx := context.Background()
 	j, at := recordedJournal(t)
-	a, err := AuditCheckpoints(ctx, j, false)
+	a, err := AuditCheckpoints(ctx, j, AuditOptions{})
 	if err != nil || a.From != 0 || !slices.Equal(a.Checked, at) {
 		t.Fatalf("honest checkpoints: %+v, %v; want %v checked from record 1", a, err, at)
 	}
@@ -94,7 +97,7 @@ func TestAuditCheckpoints(t *testing.T) {
 		t.Fatalf("the forged checkpoint should pass the chain's checks (that is the gap): %v", err)
 	}
 
-	a, err = AuditCheckpoints(ctx, j, false)
+	a, err = AuditCheckpoints(ctx, j, AuditOptions{})
 	ce, ok := errors.AsType[*CheckpointError](err)
 	if !ok || ce.Seq != at[1] || !slices.Equal(a.Checked, at[:1]) {
 		t.Fatalf("forged checkpoint at %d: %+v, %v", at[1], a, err)
@@ -106,11 +109,11 @@ func TestAuditCheckpoints(t *testing.T) {
 		t.Fatalf("error %q does not say which records", err)
 	}
 
-	a, err = AuditCheckpoints(ctx, j, true)
+	a, err = AuditCheckpoints(ctx, j, AuditOptions{Rewrite: true})
 	if err != nil || !slices.Equal(a.Rewritten, at[1:2]) || !slices.Equal(a.Checked, []uint64{at[0], at[2]}) {
 		t.Fatalf("rewrite: %+v, %v", a, err)
 	}
-	if a, err = AuditCheckpoints(ctx, j, false); err != nil || !slices.Equal(a.Checked, at) {
+	if a, err = AuditCheckpoints(ctx, j, AuditOptions{}); err != nil || !slices.Equal(a.Checked, at) {
 		t.Fatalf("after the rewrite: %+v, %v", a, err)
 	}
 
@@ -118,7 +121,45 @@ func TestAuditCheckpoints(t *testing.T) {
 	if err := j.Prune(ctx, at[0]); err != nil {
 		t.Fatal(err)
 	}
-	if a, err = AuditCheckpoints(ctx, j, false); err != nil || a.From != at[0] || !slices.Equal(a.Checked, at[1:]) {
+	if a, err = AuditCheckpoints(ctx, j, AuditOptions{}); err != nil || a.From != at[0] || !slices.Equal(a.Checked, at[1:]) {
 		t.Fatalf("pruned to %d: %+v, %v", at[0], a, err)
+	}
+	// With the pruned records read from elsewhere (the export the journal
+	// was imported from), the checkpoint it starts at is checked too.
+	earlier := AuditOptions{Earlier: &Source{Export: fixture}}
+	if a, err = AuditCheckpoints(ctx, j, earlier); err != nil || a.From != 0 || a.Earlier == "" || !slices.Equal(a.Checked, at) {
+		t.Fatalf("pruned to %d, the records before it from the export: %+v, %v", at[0], a, err)
+	}
+}
+
+// TestAuditChecksAPrunedJournalsStart: a pruned journal's first
+// checkpoint, forged before the records under it were pruned, is found
+// once the audit reads those records from another copy, and is not
+// rewritten: nothing here holds what it should be folded from.
+func TestAuditChecksAPrunedJournalsStart(t *testing.T) {
+	ctx := context.Background()
+	j, at := recordedJournal(t)
+	c, _, err := j.LatestCheckpoint(at[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	books := projections.NewBooks()
+	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+		t.Fatal(err)
+	}
+	books.State.Now++ // the planner's clock, a nanosecond on
+	saveFold(t, j, books)
+	if err := j.Prune(ctx, at[0]); err != nil {
+		t.Fatal(err)
+	}
+	a, err := AuditCheckpoints(ctx, j, AuditOptions{Rewrite: true, Earlier: &Source{Export: fixture}})
+	ce, ok := errors.AsType[*CheckpointError](err)
+	if !ok || ce.Seq != at[0] || !slices.Equal(ce.Diffs, []string{"State.Now differs"}) || len(a.Rewritten) != 0 {
+		t.Fatalf("forged first checkpoint at %d: %+v, %v", at[0], a, err)
+	}
+	// Another journal's records are not taken for this one's past.
+	other := &Source{Export: "../test/replay/testdata/TestResizeInPlace.jsonl.gz"}
+	if _, err := AuditCheckpoints(ctx, j, AuditOptions{Earlier: other}); err == nil || !strings.Contains(err.Error(), "is it this journal's?") {
+		t.Fatalf("the records before it from another journal: %v", err)
 	}
 }

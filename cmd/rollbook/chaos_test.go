@@ -145,7 +145,7 @@ func TestChaosRollout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ca, err := ctl.AuditCheckpoints(ctx, j, false)
+		ca, err := ctl.AuditCheckpoints(ctx, j, ctl.AuditOptions{})
 		j.Close()
 		if err != nil {
 			t.Fatalf("replica %s's journal: %v", name, err)

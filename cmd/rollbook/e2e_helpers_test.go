@@ -300,7 +300,7 @@ func readAudit(t *testing.T, dir string) audit {
 	}
 	// Every checkpoint a controller wrote, before and after its restarts,
 	// holds what its records fold to.
-	ca, err := ctl.AuditCheckpoints(context.Background(), j, false)
+	ca, err := ctl.AuditCheckpoints(context.Background(), j, ctl.AuditOptions{})
 	if err != nil {
 		t.Fatalf("journal checkpoints: %v", err)
 	}

@@ -27,9 +27,9 @@ func journalCmd(ctx context.Context, args []string) error {
 	chainOnly := fs.Bool("chain-only", false, "verify: check the chain and the checkpoints' anchors only, not that each checkpoint holds the fold of its records")
 	rewrite := fs.Bool("rewrite-checkpoints", false, "verify: write a checkpoint that does not hold the fold of its records again from them (stop the controller first)")
 	var stream recordSource
-	fs.StringVar(&stream.nats.URL, "nats-url", "", "restore: the NATS server whose stream holds this journal")
-	fs.StringVar(&stream.nats.CredsFile, "nats-creds", "", "restore: NATS credentials file")
-	fs.StringVar(&stream.stream, "stream", "ROLLBOOK", "restore: JetStream stream name")
+	fs.StringVar(&stream.nats.URL, "nats-url", "", "restore: the NATS server whose stream holds this journal; verify: read the records a pruned journal no longer holds from it, to check the checkpoint it starts at")
+	fs.StringVar(&stream.nats.CredsFile, "nats-creds", "", "restore, verify: NATS credentials file")
+	fs.StringVar(&stream.stream, "stream", "ROLLBOOK", "restore, verify: JetStream stream name")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -63,7 +63,12 @@ func journalCmd(ctx context.Context, args []string) error {
 		if *chainOnly {
 			return nil
 		}
-		return auditCheckpoints(ctx, j, *dir, *rewrite)
+		var earlier *ctl.Source
+		if stream.nats.URL != "" {
+			src := stream.source()
+			earlier = &src
+		}
+		return auditCheckpoints(ctx, j, *dir, ctl.AuditOptions{Rewrite: *rewrite, Earlier: earlier})
 	case "export", "tail":
 		w := bufio.NewWriter(os.Stdout)
 		defer w.Flush()
@@ -91,18 +96,27 @@ func journalCmd(ctx context.Context, args []string) error {
 
 // auditCheckpoints checks that every checkpoint holds the fold of the
 // records before it (ctl.AuditCheckpoints) and says so.
-func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, rewrite bool) error {
-	a, err := ctl.AuditCheckpoints(ctx, j, rewrite)
-	if ce, ok := errors.AsType[*ctl.CheckpointError](err); ok && !rewrite {
-		return fmt.Errorf("%w\nthe records are intact, but a controller, `status` or a trace that starts from this checkpoint starts from another state: "+
-			"stop the controller and run `rollbook journal verify --dir %s --rewrite-checkpoints` to write it again from the records", ce, dir)
+func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl.AuditOptions) error {
+	a, err := ctl.AuditCheckpoints(ctx, j, o)
+	if ce, ok := errors.AsType[*ctl.CheckpointError](err); ok {
+		if ce.Seq+1 == j.First() {
+			return fmt.Errorf("%w\nthe journal starts at this checkpoint (older records were pruned), so every state folded here since started from another: "+
+				"stop the controller, rebuild the journal from the stream with `rollbook journal restore --dir <new directory> --nats-url …` and run the controller on that", ce)
+		}
+		if !o.Rewrite {
+			return fmt.Errorf("%w\nthe records are intact, but a controller, `status` or a trace that starts from this checkpoint starts from another state: "+
+				"stop the controller and run `rollbook journal verify --dir %s --rewrite-checkpoints` to write it again from the records", ce, dir)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("checkpoints: %w", err)
 	}
 	from := "record 1"
-	if a.From > 0 {
-		from = fmt.Sprintf("the checkpoint at record %d, where the pruned journal starts", a.From)
+	switch {
+	case a.Earlier != "":
+		from = fmt.Sprintf("record 1 (those before record %d, where the pruned journal starts, from %s)", j.First(), a.Earlier)
+	case a.From > 0:
+		from = fmt.Sprintf("the checkpoint at record %d, where the pruned journal starts, taken on trust (--nats-url checks it against the stream)", a.From)
 	}
 	switch {
 	case len(a.Checked)+len(a.Rewritten) == 0:
