@@ -101,7 +101,9 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 	if len(due) == 0 {
 		return a, nil
 	}
-	read := func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, books.State.Seq+1, fn) }
+	read := func(ctx context.Context, fn func(journal.Record) error) error {
+		return j.Read(ctx, books.State.Seq+1, fn)
+	}
 	_, _, err = DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
 		if err := books.ApplyDecoded(d); err != nil {
 			return false, fmt.Errorf("record %d does not fold: %w", d.Record.Seq, err)
