@@ -101,9 +101,8 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 	if len(due) == 0 {
 		return a, nil
 	}
-	read := func(ctx context.Context, fn func(journal.Record) error) error {
-		return j.Read(ctx, books.State.Seq+1, fn)
-	}
+	from := books.State.Seq + 1
+	read := func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, from, fn) }
 	_, _, err = DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
 		if err := books.ApplyDecoded(d); err != nil {
 			return false, fmt.Errorf("record %d does not fold: %w", d.Record.Seq, err)
