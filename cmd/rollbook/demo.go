@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/deploy"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/planner"
@@ -192,10 +193,21 @@ func demoCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	checkpoints := ""
 	records, verr := j.Verify(ctx)
+	if verr == nil {
+		// Each checkpoint the controller wrote holds what the records
+		// before it fold to (what `rollbook journal verify` checks).
+		var a ctl.CheckpointAudit
+		if a, verr = ctl.AuditCheckpoints(ctx, j, ctl.AuditOptions{}); verr != nil {
+			verr = fmt.Errorf("checkpoints: %w", verr)
+		} else {
+			checkpoints = fmt.Sprintf(", checkpoints %v hold the fold of the records before them", a.Checked)
+		}
+	}
 	jerr := journaledContainerChanges(ctx, j, ns, before, notKept, "app")
 	j.Close()
-	chain := "verified"
+	chain := "verified" + checkpoints
 	if verr != nil {
 		chain = "BROKEN: " + verr.Error()
 	}
@@ -246,7 +258,7 @@ func demoCmd(ctx context.Context, args []string) error {
 		<-ctx.Done()
 	}
 	if verr != nil {
-		return errors.New("journal chain broken")
+		return errors.New("journal broken: " + verr.Error())
 	}
 	return nil
 }

@@ -122,7 +122,8 @@ func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl
 	case len(a.Checked)+len(a.Rewritten) == 0:
 		fmt.Println("checkpoints: none after " + from)
 	default:
-		fmt.Printf("checkpoints: %d of %d hold the fold of the records before them, folded from %s\n", len(a.Checked), len(a.Checked)+len(a.Rewritten), from)
+		fmt.Printf("checkpoints: %d of %d (at records %v) hold the fold of the records before them, folded from %s\n",
+			len(a.Checked), len(a.Checked)+len(a.Rewritten), append(a.Checked, a.Rewritten...), from)
 	}
 	if len(a.Reencoded) > 0 {
 		fmt.Printf("checkpoints %v: written in an older encoding, the same state\n", a.Reencoded)
