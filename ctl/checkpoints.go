@@ -53,10 +53,11 @@ func (e *CheckpointError) Error() string {
 
 // AuditCheckpoints folds the journal's records and checks that every
 // checkpoint holds the state the records before it fold to, encoded byte
-// for byte as the controller writes it. A checkpoint is where a
-// restarted controller, `status` and the trace loop start, and Verify
-// only checks that it is whole and anchored to its record: one that held
-// another state would steer every later decision, with the chain intact.
+// for byte as the controller writes it. A restarted controller starts
+// from its latest checkpoint (and every reader of a pruned journal from
+// its first), and Verify only checks that a checkpoint is whole and
+// anchored to its record: one that held another state would steer every
+// later decision, with the chain intact.
 // A pruned journal's first checkpoint is where the fold starts, taken on
 // trust, unless o.Earlier reads the records before it.
 //

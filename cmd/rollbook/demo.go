@@ -193,24 +193,23 @@ func demoCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	checkpoints := ""
 	records, verr := j.Verify(ctx)
-	if verr == nil {
+	chain := "verified"
+	if verr != nil {
+		chain = "BROKEN: " + verr.Error()
+	} else {
 		// Each checkpoint the controller wrote holds what the records
 		// before it fold to (what `rollbook journal verify` checks).
-		var a ctl.CheckpointAudit
-		if a, verr = ctl.AuditCheckpoints(ctx, j, ctl.AuditOptions{}); verr != nil {
-			verr = fmt.Errorf("checkpoints: %w", verr)
+		a, err := ctl.AuditCheckpoints(ctx, j, ctl.AuditOptions{})
+		if err != nil {
+			verr = fmt.Errorf("checkpoints: %w", err)
+			chain += ", checkpoints BROKEN: " + err.Error()
 		} else {
-			checkpoints = fmt.Sprintf(", checkpoints %v hold the fold of the records before them", a.Checked)
+			chain += fmt.Sprintf(", checkpoints %v hold the fold of the records before them", a.Checked)
 		}
 	}
 	jerr := journaledContainerChanges(ctx, j, ns, before, notKept, "app")
 	j.Close()
-	chain := "verified" + checkpoints
-	if verr != nil {
-		chain = "BROKEN: " + verr.Error()
-	}
 	// The same journal, replayed through today's planner, and drawn.
 	jdir := filepath.Join(*dir, "journal")
 	replayed := "derives exactly the recorded actions"

@@ -104,7 +104,7 @@ func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl
 				"stop the controller, rebuild the journal from the stream with `rollbook journal restore --dir <new directory> --nats-url …` and run the controller on that", ce)
 		}
 		if !o.Rewrite {
-			return fmt.Errorf("%w\nthe records are intact, but a controller, `status` or a trace that starts from this checkpoint starts from another state: "+
+			return fmt.Errorf("%w\nthe records are intact, but a controller that restarts from this checkpoint starts from another state than they hold: "+
 				"stop the controller and run `rollbook journal verify --dir %s --rewrite-checkpoints` to write it again from the records", ce, dir)
 		}
 	}
