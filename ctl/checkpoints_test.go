@@ -49,6 +49,20 @@ func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
 	return j, at
 }
 
+// checkpointAt is the state the checkpoint at seq holds.
+func checkpointAt(t *testing.T, j *journal.Journal, seq uint64) *projections.Books {
+	t.Helper()
+	c, ok, err := j.LatestCheckpoint(seq)
+	if err != nil || !ok || c.Seq != seq {
+		t.Fatalf("checkpoint at %d: %v (found %v at %d)", seq, err, ok, c.Seq)
+	}
+	books := projections.NewBooks()
+	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+		t.Fatal(err)
+	}
+	return books
+}
+
 func saveFold(t *testing.T, j *journal.Journal, books *projections.Books) {
 	t.Helper()
 	w, err := j.NewCheckpoint(books.State.Seq)
@@ -76,16 +90,9 @@ func TestAuditCheckpoints(t *testing.T) {
 		t.Fatalf("honest checkpoints: %+v, %v; want %v checked from record 1", a, err, at)
 	}
 
-	// The middle checkpoint rewritten with one pod's revision changed:
+	// The middle checkpoint rewritten with one pod's name changed:
 	// whole, anchored, and wrong.
-	c, _, err := j.LatestCheckpoint(at[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	books := projections.NewBooks()
-	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
-		t.Fatal(err)
-	}
+	books := checkpointAt(t, j, at[1])
 	var victim string
 	for k := range books.State.Pods {
 		victim = max(victim, k)
@@ -139,14 +146,7 @@ func TestAuditCheckpoints(t *testing.T) {
 func TestAuditChecksAPrunedJournalsStart(t *testing.T) {
 	ctx := context.Background()
 	j, at := recordedJournal(t)
-	c, _, err := j.LatestCheckpoint(at[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	books := projections.NewBooks()
-	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
-		t.Fatal(err)
-	}
+	books := checkpointAt(t, j, at[0])
 	books.State.Now++ // the planner's clock, a nanosecond on
 	saveFold(t, j, books)
 	if err := j.Prune(ctx, at[0]); err != nil {
