@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -118,8 +119,10 @@ func prunedJournal(t *testing.T, natsURL, name string, forge bool) string {
 	done := make(chan error, 1)
 	go func() { done <- ob.Run(ctx) }()
 	last, _ := j.Last()
-	if err := ob.WaitPublished(ctx, last); err != nil {
-		t.Fatal(err)
+	wait, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	if err := ob.WaitPublished(wait, last); err != nil {
+		t.Fatalf("the stream did not receive the journal's %d records within a minute: %v", last, err)
 	}
 	cancel()
 	<-done
