@@ -118,13 +118,17 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 		if !ok || c.Seq != due[0] {
 			return false, fmt.Errorf("the checkpoint at record %d went while it was audited: is a controller running on this journal?", due[0])
 		}
-		if err := a.check(books, c, func(fold []byte) error {
-			if !o.Rewrite {
-				return errNotRewritten
-			}
-			return j.SaveCheckpoint(c.Seq, fold)
-		}); err != nil {
+		fold, ce, err := a.check(books, c)
+		switch {
+		case err != nil:
 			return false, err
+		case ce != nil && !o.Rewrite:
+			return false, ce
+		case ce != nil:
+			if err := j.SaveCheckpoint(c.Seq, fold); err != nil {
+				return false, errors.Join(ce, fmt.Errorf("not rewritten: %w", err))
+			}
+			a.Rewritten = append(a.Rewritten, c.Seq)
 		}
 		due = due[1:]
 		return len(due) > 0, nil
@@ -157,45 +161,39 @@ func (a *CheckpointAudit) foldEarlier(ctx context.Context, src Source, c journal
 		return nil, fmt.Errorf("%s's record %d is not the record the journal's first checkpoint is anchored to: is it this journal's?", src.Describe(), c.Seq)
 	}
 	a.Earlier = src.Describe()
-	// The records before it are pruned here: it cannot be written again.
-	err = a.check(books, c, func([]byte) error { return errNotRewritten })
-	return books, err
+	// One that differs is not rewritten: its records are pruned here.
+	if _, ce, err := a.check(books, c); err != nil {
+		return nil, err
+	} else if ce != nil {
+		return nil, ce
+	}
+	return books, nil
 }
 
-// errNotRewritten: the audit was not asked to rewrite a checkpoint.
-var errNotRewritten = errors.New("not rewritten")
-
-// check compares c with books, the fold up to c.Seq; one that differs is
-// given to rewrite, and a *CheckpointError unless rewrite wrote it.
-func (a *CheckpointAudit) check(books *projections.Books, c journal.Checkpoint, rewrite func(fold []byte) error) error {
-	fold, err := journal.EncodeCheckpoint(books)
+// check compares c with books, the fold up to c.Seq, and counts it
+// checked when they are equal; else it returns what differs and the
+// fold's encoding, for a rewrite.
+func (a *CheckpointAudit) check(books *projections.Books, c journal.Checkpoint) (fold []byte, ce *CheckpointError, err error) {
+	fold, err = journal.EncodeCheckpoint(books)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if bytes.Equal(fold, c.Data) {
 		a.Checked = append(a.Checked, c.Seq)
-		return nil
+		return fold, nil, nil
 	}
 	var diffs []string
 	stored := projections.NewBooks()
 	if err := journal.DecodeCheckpoint(c.Data, stored); err != nil {
 		diffs = []string{err.Error()}
 	} else if again, err := journal.EncodeCheckpoint(stored); err != nil {
-		return err
+		return nil, nil, err
 	} else if bytes.Equal(again, fold) {
 		a.Checked = append(a.Checked, c.Seq)
 		a.Reencoded = append(a.Reencoded, c.Seq)
-		return nil
+		return fold, nil, nil
 	} else if diffs = diffBooks(books, stored, 8); len(diffs) == 0 {
 		diffs = []string{"their encodings differ"}
 	}
-	ce := &CheckpointError{Seq: c.Seq, From: a.From, Diffs: diffs}
-	switch err := rewrite(fold); {
-	case errors.Is(err, errNotRewritten):
-		return ce
-	case err != nil:
-		return errors.Join(ce, fmt.Errorf("not rewritten: %w", err))
-	}
-	a.Rewritten = append(a.Rewritten, c.Seq)
-	return nil
+	return fold, &CheckpointError{Seq: c.Seq, From: a.From, Diffs: diffs}, nil
 }

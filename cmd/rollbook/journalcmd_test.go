@@ -25,16 +25,8 @@ func TestJournalVerifyAuditsCheckpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	books := projections.NewBooks()
-	err = journal.ReadExportFile("../../test/replay/testdata/TestResizeInPlace.jsonl.gz", func(r journal.Record) error {
-		if err := j.Import(ctx, r); err != nil {
-			return err
-		}
-		return books.Apply(r)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	last := uint64(152) // the fixture's last record
+	books := importFixture(t, j, last)
 	// A forged checkpoint at the last record: one pod's resourceVersion
 	// moved on, as if a watch event had been folded that the journal
 	// does not hold.
@@ -44,7 +36,7 @@ func TestJournalVerifyAuditsCheckpoints(t *testing.T) {
 	}
 	p := books.State.Pods[victim]
 	p.ResourceVersion = journal.MakeVersion(p.ResourceVersion.String() + "0")
-	if err := saveCheckpoint(j, books.State.Seq, books); err != nil {
+	if err := saveCheckpoint(j, last, books); err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
@@ -68,6 +60,26 @@ func TestJournalVerifyAuditsCheckpoints(t *testing.T) {
 	}
 }
 
+// importFixture imports a rollout recorded on the test cluster into j
+// and returns the fold of its records up to at.
+func importFixture(t *testing.T, j *journal.Journal, at uint64) *projections.Books {
+	t.Helper()
+	books := projections.NewBooks()
+	err := journal.ReadExportFile("../../test/replay/testdata/TestResizeInPlace.jsonl.gz", func(r journal.Record) error {
+		if err := j.Import(context.Background(), r); err != nil {
+			return err
+		}
+		if r.Seq > at {
+			return nil
+		}
+		return books.Apply(r)
+	})
+	if err != nil || books.State.Seq != at {
+		t.Fatalf("the recorded rollout, folded to record %d: %v (folded to %d)", at, err, books.State.Seq)
+	}
+	return books
+}
+
 // prunedJournal is a journal of a recorded rollout, published whole to
 // the NATS stream name and then pruned to a checkpoint halfway, which
 // holds the fold of the records before it, or with forge that fold's
@@ -82,30 +94,13 @@ func prunedJournal(t *testing.T, natsURL, name string, forge bool) string {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	books := projections.NewBooks()
-	var mid uint64
-	err = journal.ReadExportFile("../../test/replay/testdata/TestResizeInPlace.jsonl.gz", func(r journal.Record) error {
-		if err := j.Import(ctx, r); err != nil {
-			return err
-		}
-		if err := books.Apply(r); err != nil {
-			return err
-		}
-		if r.Seq == 80 {
-			mid = r.Seq
-			if forge {
-				books.State.Now++
-			}
-			err := saveCheckpoint(j, mid, books)
-			if forge {
-				books.State.Now--
-			}
-			return err
-		}
-		return nil
-	})
-	if err != nil || mid == 0 {
-		t.Fatalf("journal of the recorded rollout: %v (checkpoint at %d)", err, mid)
+	const mid = 80
+	books := importFixture(t, j, mid)
+	if forge {
+		books.State.Now++
+	}
+	if err := saveCheckpoint(j, mid, books); err != nil {
+		t.Fatal(err)
 	}
 	nc, err := journal.ConnectNATS(journal.NATSConfig{URL: natsURL})
 	if err != nil {
