@@ -20,6 +20,12 @@ const fixture = "../test/replay/testdata/TestLifecycleHooksHoldAndRelease.jsonl.
 // returns the journal and the checkpoints' records.
 func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
 	t.Helper()
+	return recordedJournalIn(t, t.TempDir())
+}
+
+// recordedJournalIn is recordedJournal in dir.
+func recordedJournalIn(t *testing.T, dir string) (*journal.Journal, []uint64) {
+	t.Helper()
 	ctx := context.Background()
 	var recs []journal.Record
 	if err := journal.ReadExportFile(fixture, func(r journal.Record) error {
@@ -28,7 +34,7 @@ func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	j, err := journal.Open(t.TempDir(), journal.Options{})
+	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

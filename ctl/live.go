@@ -21,7 +21,7 @@ import (
 // locked Pebble store), so readers on other machines read it through the
 // controller, as the same records in the same chain.
 //
-//	GET JournalPath?from=N
+//	GET JournalPath?from=N[&checkpoint=latest]
 //	Authorization: Bearer <the caller's Kubernetes token>
 //
 // The answer (LiveContentType) is one JSON header line (liveHeader), then
@@ -29,7 +29,11 @@ import (
 // the request came, as a uvarint length and the record's stored bytes
 // (journal.DecodeRecord reads them), then a zero length: the end. A
 // stream without the end was cut, and the reader says so rather than
-// pass a short history off as whole.
+// pass a short history off as whole. With checkpoint=latest the stream
+// starts after the journal's newest checkpoint instead, and its header
+// carries that checkpoint: what a reader of the state now needs, without
+// the history before it. A controller older than that parameter ignores
+// it and sends every record, which folds to the same state.
 const (
 	JournalPath     = "/api/v1/journal"
 	LiveContentType = "application/x-rollbook-journal"
@@ -38,9 +42,10 @@ const (
 )
 
 // liveHeader opens a journal stream. Anchor is the hash of the record
-// before First (the chain continues from it); when First is the journal's
-// first record and follows a checkpoint (retention pruned what came
-// before), Checkpoint holds the checkpoint's folded books.
+// before First (the chain continues from it); when First follows a
+// checkpoint the stream starts at (the journal's first record, retention
+// having pruned what came before, or checkpoint=latest), Checkpoint holds
+// the checkpoint's folded books.
 type liveHeader struct {
 	Journal    string `json:"journal"`
 	First      uint64 `json:"first"`
@@ -49,24 +54,65 @@ type liveHeader struct {
 	Checkpoint []byte `json:"checkpoint,omitempty"`
 }
 
-// WriteJournal writes j's records from sequence from on in the journal
-// API's format. It is the server's half of Live.
-func WriteJournal(ctx context.Context, w io.Writer, j *journal.Journal, from uint64) error {
-	from = max(from, 1)
-	first := max(from, j.First())
+// JournalRequest is where a journal stream starts: at record From, or
+// (Latest) after the journal's newest checkpoint.
+type JournalRequest struct {
+	From   uint64
+	Latest bool
+}
+
+// ParseJournalRequest reads the journal API's parameters: from, a
+// sequence >= 1 (1 when absent), and checkpoint, whose one value is
+// latest.
+func ParseJournalRequest(q url.Values) (JournalRequest, error) {
+	req := JournalRequest{From: 1}
+	if s := q.Get("from"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || n == 0 {
+			return req, fmt.Errorf("from=%q: want a record sequence, 1 or more", s)
+		}
+		req.From = n
+	}
+	switch c := q.Get("checkpoint"); c {
+	case "":
+	case "latest":
+		req.Latest = true
+	default:
+		return req, fmt.Errorf("checkpoint=%q: the one value is latest (start after the newest checkpoint)", c)
+	}
+	return req, nil
+}
+
+// WriteJournal writes j's records as req asks in the journal API's
+// format. It is the server's half of Live.
+func WriteJournal(ctx context.Context, w io.Writer, j *journal.Journal, req JournalRequest) error {
+	first := max(req.From, 1, j.First())
+	var start *journal.Checkpoint
+	if req.Latest {
+		c, ok, err := j.LatestCheckpoint(0)
+		if err != nil {
+			return fmt.Errorf("ctl: the newest checkpoint: %w", err)
+		}
+		if ok {
+			start, first = &c, c.Seq+1
+		}
+	}
+	if start == nil && first > 1 && first == j.First() {
+		c, ok, err := j.LatestCheckpoint(first - 1)
+		if err == nil && (!ok || c.Seq != first-1) {
+			err = fmt.Errorf("no checkpoint at record %d", first-1)
+		}
+		if err != nil {
+			return fmt.Errorf("ctl: journal starts at record %d: %w", first, err)
+		}
+		start = &c
+	}
 	last, _ := j.Last()
 	h := liveHeader{Journal: j.ID(), First: first, Last: last}
 	if first > 1 {
 		var anchor [32]byte
-		if first == j.First() {
-			c, ok, err := j.LatestCheckpoint(first - 1)
-			if err == nil && (!ok || c.Seq != first-1) {
-				err = fmt.Errorf("no checkpoint at record %d", first-1)
-			}
-			if err != nil {
-				return fmt.Errorf("ctl: journal starts at record %d: %w", first, err)
-			}
-			anchor, h.Checkpoint = c.Hash, c.Data
+		if start != nil {
+			anchor, h.Checkpoint = start.Hash, start.Data
 		} else {
 			err := j.Read(ctx, first-1, func(r journal.Record) error { anchor = r.Hash; return journal.ErrStop })
 			if err != nil {
@@ -133,25 +179,29 @@ type Live struct {
 	journalID string
 }
 
-// readFrom calls header with the stream's first sequence, the hash it
-// links to and the checkpoint before it (when first > 1 and the journal
-// was pruned), then fn with every record.
-func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [32]byte, checkpoint []byte) error, fn func(journal.Record) error) error {
+// readFrom asks for the stream req names and calls header with its first
+// sequence, the hash it links to and the checkpoint it starts after (when
+// first > 1 and the stream starts at one), then fn with every record.
+func (l *Live) readFrom(ctx context.Context, req JournalRequest, header func(first uint64, anchor [32]byte, checkpoint []byte) error, fn func(journal.Record) error) error {
 	u, err := url.Parse(strings.TrimSuffix(l.URL, "/") + JournalPath)
 	if err != nil {
 		return fmt.Errorf("ctl: the controller address %q: %w", l.URL, err)
 	}
-	u.RawQuery = url.Values{"from": {"1"}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	q := url.Values{"from": {strconv.FormatUint(max(req.From, 1), 10)}}
+	if req.Latest {
+		q.Set("checkpoint", "latest")
+	}
+	u.RawQuery = q.Encode()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Accept", LiveContentType)
+	hreq.Header.Set("Accept", LiveContentType)
 	c := l.Client
 	if c == nil {
 		c = http.DefaultClient
 	}
-	resp, err := c.Do(req)
+	resp, err := c.Do(hreq)
 	if err != nil {
 		return fmt.Errorf("ctl: the controller's journal API: %w", err)
 	}
@@ -184,6 +234,7 @@ func (l *Live) readFrom(ctx context.Context, header func(first uint64, anchor [3
 	if err := header(h.First, anchor, h.Checkpoint); err != nil {
 		return err
 	}
+	h.Checkpoint = nil // decoded by header: its encoding may go
 	for {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -216,17 +267,4 @@ func noEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// ParseFrom reads the journal API's from parameter: a sequence >= 1, 1
-// when absent.
-func ParseFrom(s string) (uint64, error) {
-	if s == "" {
-		return 1, nil
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("from=%q: want a record sequence, 1 or more", s)
-	}
-	return n, nil
 }

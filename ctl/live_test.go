@@ -43,13 +43,13 @@ func testJournal(t testing.TB, n int) *journal.Journal {
 func serve(t testing.TB, j *journal.Journal) *Live {
 	t.Helper()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		from, err := ParseFrom(r.URL.Query().Get("from"))
+		req, err := ParseJournalRequest(r.URL.Query())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		w.Header().Set("Content-Type", LiveContentType)
-		if err := WriteJournal(r.Context(), w, j, from); err != nil {
+		if err := WriteJournal(r.Context(), w, j, req); err != nil {
 			t.Error(err)
 		}
 	}))
@@ -113,7 +113,7 @@ func TestLiveCutStream(t *testing.T) {
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", LiveContentType)
 		var b strings.Builder
-		if err := WriteJournal(r.Context(), &b, j, 1); err != nil {
+		if err := WriteJournal(r.Context(), &b, j, JournalRequest{From: 1}); err != nil {
 			t.Error(err)
 		}
 		full := b.String()

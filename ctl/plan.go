@@ -46,11 +46,12 @@ type Folded struct {
 	Seq   uint64
 }
 
-// FoldSource folds a journal source for a dry run.
+// FoldSource folds a journal source for a dry run, from its newest
+// checkpoint (Source.ReadLatest).
 func FoldSource(ctx context.Context, src Source) (Folded, error) {
 	f := Folded{State: projections.New()}
 	base := func(b *projections.Books) error { f.State, f.Seq = b.State, b.State.Seq; return nil }
-	err := src.ReadFrom(ctx, base, func(r journal.Record) error { f.Seq = r.Seq; return f.State.Apply(r) })
+	err := src.ReadLatest(ctx, base, func(r journal.Record) error { f.Seq = r.Seq; return f.State.Apply(r) })
 	return f, err
 }
 

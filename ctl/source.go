@@ -55,6 +55,46 @@ func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
 // starts at record 1 it is given empty books. The chain is checked from
 // the checkpoint's anchor, so a pruned journal verifies as one that was not.
 func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
+	return s.readFrom(ctx, false, base, fn)
+}
+
+// ReadLatest is ReadFrom for a reader of the state as it is now (status,
+// a dry run's plan): it starts at the source's newest checkpoint, as a
+// restarting controller does, so what it reads does not grow with the
+// journal's history (DESIGN: "every reader starts from the latest
+// checkpoint"). A journal directory and a controller's journal API hold
+// checkpoints; a stream and an export do not, and are read from record 1,
+// as is a controller too old to serve from its checkpoint. A newest
+// checkpoint this binary cannot read is passed over for ReadFrom, as a
+// restarting controller passes it over. Replay and the checkpoint audit
+// need every record: they use ReadFrom.
+func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
+	if base == nil {
+		return s.readFrom(ctx, false, nil, fn)
+	}
+	err := s.readFrom(ctx, true, base, fn)
+	if errors.Is(err, errUnreadableStart) {
+		return s.readFrom(ctx, false, base, fn)
+	}
+	return err
+}
+
+// errUnreadableStart: the newest checkpoint does not load; nothing was
+// passed to base or fn yet.
+var errUnreadableStart = errors.New("the newest checkpoint does not load")
+
+// loadStart decodes c, the checkpoint a read starts after, into books.
+func loadStart(c []byte, seq uint64, books *projections.Books) error {
+	if err := journal.DecodeCheckpoint(c, books); err != nil {
+		return err
+	}
+	if books.State.Seq != seq {
+		return fmt.Errorf("it holds the state at record %d", books.State.Seq)
+	}
+	return nil
+}
+
+func (s Source) readFrom(ctx context.Context, latest bool, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	var prev [32]byte
 	var next uint64 = 1
 	check := func(r journal.Record) error {
@@ -70,11 +110,14 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 	books := projections.NewBooks()
 	switch {
 	case s.Live != nil:
-		return s.Live.readFrom(ctx, func(first uint64, anchor [32]byte, data []byte) error {
+		return s.Live.readFrom(ctx, JournalRequest{From: 1, Latest: latest}, func(first uint64, anchor [32]byte, data []byte) error {
 			if first > 1 {
 				prev, next = anchor, first
 				if base != nil {
-					if err := journal.DecodeCheckpoint(data, books); err != nil {
+					if err := loadStart(data, first-1, books); err != nil {
+						if latest {
+							return errUnreadableStart
+						}
 						return fmt.Errorf("%s: the checkpoint at record %d: %w", s.Describe(), first-1, err)
 					}
 				}
@@ -90,18 +133,28 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 			return err
 		}
 		defer j.Close()
-		if first := j.First(); first > 1 {
-			c, ok, err := j.LatestCheckpoint(first - 1)
+		var c journal.Checkpoint
+		ok := false
+		if latest {
+			if c, ok, err = j.LatestCheckpoint(0); err != nil || ok && loadStart(c.Data, c.Seq, books) != nil {
+				return errUnreadableStart
+			}
+		}
+		if first := j.First(); !ok && first > 1 {
+			c, ok, err = j.LatestCheckpoint(first - 1)
 			if err == nil && (!ok || c.Seq != first-1) {
 				err = fmt.Errorf("no checkpoint at record %d", first-1)
 			}
 			if err == nil && base != nil {
-				err = journal.DecodeCheckpoint(c.Data, books)
+				err = loadStart(c.Data, c.Seq, books)
 			}
 			if err != nil {
 				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.Describe(), first, err)
 			}
-			prev, next = c.Hash, first
+		}
+		if ok {
+			// The state is decoded: its encoding (megabytes) may go.
+			prev, next, c.Data = c.Hash, c.Seq+1, nil
 		}
 		if base != nil {
 			if err := base(books); err != nil {

@@ -12,11 +12,12 @@ import (
 	"rollbook.dev/rollbook/projections"
 )
 
-// FoldState folds src into the state every reader starts from.
+// FoldState folds src into the state as the journal last saw it, from
+// its newest checkpoint (Source.ReadLatest).
 func FoldState(ctx context.Context, src Source) (*projections.State, error) {
 	s := projections.New()
 	base := func(b *projections.Books) error { s = b.State; return nil }
-	if err := src.ReadFrom(ctx, base, func(r journal.Record) error { return s.Apply(r) }); err != nil {
+	if err := src.ReadLatest(ctx, base, func(r journal.Record) error { return s.Apply(r) }); err != nil {
 		return nil, err
 	}
 	return s, nil

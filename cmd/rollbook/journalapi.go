@@ -44,7 +44,7 @@ func (m *metricsServer) journalAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("this process does not lead, so it has no journal to serve; the leader is %q (the Lease's holder: <pod>-<pid>): port-forward to that pod", leader), http.StatusServiceUnavailable)
 		return
 	}
-	from, err := ctl.ParseFrom(r.URL.Query().Get("from"))
+	req, err := ctl.ParseJournalRequest(r.URL.Query())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -56,12 +56,12 @@ func (m *metricsServer) journalAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", ctl.LiveContentType)
-	if err := ctl.WriteJournal(r.Context(), w, c.j, from); err != nil {
+	if err := ctl.WriteJournal(r.Context(), w, c.j, req); err != nil {
 		// The stream ends without its end mark: the reader reports it cut.
 		c.log.Warn("rollbook: journal API", "user", user, "err", err)
 		return
 	}
-	c.log.Info("rollbook: journal read", "user", user, "from", from)
+	c.log.Info("rollbook: journal read", "user", user, "from", req.From, "latestCheckpoint", req.Latest)
 }
 
 // authorizeJournal returns who the bearer token in header belongs to, or
