@@ -16,11 +16,28 @@ import (
 	"rollbook.dev/rollbook/tracing"
 )
 
-// Spans rebuilds rollout's spans (namespace/name) from src.
+// Spans rebuilds the spans of rollout's current object (namespace/name)
+// from src, read from where that object's records begin
+// (Source.ReadRollout): what it costs does not grow with the journal's
+// history before the rollout.
 func Spans(ctx context.Context, src Source, rollout string) ([]sdktrace.ReadOnlySpan, error) {
-	return tracing.Build(ctx, func(ctx context.Context, from uint64, fn func(journal.Record) error) error {
-		return src.Read(ctx, fn)
-	}, rollout)
+	return tracing.Build(ctx, rolloutReader(src, rollout, nil), rollout)
+}
+
+// rolloutReader reads src for rollout's spans (Source.ReadRollout), or
+// every record when rollout is "". seen, when set, sees every record read.
+func rolloutReader(src Source, rollout string, seen func(journal.Record)) tracing.ReadFunc {
+	return func(ctx context.Context, _ uint64, add func(journal.Record) error) error {
+		fn := add
+		if seen != nil {
+			fn = func(r journal.Record) error { seen(r); return add(r) }
+		}
+		if rollout == "" {
+			return src.Read(ctx, fn)
+		}
+		_, err := src.ReadRollout(ctx, rollout, fn)
+		return err
+	}
 }
 
 // HistoryAction is one action in a pod's timeline.

@@ -21,7 +21,7 @@ import (
 // locked Pebble store), so readers on other machines read it through the
 // controller, as the same records in the same chain.
 //
-//	GET JournalPath?from=N[&checkpoint=latest]
+//	GET JournalPath?from=N[&checkpoint=latest][&rollout=namespace/name]
 //	Authorization: Bearer <the caller's Kubernetes token>
 //
 // The answer (LiveContentType) is one JSON header line (liveHeader), then
@@ -32,8 +32,10 @@ import (
 // pass a short history off as whole. With checkpoint=latest the stream
 // starts after the journal's newest checkpoint instead, and its header
 // carries that checkpoint: what a reader of the state now needs, without
-// the history before it. A controller older than that parameter ignores
-// it and sends every record, which folds to the same state.
+// the history before it. With rollout, it starts where that rollout's
+// current object first shows (history, trace and report need no record
+// before it). A controller older than these parameters ignores them and
+// sends every record, which folds to the same state and the same spans.
 const (
 	JournalPath     = "/api/v1/journal"
 	LiveContentType = "application/x-rollbook-journal"
@@ -55,10 +57,14 @@ type liveHeader struct {
 }
 
 // JournalRequest is where a journal stream starts: at record From, or
-// (Latest) after the journal's newest checkpoint.
+// (Latest) after the journal's newest checkpoint. Rollout names a rollout
+// ("namespace/name") whose current object's records are what the reader
+// wants: the server raises From to where they begin when it knows
+// (WriteJournal's caller, which holds the controller's books).
 type JournalRequest struct {
-	From   uint64
-	Latest bool
+	From    uint64
+	Latest  bool
+	Rollout string
 }
 
 // ParseJournalRequest reads the journal API's parameters: from, a
@@ -73,6 +79,7 @@ func ParseJournalRequest(q url.Values) (JournalRequest, error) {
 		}
 		req.From = n
 	}
+	req.Rollout = q.Get("rollout")
 	switch c := q.Get("checkpoint"); c {
 	case "":
 	case "latest":
@@ -190,6 +197,9 @@ func (l *Live) readFrom(ctx context.Context, req JournalRequest, header func(fir
 	q := url.Values{"from": {strconv.FormatUint(max(req.From, 1), 10)}}
 	if req.Latest {
 		q.Set("checkpoint", "latest")
+	}
+	if req.Rollout != "" {
+		q.Set("rollout", req.Rollout)
 	}
 	u.RawQuery = q.Encode()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

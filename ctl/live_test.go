@@ -48,6 +48,9 @@ func serve(t testing.TB, j *journal.Journal) *Live {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if req.Rollout != "" { // the controller asks its books; these are the newest checkpoint's
+			req.From = max(req.From, RolloutOrigin(j, req.Rollout))
+		}
 		w.Header().Set("Content-Type", LiveContentType)
 		if err := WriteJournal(r.Context(), w, j, req); err != nil {
 			t.Error(err)

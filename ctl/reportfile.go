@@ -10,15 +10,11 @@ import (
 )
 
 // Report renders rollout's report (the journal's only rollout when
-// rollout is "") from src, pinned to the last record read.
+// rollout is "") from src, read as Spans reads it, pinned to the last
+// record read.
 func Report(ctx context.Context, src Source, rollout string, maxRows int) (page []byte, title string, err error) {
 	opts := ReportOptions{MaxRows: maxRows}
-	read := func(ctx context.Context, _ uint64, fn func(journal.Record) error) error {
-		return src.Read(ctx, func(r journal.Record) error {
-			opts.HeadSeq, opts.HeadHash = r.Seq, r.Hash
-			return fn(r)
-		})
-	}
+	read := rolloutReader(src, rollout, func(r journal.Record) { opts.HeadSeq, opts.HeadHash = r.Seq, r.Hash })
 	spans, err := ReportSpans(ctx, read, rollout, src.Describe())
 	if err != nil {
 		return nil, "", err

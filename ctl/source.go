@@ -55,7 +55,31 @@ func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
 // starts at record 1 it is given empty books. The chain is checked from
 // the checkpoint's anchor, so a pruned journal verifies as one that was not.
 func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
-	return s.readFrom(ctx, false, base, fn)
+	return s.readFrom(ctx, &start{}, base, fn)
+}
+
+// ReadRollout calls fn with the records from where rollout's current
+// object ("namespace/name") first shows, when the source can tell: the
+// newest checkpoint of a journal directory holds where each rollout's
+// records begin (projections.Books.Rollouts), and a controller knows it
+// (the journal API's rollout parameter). A stream, an export, a rollout
+// the checkpoint does not hold (created since, or deleted) and a
+// controller too old to know the parameter are read from the journal's
+// first record. It returns the sequence it started at: objects that had
+// the name before the current one are in the records before it (Read).
+func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal.Record) error) (from uint64, err error) {
+	st := &start{rollout: rollout}
+	err = s.readFrom(ctx, st, nil, fn)
+	return st.from, err
+}
+
+// start is where a read starts: from the journal's first record (or the
+// checkpoint a pruned journal starts at), or after its newest checkpoint
+// (latest), or at a rollout's first record. from is where it did.
+type start struct {
+	latest  bool
+	rollout string
+	from    uint64
 }
 
 // ReadLatest is ReadFrom for a reader of the state as it is now (status,
@@ -70,11 +94,11 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 // need every record: they use ReadFrom.
 func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	if base == nil {
-		return s.readFrom(ctx, false, nil, fn)
+		return s.ReadFrom(ctx, nil, fn)
 	}
-	err := s.readFrom(ctx, true, base, fn)
+	err := s.readFrom(ctx, &start{latest: true}, base, fn)
 	if errors.Is(err, errUnreadableStart) {
-		return s.readFrom(ctx, false, base, fn)
+		return s.ReadFrom(ctx, base, fn)
 	}
 	return err
 }
@@ -94,10 +118,28 @@ func loadStart(c []byte, seq uint64, books *projections.Books) error {
 	return nil
 }
 
-func (s Source) readFrom(ctx context.Context, latest bool, base func(*projections.Books) error, fn func(journal.Record) error) error {
+// RolloutOrigin is the record that first showed rollout's current object,
+// as j's newest checkpoint says; 0 when it does not.
+func RolloutOrigin(j *journal.Journal, rollout string) uint64 {
+	c, ok, err := j.LatestCheckpoint(0)
+	if err != nil || !ok {
+		return 0
+	}
+	books := projections.NewBooks()
+	if journal.DecodeCheckpoint(c.Data, books) != nil {
+		return 0
+	}
+	return books.Rollouts[rollout].Seq
+}
+
+func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.Books) error, fn func(journal.Record) error) error {
+	latest := st.latest
 	var prev [32]byte
 	var next uint64 = 1
 	check := func(r journal.Record) error {
+		if st.from == 0 {
+			st.from = r.Seq
+		}
 		if r.Seq != next {
 			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.Describe(), r.Seq, next)
 		}
@@ -110,7 +152,7 @@ func (s Source) readFrom(ctx context.Context, latest bool, base func(*projection
 	books := projections.NewBooks()
 	switch {
 	case s.Live != nil:
-		return s.Live.readFrom(ctx, JournalRequest{From: 1, Latest: latest}, func(first uint64, anchor [32]byte, data []byte) error {
+		return s.Live.readFrom(ctx, JournalRequest{From: 1, Latest: latest, Rollout: st.rollout}, func(first uint64, anchor [32]byte, data []byte) error {
 			if first > 1 {
 				prev, next = anchor, first
 				if base != nil {
@@ -133,6 +175,19 @@ func (s Source) readFrom(ctx context.Context, latest bool, base func(*projection
 			return err
 		}
 		defer j.Close()
+		if st.rollout != "" {
+			if from := RolloutOrigin(j, st.rollout); from > j.First() {
+				// Mid-chain: the link into from is checked against the
+				// hash record from-1 holds, as the journal API does for
+				// from=N.
+				err := j.Read(ctx, from-1, func(r journal.Record) error { prev = r.Hash; return journal.ErrStop })
+				if err != nil {
+					return err
+				}
+				next = from
+				return j.Read(ctx, next, check)
+			}
+		}
 		var c journal.Checkpoint
 		ok := false
 		if latest {

@@ -3,12 +3,14 @@ package ctl
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
+	"rollbook.dev/rollbook/tracing"
 )
 
 // stateBytes is s as a checkpoint encodes it: two states are the same
@@ -36,6 +38,19 @@ func readLatest(t *testing.T, src Source) (*projections.State, []uint64) {
 		t.Fatal(err)
 	}
 	return s, read
+}
+
+// olderController serves j's journal API as a controller from before its
+// checkpoint and rollout parameters did: every record.
+func olderController(t *testing.T, j *journal.Journal) Source {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", LiveContentType)
+		if err := WriteJournal(r.Context(), w, j, JournalRequest{From: 1}); err != nil {
+			t.Error(err)
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return Source{Live: &Live{URL: hs.URL}}
 }
 
 // TestReadLatestStartsAtTheNewestCheckpoint: status and a dry run's plan
@@ -68,20 +83,8 @@ func TestReadLatestStartsAtTheNewestCheckpoint(t *testing.T) {
 			t.Fatalf("%s: the state from record %d is not the fold of the whole journal", name, from)
 		}
 	}
-	// A controller from before checkpoint=latest streams every record.
-	olderController := func(j *journal.Journal) Source {
-		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", LiveContentType)
-			if err := WriteJournal(r.Context(), w, j, JournalRequest{From: 1}); err != nil {
-				t.Error(err)
-			}
-		}))
-		t.Cleanup(hs.Close)
-		return Source{Live: &Live{URL: hs.URL}}
-	}
-
 	expect("journal API", Source{Live: serve(t, j)}, newest+1)
-	expect("an older controller's journal API", olderController(j), 1)
+	expect("an older controller's journal API", olderController(t, j), 1)
 	j.Close() // as a stopped controller's journal, or a copy
 	expect("directory", Source{Dir: dir}, newest+1)
 
@@ -101,4 +104,53 @@ func TestReadLatestStartsAtTheNewestCheckpoint(t *testing.T) {
 	if _, err := ParseJournalRequest(map[string][]string{"checkpoint": {"oldest"}}); err == nil {
 		t.Fatal("checkpoint=oldest was taken")
 	}
+}
+
+// TestReadRolloutStartsWhereItsRecordsBegin: history, trace and report
+// read a rollout from the record that first showed it, from a directory
+// and through the journal API, and rebuild the spans the whole journal
+// gives. A rollout the newest checkpoint does not hold, and a controller
+// that does not know the API's rollout parameter, cost a read from record
+// 1.
+func TestReadRolloutStartsWhereItsRecordsBegin(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	j, _ := recordedJournalIn(t, dir)
+	const rollout = "testlifecyclehooksholdandrelease-4/db-v2"
+	whole, err := tracing.Build(ctx, j.Read, rollout)
+	if err != nil || len(whole) == 0 {
+		t.Fatalf("the whole journal: %d spans, %v", len(whole), err)
+	}
+	want, err := json.Marshal(TraceSpans(whole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := RolloutOrigin(j, rollout)
+	if origin <= 1 {
+		t.Fatalf("the newest checkpoint says %s begins at record %d", rollout, origin)
+	}
+	expect := func(name string, src Source, rollout string, from uint64) {
+		t.Helper()
+		got, err := src.ReadRollout(ctx, rollout, func(journal.Record) error { return nil })
+		if err != nil || got != from {
+			t.Fatalf("%s: %s read from record %d (%v), want %d", name, rollout, got, err, from)
+		}
+		spans, err := Spans(ctx, src, rollout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(TraceSpans(spans))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rollout != "nowhere/none" && !bytes.Equal(b, want) {
+			t.Fatalf("%s: the spans from record %d are not those of the whole journal:\n%s\nwant\n%s", name, from, b, want)
+		}
+	}
+	expect("journal API", Source{Live: serve(t, j)}, rollout, origin)
+	expect("journal API, a rollout it does not hold", Source{Live: serve(t, j)}, "nowhere/none", 1)
+	expect("an older controller's journal API", olderController(t, j), rollout, 1)
+	j.Close()
+	expect("directory", Source{Dir: dir}, rollout, origin)
+	expect("directory, a rollout it does not hold", Source{Dir: dir}, "nowhere/none", 1)
 }

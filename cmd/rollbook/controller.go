@@ -273,6 +273,14 @@ func (c *controller) run(ctx context.Context) error {
 	return nil
 }
 
+// rolloutOrigin is the record that first showed rollout's current object
+// ("namespace/name"), 0 when the controller holds no such rollout.
+func (c *controller) rolloutOrigin(rollout string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.books.Rollouts[rollout].Seq
+}
+
 // abandonDangling journals, for every intent a previous process left
 // without an outcome, that nobody knows whether it happened: the planner
 // then re-derives what is needed from what the watch shows, and every

@@ -55,13 +55,16 @@ func (m *metricsServer) journalAPI(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
+	if req.Rollout != "" {
+		req.From = max(req.From, c.rolloutOrigin(req.Rollout))
+	}
 	w.Header().Set("Content-Type", ctl.LiveContentType)
 	if err := ctl.WriteJournal(r.Context(), w, c.j, req); err != nil {
 		// The stream ends without its end mark: the reader reports it cut.
 		c.log.Warn("rollbook: journal API", "user", user, "err", err)
 		return
 	}
-	c.log.Info("rollbook: journal read", "user", user, "from", req.From, "latestCheckpoint", req.Latest)
+	c.log.Info("rollbook: journal read", "user", user, "from", req.From, "latestCheckpoint", req.Latest, "rollout", req.Rollout)
 }
 
 // authorizeJournal returns who the bearer token in header belongs to, or

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"rollbook.dev/rollbook/ctl"
+	"rollbook.dev/rollbook/journal"
 )
 
 // `rollbook report` renders one rollout, rebuilt from a journal directory,
@@ -38,7 +39,14 @@ func reportCmd(ctx context.Context, args []string) error {
 	}
 	defer j.Close()
 	headSeq, headHash := j.Last()
-	spans, err := ctl.ReportSpans(ctx, j.Read, *rollout, *dir)
+	read := j.Read
+	if *rollout != "" {
+		if from := ctl.RolloutOrigin(j, *rollout); from > j.First() {
+			// The rollout's records begin there (ctl.Spans reads so too).
+			read = func(ctx context.Context, _ uint64, fn func(journal.Record) error) error { return j.Read(ctx, from, fn) }
+		}
+	}
+	spans, err := ctl.ReportSpans(ctx, read, *rollout, *dir)
 	if err != nil {
 		return err
 	}
