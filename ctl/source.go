@@ -125,8 +125,10 @@ func RolloutOrigin(j *journal.Journal, rollout string) uint64 {
 	if err != nil || !ok {
 		return 0
 	}
-	books := projections.NewBooks()
-	if journal.DecodeCheckpoint(c.Data, books) != nil {
+	var books struct {
+		Rollouts map[string]projections.RolloutOrigin
+	} // not the fleet's state
+	if journal.DecodeCheckpointPart(c.Data, &books) != nil {
 		return 0
 	}
 	return books.Rollouts[rollout].Seq

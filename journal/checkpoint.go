@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/fxamacker/cbor/v2"
 )
 
 // Checkpoint is what a reader folded from the journal up to and including
@@ -101,6 +102,21 @@ func DecodeCheckpoint(b []byte, v any) error {
 	}
 	if r, ok := v.(interface{ Restored() }); ok {
 		r.Restored()
+	}
+	return nil
+}
+
+// ckptPartDecMode is ckptDecMode passing over the fields its target does
+// not name: DecodeCheckpointPart.
+var ckptPartDecMode = decModeOf(maxCheckpointPairs, cbor.ExtraDecErrorNone)
+
+// DecodeCheckpointPart decodes into v, a pointer to a struct, only the
+// fields of a checkpoint's Data that the struct names, passing over the
+// others without building them: a reader that needs a small part (where
+// each rollout's records begin) does not build a fleet's state for it.
+func DecodeCheckpointPart(b []byte, v any) error {
+	if err := ckptPartDecMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("journal: decode checkpoint: %w: %w", ErrCorrupt, err)
 	}
 	return nil
 }

@@ -52,13 +52,17 @@ var decMode = newDecMode(maxPairs)
 
 // newDecMode is decMode's strictness with maps and arrays of up to limit
 // entries.
-func newDecMode(limit int) cbor.DecMode {
+func newDecMode(limit int) cbor.DecMode { return decModeOf(limit, cbor.ExtraDecErrorUnknownField) }
+
+// decModeOf is newDecMode, with extra saying whether a field the target
+// does not have is an error.
+func decModeOf(limit int, extra cbor.ExtraDecErrorCond) cbor.DecMode {
 	m, err := cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		IndefLength:       cbor.IndefLengthForbidden,
 		TagsMd:            cbor.TagsForbidden,
 		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+		ExtraReturnErrors: extra,
 		MaxMapPairs:       limit,
 		MaxArrayElements:  limit,
 		MaxNestedLevels:   maxNested,
