@@ -224,3 +224,35 @@ func TestCheckpointsListsSizesWithoutData(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeCheckpointPart: a reader that names one field of a checkpoint
+// gets it as the whole decode does, the others passed over; a checkpoint
+// that is not well formed is refused all the same.
+func TestDecodeCheckpointPart(t *testing.T) {
+	type whole struct {
+		State    map[string][]string
+		Rollouts map[string]uint64
+	}
+	in := whole{State: map[string][]string{}, Rollouts: map[string]uint64{"shop/web": 42, "shop/api": 7}}
+	for i := range 1000 {
+		in.State[string(rune('a'+i%26))+string(rune(i))] = []string{"image", "digest"}
+	}
+	data, err := EncodeCheckpoint(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var part struct{ Rollouts map[string]uint64 }
+	if err := DecodeCheckpointPart(data, &part); err != nil {
+		t.Fatal(err)
+	}
+	if len(part.Rollouts) != 2 || part.Rollouts["shop/web"] != 42 || part.Rollouts["shop/api"] != 7 {
+		t.Fatalf("Rollouts decoded as %v", part.Rollouts)
+	}
+	// The strict decode refuses what the part names not: the two differ.
+	if err := DecodeCheckpoint(data, &part); err == nil {
+		t.Fatal("DecodeCheckpoint took a checkpoint with a field its target has not")
+	}
+	if err := DecodeCheckpointPart(data[:len(data)-3], &part); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a cut checkpoint decoded part: %v", err)
+	}
+}
