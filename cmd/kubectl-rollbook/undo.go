@@ -138,9 +138,9 @@ func (e *env) undoContainers(ctx context.Context, r rolloutOf) error {
 		return err
 	}
 	// The distinct spec.containers of this rollout (this object: its UID),
-	// in the order they were seen.
+	// in the order they were seen: its records, from the first.
 	var seen []string
-	err = src.Read(ctx, func(rec journal.Record) error {
+	_, err = src.ReadRollout(ctx, r.u.GetNamespace()+"/"+r.u.GetName(), func(rec journal.Record) error {
 		if rec.Kind != journal.KindObserved || rec.Key != key {
 			return nil
 		}
