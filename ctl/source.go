@@ -73,6 +73,26 @@ func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal
 	return st.from, err
 }
 
+// ReadForRollout is ReadFrom for a reader that folds state to look at one
+// rollout (replay --rollout): a journal directory is read from its newest
+// checkpoint at or before the record that first showed rollout's current
+// object, base given that checkpoint's books. Other sources, a rollout
+// the newest checkpoint does not hold and a checkpoint this binary cannot
+// read are read as ReadFrom reads them. It returns the record the read
+// starts after (0: none).
+func (s Source) ReadForRollout(ctx context.Context, rollout string, base func(*projections.Books) error, fn func(journal.Record) error) (after uint64, err error) {
+	if s.Dir == "" || rollout == "" || base == nil {
+		return 0, s.ReadFrom(ctx, base, fn)
+	}
+	st := &start{rollout: rollout}
+	err = s.readFrom(ctx, st, func(b *projections.Books) error { after = b.State.Seq; return base(b) }, fn)
+	if errors.Is(err, errUnreadableStart) {
+		after = 0
+		err = s.ReadFrom(ctx, func(b *projections.Books) error { after = b.State.Seq; return base(b) }, fn)
+	}
+	return after, err
+}
+
 // start is where a read starts: from the journal's first record (or the
 // checkpoint a pruned journal starts at), or after its newest checkpoint
 // (latest), or at a rollout's first record. from is where it did.
@@ -177,8 +197,27 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 			return err
 		}
 		defer j.Close()
-		if st.rollout != "" {
-			if from := RolloutOrigin(j, st.rollout); from > j.First() {
+		if from := uint64(0); st.rollout != "" {
+			if from = RolloutOrigin(j, st.rollout); from <= j.First() {
+				from = 0 // the journal's first record: as ReadFrom
+			}
+			switch {
+			case from > 0 && base != nil:
+				// A fold: from the newest checkpoint at or before the
+				// rollout's first record.
+				c, ok, err := j.LatestCheckpoint(from - 1)
+				if err != nil || ok && (c.Seq+1 < j.First() || loadStart(c.Data, c.Seq, books) != nil) {
+					return errUnreadableStart
+				}
+				if ok {
+					if err := base(books); err != nil {
+						return err
+					}
+					prev, next, c.Data = c.Hash, c.Seq+1, nil
+					return j.Read(ctx, next, check)
+				}
+				// No checkpoint before it: from record 1, as ReadFrom.
+			case from > 0:
 				// Mid-chain: the link into from is checked against the
 				// hash record from-1 holds, as the journal API does for
 				// from=N.

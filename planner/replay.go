@@ -48,6 +48,9 @@ type Replayer struct {
 	state   *projections.State
 	intents map[uint64][]Intent
 	rollout string
+	// From is the record the starting state was folded to (a
+	// checkpoint's); 0 when replay starts at record 1.
+	From uint64
 	// Plans and Actions count what was compared. Cut counts plans whose
 	// journaled intents are fewer than the plan's actions: a leader died
 	// while publishing them to the stream another leader continued
@@ -211,7 +214,7 @@ func NewReplayer(intents map[uint64][]Intent, rollout string) *Replayer {
 // derived after it.
 func NewReplayerFrom(state *projections.State, intents map[uint64][]Intent, rollout string) *Replayer {
 	state.Track()
-	return &Replayer{state: state, intents: intents, rollout: rollout, inc: NewIncremental()}
+	return &Replayer{state: state, intents: intents, rollout: rollout, inc: NewIncremental(), From: state.Seq}
 }
 
 // Add folds one record and, when a recorded plan was derived right after

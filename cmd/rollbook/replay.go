@@ -30,7 +30,7 @@ func sourceFlags(fs *flag.FlagSet) *recordSource {
 func replayCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	src := sourceFlags(fs)
-	rollout := fs.String("rollout", "", "compare only this rollout's actions (namespace/name)")
+	rollout := fs.String("rollout", "", "compare only this rollout's actions (namespace/name): those of its current object, read (from a journal directory) from the newest checkpoint before its first record")
 	whatIf := fs.Bool("what-if", false, "do not stop at the first divergence: report every plan today's planner would change")
 	full := fs.Bool("full", false, "plan everything at every recorded plan (planner.Plan, the definition) instead of incrementally as the controller does; slower on large journals")
 	if err := parseFlags(fs, args); err != nil {
@@ -42,7 +42,11 @@ func replayCmd(ctx context.Context, args []string) error {
 		return err
 	}
 	took := time.Since(start)
-	fmt.Printf("replayed %d records from %s in %s (%.0f records/s): %s\n", records, src.describe(), took.Round(time.Millisecond), float64(records)/took.Seconds(), rp.Summary())
+	from := ""
+	if rp.From > 0 {
+		from = fmt.Sprintf(" after the checkpoint at record %d", rp.From)
+	}
+	fmt.Printf("replayed %d records from %s%s in %s (%.0f records/s): %s\n", records, src.describe(), from, took.Round(time.Millisecond), float64(records)/took.Seconds(), rp.Summary())
 	if d == nil {
 		fmt.Println("no divergence: today's planner derives exactly the recorded actions")
 		return nil
@@ -72,7 +76,7 @@ func replay(ctx context.Context, src recordSource, rollout string, mode replayMo
 		o.KeepGoing, o.Full, o.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
-	n, stopped, err := feed(ctx, src, base, func(d projections.Decoded) (bool, error) { return o.AddDecoded(d) })
+	n, stopped, err := feed(ctx, src, rollout, base, func(d projections.Decoded) (bool, error) { return o.AddDecoded(d) })
 	if err == nil && !stopped {
 		_, err = o.Finish()
 	}
@@ -98,7 +102,7 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode
 		rp.KeepGoing, rp.Full, rp.CrossCheck = mode.whatIf, mode.full, mode.crossCheck
 		return nil
 	}
-	n, _, err := feed(ctx, src, base, func(d projections.Decoded) (bool, error) { return rp.AddDecoded(d) })
+	n, _, err := feed(ctx, src, rollout, base, func(d projections.Decoded) (bool, error) { return rp.AddDecoded(d) })
 	if err != nil {
 		return nil, nil, n, err
 	}
@@ -106,9 +110,15 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode
 }
 
 // feed reads src into add (made by base) until add says stop, and counts
-// the records read, decoding them ahead (ctl.DecodeAhead).
-func feed(ctx context.Context, src recordSource, base func(*projections.Books) error, add func(projections.Decoded) (bool, error)) (n uint64, stopped bool, err error) {
-	return ctl.DecodeAhead(ctx, func(ctx context.Context, fn func(journal.Record) error) error { return src.readFrom(ctx, base, fn) }, add)
+// the records read, decoding them ahead (ctl.DecodeAhead). With a rollout
+// it reads a journal directory from the newest checkpoint before the
+// rollout's first record (ctl.Source.ReadForRollout): none of its plans
+// comes before.
+func feed(ctx context.Context, src recordSource, rollout string, base func(*projections.Books) error, add func(projections.Decoded) (bool, error)) (n uint64, stopped bool, err error) {
+	return ctl.DecodeAhead(ctx, func(ctx context.Context, fn func(journal.Record) error) error {
+		_, err := src.source().ReadForRollout(ctx, rollout, base, fn)
+		return err
+	}, add)
 }
 
 func firstDivergence(rp *planner.Replayer) *planner.Divergence {
