@@ -58,6 +58,27 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 	return s.readFrom(ctx, &start{}, base, fn)
 }
 
+// ReadLatest is ReadFrom for a reader of the state as it is now (status,
+// a dry run's plan): it starts at the source's newest checkpoint, as a
+// restarting controller does, so what it reads does not grow with the
+// journal's history (DESIGN: "every reader starts from the latest
+// checkpoint"). A journal directory and a controller's journal API hold
+// checkpoints; a stream and an export do not, and are read from record 1,
+// as is a controller too old to serve from its checkpoint. A newest
+// checkpoint this binary cannot read is passed over for ReadFrom, as a
+// restarting controller passes it over. Replay and the checkpoint audit
+// need every record: they use ReadFrom.
+func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
+	if base == nil {
+		return s.ReadFrom(ctx, nil, fn)
+	}
+	err := s.readFrom(ctx, &start{latest: true}, base, fn)
+	if errors.Is(err, errUnreadableStart) {
+		return s.ReadFrom(ctx, base, fn)
+	}
+	return err
+}
+
 // ReadRollout calls fn with the records from where rollout's current
 // object ("namespace/name") first shows, when the source can tell: the
 // newest checkpoint of a journal directory holds where each rollout's
@@ -78,19 +99,17 @@ func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal
 // checkpoint at or before the record that first showed rollout's current
 // object, base given that checkpoint's books. Other sources, a rollout
 // the newest checkpoint does not hold and a checkpoint this binary cannot
-// read are read as ReadFrom reads them. It returns the record the read
-// starts after (0: none).
-func (s Source) ReadForRollout(ctx context.Context, rollout string, base func(*projections.Books) error, fn func(journal.Record) error) (after uint64, err error) {
+// read are read as ReadFrom reads them; base's books say where the read
+// starts (State.Seq).
+func (s Source) ReadForRollout(ctx context.Context, rollout string, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	if s.Dir == "" || rollout == "" || base == nil {
-		return 0, s.ReadFrom(ctx, base, fn)
+		return s.ReadFrom(ctx, base, fn)
 	}
-	st := &start{rollout: rollout}
-	err = s.readFrom(ctx, st, func(b *projections.Books) error { after = b.State.Seq; return base(b) }, fn)
+	err := s.readFrom(ctx, &start{rollout: rollout}, base, fn)
 	if errors.Is(err, errUnreadableStart) {
-		after = 0
-		err = s.ReadFrom(ctx, func(b *projections.Books) error { after = b.State.Seq; return base(b) }, fn)
+		return s.ReadFrom(ctx, base, fn)
 	}
-	return after, err
+	return err
 }
 
 // start is where a read starts: from the journal's first record (or the
@@ -100,27 +119,6 @@ type start struct {
 	latest  bool
 	rollout string
 	from    uint64
-}
-
-// ReadLatest is ReadFrom for a reader of the state as it is now (status,
-// a dry run's plan): it starts at the source's newest checkpoint, as a
-// restarting controller does, so what it reads does not grow with the
-// journal's history (DESIGN: "every reader starts from the latest
-// checkpoint"). A journal directory and a controller's journal API hold
-// checkpoints; a stream and an export do not, and are read from record 1,
-// as is a controller too old to serve from its checkpoint. A newest
-// checkpoint this binary cannot read is passed over for ReadFrom, as a
-// restarting controller passes it over. Replay and the checkpoint audit
-// need every record: they use ReadFrom.
-func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
-	if base == nil {
-		return s.ReadFrom(ctx, nil, fn)
-	}
-	err := s.readFrom(ctx, &start{latest: true}, base, fn)
-	if errors.Is(err, errUnreadableStart) {
-		return s.ReadFrom(ctx, base, fn)
-	}
-	return err
 }
 
 // errUnreadableStart: the newest checkpoint does not load; nothing was
@@ -152,6 +150,57 @@ func RolloutOrigin(j *journal.Journal, rollout string) uint64 {
 		return 0
 	}
 	return books.Rollouts[rollout].Seq
+}
+
+// dirStart is where a read of j starts, as st asks: the hash the first
+// record read links to, and its sequence. With fold, books are loaded with
+// the checkpoint the read starts after, if it starts after one.
+func (s Source) dirStart(ctx context.Context, j *journal.Journal, st *start, fold bool, books *projections.Books) (prev [32]byte, next uint64, err error) {
+	first := j.First()
+	from := uint64(0)
+	if st.rollout != "" {
+		from = RolloutOrigin(j, st.rollout)
+	}
+	if from > first {
+		if !fold {
+			// Mid-chain: the link into from is checked against the hash
+			// record from-1 holds, as the journal API does for from=N.
+			err := j.Read(ctx, from-1, func(r journal.Record) error { prev = r.Hash; return journal.ErrStop })
+			return prev, from, err
+		}
+		// A fold: from the newest checkpoint at or before the rollout's
+		// first record (none: from record 1, as ReadFrom).
+		c, ok, err := j.LatestCheckpoint(from - 1)
+		if err != nil || ok && (c.Seq+1 < first || loadStart(c.Data, c.Seq, books) != nil) {
+			return prev, 0, errUnreadableStart
+		}
+		if ok {
+			return c.Hash, c.Seq + 1, nil
+		}
+	}
+	if st.latest {
+		c, ok, err := j.LatestCheckpoint(0)
+		if err != nil || ok && loadStart(c.Data, c.Seq, books) != nil {
+			return prev, 0, errUnreadableStart
+		}
+		if ok {
+			return c.Hash, c.Seq + 1, nil
+		}
+	}
+	if first == 1 {
+		return prev, 1, nil
+	}
+	c, ok, err := j.LatestCheckpoint(first - 1)
+	if err == nil && (!ok || c.Seq != first-1) {
+		err = fmt.Errorf("no checkpoint at record %d", first-1)
+	}
+	if err == nil && fold {
+		err = loadStart(c.Data, c.Seq, books)
+	}
+	if err != nil {
+		return prev, 0, fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.Describe(), first, err)
+	}
+	return c.Hash, first, nil
 }
 
 func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.Books) error, fn func(journal.Record) error) error {
@@ -197,60 +246,8 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 			return err
 		}
 		defer j.Close()
-		if from := uint64(0); st.rollout != "" {
-			if from = RolloutOrigin(j, st.rollout); from <= j.First() {
-				from = 0 // the journal's first record: as ReadFrom
-			}
-			switch {
-			case from > 0 && base != nil:
-				// A fold: from the newest checkpoint at or before the
-				// rollout's first record.
-				c, ok, err := j.LatestCheckpoint(from - 1)
-				if err != nil || ok && (c.Seq+1 < j.First() || loadStart(c.Data, c.Seq, books) != nil) {
-					return errUnreadableStart
-				}
-				if ok {
-					if err := base(books); err != nil {
-						return err
-					}
-					prev, next, c.Data = c.Hash, c.Seq+1, nil
-					return j.Read(ctx, next, check)
-				}
-				// No checkpoint before it: from record 1, as ReadFrom.
-			case from > 0:
-				// Mid-chain: the link into from is checked against the
-				// hash record from-1 holds, as the journal API does for
-				// from=N.
-				err := j.Read(ctx, from-1, func(r journal.Record) error { prev = r.Hash; return journal.ErrStop })
-				if err != nil {
-					return err
-				}
-				next = from
-				return j.Read(ctx, next, check)
-			}
-		}
-		var c journal.Checkpoint
-		ok := false
-		if latest {
-			if c, ok, err = j.LatestCheckpoint(0); err != nil || ok && loadStart(c.Data, c.Seq, books) != nil {
-				return errUnreadableStart
-			}
-		}
-		if first := j.First(); !ok && first > 1 {
-			c, ok, err = j.LatestCheckpoint(first - 1)
-			if err == nil && (!ok || c.Seq != first-1) {
-				err = fmt.Errorf("no checkpoint at record %d", first-1)
-			}
-			if err == nil && base != nil {
-				err = loadStart(c.Data, c.Seq, books)
-			}
-			if err != nil {
-				return fmt.Errorf("%s starts at record %d (older records were pruned by retention): %w", s.Describe(), first, err)
-			}
-		}
-		if ok {
-			// The state is decoded: its encoding (megabytes) may go.
-			prev, next, c.Data = c.Hash, c.Seq+1, nil
+		if prev, next, err = s.dirStart(ctx, j, st, base != nil, books); err != nil {
+			return err
 		}
 		if base != nil {
 			if err := base(books); err != nil {

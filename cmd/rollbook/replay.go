@@ -116,8 +116,7 @@ func replayTwoPasses(ctx context.Context, src recordSource, rollout string, mode
 // comes before.
 func feed(ctx context.Context, src recordSource, rollout string, base func(*projections.Books) error, add func(projections.Decoded) (bool, error)) (n uint64, stopped bool, err error) {
 	return ctl.DecodeAhead(ctx, func(ctx context.Context, fn func(journal.Record) error) error {
-		_, err := src.source().ReadForRollout(ctx, rollout, base, fn)
-		return err
+		return src.source().ReadForRollout(ctx, rollout, base, fn)
 	}, add)
 }
 
