@@ -20,11 +20,12 @@ const fixture = "../test/replay/testdata/TestLifecycleHooksHoldAndRelease.jsonl.
 // returns the journal and the checkpoints' records.
 func recordedJournal(t *testing.T) (*journal.Journal, []uint64) {
 	t.Helper()
-	return recordedJournalIn(t, t.TempDir())
+	return recordedJournalIn(t, t.TempDir(), 0)
 }
 
-// recordedJournalIn is recordedJournal in dir.
-func recordedJournalIn(t *testing.T, dir string) (*journal.Journal, []uint64) {
+// recordedJournalIn is recordedJournal in dir, with its checkpoints only
+// up to record upTo (0: all three).
+func recordedJournalIn(t *testing.T, dir string, upTo uint64) (*journal.Journal, []uint64) {
 	t.Helper()
 	ctx := context.Background()
 	var recs []journal.Record
@@ -43,8 +44,11 @@ func recordedJournalIn(t *testing.T, dir string) (*journal.Journal, []uint64) {
 		t.Fatal(err)
 	}
 	at := []uint64{uint64(len(recs) / 4), uint64(len(recs) / 2), uint64(len(recs) - 1)}
+	for upTo > 0 && at[len(at)-1] > upTo {
+		at = at[:len(at)-1]
+	}
 	books := projections.NewBooks()
-	for _, r := range recs[:at[2]] {
+	for _, r := range recs[:at[len(at)-1]] {
 		if err := books.Apply(r); err != nil {
 			t.Fatal(err)
 		}

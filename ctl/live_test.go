@@ -49,7 +49,7 @@ func serve(t testing.TB, j *journal.Journal) *Live {
 			return
 		}
 		if req.Rollout != "" { // the controller asks its books; these are the newest checkpoint's
-			req.From = max(req.From, RolloutOrigin(j, req.Rollout))
+			req.From = max(req.From, RolloutOrigin(r.Context(), j, req.Rollout))
 		}
 		w.Header().Set("Content-Type", LiveContentType)
 		if err := WriteJournal(r.Context(), w, j, req); err != nil {

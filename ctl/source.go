@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
@@ -136,9 +137,12 @@ func loadStart(c []byte, seq uint64, books *projections.Books) error {
 	return nil
 }
 
-// RolloutOrigin is the record that first showed rollout's current object,
-// as j's newest checkpoint says; 0 when it does not.
-func RolloutOrigin(j *journal.Journal, rollout string) uint64 {
+// RolloutOrigin is the record that first showed rollout's current object
+// ("namespace/name"): as j's newest checkpoint says, or, for an object
+// created since (the rollout an on-call engineer just started, most
+// often), the first record after the checkpoint that shows it; 0 when
+// neither does (no checkpoint, or no such object).
+func RolloutOrigin(ctx context.Context, j *journal.Journal, rollout string) uint64 {
 	c, ok, err := j.LatestCheckpoint(0)
 	if err != nil || !ok {
 		return 0
@@ -149,7 +153,30 @@ func RolloutOrigin(j *journal.Journal, rollout string) uint64 {
 	if journal.DecodeCheckpointPart(c.Data, &books) != nil {
 		return 0
 	}
-	return books.Rollouts[rollout].Seq
+	if o, ok := books.Rollouts[rollout]; ok {
+		return o.Seq
+	}
+	// No object had the name at the checkpoint, so one that has it now
+	// first shows after it: at most --checkpoint-every records to scan,
+	// decoding only the rollout's own.
+	ns, name, _ := strings.Cut(rollout, "/")
+	key := ingest.Key(ingest.Rollouts.Name(), ns, name)
+	var origin uint64
+	err = j.Read(ctx, c.Seq+1, func(r journal.Record) error {
+		if r.Key != key || r.Kind != journal.KindObserved {
+			return nil
+		}
+		var o journal.Observed
+		if journal.DecodeObserved(r.Body, &o) == nil && !o.Deleted {
+			origin = r.Seq
+			return journal.ErrStop
+		}
+		return nil
+	})
+	if err != nil {
+		return 0
+	}
+	return origin
 }
 
 // dirStart is where a read of j starts, as st asks: the hash the first
@@ -159,7 +186,7 @@ func (s Source) dirStart(ctx context.Context, j *journal.Journal, st *start, fol
 	first := j.First()
 	from := uint64(0)
 	if st.rollout != "" {
-		from = RolloutOrigin(j, st.rollout)
+		from = RolloutOrigin(ctx, j, st.rollout)
 	}
 	if from > first {
 		if !fold {

@@ -62,7 +62,7 @@ func olderController(t *testing.T, j *journal.Journal) Source {
 func TestReadLatestStartsAtTheNewestCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	j, at := recordedJournalIn(t, dir)
+	j, at := recordedJournalIn(t, dir, 0)
 	last, _ := j.Last()
 	whole := projections.New()
 	if err := j.Read(ctx, 1, func(r journal.Record) error { return whole.Apply(r) }); err != nil {
@@ -109,48 +109,58 @@ func TestReadLatestStartsAtTheNewestCheckpoint(t *testing.T) {
 // TestReadRolloutStartsWhereItsRecordsBegin: history, trace and report
 // read a rollout from the record that first showed it, from a directory
 // and through the journal API, and rebuild the spans the whole journal
-// gives. A rollout the newest checkpoint does not hold, and a controller
-// that does not know the API's rollout parameter, cost a read from record
-// 1.
+// gives: when the newest checkpoint names where it begins, and when the
+// rollout is younger than the newest checkpoint. A rollout that is not
+// there, and a controller that does not know the API's rollout
+// parameter, cost a read from record 1.
 func TestReadRolloutStartsWhereItsRecordsBegin(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	j, _ := recordedJournalIn(t, dir)
-	const rollout = "testlifecyclehooksholdandrelease-4/db-v2"
-	whole, err := tracing.Build(ctx, j.Read, rollout)
-	if err != nil || len(whole) == 0 {
-		t.Fatalf("the whole journal: %d spans, %v", len(whole), err)
+	const rollout, origin = "testlifecyclehooksholdandrelease-4/db-v2", 69
+	for _, c := range []struct {
+		name string
+		upTo uint64 // checkpoints up to this record
+	}{{"named by the newest checkpoint", 0}, {"younger than the newest checkpoint", origin - 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			j, at := recordedJournalIn(t, dir, c.upTo)
+			if newest := at[len(at)-1]; (newest < origin) != (c.upTo != 0) {
+				t.Fatalf("the newest checkpoint is at record %d", newest)
+			}
+			whole, err := tracing.Build(ctx, j.Read, rollout)
+			if err != nil || len(whole) == 0 {
+				t.Fatalf("the whole journal: %d spans, %v", len(whole), err)
+			}
+			want, err := json.Marshal(TraceSpans(whole))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := RolloutOrigin(ctx, j, rollout); got != origin {
+				t.Fatalf("%s begins at record %d, found %d", rollout, origin, got)
+			}
+			expect := func(name string, src Source, rollout string, from uint64) {
+				t.Helper()
+				got, err := src.ReadRollout(ctx, rollout, func(journal.Record) error { return nil })
+				if err != nil || got != from {
+					t.Fatalf("%s: %s read from record %d (%v), want %d", name, rollout, got, err, from)
+				}
+				spans, err := Spans(ctx, src, rollout)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := json.Marshal(TraceSpans(spans))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rollout != "nowhere/none" && !bytes.Equal(b, want) {
+					t.Fatalf("%s: the spans from record %d are not those of the whole journal:\n%s\nwant\n%s", name, from, b, want)
+				}
+			}
+			expect("journal API", Source{Live: serve(t, j)}, rollout, origin)
+			expect("journal API, a rollout it does not hold", Source{Live: serve(t, j)}, "nowhere/none", 1)
+			expect("an older controller's journal API", olderController(t, j), rollout, 1)
+			j.Close()
+			expect("directory", Source{Dir: dir}, rollout, origin)
+			expect("directory, a rollout it does not hold", Source{Dir: dir}, "nowhere/none", 1)
+		})
 	}
-	want, err := json.Marshal(TraceSpans(whole))
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin := RolloutOrigin(j, rollout)
-	if origin <= 1 {
-		t.Fatalf("the newest checkpoint says %s begins at record %d", rollout, origin)
-	}
-	expect := func(name string, src Source, rollout string, from uint64) {
-		t.Helper()
-		got, err := src.ReadRollout(ctx, rollout, func(journal.Record) error { return nil })
-		if err != nil || got != from {
-			t.Fatalf("%s: %s read from record %d (%v), want %d", name, rollout, got, err, from)
-		}
-		spans, err := Spans(ctx, src, rollout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := json.Marshal(TraceSpans(spans))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rollout != "nowhere/none" && !bytes.Equal(b, want) {
-			t.Fatalf("%s: the spans from record %d are not those of the whole journal:\n%s\nwant\n%s", name, from, b, want)
-		}
-	}
-	expect("journal API", Source{Live: serve(t, j)}, rollout, origin)
-	expect("journal API, a rollout it does not hold", Source{Live: serve(t, j)}, "nowhere/none", 1)
-	expect("an older controller's journal API", olderController(t, j), rollout, 1)
-	j.Close()
-	expect("directory", Source{Dir: dir}, rollout, origin)
-	expect("directory, a rollout it does not hold", Source{Dir: dir}, "nowhere/none", 1)
 }

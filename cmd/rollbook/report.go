@@ -41,7 +41,7 @@ func reportCmd(ctx context.Context, args []string) error {
 	headSeq, headHash := j.Last()
 	read := j.Read
 	if *rollout != "" {
-		if from := ctl.RolloutOrigin(j, *rollout); from > j.First() {
+		if from := ctl.RolloutOrigin(ctx, j, *rollout); from > j.First() {
 			// The rollout's records begin there (ctl.Spans reads so too).
 			read = func(ctx context.Context, _ uint64, fn func(journal.Record) error) error { return j.Read(ctx, from, fn) }
 		}

@@ -114,7 +114,7 @@ func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		reqs = append(reqs, struct {
 			name string
 			req  ctl.JournalRequest
-		}{"rollout=" + *rollout, ctl.JournalRequest{From: max(1, ctl.RolloutOrigin(j, *rollout))}})
+		}{"rollout=" + *rollout, ctl.JournalRequest{From: max(1, ctl.RolloutOrigin(ctx, j, *rollout))}})
 	}
 	api := map[string]any{}
 	for _, r := range reqs {
