@@ -20,6 +20,10 @@ type CheckpointAudit struct {
 	// Earlier names where records 1.. up to a pruned journal's first
 	// checkpoint were read from (AuditOptions.Earlier), when they were.
 	Earlier string
+	// Records are the records verified (AuditOptions.Chain), and Verified
+	// says the whole journal was: the read went to its end.
+	Records  uint64
+	Verified bool
 	// Checked are the checkpoints that hold the fold of the records
 	// before them; Reencoded those among them written in an older
 	// encoding (equal once decoded and encoded again); Rewritten those
@@ -38,7 +42,24 @@ type AuditOptions struct {
 	// is then checked against the fold of the records pruned before it,
 	// not taken on trust.
 	Earlier *Source
+	// Chain verifies the journal in the same read (Journal.VerifyEach):
+	// every record to the end of the log, the fold stopping at the last
+	// checkpoint, so that verify reads the records once, not twice. A
+	// broken chain is a *ChainError, and comes before any checkpoint's
+	// error, as when Verify ran first. Not with Rewrite: a checkpoint is
+	// rewritten only from a journal verified whole.
+	Chain bool
 }
+
+// ChainError: the journal does not verify (AuditOptions.Chain); Records
+// passed before Err.
+type ChainError struct {
+	Records uint64
+	Err     error
+}
+
+func (e *ChainError) Error() string { return e.Err.Error() }
+func (e *ChainError) Unwrap() error { return e.Err }
 
 // CheckpointError: the checkpoint at Seq does not hold the fold of the
 // records after From up to it. Diffs names what differs.
@@ -66,32 +87,22 @@ func (e *CheckpointError) Error() string {
 // the audit fail, not pass.
 func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (CheckpointAudit, error) {
 	var a CheckpointAudit
+	if o.Chain && o.Rewrite {
+		return a, errors.New("ctl: a checkpoint is rewritten only from a journal verified whole: Chain and Rewrite do not go together")
+	}
 	infos, err := j.Checkpoints()
-	if err != nil || len(infos) == 0 {
+	if err != nil {
 		return a, err
 	}
-	books := projections.NewBooks()
-	if first := j.First(); first > 1 {
-		c, ok, err := j.LatestCheckpoint(first - 1)
-		if err != nil {
-			return a, err
+	if len(infos) == 0 {
+		return a, a.verifyOnly(ctx, j, o)
+	}
+	books, err := a.startBooks(ctx, j, o)
+	if err != nil {
+		if verr := a.verifyOnly(ctx, j, o); verr != nil {
+			return a, verr // the chain first, as when Verify ran first
 		}
-		if !ok || c.Seq != first-1 {
-			return a, fmt.Errorf("the journal starts at record %d and has no checkpoint at record %d to fold from", first, first-1)
-		}
-		if o.Earlier != nil {
-			if books, err = a.foldEarlier(ctx, *o.Earlier, c); err != nil {
-				return a, err
-			}
-		} else {
-			if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
-				return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, does not load: %w", c.Seq, err)
-			}
-			if books.State.Seq != c.Seq {
-				return a, fmt.Errorf("the checkpoint at record %d, where the journal starts, holds the state at record %d", c.Seq, books.State.Seq)
-			}
-			a.From = c.Seq
-		}
+		return a, err
 	}
 	var due []uint64
 	for _, c := range infos {
@@ -100,11 +111,25 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 		}
 	}
 	if len(due) == 0 {
-		return a, nil
+		return a, a.verifyOnly(ctx, j, o)
 	}
 	from := books.State.Seq + 1
 	read := func(ctx context.Context, fn func(journal.Record) error) error { return j.Read(ctx, from, fn) }
+	var chainErr error
+	if o.Chain {
+		// from is the journal's first record (a pruned journal's fold
+		// starts at its checkpoint), where VerifyEach starts.
+		read = func(ctx context.Context, fn func(journal.Record) error) error {
+			a.Records, chainErr = j.VerifyEach(ctx, fn)
+			a.Verified = chainErr == nil
+			return chainErr
+		}
+	}
+	var first *CheckpointError // with Chain: kept while the chain is verified to the end
 	_, _, err = DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
+		if len(due) == 0 || first != nil {
+			return true, nil // past the last checkpoint: the chain is verified to the end
+		}
 		if err := books.ApplyDecoded(d); err != nil {
 			return false, fmt.Errorf("record %d does not fold: %w", d.Record.Seq, err)
 		}
@@ -122,6 +147,9 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 		switch {
 		case err != nil:
 			return false, err
+		case ce != nil && o.Chain:
+			first = ce
+			return true, nil
 		case ce != nil && !o.Rewrite:
 			return false, ce
 		case ce != nil:
@@ -131,12 +159,60 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 			a.Rewritten = append(a.Rewritten, c.Seq)
 		}
 		due = due[1:]
-		return len(due) > 0, nil
+		return len(due) > 0 || o.Chain, nil
 	})
-	if err == nil && len(due) > 0 {
+	switch {
+	case chainErr != nil && errors.Is(err, chainErr):
+		return a, &ChainError{Records: a.Records, Err: chainErr}
+	case err == nil && first != nil:
+		return a, first
+	case err == nil && len(due) > 0:
 		err = fmt.Errorf("the checkpoint at record %d is past the journal's last record", due[0])
 	}
 	return a, err
+}
+
+// startBooks are the books the audit's fold starts from: empty at record
+// 1, or a pruned journal's first checkpoint (checked against the records
+// before it when o.Earlier reads them).
+func (a *CheckpointAudit) startBooks(ctx context.Context, j *journal.Journal, o AuditOptions) (*projections.Books, error) {
+	first := j.First()
+	if first == 1 {
+		return projections.NewBooks(), nil
+	}
+	c, ok, err := j.LatestCheckpoint(first - 1)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || c.Seq != first-1 {
+		return nil, fmt.Errorf("the journal starts at record %d and has no checkpoint at record %d to fold from", first, first-1)
+	}
+	if o.Earlier != nil {
+		return a.foldEarlier(ctx, *o.Earlier, c)
+	}
+	books := projections.NewBooks()
+	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+		return nil, fmt.Errorf("the checkpoint at record %d, where the journal starts, does not load: %w", c.Seq, err)
+	}
+	if books.State.Seq != c.Seq {
+		return nil, fmt.Errorf("the checkpoint at record %d, where the journal starts, holds the state at record %d", c.Seq, books.State.Seq)
+	}
+	a.From = c.Seq
+	return books, nil
+}
+
+// verifyOnly verifies the chain when o.Chain asks and no checkpoint is
+// there to audit.
+func (a *CheckpointAudit) verifyOnly(ctx context.Context, j *journal.Journal, o AuditOptions) error {
+	if !o.Chain {
+		return nil
+	}
+	var err error
+	if a.Records, err = j.Verify(ctx); err != nil {
+		return &ChainError{Records: a.Records, Err: err}
+	}
+	a.Verified = true
+	return nil
 }
 
 // foldEarlier folds the records src holds up to c, the checkpoint a

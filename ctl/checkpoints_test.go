@@ -2,10 +2,13 @@ package ctl
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
@@ -171,5 +174,61 @@ func TestAuditChecksAPrunedJournalsStart(t *testing.T) {
 	other := &Source{Export: "../test/replay/testdata/TestResizeInPlace.jsonl.gz"}
 	if _, err := AuditCheckpoints(ctx, j, AuditOptions{Earlier: other}); err == nil || !strings.Contains(err.Error(), "is it this journal's?") {
 		t.Fatalf("the records before it from another journal: %v", err)
+	}
+}
+
+// TestAuditVerifiesTheChainInTheSameRead: with Chain, one read verifies
+// the whole journal and audits its checkpoints: an honest journal passes
+// both; a forged checkpoint is reported with the chain verified to the
+// end; a broken chain is reported before the forged checkpoint, as when
+// Verify ran first; a journal with no checkpoint is verified all the same.
+func TestAuditVerifiesTheChainInTheSameRead(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	j, at := recordedJournalIn(t, dir, 0)
+	last, _ := j.Last()
+	a, err := AuditCheckpoints(ctx, j, AuditOptions{Chain: true})
+	if err != nil || !a.Verified || a.Records != last || !slices.Equal(a.Checked, at) {
+		t.Fatalf("honest journal: %+v, %v; want %d records verified and %v checked", a, err, last, at)
+	}
+	if _, err := AuditCheckpoints(ctx, j, AuditOptions{Chain: true, Rewrite: true}); err == nil {
+		t.Fatal("Chain and Rewrite were taken together")
+	}
+
+	books := checkpointAt(t, j, at[1])
+	books.State.Now++
+	saveFold(t, j, books)
+	a, err = AuditCheckpoints(ctx, j, AuditOptions{Chain: true})
+	if ce, ok := errors.AsType[*CheckpointError](err); !ok || ce.Seq != at[1] || !a.Verified || a.Records != last {
+		t.Fatalf("forged checkpoint at %d: %+v, %v; want it named, %d records verified", at[1], a, err, last)
+	}
+
+	// A record after the forged checkpoint deleted from the store.
+	j.Close()
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := at[1] + 5
+	key := binary.BigEndian.AppendUint64([]byte{'L'}, gone) // journal/keys.go: a record's key
+	if err := db.Delete(key, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if j, err = journal.Open(dir, journal.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	a, err = AuditCheckpoints(ctx, j, AuditOptions{Chain: true})
+	if ce, ok := errors.AsType[*ChainError](err); !ok || ce.Records != gone-1 || a.Verified || !errors.Is(err, journal.ErrBrokenChain) {
+		t.Fatalf("record %d gone: %+v, %v; want the chain broken after %d records", gone, a, err, gone-1)
+	}
+
+	// No checkpoint: the chain alone.
+	empty := testJournal(t, 100)
+	if a, err := AuditCheckpoints(ctx, empty, AuditOptions{Chain: true}); err != nil || !a.Verified || a.Records != 100 {
+		t.Fatalf("a journal with no checkpoint: %+v, %v", a, err)
 	}
 }

@@ -27,7 +27,15 @@ import (
 // its own links and the one into the next part without waiting for the
 // others. Verify still reports what one pass would.
 func (j *Journal) Verify(ctx context.Context) (count uint64, err error) {
-	return j.verify(ctx, runtime.GOMAXPROCS(0), verifyMinPart)
+	return j.verify(ctx, runtime.GOMAXPROCS(0), verifyMinPart, nil)
+}
+
+// VerifyEach is Verify in one pass that hands each record, once checked,
+// to fn, in order: a reader that needs every record anyway (the audit of
+// the checkpoints) verifies the journal in the same read. An error from fn
+// ends it and is returned as it is, with the records before it counted.
+func (j *Journal) VerifyEach(ctx context.Context, fn func(Record) error) (count uint64, err error) {
+	return j.verify(ctx, 1, verifyMinPart, fn)
 }
 
 // verifyMinPart: a log shorter than two of these is read in one part, one
@@ -38,8 +46,9 @@ const verifyMinPart = 1 << 15
 // verify is Verify in at most parts parts of at least minPart records.
 // Part k reads its records and the first record of part k+1, so the link
 // between the two is checked once; the last part reads to the end of the
-// log, records appended meanwhile included, as one pass does.
-func (j *Journal) verify(ctx context.Context, parts int, minPart uint64) (count uint64, err error) {
+// log, records appended meanwhile included, as one pass does. each, when
+// set, is given every record checked (one part only).
+func (j *Journal) verify(ctx context.Context, parts int, minPart uint64, each func(Record) error) (count uint64, err error) {
 	ckpts, err := j.checkCheckpoints(false)
 	if err != nil {
 		return 0, err
@@ -71,7 +80,7 @@ func (j *Journal) verify(ctx context.Context, parts int, minPart uint64) (count 
 	if last >= first {
 		n = last - first + 1
 	}
-	if parts < 1 || minPart == 0 || n < 2*minPart {
+	if parts < 1 || minPart == 0 || n < 2*minPart || each != nil {
 		parts = 1 // one pass over the whole log
 	} else {
 		parts = int(min(uint64(parts), n/minPart))
@@ -99,6 +108,11 @@ func (j *Journal) verify(ctx context.Context, parts int, minPart uint64) (count 
 			p.err = j.scan(ctx, p.from, end, func(r Record, _ []byte) error {
 				if err := check(r); err != nil {
 					return err
+				}
+				if each != nil {
+					if err := each(r); err != nil {
+						return err
+					}
 				}
 				if p.to == 0 || r.Seq <= p.to {
 					p.read++

@@ -73,7 +73,7 @@ func TestVerifyInPartsAsOnePass(t *testing.T) {
 			if j, err = Open(dir, Options{}); err != nil {
 				continue // a corrupt last record: Open refuses the log (TestVerifyFindsCorruption)
 			}
-			wantN, wantErr := j.verify(ctx, 1, 1)
+			wantN, wantErr := j.verify(ctx, 1, 1, nil)
 			if wantErr != nil {
 				broken++
 				if _, ok := errors.AsType[*LinkError](wantErr); !ok {
@@ -81,10 +81,20 @@ func TestVerifyInPartsAsOnePass(t *testing.T) {
 				}
 			}
 			for _, parts := range []int{2, 3, 5} {
-				n, err := j.verify(ctx, parts, 1)
+				n, err := j.verify(ctx, parts, 1, nil)
 				if n != wantN || (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 					t.Errorf("%s at %d, %d parts: %d, %v; one pass: %d, %v", b.name, seq, parts, n, err, wantN, wantErr)
 				}
+			}
+			// VerifyEach: one pass's answer, and every record that passed
+			// handed on, in order.
+			var handed []uint64
+			n, err := j.VerifyEach(ctx, func(r Record) error { handed = append(handed, r.Seq); return nil })
+			if n != wantN || (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+				t.Errorf("%s at %d, VerifyEach: %d, %v; one pass: %d, %v", b.name, seq, n, err, wantN, wantErr)
+			}
+			if uint64(len(handed)) != n || n > 0 && handed[n-1] != n {
+				t.Fatalf("%s at %d, VerifyEach handed on records %v, %d passed", b.name, seq, handed, n)
 			}
 			j.Close()
 		}

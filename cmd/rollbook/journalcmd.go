@@ -54,21 +54,30 @@ func journalCmd(ctx context.Context, args []string) error {
 	defer j.Close()
 	switch args[0] {
 	case "verify":
-		n, err := j.Verify(ctx)
-		if err != nil {
-			return fmt.Errorf("chain broken after %d good records: %w", n, err)
-		}
-		seq, hash := j.Last()
-		fmt.Printf("ok: %d records, chain verified, last sequence %d, head %s\n", n, seq, hex.EncodeToString(hash[:8]))
-		if *chainOnly {
-			return nil
+		verified := func(n uint64) {
+			seq, hash := j.Last()
+			fmt.Printf("ok: %d records, chain verified, last sequence %d, head %s\n", n, seq, hex.EncodeToString(hash[:8]))
 		}
 		var earlier *ctl.Source
 		if stream.nats.URL != "" {
 			src := stream.source()
 			earlier = &src
 		}
-		return auditCheckpoints(ctx, j, *dir, ctl.AuditOptions{Rewrite: *rewrite, Earlier: earlier})
+		if *chainOnly || *rewrite {
+			// The chain first, on every core; a checkpoint is rewritten
+			// only from a journal verified whole.
+			n, err := j.Verify(ctx)
+			if err != nil {
+				return fmt.Errorf("chain broken after %d good records: %w", n, err)
+			}
+			verified(n)
+			if *chainOnly {
+				return nil
+			}
+			return auditCheckpoints(ctx, j, *dir, ctl.AuditOptions{Rewrite: true, Earlier: earlier}, nil)
+		}
+		// One read: the chain verified as the checkpoints are audited.
+		return auditCheckpoints(ctx, j, *dir, ctl.AuditOptions{Chain: true, Earlier: earlier}, verified)
 	case "export", "tail":
 		w := bufio.NewWriter(os.Stdout)
 		defer w.Flush()
@@ -95,9 +104,16 @@ func journalCmd(ctx context.Context, args []string) error {
 }
 
 // auditCheckpoints checks that every checkpoint holds the fold of the
-// records before it (ctl.AuditCheckpoints) and says so.
-func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl.AuditOptions) error {
+// records before it (ctl.AuditCheckpoints) and says so. With o.Chain it
+// says first that the chain verified (verified), or where it broke.
+func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl.AuditOptions, verified func(records uint64)) error {
 	a, err := ctl.AuditCheckpoints(ctx, j, o)
+	if ce, ok := errors.AsType[*ctl.ChainError](err); ok {
+		return fmt.Errorf("chain broken after %d good records: %w", ce.Records, ce.Err)
+	}
+	if verified != nil && a.Verified {
+		verified(a.Records)
+	}
 	if ce, ok := errors.AsType[*ctl.CheckpointError](err); ok {
 		if ce.Seq+1 == j.First() {
 			return fmt.Errorf("%w\nthe journal starts at this checkpoint (older records were pruned), so every state folded here since started from another: "+
