@@ -125,9 +125,9 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 			return chainErr
 		}
 	}
-	var first *CheckpointError // with Chain: kept while the chain is verified to the end
+	var wrong *CheckpointError // with Chain: the first, kept while the chain is verified to the end
 	_, _, err = DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
-		if len(due) == 0 || first != nil {
+		if len(due) == 0 || wrong != nil {
 			return true, nil // past the last checkpoint: the chain is verified to the end
 		}
 		if err := books.ApplyDecoded(d); err != nil {
@@ -148,7 +148,7 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 		case err != nil:
 			return false, err
 		case ce != nil && o.Chain:
-			first = ce
+			wrong = ce
 			return true, nil
 		case ce != nil && !o.Rewrite:
 			return false, ce
@@ -164,8 +164,8 @@ func AuditCheckpoints(ctx context.Context, j *journal.Journal, o AuditOptions) (
 	switch {
 	case chainErr != nil && errors.Is(err, chainErr):
 		return a, &ChainError{Records: a.Records, Err: chainErr}
-	case err == nil && first != nil:
-		return a, first
+	case err == nil && wrong != nil:
+		return a, wrong
 	case err == nil && len(due) > 0:
 		err = fmt.Errorf("the checkpoint at record %d is past the journal's last record", due[0])
 	}
@@ -201,8 +201,8 @@ func (a *CheckpointAudit) startBooks(ctx context.Context, j *journal.Journal, o 
 	return books, nil
 }
 
-// verifyOnly verifies the chain when o.Chain asks and no checkpoint is
-// there to audit.
+// verifyOnly verifies the chain, when o.Chain asks, where the audit's own
+// read does not: no checkpoint to audit, or the fold cannot start.
 func (a *CheckpointAudit) verifyOnly(ctx context.Context, j *journal.Journal, o AuditOptions) error {
 	if !o.Chain {
 		return nil
