@@ -81,13 +81,11 @@ func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) er
 }
 
 // ReadRollout calls fn with the records from where rollout's current
-// object ("namespace/name") first shows, when the source can tell: the
-// newest checkpoint of a journal directory holds where each rollout's
-// records begin (projections.Books.Rollouts), and a controller knows it
-// (the journal API's rollout parameter). A stream, an export, a rollout
-// the checkpoint does not hold (created since, or deleted) and a
-// controller too old to know the parameter are read from the journal's
-// first record. It returns the sequence it started at: objects that had
+// object ("namespace/name") first shows, when the source can tell: in a
+// journal directory, RolloutOrigin; a controller knows it (the journal
+// API's rollout parameter). A stream, an export, a rollout with no object
+// now (deleted) and a controller too old to know the parameter are read
+// from the journal's first record. It returns the sequence it started at: objects that had
 // the name before the current one are in the records before it (Read).
 func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal.Record) error) (from uint64, err error) {
 	st := &start{rollout: rollout}
