@@ -96,10 +96,10 @@ func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal
 // ReadForRollout is ReadFrom for a reader that folds state to look at one
 // rollout (replay --rollout): a journal directory is read from its newest
 // checkpoint at or before the record that first showed rollout's current
-// object, base given that checkpoint's books. Other sources, a rollout
-// the newest checkpoint does not hold and a checkpoint this binary cannot
-// read are read as ReadFrom reads them; base's books say where the read
-// starts (State.Seq).
+// object (RolloutOrigin), base given that checkpoint's books. Other
+// sources, a rollout with no object now, one with no checkpoint before it
+// and a checkpoint this binary cannot read are read as ReadFrom reads
+// them; base's books say where the read starts (State.Seq).
 func (s Source) ReadForRollout(ctx context.Context, rollout string, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	if s.Dir == "" || rollout == "" || base == nil {
 		return s.ReadFrom(ctx, base, fn)
