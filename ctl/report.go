@@ -48,9 +48,9 @@ var reportTemplate = template.Must(template.New("report").Parse(reportHTML))
 // kilobytes (the pod table adds about a third of a kilobyte per pod).
 const ReportDefaultMaxRows = 200
 
-// ReportSpans builds the spans of rollout, or of the journal's only
-// rollout when rollout is "".
-func ReportSpans(ctx context.Context, read tracing.ReadFunc, rollout, dir string) ([]sdktrace.ReadOnlySpan, error) {
+// reportSpans builds the spans of rollout, or of the journal's only
+// rollout when rollout is "", from the source described as from.
+func reportSpans(ctx context.Context, read tracing.ReadFunc, rollout, from string) ([]sdktrace.ReadOnlySpan, error) {
 	if rollout != "" {
 		spans, err := tracing.Build(ctx, read, rollout)
 		if err != nil || len(spans) > 0 {
@@ -64,11 +64,11 @@ func ReportSpans(ctx context.Context, read tracing.ReadFunc, rollout, dir string
 	names := reportRolloutNames(all)
 	switch {
 	case len(names) == 0:
-		return nil, fmt.Errorf("the journal at %s has no rollout", dir)
+		return nil, fmt.Errorf("%s has no rollout", from)
 	case rollout != "":
-		return nil, fmt.Errorf("no rollout %s in the journal at %s; it has: %s", rollout, dir, strings.Join(names, ", "))
+		return nil, fmt.Errorf("no rollout %s in %s; it has: %s", rollout, from, strings.Join(names, ", "))
 	case len(names) > 1:
-		return nil, fmt.Errorf("the journal at %s has %d rollouts; choose one with --rollout: %s", dir, len(names), strings.Join(names, ", "))
+		return nil, fmt.Errorf("%s has %d rollouts; choose one with --rollout: %s", from, len(names), strings.Join(names, ", "))
 	}
 	var out []sdktrace.ReadOnlySpan
 	for _, s := range all {

@@ -14,8 +14,16 @@ import (
 // record read.
 func Report(ctx context.Context, src Source, rollout string, maxRows int) (page []byte, title string, err error) {
 	opts := ReportOptions{MaxRows: maxRows}
+	if src.Dir != "" {
+		j, err := OpenExisting(src.Dir)
+		if err != nil {
+			return nil, "", err
+		}
+		opts.JournalID = j.ID()
+		j.Close()
+	}
 	read := rolloutReader(src, rollout, func(r journal.Record) { opts.HeadSeq, opts.HeadHash = r.Seq, r.Hash })
-	spans, err := ReportSpans(ctx, read, rollout, src.Describe())
+	spans, err := reportSpans(ctx, read, rollout, src.Describe())
 	if err != nil {
 		return nil, "", err
 	}

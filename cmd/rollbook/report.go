@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,7 +8,6 @@ import (
 	"os"
 
 	"rollbook.dev/rollbook/ctl"
-	"rollbook.dev/rollbook/journal"
 )
 
 // `rollbook report` renders one rollout, rebuilt from a journal directory,
@@ -33,37 +31,17 @@ func reportCmd(ctx context.Context, args []string) error {
 	if *out == "" {
 		return errors.New("-o is empty: name an output file, or - for standard output")
 	}
-	j, err := openExisting(*dir)
-	if err != nil {
-		return err
-	}
-	defer j.Close()
-	headSeq, headHash := j.Last()
-	read := j.Read
-	if *rollout != "" {
-		if from := ctl.RolloutOrigin(ctx, j, *rollout); from > j.First() {
-			// The rollout's records begin there (ctl.Spans reads so too).
-			read = func(ctx context.Context, _ uint64, fn func(journal.Record) error) error { return j.Read(ctx, from, fn) }
-		}
-	}
-	spans, err := ctl.ReportSpans(ctx, read, *rollout, *dir)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	err = ctl.RenderReport(&buf, spans, ctl.ReportOptions{
-		JournalID: j.ID(), HeadSeq: headSeq, HeadHash: headHash, MaxRows: *maxRows,
-	})
+	page, title, err := ctl.Report(ctx, ctl.Source{Dir: *dir}, *rollout, *maxRows)
 	if err != nil {
 		return err
 	}
 	if *out == "-" {
-		_, err := os.Stdout.Write(buf.Bytes())
+		_, err := os.Stdout.Write(page)
 		return err
 	}
-	if err := ctl.WriteFile(*out, buf.Bytes()); err != nil {
+	if err := ctl.WriteFile(*out, page); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "rollbook report: wrote %s (%s, %d KiB)\n", *out, ctl.ReportTitle(spans), (buf.Len()+1023)/1024)
+	fmt.Fprintf(os.Stderr, "rollbook report: wrote %s (%s, %d KiB)\n", *out, title, (len(page)+1023)/1024)
 	return nil
 }
