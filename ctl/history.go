@@ -18,13 +18,13 @@ import (
 
 // Spans rebuilds the spans of rollout's current object (namespace/name)
 // from src, read from where that object's records begin
-// (Source.ReadRollout): what it costs does not grow with the journal's
+// (Source.ReadRolloutRecords): what it costs does not grow with the journal's
 // history before the rollout.
 func Spans(ctx context.Context, src Source, rollout string) ([]sdktrace.ReadOnlySpan, error) {
 	return tracing.Build(ctx, rolloutReader(src, rollout, nil), rollout)
 }
 
-// rolloutReader reads src for rollout's spans (Source.ReadRollout), or
+// rolloutReader reads src for rollout's spans (Source.ReadRolloutRecords), or
 // every record when rollout is "". seen, when set, sees every record read.
 func rolloutReader(src Source, rollout string, seen func(journal.Record)) tracing.ReadFunc {
 	return func(ctx context.Context, _ uint64, add func(journal.Record) error) error {
@@ -35,8 +35,7 @@ func rolloutReader(src Source, rollout string, seen func(journal.Record)) tracin
 		if rollout == "" {
 			return src.Read(ctx, fn)
 		}
-		_, err := src.ReadRollout(ctx, rollout, fn)
-		return err
+		return src.ReadRolloutRecords(ctx, rollout, fn)
 	}
 }
 

@@ -80,17 +80,15 @@ func (s Source) ReadLatest(ctx context.Context, base func(*projections.Books) er
 	return err
 }
 
-// ReadRollout calls fn with the records from where rollout's current
+// ReadRolloutRecords calls fn with the records from where rollout's current
 // object ("namespace/name") first shows, when the source can tell: in a
 // journal directory, RolloutOrigin; a controller knows it (the journal
 // API's rollout parameter). A stream, an export, a rollout with no object
 // now (deleted) and a controller too old to know the parameter are read
-// from the journal's first record. It returns the sequence it started at: objects that had
-// the name before the current one are in the records before it (Read).
-func (s Source) ReadRollout(ctx context.Context, rollout string, fn func(journal.Record) error) (from uint64, err error) {
-	st := &start{rollout: rollout}
-	err = s.readFrom(ctx, st, nil, fn)
-	return st.from, err
+// from the journal's first record. Objects that had the name before the
+// current one are in the records before it (Read).
+func (s Source) ReadRolloutRecords(ctx context.Context, rollout string, fn func(journal.Record) error) error {
+	return s.readFrom(ctx, &start{rollout: rollout}, nil, fn)
 }
 
 // ReadForRollout is ReadFrom for a reader that folds state to look at one
@@ -113,11 +111,10 @@ func (s Source) ReadForRollout(ctx context.Context, rollout string, base func(*p
 
 // start is where a read starts: from the journal's first record (or the
 // checkpoint a pruned journal starts at), or after its newest checkpoint
-// (latest), or at a rollout's first record. from is where it did.
+// (latest), or at a rollout's first record.
 type start struct {
 	latest  bool
 	rollout string
-	from    uint64
 }
 
 // errUnreadableStart: the newest checkpoint does not load; nothing was
@@ -233,9 +230,6 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 	var prev [32]byte
 	var next uint64 = 1
 	check := func(r journal.Record) error {
-		if st.from == 0 {
-			st.from = r.Seq
-		}
 		if r.Seq != next {
 			return fmt.Errorf("%s: record %d where %d was expected (gap or reorder)", s.Describe(), r.Seq, next)
 		}

@@ -140,7 +140,7 @@ func (e *env) undoContainers(ctx context.Context, r rolloutOf) error {
 	// The distinct spec.containers of this rollout (this object: its UID),
 	// in the order they were seen: its records, from the first.
 	var seen []string
-	_, err = src.ReadRollout(ctx, r.u.GetNamespace()+"/"+r.u.GetName(), func(rec journal.Record) error {
+	err = src.ReadRolloutRecords(ctx, r.u.GetNamespace()+"/"+r.u.GetName(), func(rec journal.Record) error {
 		if rec.Kind != journal.KindObserved || rec.Key != key {
 			return nil
 		}

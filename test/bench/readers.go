@@ -17,7 +17,7 @@ import (
 //   - status and a dry run's plan (ctl.FoldState): the state from the
 //     newest checkpoint (Source.ReadLatest) vs folded from record 1;
 //   - history, trace and report of --rollout (ctl.Spans): from the record
-//     that first showed the rollout's current object (Source.ReadRollout)
+//     that first showed the rollout's current object (Source.ReadRolloutRecords)
 //     vs every record;
 //   - what the journal API sends for each (ctl.WriteJournal's bytes).
 func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
@@ -86,8 +86,7 @@ func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 			func() (uint64, error) {
 				var n uint64
 				s, err := tracing.Build(ctx, func(ctx context.Context, _ uint64, fn func(journal.Record) error) error {
-					_, err := src.ReadRollout(ctx, *rollout, func(r journal.Record) error { n++; return fn(r) })
-					return err
+					return src.ReadRolloutRecords(ctx, *rollout, func(r journal.Record) error { n++; return fn(r) })
 				}, *rollout)
 				spans[1] = len(s)
 				return n, err
