@@ -144,6 +144,33 @@ func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
 // (0: the newest of all), and false when there is none. Its Data is the
 // one copy read: the size of the data, allocated once.
 func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
+	var data []byte
+	c, ok, err := j.latestCheckpoint(atMost, func(size uint64) {
+		// NB: the length comes from a checksummed head; the bound on
+		// what is reserved up front is for a head that is wrong all the
+		// same.
+		data = make([]byte, 0, min(size, 1<<30))
+	}, func(p []byte) error {
+		data = append(data, p...)
+		return nil
+	})
+	c.Data = data
+	return c, ok, err
+}
+
+// CheckpointPieces calls fn with the data of the newest checkpoint at or
+// below record atMost (0: the newest of all) a piece at a time, at most
+// 256 KiB, each valid only during its call, and returns the checkpoint
+// without Data; false when there is none. It holds a piece, not the
+// checkpoint: what ships a checkpoint elsewhere (ShipCheckpoints) reads
+// it so.
+func (j *Journal) CheckpointPieces(atMost uint64, fn func([]byte) error) (Checkpoint, bool, error) {
+	return j.latestCheckpoint(atMost, func(uint64) {}, fn)
+}
+
+// latestCheckpoint finds the newest checkpoint at or below atMost and
+// hands its data to fn, after size with its length.
+func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]byte) error) (Checkpoint, bool, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
@@ -179,17 +206,14 @@ func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
 		if err := ckptDecMode.Unmarshal(p, &cv); err != nil {
 			return Checkpoint{}, false, fmt.Errorf("journal: checkpoint %d: %w: %w", m.Seq, ErrCorrupt, err)
 		}
-		c.Data = cv.Data // the decoder's copy
+		size(uint64(len(cv.Data)))
+		if err := fn(cv.Data); err != nil {
+			return Checkpoint{}, false, err
+		}
 		return c, true, nil
 	}
-	// NB: the length comes from a checksummed head; the bound on what is
-	// reserved up front is for a head that is wrong all the same.
-	c.Data = make([]byte, 0, min(m.Bytes, 1<<30))
-	err = readPieces(snap, m, func(p []byte) error {
-		c.Data = append(c.Data, p...)
-		return nil
-	})
-	if err != nil {
+	size(m.Bytes)
+	if err := readPieces(snap, m, fn); err != nil {
 		return Checkpoint{}, false, err
 	}
 	return c, true, nil
@@ -224,6 +248,7 @@ func (j *Journal) deleteCheckpoint(seq uint64) error {
 // CheckpointInfo describes a stored checkpoint without its data.
 type CheckpointInfo struct {
 	Seq   uint64
+	Hash  [32]byte // record Seq's
 	Time  time.Time
 	Bytes int
 }
@@ -242,7 +267,7 @@ func (j *Journal) Checkpoints() ([]CheckpointInfo, error) {
 	}
 	out := make([]CheckpointInfo, len(ms))
 	for i, m := range ms {
-		out[i] = CheckpointInfo{Seq: m.Seq, Time: m.Time, Bytes: int(m.Bytes)}
+		out[i] = CheckpointInfo{Seq: m.Seq, Hash: m.Hash, Time: m.Time, Bytes: int(m.Bytes)}
 	}
 	return out, nil
 }

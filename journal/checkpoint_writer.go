@@ -28,6 +28,9 @@ type CheckpointWriter struct {
 	ended bool
 	// ingested: the pieces are in the journal (Commit got that far).
 	ingested bool
+	// seed, when not nil, makes Commit start an empty journal at this
+	// checkpoint (Seed), bounded by it while queued for the committer.
+	seed context.Context
 }
 
 // NewCheckpoint starts the checkpoint at record seq, which must be
@@ -200,7 +203,11 @@ func (w *CheckpointWriter) Commit() (int, error) {
 		w.Abort()
 		return 0, w.err
 	}
-	if err := w.commit(); err != nil {
+	commit := w.commit
+	if w.seed != nil {
+		commit = w.commitSeed
+	}
+	if err := commit(); err != nil {
 		w.fail(err)
 		w.Abort()
 		return 0, err

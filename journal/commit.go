@@ -15,7 +15,10 @@ type appendReq struct {
 	// imported are records of another copy of this journal, written as
 	// they are (Import); a request holds entries or imported, not both.
 	imported []Record
-	done     chan appendResult // buffered 1: the committer never blocks on a caller
+	// seed starts an empty journal at a checkpoint (Seed); a request
+	// holds nothing else.
+	seed *seedReq
+	done chan appendResult // buffered 1: the committer never blocks on a caller
 }
 
 type appendResult struct {
@@ -184,8 +187,24 @@ func (j *Journal) writeBatch(group []*appendReq, n int, results []appendResult) 
 	t = time.Unix(0, t.UnixNano()).UTC()
 
 	seq, prev := j.tailSeq, j.tailHash
+	var seeded *anchor
 	recs := make([]Record, n) // one allocation shared by the whole batch
 	for i, req := range group {
+		if req.seed != nil {
+			if seq != 0 || j.startAnchor().First != 1 {
+				results[i] = appendResult{err: fmt.Errorf("journal: seed at %d: the journal holds records up to %d: only an empty journal is seeded", req.seed.start.First-1, seq)}
+				continue
+			}
+			a := req.seed.start
+			if err := b.Set(checkpointKey(a.First-1), req.seed.head, nil); err != nil {
+				return err
+			}
+			if err := b.Set(metaKey(metaStart), a.encode(), nil); err != nil {
+				return err
+			}
+			seq, prev, t, seeded = a.First-1, a.Hash, a.Time, &a
+			continue
+		}
 		if req.imported != nil {
 			for _, r := range req.imported {
 				if r.Seq != seq+1 || r.Prev != prev {
@@ -236,6 +255,13 @@ func (j *Journal) writeBatch(group []*appendReq, n int, results []appendResult) 
 	j.applied.Store(seq) // before Commit: the batch may become visible inside it
 	if err := b.Commit(j.sync); err != nil {
 		return fmt.Errorf("journal: commit records %d..%d: %w", j.tailSeq+1, seq, err)
+	}
+	if seeded != nil {
+		// Before published: a reader that sees the seeded tail sees
+		// where the log starts too.
+		j.mu.Lock()
+		j.start = *seeded
+		j.mu.Unlock()
 	}
 	if seq != j.tailSeq {
 		j.batches.Add(1)
