@@ -7,8 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"rollbook.dev/rollbook/ingest"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
@@ -53,8 +51,10 @@ func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
 // ReadFrom is Read for a reader that folds state: a journal pruned by
 // retention starts after a checkpoint, and base (when not nil) is given
 // that checkpoint's books before the first record; for a source that
-// starts at record 1 it is given empty books. The chain is checked from
-// the checkpoint's anchor, so a pruned journal verifies as one that was not.
+// starts at record 1 it is given empty books. A stream whose limits
+// removed its first records starts after the oldest checkpoint beside it
+// that it continues (StreamStart). The chain is checked from the
+// checkpoint's anchor, so a pruned journal verifies as one that was not.
 func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	return s.readFrom(ctx, &start{}, base, fn)
 }
@@ -64,8 +64,9 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 // restarting controller does, so what it reads does not grow with the
 // journal's history (DESIGN: "every reader starts from the latest
 // checkpoint"). A journal directory and a controller's journal API hold
-// checkpoints; a stream and an export do not, and are read from record 1,
-// as is a controller too old to serve from its checkpoint. A newest
+// checkpoints, and a stream has the newest the controller shipped beside
+// it; an export does not, and is read from record 1, as is a controller
+// too old to serve from its checkpoint. A newest
 // checkpoint this binary cannot read is passed over for ReadFrom, as a
 // restarting controller passes it over. Replay and the checkpoint audit
 // need every record: they use ReadFrom.
@@ -274,65 +275,39 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 			}
 		}
 		return j.Read(ctx, next, check)
+	case s.NATS.URL != "":
+		// A stream whose limits removed its first records starts at a
+		// checkpoint beside it, as a pruned journal does.
+		js, st, closeConn, err := OpenJetStream(ctx, s.NATS, s.Stream)
+		if err != nil {
+			return err
+		}
+		c, ok, err := StreamStart(ctx, js, st, s.Stream, latest, books)
+		closeConn()
+		if err != nil && latest {
+			return errUnreadableStart // ReadLatest reads as ReadFrom
+		}
+		if err != nil {
+			return err
+		}
+		if ok {
+			prev, next = c.Hash, c.Seq+1
+		}
+		if base != nil {
+			if err := base(books); err != nil {
+				return err
+			}
+		}
+		return ReadStream(ctx, s.NATS, s.Stream, next, check)
 	case base != nil:
 		if err := base(books); err != nil {
 			return err
 		}
 	}
-	switch {
-	case s.Export != "":
+	if s.Export != "" {
 		return journal.ReadExportFile(s.Export, check)
-	case s.NATS.URL != "":
-		return ReadStream(ctx, s.NATS, s.Stream, check)
 	}
 	return errors.New("no source: give --dir, --export or --nats-url")
-}
-
-// ReadStream reads a JetStream stream from its first message to the last
-// one present when the read started, with an ordered consumer.
-func ReadStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
-	st, closeConn, err := OpenStream(ctx, cfg, stream)
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	info, err := st.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
-	if last == 0 {
-		return nil
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", stream, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return err
-		}
-		rec, err := journal.DecodeRecord(msg.Data())
-		if err != nil {
-			return fmt.Errorf("stream %s message %d: %w", stream, meta.Sequence.Stream, err)
-		}
-		if err := fn(rec); err != nil {
-			return err
-		}
-		if meta.Sequence.Stream >= last {
-			return nil
-		}
-	}
 }
 
 // OpenExisting opens a journal a reader names. journal.Open creates an
@@ -343,52 +318,4 @@ func OpenExisting(dir string) (*journal.Journal, error) {
 		return nil, fmt.Errorf("no journal at %s: %w", dir, err)
 	}
 	return journal.Open(dir, journal.Options{})
-}
-
-// StreamJournalID returns the ID of the journal whose records a stream
-// holds, from its last message's Nats-Msg-Id (journal.MsgID).
-func StreamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
-	st, closeConn, err := OpenStream(ctx, cfg, stream)
-	if err != nil {
-		return "", err
-	}
-	defer closeConn()
-	info, err := st.Info(ctx)
-	if err != nil {
-		return "", err
-	}
-	if info.State.LastSeq == 0 {
-		return "", fmt.Errorf("stream %s is empty", stream)
-	}
-	msg, err := st.GetMsg(ctx, info.State.LastSeq)
-	if err != nil {
-		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
-	}
-	rec, err := journal.DecodeRecord(msg.Data)
-	if err != nil {
-		return "", fmt.Errorf("stream %s message %d: %w", stream, info.State.LastSeq, err)
-	}
-	id, ok := strings.CutSuffix(msg.Header.Get("Nats-Msg-Id"), fmt.Sprintf("-%d", rec.Seq))
-	if !ok || id == "" {
-		return "", fmt.Errorf("stream %s message %d: Nats-Msg-Id %q does not name record %d of a journal", stream, info.State.LastSeq, msg.Header.Get("Nats-Msg-Id"), rec.Seq)
-	}
-	return id, nil
-}
-
-// OpenStream connects to NATS and looks the stream up; closeConn ends the
-// connection.
-func OpenStream(ctx context.Context, cfg journal.NATSConfig, stream string) (st jetstream.Stream, closeConn func(), err error) {
-	nc, err := journal.ConnectNATS(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err == nil {
-		st, err = js.Stream(ctx, stream)
-	}
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	return st, nc.Close, nil
 }

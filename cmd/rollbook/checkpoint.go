@@ -57,6 +57,11 @@ type checkpointOptions struct {
 	// pruned down to a checkpoint. 0 keeps everything.
 	RetainAge   time.Duration
 	RetainBytes uint64
+	// ShipEvery: how often the newest checkpoint the stream holds the
+	// record of is copied beside it (journal.ShipCheckpoints), for the
+	// readers of a stream whose limits removed its start. 0 means an
+	// hour; below 0, never.
+	ShipEvery time.Duration
 }
 
 // checkpointLoop writes checkpoints and applies retention until ctx ends.

@@ -250,6 +250,15 @@ func (c *controller) run(ctx context.Context) error {
 		// NATS failure itself and returns only when ctx ends or the journal
 		// closes.
 		goFn("outbox", c.ob.Run)
+		if every := c.opts.Checkpoints.ShipEvery; every >= 0 {
+			goFn("checkpoint shipping", func(ctx context.Context) error {
+				err := c.ob.ShipCheckpoints(ctx, cmp.Or(every, time.Hour))
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			})
+		}
 	}
 	if exp, err := tracing.NewExporter(ctx); err != nil {
 		c.log.Warn("tracing: not exporting", "err", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 )
 
@@ -24,9 +25,14 @@ import (
 //
 // A standby whose journal is another history (another journal ID, or a
 // tail the stream does not have: records a dead leader journaled but
-// never published) moves it aside, whole, to <dir>.fork-<time>, and
-// rebuilds from the stream: nothing is deleted, and the history that
-// continues is the one the stream holds.
+// never published), or one that the stream has left behind (stopped for
+// longer than the stream keeps records), moves it aside, whole, to
+// <dir>.fork-<time>, and rebuilds from the stream: nothing is deleted,
+// and the history that continues is the one the stream holds.
+//
+// A new standby of a stream whose limits removed its record 1 starts its
+// journal at the newest checkpoint the leader shipped beside the stream
+// (ctl.SeedFromStream), as a journal pruned to it.
 type follower struct {
 	dir    string
 	nats   journal.NATSConfig
@@ -64,8 +70,14 @@ func (f *follower) run(ctx context.Context, catchUp time.Duration) {
 // errFork says the local journal is not a prefix of the stream's.
 var errFork = errors.New("the local journal is not a prefix of the stream")
 
+// errBehind says the stream's limits removed the records after the local
+// journal's last: a standby stopped for longer than the stream keeps.
+// Its journal cannot continue; it is moved aside, as a fork is, and the
+// new one starts at a checkpoint beside the stream.
+var errBehind = errors.New("the stream no longer holds the records after the local journal's last")
+
 func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
-	st, closeConn, err := openStream(ctx, f.nats, f.stream)
+	js, st, closeConn, err := openJetStream(ctx, f.nats, f.stream)
 	if err != nil {
 		return err
 	}
@@ -82,9 +94,9 @@ func (f *follower) session(ctx context.Context, catchUp time.Duration) error {
 		j.Close()
 		return f.moveAside(fmt.Sprintf("it is journal %s, the stream journal %s", j.ID(), id))
 	}
-	err = f.follow(ctx, st, j, catchUp)
+	err = f.follow(ctx, js, st, j, catchUp)
 	j.Close()
-	if errors.Is(err, errFork) {
+	if errors.Is(err, errFork) || errors.Is(err, errBehind) {
 		return f.moveAside(err.Error())
 	}
 	return err
@@ -96,14 +108,26 @@ func (f *follower) moveAside(why string) error {
 	}
 	f.movedAside = true
 	aside := fmt.Sprintf("%s.fork-%s", f.dir, time.Now().UTC().Format("20060102T150405Z"))
-	f.log.Warn("follow: the local journal is another history; moving it aside and rebuilding from the stream", "why", why, "moved_to", aside)
+	f.log.Warn("follow: the local journal does not continue the stream; moving it aside and rebuilding from the stream", "why", why, "moved_to", aside)
 	if err := os.Rename(f.dir, aside); err != nil {
 		return fmt.Errorf("moving %s aside: %w", f.dir, err)
 	}
 	return errors.New("rebuilding from the stream")
 }
 
-func (f *follower) follow(ctx context.Context, st jetstream.Stream, j *journal.Journal, catchUp time.Duration) error {
+func (f *follower) follow(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, j *journal.Journal, catchUp time.Duration) error {
+	if last, _ := j.Last(); last == 0 && j.First() == 1 {
+		// A new standby, of a stream whose limits removed its record 1:
+		// its journal starts at the newest checkpoint beside the stream.
+		seeded, err := ctl.SeedFromStream(ctx, js, st, f.stream, j)
+		if err != nil {
+			return err
+		}
+		if seeded > 0 {
+			f.log.Info("follow: the stream no longer holds record 1: the journal starts at the leader's checkpoint beside it",
+				"checkpoint", seeded, "bucket", journal.CheckpointBucket(f.stream))
+		}
+	}
 	books, err := loadCheckpoint(j)
 	if err != nil {
 		return err
@@ -123,11 +147,11 @@ func (f *follower) follow(ctx context.Context, st jetstream.Stream, j *journal.J
 			}
 			return nil
 		case r.Seq > last+1 && last == 0:
-			// Not a fork: the stream lost its start (max age), and
-			// there is no checkpoint to continue from.
-			return fmt.Errorf("the stream starts at record %d: a new standby can only follow a stream that holds record 1", r.Seq)
+			// The stream's limits removed its record 1 after the
+			// journal was found empty: start again, from a checkpoint.
+			return fmt.Errorf("the stream now starts at record %d", r.Seq)
 		case r.Seq > last+1:
-			return fmt.Errorf("%w: the stream's next record is %d, the journal ends at %d", errFork, r.Seq, last)
+			return fmt.Errorf("%w: the stream's next record is %d, the journal ends at %d", errBehind, r.Seq, last)
 		case r.Prev != head && last == 0:
 			return fmt.Errorf("the stream's record 1 links to %x: it is not the start of a journal", r.Prev[:6])
 		case r.Prev != head:

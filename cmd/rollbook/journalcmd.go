@@ -152,7 +152,9 @@ func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl
 
 // restoreJournal refills the journal in dir (created if missing, with the
 // stream's journal ID) from its NATS stream: every record after the
-// journal's last, imported as it is, the chain checked at each.
+// journal's last, imported as it is, the chain checked at each. A new
+// journal whose stream no longer holds record 1 starts at the newest
+// checkpoint beside the stream.
 func restoreJournal(ctx context.Context, dir string, src recordSource) error {
 	if src.nats.URL == "" {
 		return errors.New("journal restore: --nats-url is required")
@@ -169,6 +171,22 @@ func restoreJournal(ctx context.Context, dir string, src recordSource) error {
 	if j.ID() != id {
 		return fmt.Errorf("journal restore: %s is journal %s, the stream holds journal %s", dir, j.ID(), id)
 	}
+	if last, _ := j.Last(); last == 0 && j.First() == 1 {
+		// A stream whose limits removed its record 1 is restored from
+		// the newest checkpoint beside it.
+		js, st, closeConn, err := openJetStream(ctx, src.nats, src.stream)
+		if err != nil {
+			return err
+		}
+		seeded, err := ctl.SeedFromStream(ctx, js, st, src.stream, j)
+		closeConn()
+		if err != nil {
+			return fmt.Errorf("journal restore: %w", err)
+		}
+		if seeded > 0 {
+			fmt.Printf("the stream starts after record %d: the journal starts at its checkpoint there, from bucket %s\n", seeded, journal.CheckpointBucket(src.stream))
+		}
+	}
 	last, _ := j.Last()
 	start := last
 	var batch []journal.Record
@@ -177,7 +195,7 @@ func restoreJournal(ctx context.Context, dir string, src recordSource) error {
 		batch = batch[:0]
 		return err
 	}
-	err = readStream(ctx, src.nats, src.stream, func(r journal.Record) error {
+	err = readStream(ctx, src.nats, src.stream, last+1, func(r journal.Record) error {
 		if r.Seq <= last {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -45,6 +46,7 @@ func runCmd(ctx context.Context, args []string) error {
 	ckptEvery := fs.Uint64("checkpoint-every", 50_000, "write a checkpoint of the folded state after this many records (0: by time only)")
 	ckptInterval := fs.Duration("checkpoint-interval", time.Minute, "write a checkpoint this often when records arrived (0: by count only)")
 	retainAge := fs.Duration("retain-age", 14*24*time.Hour, "prune journal records older than this, down to a checkpoint (0: keep; the NATS stream is the long-term copy)")
+	shipEvery := fs.Duration("stream-checkpoint-every", time.Hour, "copy the newest checkpoint beside the NATS stream this often, so that a new standby and replay of the stream start from it once the stream's limits removed its first records (0: never)")
 	retainBytes := fs.String("retain-bytes", "3Gi", "prune the oldest journal records while the log is larger than this (0: no bound)")
 	// NB: the client-side limit is set high enough never to bind: the
 	// workers bound how many writes are in flight, and the apiserver's
@@ -115,7 +117,7 @@ func runCmd(ctx context.Context, args []string) error {
 		Stream:        jetstream.StreamConfig{Name: *natsStream, Replicas: *streamReplicas, MaxAge: *streamMaxAge, MaxBytes: maxBytes},
 		SubjectPrefix: *natsPrefix,
 		QPS:           float32(*qps), Burst: *burst, Workers: *workers, GCPercent: *gcPercent, GCRoom: gcRoomBytes(*gcRoom), Debounce: *debounce, Quiet: *quiet, CrossCheck: *crossCheck, Logger: log, AnalysisHosts: splitList(*analysisHosts),
-		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes)},
+		Checkpoints: checkpointOptions{Every: *ckptEvery, Interval: *ckptInterval, RetainAge: *retainAge, RetainBytes: uint64(keepBytes), ShipEvery: cmp.Or(*shipEvery, -1)},
 	}
 	srv := &metricsServer{}
 	ln, err := net.Listen("tcp", *metricsAddr)

@@ -35,12 +35,12 @@ func (s recordSource) readFrom(ctx context.Context, base func(*projections.Books
 
 func openExisting(dir string) (*journal.Journal, error) { return ctl.OpenExisting(dir) }
 
-func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, fn func(journal.Record) error) error {
-	return ctl.ReadStream(ctx, cfg, stream, fn)
+func readStream(ctx context.Context, cfg journal.NATSConfig, stream string, from uint64, fn func(journal.Record) error) error {
+	return ctl.ReadStream(ctx, cfg, stream, from, fn)
 }
 
-func openStream(ctx context.Context, cfg journal.NATSConfig, stream string) (jetstream.Stream, func(), error) {
-	return ctl.OpenStream(ctx, cfg, stream)
+func openJetStream(ctx context.Context, cfg journal.NATSConfig, stream string) (jetstream.JetStream, jetstream.Stream, func(), error) {
+	return ctl.OpenJetStream(ctx, cfg, stream)
 }
 
 func streamJournalID(ctx context.Context, cfg journal.NATSConfig, stream string) (string, error) {
