@@ -164,7 +164,10 @@ type Outbox struct {
 	opts OutboxOptions
 
 	published atomic.Uint64
-	running   atomic.Bool
+	// shipped is the record of the newest checkpoint ShipCheckpoint
+	// found in, or copied to, the stream's bucket.
+	shipped atomic.Uint64
+	running atomic.Bool
 	// acked is closed, and replaced, whenever published advances
 	// (WaitPublished); nil while nobody waits.
 	ackMu sync.Mutex

@@ -260,6 +260,7 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 	if err != nil {
 		return c.Seq, fmt.Errorf("journal: thinning the checkpoint bucket: %w", err)
 	}
+	o.shipped.Store(max(o.shipped.Load(), c.Seq))
 	for _, d := range thinBucket(have, first, every) {
 		if err := obs.Delete(ctx, d.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			return c.Seq, fmt.Errorf("journal: thinning the checkpoint bucket: %w", err)
@@ -267,6 +268,10 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 	}
 	return c.Seq, nil
 }
+
+// Shipped is the record of the newest checkpoint ShipCheckpoint found in,
+// or copied to, the stream's bucket; 0 before it first did.
+func (o *Outbox) Shipped() uint64 { return o.shipped.Load() }
 
 // putCheckpoint copies checkpoint c into obs a piece at a time: the
 // controller holds a piece of it, not the checkpoint (megabytes at

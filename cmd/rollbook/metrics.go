@@ -172,6 +172,8 @@ var (
 		"Last journal sequence the NATS stream is known to hold (absent with --no-nats).", nil, nil)
 	descOutboxLag = prometheus.NewDesc("rollbook_outbox_lag_records",
 		"Records committed to the journal and not yet acknowledged by the NATS stream (absent with --no-nats).", nil, nil)
+	descStreamCheckpoint = prometheus.NewDesc("rollbook_stream_checkpoint_sequence",
+		"Journal sequence of the newest checkpoint this process found in, or copied to, the object store beside the NATS stream, from which a new standby and replay of the stream start once the stream's limits removed its first records; 0 until the first copy (absent with --no-nats).", nil, nil)
 )
 
 // failureClasses are the classes of ActionFailed records; every (kind,
@@ -199,7 +201,7 @@ func (cc *controllerCollector) Describe(ch chan<- *prometheus.Desc) {
 		descLeader, descRollouts, descPods, descJournalSeq, descPlans, descFullPlans, descWrites, descActionSeconds,
 		descFailures, descPhase, descReplicas, descUpdated, descUpdatedReady, descUnavailable, descFailedPods, descStep,
 		descIngestLag, descIngestRecords, descIngestKnown, descWatchSynced, descWatchFailing,
-		descJournalRecords, descJournalBatches, descJournalBytes, descJournalHealthy, descOutboxPublished, descOutboxLag,
+		descJournalRecords, descJournalBatches, descJournalBytes, descJournalHealthy, descOutboxPublished, descOutboxLag, descStreamCheckpoint,
 	} {
 		ch <- d
 	}
@@ -227,6 +229,7 @@ func (cc *controllerCollector) Collect(ch chan<- prometheus.Metric) {
 		p := c.ob.Published()
 		e.gauge(descOutboxPublished, float64(p))
 		e.gauge(descOutboxLag, float64(js.Committed-min(p, js.Committed)))
+		e.gauge(descStreamCheckpoint, float64(c.ob.Shipped()))
 	}
 }
 

@@ -70,6 +70,9 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 		shipped = cps[len(cps)-1]
 		return nil
 	})
+	if v := scrapeValue(t, a.metrics, "rollbook_stream_checkpoint_sequence", nil); v < float64(shipped.Seq) {
+		t.Fatalf("rollbook_stream_checkpoint_sequence is %v; the bucket holds the checkpoint at %d", v, shipped.Seq)
+	}
 	// The stream's limits remove every record up to the checkpoint.
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(shipped.Seq+1)); err != nil {
 		t.Fatal(err)
