@@ -20,6 +20,10 @@ type CheckpointAudit struct {
 	// Earlier names where records 1.. up to a pruned journal's first
 	// checkpoint were read from (AuditOptions.Earlier), when they were.
 	Earlier string
+	// EarlierFrom is the checkpoint beside Earlier, a stream whose
+	// limits removed its start, that its records were folded from (taken
+	// on trust); 0 when they were folded from record 1.
+	EarlierFrom uint64
 	// Records are the records verified (AuditOptions.Chain), and Verified
 	// says the whole journal was: the read went to its end.
 	Records  uint64
@@ -220,7 +224,19 @@ func (a *CheckpointAudit) verifyOnly(ctx context.Context, j *journal.Journal, o 
 func (a *CheckpointAudit) foldEarlier(ctx context.Context, src Source, c journal.Checkpoint) (*projections.Books, error) {
 	books := projections.NewBooks()
 	var last journal.Record
-	_, _, err := DecodeAhead(ctx, src.Read, func(d projections.Decoded) (bool, error) {
+	read := func(ctx context.Context, fn func(journal.Record) error) error {
+		// A stream whose limits removed its start is read from a
+		// checkpoint beside it.
+		return src.ReadFrom(ctx, func(b *projections.Books) error {
+			if b.State.Seq >= c.Seq {
+				return fmt.Errorf("%s starts after its checkpoint at record %d (its limits removed the records before), not before record %d, where the journal starts: it holds no records to check the journal's first checkpoint against",
+					src.Describe(), b.State.Seq, c.Seq+1)
+			}
+			books, a.EarlierFrom = b, b.State.Seq
+			return nil
+		}, fn)
+	}
+	_, _, err := DecodeAhead(ctx, read, func(d projections.Decoded) (bool, error) {
 		if err := books.ApplyDecoded(d); err != nil {
 			return false, fmt.Errorf("%s: record %d does not fold: %w", src.Describe(), d.Record.Seq, err)
 		}

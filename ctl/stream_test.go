@@ -115,3 +115,99 @@ func TestStreamReadersStartAtTheCheckpointBesideIt(t *testing.T) {
 		t.Fatalf("reading a stream that continues no checkpoint: %v", err)
 	}
 }
+
+// TestAuditAgainstAStreamPastItsLimits: `journal verify --nats-url`
+// checks a pruned journal's first checkpoint against the stream; once the
+// stream's limits removed its start, against the fold from the oldest
+// checkpoint beside it, and a stream that holds nothing before the
+// journal's first checkpoint says so instead of checking nothing.
+func TestAuditAgainstAStreamPastItsLimits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var recs []journal.Record
+	if err := journal.ReadExportFile(fixture, func(r journal.Record) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(len(recs))
+	j, err := journal.Open(dir+"/journal", journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	srv, err := journal.StartEmbeddedNATS(dir+"/nats", journal.NATSListen("127.0.0.1", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	cfg := journal.NATSConfig{URL: srv.ClientURL()}
+	nc, err := journal.ConnectNATS(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ob, err := journal.NewOutbox(j, nc, journal.OutboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	go ob.Run(octx)
+	// Records before n/2 with a checkpoint at n/4, shipped; then the rest
+	// with one at n/2, shipped too.
+	books := projections.NewBooks()
+	for _, part := range [][2]uint64{{0, n/2 - 1}, {n/2 - 1, n}} {
+		if err := j.Import(ctx, recs[part[0]:part[1]]...); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs[part[0]:part[1]] {
+			if err := books.Apply(r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Seq == n/4 || r.Seq == n/2 {
+				saveFold(t, j, books)
+			}
+		}
+		if err := ob.WaitPublished(ctx, part[1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ob.ShipCheckpoint(ctx, 0, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The journal is pruned to n/2; the stream's limits remove its
+	// records up to n/4.
+	if err := j.Prune(ctx, n/2); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, journal.DefaultStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(n/4+1)); err != nil {
+		t.Fatal(err)
+	}
+	stream := &Source{NATS: cfg, Stream: journal.DefaultStreamName}
+	a, err := AuditCheckpoints(ctx, j, AuditOptions{Earlier: stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.EarlierFrom != n/4 || len(a.Checked) == 0 || a.Checked[0] != n/2 {
+		t.Fatalf("audited %v from the stream's checkpoint at %d; want the journal's first, %d, from the stream's at %d", a.Checked, a.EarlierFrom, n/2, n/4)
+	}
+	// Now the stream starts where the journal does.
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(n/2+1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ob.ShipCheckpoint(ctx, 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	_, err = AuditCheckpoints(ctx, j, AuditOptions{Earlier: stream})
+	if err == nil || !strings.Contains(err.Error(), "no records to check") {
+		t.Fatalf("audit against a stream that starts where the journal does: %v", err)
+	}
+}

@@ -129,6 +129,8 @@ func auditCheckpoints(ctx context.Context, j *journal.Journal, dir string, o ctl
 	}
 	from := "record 1"
 	switch {
+	case a.Earlier != "" && a.EarlierFrom > 0:
+		from = fmt.Sprintf("the checkpoint at record %d beside %s, taken on trust (the stream's limits removed the records before it), and the records after it up to record %d, where the pruned journal starts, from the stream", a.EarlierFrom, a.Earlier, j.First())
 	case a.Earlier != "":
 		from = fmt.Sprintf("record 1 (those before record %d, where the pruned journal starts, from %s)", j.First(), a.Earlier)
 	case a.From > 0:
