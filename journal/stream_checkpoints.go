@@ -235,6 +235,9 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 		Description: "rollbook: checkpoints of the journal in stream " + o.opts.Stream.Name,
 		Replicas:    o.opts.Stream.Replicas,
 		Storage:     o.opts.Stream.Storage,
+		// The server compresses what it stores (S2): a checkpoint's
+		// CBOR repeats its field names and label sets pod after pod.
+		Compression: o.opts.Stream.Storage == jetstream.FileStorage,
 	})
 	cancel()
 	if err != nil {

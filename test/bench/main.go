@@ -50,6 +50,7 @@ var commands = map[string]command{
 	"startup":       {startupCmd, "start-up from the latest checkpoint vs from record 1, by journal age; disk after a simulated month"},
 	"memory":        {memoryCmd, "whole-process RSS per tracked pod at 10k and 100k pods: the controller's state vs an informer's store"},
 	"replay":        {replayCmd, "replay of a recorded rollout journal vs reading it with the chain verified"},
+	"standby":       {standbyCmd, "a new standby's journal filled from the stream: from the checkpoint shipped beside it vs from record 1; the checkpoint's size in the bucket"},
 	"readers":       {readersCmd, "status and history from the newest checkpoint and the rollout's first record vs from record 1, and the journal API's bytes"},
 	"compare":       {compareCmd, "the same in-place rollout by rollbook and by OpenKruise on one cluster, writes from the audit log"},
 	"fleet":         {fleetCmd, "control run without Rollbook: image patches at a fixed rate, restart latency of kwok and the lean simulated kubelet"},
