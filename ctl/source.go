@@ -282,7 +282,11 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 		if err != nil {
 			return err
 		}
-		c, ok, err := StreamStart(ctx, js, st, s.Stream, latest, books)
+		var into *projections.Books
+		if base != nil {
+			into = books
+		}
+		c, ok, err := StreamStart(ctx, js, st, s.Stream, latest, into)
 		closeConn()
 		if err != nil && latest {
 			return errUnreadableStart // ReadLatest reads as ReadFrom

@@ -130,10 +130,10 @@ func OpenJetStream(ctx context.Context, cfg journal.NATSConfig, stream string) (
 // such (a reader of the present: DESIGN, "every reader starts from the
 // latest checkpoint"); else, and only when the stream's limits removed
 // its record 1, the oldest (replay, history: the most the stream has).
-// Its data is decoded into books (a scratch one when nil): a checkpoint
-// this binary cannot fold from is no start. ok is false when the read
-// starts at record 1: the stream holds it, and no checkpoint is asked
-// for or there is none.
+// Its data is decoded into books, when not nil (a reader of records
+// alone needs only its anchor): a checkpoint this binary cannot fold
+// from is no start. ok is false when the read starts at record 1: the
+// stream holds it, and no checkpoint is asked for or there is none.
 func StreamStart(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, stream string, newest bool, books *projections.Books) (c journal.Checkpoint, ok bool, err error) {
 	first, err := journal.StreamFirstRecord(ctx, st)
 	if err != nil || first <= 1 && !newest {
@@ -159,7 +159,7 @@ func StreamStart(ctx context.Context, js jetstream.JetStream, st jetstream.Strea
 		return c, false, err
 	}
 	if books == nil {
-		books = projections.NewBooks()
+		return c, true, nil
 	}
 	if err := loadStart(c.Data, c.Seq, books); err != nil {
 		return c, false, fmt.Errorf("stream %s: the checkpoint at record %d in bucket %s: %w", stream, c.Seq, journal.CheckpointBucket(stream), err)
@@ -188,7 +188,9 @@ func SeedFromStream(ctx context.Context, js jetstream.JetStream, st jetstream.St
 	if err != nil || first <= 1 {
 		return 0, err
 	}
-	c, _, err := StreamStart(ctx, js, st, stream, true, nil)
+	// Decoded first: a journal seeded with a checkpoint this binary
+	// cannot fold from would not start.
+	c, _, err := StreamStart(ctx, js, st, stream, true, projections.NewBooks())
 	if err != nil {
 		return 0, err
 	}
