@@ -53,7 +53,8 @@ func (s Source) Read(ctx context.Context, fn func(journal.Record) error) error {
 // that checkpoint's books before the first record; for a source that
 // starts at record 1 it is given empty books. A stream whose limits
 // removed its first records starts after the oldest checkpoint beside it
-// that it continues (StreamStart). The chain is checked from the
+// that it continues (StreamStart), an export of a pruned journal after
+// the checkpoint it carries. The chain is checked from the
 // checkpoint's anchor, so a pruned journal verifies as one that was not.
 func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) error, fn func(journal.Record) error) error {
 	return s.readFrom(ctx, &start{}, base, fn)
@@ -65,8 +66,9 @@ func (s Source) ReadFrom(ctx context.Context, base func(*projections.Books) erro
 // journal's history (DESIGN: "every reader starts from the latest
 // checkpoint"). A journal directory and a controller's journal API hold
 // checkpoints, and a stream has the newest the controller shipped beside
-// it; an export does not, and is read from record 1, as is a controller
-// too old to serve from its checkpoint. A newest
+// it; an export has at most the one its records follow, and is read from
+// there, as is a controller too old to serve from its checkpoint from
+// record 1. A newest
 // checkpoint this binary cannot read is passed over for ReadFrom, as a
 // restarting controller passes it over. Replay and the checkpoint audit
 // need every record: they use ReadFrom.
@@ -303,13 +305,35 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 			}
 		}
 		return ReadStream(ctx, s.NATS, s.Stream, next, check)
-	case base != nil:
-		if err := base(books); err != nil {
+	case s.Export != "":
+		// An export of a pruned journal starts with the checkpoint its
+		// records follow: base is given it, else empty books.
+		based := base == nil
+		begin := func() error {
+			if based {
+				return nil
+			}
+			based = true
+			return base(books)
+		}
+		err := journal.ReadExport(s.Export, func(c journal.Checkpoint) error {
+			prev, next = c.Hash, c.Seq+1
+			if base != nil {
+				if err := loadStart(c.Data, c.Seq, books); err != nil {
+					return fmt.Errorf("%s: the checkpoint at record %d: %w", s.Describe(), c.Seq, err)
+				}
+			}
+			return begin()
+		}, func(r journal.Record) error {
+			if err := begin(); err != nil {
+				return err
+			}
+			return check(r)
+		})
+		if err != nil {
 			return err
 		}
-	}
-	if s.Export != "" {
-		return journal.ReadExportFile(s.Export, check)
+		return begin() // an export of no record
 	}
 	return errors.New("no source: give --dir, --export or --nats-url")
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -78,7 +79,14 @@ func journalCmd(ctx context.Context, args []string) error {
 		}
 		// One read: the chain verified as the checkpoints are audited.
 		return auditCheckpoints(ctx, j, *dir, ctl.AuditOptions{Chain: true, Earlier: earlier}, verified)
-	case "export", "tail":
+	case "export":
+		w := bufio.NewWriter(os.Stdout)
+		err := exportJournal(ctx, j, w, *from)
+		if ferr := w.Flush(); err == nil {
+			err = ferr
+		}
+		return err
+	case "tail":
 		w := bufio.NewWriter(os.Stdout)
 		defer w.Flush()
 		enc := json.NewEncoder(w)
@@ -90,12 +98,9 @@ func journalCmd(ctx context.Context, args []string) error {
 			if err := enc.Encode(line); err != nil {
 				return err
 			}
-			if args[0] == "tail" {
-				return w.Flush()
-			}
-			return nil
+			return w.Flush()
 		}
-		if args[0] == "tail" && *follow {
+		if *follow {
 			return j.Follow(ctx, *from, fn)
 		}
 		return j.Read(ctx, *from, fn)
@@ -220,6 +225,33 @@ func restoreJournal(ctx context.Context, dir string, src recordSource) error {
 	seq, hash := j.Last()
 	fmt.Printf("restored records %d..%d from stream %s: journal %s ends at %d, head %s\n", start+1, seq, src.stream, id, seq, hex.EncodeToString(hash[:8]))
 	return nil
+}
+
+// exportJournal writes j's records from record from (or the first the
+// journal holds) to w as JSON lines. When they start after record 1 at a
+// checkpoint (a pruned journal's start; --from right after one), that
+// checkpoint comes first, on a line of its own: a reader of the export
+// starts from it (replay --export), as a reader of the journal does.
+func exportJournal(ctx context.Context, j *journal.Journal, w io.Writer, from uint64) error {
+	enc := json.NewEncoder(w)
+	if start := max(from, j.First()); start > 1 {
+		c, ok, err := j.LatestCheckpoint(start - 1)
+		if err != nil {
+			return err
+		}
+		if ok && c.Seq == start-1 {
+			if err := enc.Encode(journal.ExportCheckpointLine(c)); err != nil {
+				return err
+			}
+		}
+	}
+	return j.Read(ctx, from, func(r journal.Record) error {
+		line, err := exportRecord(r)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(line)
+	})
 }
 
 // exportRecord is a record as one JSON line, its body decoded.

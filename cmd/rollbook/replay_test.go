@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -77,5 +78,88 @@ func TestReplayRolloutFromItsCheckpoint(t *testing.T) {
 	_, rp, n, err = replay(context.Background(), recordSource{dir: dir}, "nowhere/none", replayMode{})
 	if err != nil || rp.From != 0 || n != last {
 		t.Fatalf("a rollout the checkpoints do not hold: %v, after record %d, %d records read", err, rp.From, n)
+	}
+}
+
+// TestReplayTheExportOfAPrunedJournal: the export of a pruned journal
+// starts with the checkpoint its records follow, and replays as the
+// journal does, from that checkpoint; an export from a record with no
+// checkpoint before it carries none, and readers of records alone pass
+// the checkpoint over.
+func TestReplayTheExportOfAPrunedJournal(t *testing.T) {
+	const fixture = "../../test/replay/testdata/TestResizeInPlace.jsonl.gz"
+	const at = 40
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "journal")
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	books := projections.NewBooks()
+	var last uint64
+	if err := journal.ReadExportFile(fixture, func(r journal.Record) error {
+		last = r.Seq
+		if err := j.Import(ctx, r); err != nil {
+			return err
+		}
+		if err := books.Apply(r); err != nil {
+			return err
+		}
+		if r.Seq == at {
+			return saveCheckpoint(j, r.Seq, books)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	export := func(name string, from uint64) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), name+".jsonl")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := exportJournal(ctx, j, f, from); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	// A checkpoint line comes with an export that starts right after one.
+	checkpointOf := func(path string) uint64 {
+		t.Helper()
+		var seq, records uint64
+		if err := journal.ReadExport(path, func(c journal.Checkpoint) error { seq = c.Seq; return nil }, func(journal.Record) error { records++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	if c := checkpointOf(export("from-41", at+1)); c != at {
+		t.Fatalf("the export from record %d carries the checkpoint at %d", at+1, c)
+	}
+	if c := checkpointOf(export("from-5", 5)); c != 0 {
+		t.Fatalf("the export from record 5 carries a checkpoint at %d", c)
+	}
+
+	if err := j.Prune(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	path := export("pruned", 1)
+	j.Close() // as a stopped controller's
+	d, fromDir, nDir, err := replay(ctx, recordSource{dir: dir}, "", replayMode{})
+	if err != nil || d != nil {
+		t.Fatalf("the pruned journal: %v %v", err, d)
+	}
+	d, rp, n, err := replay(ctx, recordSource{export: path}, "", replayMode{})
+	if err != nil || d != nil {
+		t.Fatalf("its export: %v %v", err, d)
+	}
+	if rp.From != at || n != last-at || n != nDir || rp.Summary() != fromDir.Summary() || rp.Actions == 0 {
+		t.Fatalf("its export: after record %d, %d records, %s; the journal: after %d, %d records, %s", rp.From, n, rp.Summary(), fromDir.From, nDir, fromDir.Summary())
+	}
+	var records uint64
+	if err := journal.ReadExportFile(path, func(journal.Record) error { records++; return nil }); err != nil || records != last-at {
+		t.Fatalf("records alone: %d of %d, %v", records, last-at, err)
 	}
 }
