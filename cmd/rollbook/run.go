@@ -46,7 +46,7 @@ func runCmd(ctx context.Context, args []string) error {
 	ckptEvery := fs.Uint64("checkpoint-every", 50_000, "write a checkpoint of the folded state after this many records (0: by time only)")
 	ckptInterval := fs.Duration("checkpoint-interval", time.Minute, "write a checkpoint this often when records arrived (0: by count only)")
 	retainAge := fs.Duration("retain-age", 14*24*time.Hour, "prune journal records older than this, down to a checkpoint (0: keep; the NATS stream is the long-term copy)")
-	shipEvery := fs.Duration("stream-checkpoint-every", time.Hour, "copy the newest checkpoint beside the NATS stream this often, so that a new standby and replay of the stream start from it once the stream's limits removed its first records (0: never)")
+	shipEvery := fs.Duration("stream-checkpoint-every", time.Hour, "with --nats-url, copy the newest checkpoint beside the NATS stream this often, so that a new standby and replay of the stream start from it once the stream's limits removed its first records (0: never; off with the embedded server, whose stream no other process reads, unless given)")
 	retainBytes := fs.String("retain-bytes", "3Gi", "prune the oldest journal records while the log is larger than this (0: no bound)")
 	// NB: the client-side limit is set high enough never to bind: the
 	// workers bound how many writes are in flight, and the apiserver's
@@ -98,6 +98,12 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	if *streamMaxBytes == "" && *natsURL == "" {
 		maxBytes = 5 << 30
+	}
+	if *natsURL == "" && !flagSet(fs, "stream-checkpoint-every") {
+		// The embedded server's stream shares the journal's volume and
+		// no standby follows it: its checkpoints would take the volume's
+		// room (~150 MiB at 10,000 pods) for no reader.
+		*shipEvery = 0
 	}
 	keepBytes, err := parseBytes("--retain-bytes", *retainBytes)
 	if err != nil {
