@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
@@ -73,7 +74,23 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 	if v := scrapeValue(t, a.metrics, "rollbook_stream_checkpoint_sequence", nil); v < float64(shipped.Seq) {
 		t.Fatalf("rollbook_stream_checkpoint_sequence is %v; the bucket holds the checkpoint at %d", v, shipped.Seq)
 	}
-	// The stream's limits remove every record up to the checkpoint.
+	// A record after the checkpoint (an idle leader's newest checkpoint
+	// may be at its last record), then the stream's limits remove every
+	// record up to the checkpoint.
+	annotate := fmt.Sprintf(`{"metadata":{"annotations":{"test/after-checkpoint":"%d"}}}`, shipped.Seq)
+	if _, err := c.Clientset().AppsV1().StatefulSets(ns).Patch(ctx, "web", types.MergePatchType, []byte(annotate), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Eventually(t, time.Minute, "a record after the checkpoint in the stream", func() error {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.LastSeq <= shipped.Seq {
+			return fmt.Errorf("the stream ends at %d, the checkpoint is at %d", info.State.LastSeq, shipped.Seq)
+		}
+		return nil
+	})
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(shipped.Seq+1)); err != nil {
 		t.Fatal(err)
 	}
