@@ -30,11 +30,17 @@ func ReadStream(ctx context.Context, cfg journal.NATSConfig, stream string, from
 	if info.State.Msgs == 0 || from > last {
 		return nil // NB: a purged stream is empty with a last sequence
 	}
-	cfgc := jetstream.OrderedConsumerConfig{}
-	if from > 1 {
-		cfgc = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
-	}
-	cons, err := st.OrderedConsumer(ctx, cfgc)
+	return ConsumeStream(ctx, st, "", max(from, 1), last, func(_ context.Context, r journal.Record) error { return fn(r) })
+}
+
+// ConsumeStream reads st from stream sequence from with an ordered
+// consumer and passes each record of journal id ("": of any) to fn, until
+// ctx ends (ctx's error), fn fails, or the message at stream sequence
+// until (0: never) has been handled (nil). Messages of another journal
+// (their Nats-Msg-Id says so) are passed over: a stream may be shared, or
+// written to by mistake.
+func ConsumeStream(ctx context.Context, st jetstream.Stream, id string, from, until uint64, fn func(context.Context, journal.Record) error) error {
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
 		return err
 	}
@@ -43,23 +49,35 @@ func ReadStream(ctx context.Context, cfg journal.NATSConfig, stream string, from
 		return err
 	}
 	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	name := st.CachedInfo().Config.Name
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			return fmt.Errorf("stream %s: %w", stream, err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("stream %s: %w", name, err)
 		}
 		meta, err := msg.Metadata()
 		if err != nil {
 			return err
 		}
-		rec, err := journal.DecodeRecord(msg.Data())
-		if err != nil {
-			return fmt.Errorf("stream %s message %d: %w", stream, meta.Sequence.Stream, err)
+		if id != "" && !strings.HasPrefix(msg.Headers().Get(jetstream.MsgIDHeader), id+"-") {
+			if until != 0 && meta.Sequence.Stream >= until {
+				return nil
+			}
+			continue
 		}
-		if err := fn(rec); err != nil {
+		r, err := journal.DecodeRecord(msg.Data())
+		if err != nil {
+			return fmt.Errorf("stream %s message %d: %w", name, meta.Sequence.Stream, err)
+		}
+		if err := fn(ctx, r); err != nil {
 			return err
 		}
-		if meta.Sequence.Stream >= last {
+		if until != 0 && meta.Sequence.Stream >= until {
 			return nil
 		}
 	}

@@ -7,11 +7,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 )
+
+// publish starts a NATS server with its store in dir, listening on
+// loopback, and an outbox publishing j to it until the test ends.
+func publish(t *testing.T, ctx context.Context, dir string, j *journal.Journal) (journal.NATSConfig, *nats.Conn, *journal.Outbox) {
+	t.Helper()
+	srv, err := journal.StartEmbeddedNATS(dir, journal.NATSListen("127.0.0.1", -1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	cfg := journal.NATSConfig{URL: srv.ClientURL()}
+	nc, err := journal.ConnectNATS(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ob, err := journal.NewOutbox(j, nc, journal.OutboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	octx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go ob.Run(octx)
+	return cfg, nc, ob
+}
 
 // TestStreamReadersStartAtTheCheckpointBesideIt: a reader of the present
 // (status) starts a stream at the newest checkpoint shipped beside it; a
@@ -37,24 +63,7 @@ func TestStreamReadersStartAtTheCheckpointBesideIt(t *testing.T) {
 	}
 	want := stateBytes(t, whole)
 
-	srv, err := journal.StartEmbeddedNATS(dir+"/nats", journal.NATSListen("127.0.0.1", -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	cfg := journal.NATSConfig{URL: srv.ClientURL()}
-	nc, err := journal.ConnectNATS(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	ob, err := journal.NewOutbox(j, nc, journal.OutboxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	go ob.Run(octx)
+	cfg, nc, ob := publish(t, ctx, dir+"/nats", j)
 	if err := ob.WaitPublished(ctx, last); err != nil {
 		t.Fatal(err)
 	}
@@ -135,24 +144,7 @@ func TestAuditAgainstAStreamPastItsLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	srv, err := journal.StartEmbeddedNATS(dir+"/nats", journal.NATSListen("127.0.0.1", -1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	cfg := journal.NATSConfig{URL: srv.ClientURL()}
-	nc, err := journal.ConnectNATS(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	ob, err := journal.NewOutbox(j, nc, journal.OutboxOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	go ob.Run(octx)
+	cfg, nc, ob := publish(t, ctx, dir+"/nats", j)
 	// Records before n/2 with a checkpoint at n/4, shipped; then the rest
 	// with one at n/2, shipped too.
 	books := projections.NewBooks()

@@ -16,48 +16,23 @@ import (
 	"rollbook.dev/rollbook/test/cluster"
 )
 
-// TestFailoverContinuesOneHistory: two `rollbook run` replicas share a
-// NATS JetStream stream. The standby follows the leader's stream into its
-// own journal; the leader is killed mid-rollout; the standby leads,
-// continuing the same journal (same ID, same chain), and finishes. The
-// stream then replays as one history across both leaders, with no
-// divergence, and no pod was patched twice.
-func TestFailoverContinuesOneHistory(t *testing.T) {
-	c := cluster.Shared(t)
-	ns := c.Namespace(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	url := startTestNATS(t, dir).URL
-	replica := func(name string) *runProc {
-		return spawnRun(t, c, filepath.Join(dir, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
-			"--nats-url", url, "--checkpoint-every", "100")
-	}
-	leading := func(p *runProc) func() error {
-		return func() error {
-			if s := p.readyz(); !strings.Contains(s, "200 ok: leading") {
-				return fmt.Errorf("readyz: %s\n%s", s, cluster.Tail(p.log, 10))
-			}
-			return nil
-		}
-	}
-	a := replica("a")
-	cluster.Eventually(t, time.Minute, "a leading", leading(a))
-	const pods = 16
-	if _, err := c.Clientset().AppsV1().StatefulSets(ns).Create(ctx, kwokStatefulSet("web", stsOpts{replicas: pods, gate: true}), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	waitSTSReady(t, c, ns, "web", pods, time.Minute)
-	b := replica("b")
-	cluster.Eventually(t, time.Minute, "b following the stream", func() error {
-		log, _ := os.ReadFile(b.log)
-		if !strings.Contains(string(log), "follow: following the leader's stream") {
-			return fmt.Errorf("b's log:\n%s", cluster.Tail(b.log, 10))
+// leading checks that p leads.
+func leading(p *runProc) func() error {
+	return func() error {
+		if s := p.readyz(); !strings.Contains(s, "200 ok: leading") {
+			return fmt.Errorf("readyz: %s\n%s", s, cluster.Tail(p.log, 10))
 		}
 		return nil
-	})
+	}
+}
+
+// rollAcrossFailover rolls StatefulSet web's pods to app:v2 and kills
+// the leader a mid-rollout, once a third of them are updated; the
+// standby b leads and finishes, and is stopped.
+func rollAcrossFailover(t *testing.T, c *cluster.Cluster, ns string, pods int, a, b *runProc) {
+	t.Helper()
 	setImage(t, c, ns, "web", "app", "registry.example/app:v2")
 	createRollout(t, c, ns, "web", workloadRollout("web", map[string]any{"maxUnavailable": 2, "gracePeriodSeconds": int64(1)}))
-	// Mid-rollout: some pods updated, not all.
 	cluster.Eventually(t, 2*time.Minute, "a third of the pods updated", func() error {
 		n := 0
 		for _, p := range podsByName(t, c, ns) {
@@ -76,6 +51,40 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 	waitPhase(t, c, ns, "web", "Succeeded", 3*time.Minute)
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	b.cmd.Wait()
+}
+
+// TestFailoverContinuesOneHistory: two `rollbook run` replicas share a
+// NATS JetStream stream. The standby follows the leader's stream into its
+// own journal; the leader is killed mid-rollout; the standby leads,
+// continuing the same journal (same ID, same chain), and finishes. The
+// stream then replays as one history across both leaders, with no
+// divergence, and no pod was patched twice.
+func TestFailoverContinuesOneHistory(t *testing.T) {
+	c := cluster.Shared(t)
+	ns := c.Namespace(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	url := startTestNATS(t, dir).URL
+	replica := func(name string) *runProc {
+		return spawnRun(t, c, filepath.Join(dir, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
+			"--nats-url", url, "--checkpoint-every", "100")
+	}
+	a := replica("a")
+	cluster.Eventually(t, time.Minute, "a leading", leading(a))
+	const pods = 16
+	if _, err := c.Clientset().AppsV1().StatefulSets(ns).Create(ctx, kwokStatefulSet("web", stsOpts{replicas: pods, gate: true}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitSTSReady(t, c, ns, "web", pods, time.Minute)
+	b := replica("b")
+	cluster.Eventually(t, time.Minute, "b following the stream", func() error {
+		log, _ := os.ReadFile(b.log)
+		if !strings.Contains(string(log), "follow: following the leader's stream") {
+			return fmt.Errorf("b's log:\n%s", cluster.Tail(b.log, 10))
+		}
+		return nil
+	})
+	rollAcrossFailover(t, c, ns, pods, a, b)
 
 	// One history: b's journal is a's journal continued.
 	ja, err := journal.Open(filepath.Join(dir, "a", "journal"), journal.Options{})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -181,7 +180,7 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, st jetstr
 	// from record 1: start at the journal's last record, to check the
 	// join, and follow until ctx ends.
 	f.log.Info("follow: following the leader's stream", "journal", j.ID(), "from", last+1)
-	err = consume(ctx, st, j.ID(), max(last, 1), 0, apply)
+	err = ctl.ConsumeStream(ctx, st, j.ID(), max(last, 1), 0, apply)
 	if ctx.Err() == nil {
 		return err
 	}
@@ -197,53 +196,5 @@ func (f *follower) follow(ctx context.Context, js jetstream.JetStream, st jetstr
 	}
 	cctx, cancel := context.WithTimeout(bg, catchUp)
 	defer cancel()
-	return consume(cctx, st, j.ID(), last+1, info.State.LastSeq, apply)
-}
-
-// consume reads the stream from sequence from with an ordered consumer and
-// passes each record of journal id to fn, until ctx ends (ctx's error), fn
-// fails, or the message at stream sequence until (0: never) has been
-// handled (nil). Messages of another journal (their Nats-Msg-Id says so)
-// are skipped: a stream may be shared, or written to by mistake.
-func consume(ctx context.Context, st jetstream.Stream, id string, from, until uint64, fn func(context.Context, journal.Record) error) error {
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(msg.Headers().Get("Nats-Msg-Id"), id+"-") {
-			if until != 0 && meta.Sequence.Stream >= until {
-				return nil
-			}
-			continue
-		}
-		r, err := journal.DecodeRecord(msg.Data())
-		if err != nil {
-			return fmt.Errorf("stream message %d: %w", meta.Sequence.Stream, err)
-		}
-		if err := fn(ctx, r); err != nil {
-			return err
-		}
-		if until != 0 && meta.Sequence.Stream >= until {
-			return nil
-		}
-	}
+	return ctl.ConsumeStream(cctx, st, j.ID(), last+1, info.State.LastSeq, apply)
 }

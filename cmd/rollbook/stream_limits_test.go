@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,14 +35,6 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 	replica := func(name string) *runProc {
 		return spawnRun(t, c, filepath.Join(dir, name), "--namespaces", ns, "--leader-elect", "--leader-elect-namespace", ns,
 			"--nats-url", url, "--checkpoint-every", "50", "--stream-checkpoint-every", "1s")
-	}
-	leading := func(p *runProc) func() error {
-		return func() error {
-			if s := p.readyz(); !strings.Contains(s, "200 ok: leading") {
-				return fmt.Errorf("readyz: %s\n%s", s, cluster.Tail(p.log, 10))
-			}
-			return nil
-		}
 	}
 	a := replica("a")
 	cluster.Eventually(t, time.Minute, "a leading", leading(a))
@@ -106,26 +97,7 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 		}
 		return nil
 	})
-	setImage(t, c, ns, "web", "app", "registry.example/app:v2")
-	createRollout(t, c, ns, "web", workloadRollout("web", map[string]any{"maxUnavailable": 2, "gracePeriodSeconds": int64(1)}))
-	cluster.Eventually(t, 2*time.Minute, "a third of the pods updated", func() error {
-		n := 0
-		for _, p := range podsByName(t, c, ns) {
-			if p.Spec.Containers[0].Image == "registry.example/app:v2" {
-				n++
-			}
-		}
-		if n < pods/3 {
-			return fmt.Errorf("%d of %d updated", n, pods)
-		}
-		return nil
-	})
-	a.cmd.Process.Signal(syscall.SIGKILL)
-	a.cmd.Wait()
-	cluster.Eventually(t, time.Minute, "b leading", leading(b))
-	waitPhase(t, c, ns, "web", "Succeeded", 3*time.Minute)
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	b.cmd.Wait()
+	rollAcrossFailover(t, c, ns, pods, a, b)
 
 	// b's journal is a's, from the checkpoint on.
 	ja, err := journal.Open(filepath.Join(dir, "a", "journal"), journal.Options{})
