@@ -177,7 +177,8 @@ func StreamFirstRecord(ctx context.Context, st jetstream.Stream) (uint64, error)
 
 // ShipCheckpoints copies the journal's checkpoints to the stream's bucket
 // until ctx ends: the newest one whose record the stream holds, once every
-// has passed since the last copied (the first at once), after which it
+// has passed since the last copied (the first as soon as there is one:
+// it looks every tenth of every, at most a minute apart), after which it
 // deletes those no reader needs any more (thinBucket). It returns
 // ctx.Err(). Like the outbox, it degrades and never stops the controller:
 // NATS down, or the journal's newest checkpoint not yet published, only
