@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"rollbook.dev/rollbook/ctl"
@@ -26,6 +27,7 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	records := fs.Int("records", 500_000, "records of history in the stream up to the newest checkpoint; half a checkpoint interval more follow it")
 	every := fs.Uint64("checkpoint-every", 50_000, "records between checkpoints (rollbook run's default)")
 	keep := fs.Bool("keep", false, "keep the work directory")
+	from := fs.String("journal", "", "a journal directory (a copy: it is published as it is) instead of a synthetic fleet's")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -34,17 +36,24 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	defer cleanup()
-	fmt.Printf("\nstandby: %d pods, %d records in the stream, a checkpoint every %d\n", *pods, *records, *every)
-	printMachine(env)
 	leaderDir := filepath.Join(dir, "leader")
-	env.logf("writing the leader's journal")
+	if *from != "" {
+		leaderDir = *from
+		fmt.Printf("\nstandby: journal %s\n", *from)
+	} else {
+		fmt.Printf("\nstandby: %d pods, %d records in the stream, a checkpoint every %d\n", *pods, *records, *every)
+	}
+	printMachine(env)
 	// At 600,000 records a day, ending now.
 	start, step := time.Now().Add(-time.Duration(*records)*24*time.Hour/600_000), 24*time.Hour/600_000
 	clock := func(i int) time.Time { return start.Add(time.Duration(i) * step) }
 	// The newest checkpoint half an interval before the end, as on
 	// average in a controller's journal.
-	if _, err := writeHistory(ctx, leaderDir, *pods, *records+int(*every/2), 0, clock, *every, journal.Retention{}); err != nil {
-		return nil, err
+	if *from == "" {
+		env.logf("writing the leader's journal")
+		if _, err := writeHistory(ctx, leaderDir, *pods, *records+int(*every/2), 0, clock, *every, journal.Retention{}); err != nil {
+			return nil, err
+		}
 	}
 	leader, err := journal.Open(leaderDir, journal.Options{Logger: quiet})
 	if err != nil {
@@ -64,7 +73,9 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		return nil, err
 	}
 	defer nc.Close()
-	ob, err := journal.NewOutbox(leader, nc, journal.OutboxOptions{Logger: quiet})
+	// A cursor of its own: a controller's journal says its records are
+	// in a stream already (its own).
+	ob, err := journal.NewOutbox(leader, nc, journal.OutboxOptions{Logger: quiet, CursorName: "bench/standby"})
 	if err != nil {
 		return nil, err
 	}
@@ -95,19 +106,22 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if err != nil {
 		return nil, err
 	}
-	// What the bucket takes on the server's disk, compressed (Size is
-	// what was put).
-	onDisk, err := dirBytes(filepath.Join(dir, "nats", "jetstream", "$G", "streams", "OBJ_"+journal.CheckpointBucket(journal.DefaultStreamName)))
+	// The server compresses each of the bucket's blocks with S2 once it
+	// is full, in the background: what the checkpoint takes there, once
+	// compressed, is its S2 encoding's size (the disk right after the
+	// copy still holds the last block as it came).
+	c, _, err := leader.LatestCheckpoint(shipped)
 	if err != nil {
 		return nil, err
 	}
+	compressed := len(s2.Encode(nil, c.Data))
 	infos, err := leader.Checkpoints()
 	if err != nil {
 		return nil, err
 	}
 	ckptBytes := infos[len(infos)-1].Bytes
-	fmt.Printf("  published %d records in %s; shipped the checkpoint at record %d (%.1f MiB) in %s: %.1f MiB put, %.1f MiB on the server's disk\n",
-		last, publish.Round(time.Millisecond), shipped, mib(float64(ckptBytes)), ship.Round(time.Millisecond), mib(float64(status.Size())), mib(float64(onDisk)))
+	fmt.Printf("  published %d records in %s; shipped the checkpoint at record %d (%.1f MiB) in %s: %.1f MiB put, %.1f MiB once the server has compressed it (S2, %.1fx smaller)\n",
+		last, publish.Round(time.Millisecond), shipped, mib(float64(ckptBytes)), ship.Round(time.Millisecond), mib(float64(status.Size())), mib(float64(compressed)), float64(ckptBytes)/float64(compressed))
 
 	st, err := js.Stream(ctx, journal.DefaultStreamName)
 	if err != nil {
@@ -169,6 +183,6 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	fmt.Printf("  a new standby's journal, caught up with the stream: from record 1 %s (%d records imported); from the checkpoint beside it %s (the checkpoint, and %d records) — %.1fx faster\n",
 		whole.Round(time.Millisecond), wholeN, seeded.Round(time.Millisecond), seededN, whole.Seconds()/seeded.Seconds())
 	return map[string]any{"pods": *pods, "records": last, "checkpoint_record": shipped, "checkpoint_mib": mib(float64(ckptBytes)),
-		"bucket_mib": mib(float64(status.Size())), "bucket_disk_mib": mib(float64(onDisk)), "ship_s": round(ship.Seconds(), 3), "publish_s": round(publish.Seconds(), 2),
+		"bucket_mib": mib(float64(status.Size())), "bucket_s2_mib": mib(float64(compressed)), "s2_ratio": round(float64(ckptBytes)/float64(compressed), 1), "ship_s": round(ship.Seconds(), 3), "publish_s": round(publish.Seconds(), 2),
 		"standby_from_record_1_s": round(whole.Seconds(), 2), "standby_from_checkpoint_s": round(seeded.Seconds(), 3)}, nil
 }
