@@ -256,6 +256,7 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 		have = append(have, sc)
 		slices.SortFunc(have, func(a, b StreamCheckpoint) int { return cmpUint(a.Seq, b.Seq) })
 	}
+	o.shipped.Store(max(o.shipped.Load(), c.Seq))
 	st, err := o.js.Stream(ctx, o.opts.Stream.Name)
 	if err != nil {
 		return c.Seq, fmt.Errorf("journal: thinning the checkpoint bucket: %w", err)
@@ -264,7 +265,6 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 	if err != nil {
 		return c.Seq, fmt.Errorf("journal: thinning the checkpoint bucket: %w", err)
 	}
-	o.shipped.Store(max(o.shipped.Load(), c.Seq))
 	for _, d := range thinBucket(have, first, every) {
 		if err := obs.Delete(ctx, d.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			return c.Seq, fmt.Errorf("journal: thinning the checkpoint bucket: %w", err)

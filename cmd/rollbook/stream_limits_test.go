@@ -62,9 +62,12 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 		shipped = cps[len(cps)-1]
 		return nil
 	})
-	if v := scrapeValue(t, a.metrics, "rollbook_stream_checkpoint_sequence", nil); v < float64(shipped.Seq) {
-		t.Fatalf("rollbook_stream_checkpoint_sequence is %v; the bucket holds the checkpoint at %d", v, shipped.Seq)
-	}
+	cluster.Eventually(t, time.Minute, "the checkpoint in the leader's metrics", func() error {
+		if v := scrapeValue(t, a.metrics, "rollbook_stream_checkpoint_sequence", nil); v < float64(shipped.Seq) {
+			return fmt.Errorf("rollbook_stream_checkpoint_sequence is %v; the bucket holds the checkpoint at %d", v, shipped.Seq)
+		}
+		return nil
+	})
 	// A record after the checkpoint (an idle leader's newest checkpoint
 	// may be at its last record), then the stream's limits remove every
 	// record up to the checkpoint.
