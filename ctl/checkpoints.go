@@ -195,11 +195,8 @@ func (a *CheckpointAudit) startBooks(ctx context.Context, j *journal.Journal, o 
 		return a.foldEarlier(ctx, *o.Earlier, c)
 	}
 	books := projections.NewBooks()
-	if err := journal.DecodeCheckpoint(c.Data, books); err != nil {
+	if err := loadStart(c.Data, c.Seq, books); err != nil {
 		return nil, fmt.Errorf("the checkpoint at record %d, where the journal starts, does not load: %w", c.Seq, err)
-	}
-	if books.State.Seq != c.Seq {
-		return nil, fmt.Errorf("the checkpoint at record %d, where the journal starts, holds the state at record %d", c.Seq, books.State.Seq)
 	}
 	a.From = c.Seq
 	return books, nil

@@ -195,13 +195,16 @@ func streamCheckpoints(ctx context.Context, js jetstream.JetStream, st jetstream
 	return journal.ListStreamCheckpoints(ctx, js, stream, id)
 }
 
-// SeedFromStream starts j, a journal that holds nothing, at the newest
-// checkpoint beside stream when the stream's limits removed its record 1
-// (StreamStart), so that importing the stream's records continues the
-// journal from there; it returns the checkpoint's record. When the stream
-// holds record 1 (or is empty) it returns 0 and leaves j as it is: a
-// journal filled from the stream then holds all the history it has.
+// SeedFromStream starts j at the newest checkpoint beside stream when j
+// holds nothing (no record, never pruned) and the stream's limits removed
+// its record 1 (StreamStart), so that importing the stream's records
+// continues the journal from there; it returns the checkpoint's record.
+// Otherwise it returns 0 and leaves j as it is: a journal filled from a
+// stream that holds record 1 then holds all the history it has.
 func SeedFromStream(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, stream string, j *journal.Journal) (uint64, error) {
+	if last, _ := j.Last(); last != 0 || j.First() != 1 {
+		return 0, nil
+	}
 	first, err := journal.StreamFirstRecord(ctx, st)
 	if err != nil || first <= 1 {
 		return 0, err
@@ -216,4 +219,43 @@ func SeedFromStream(ctx context.Context, js jetstream.JetStream, st jetstream.St
 		return 0, err
 	}
 	return c.Seq, nil
+}
+
+// RestoreFromStream fills j from its stream as `journal restore` does:
+// seeded first when the stream no longer holds record 1 (SeedFromStream),
+// then every record after j's last, imported as it is, the chain checked
+// at each. It returns where a seed started j (0: none) and how many
+// records it imported.
+func RestoreFromStream(ctx context.Context, j *journal.Journal, cfg journal.NATSConfig, stream string) (seeded, imported uint64, err error) {
+	js, st, closeConn, err := OpenJetStream(ctx, cfg, stream)
+	if err != nil {
+		return 0, 0, err
+	}
+	seeded, err = SeedFromStream(ctx, js, st, stream, j)
+	closeConn()
+	if err != nil {
+		return 0, 0, err
+	}
+	last, _ := j.Last()
+	batch := make([]journal.Record, 0, 512)
+	flush := func() error {
+		imported += uint64(len(batch))
+		err := j.Import(ctx, batch...)
+		batch = batch[:0]
+		return err
+	}
+	err = ReadStream(ctx, cfg, stream, last+1, func(r journal.Record) error {
+		if r.Seq <= last {
+			return nil
+		}
+		batch = append(batch, r)
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return seeded, imported, err
 }

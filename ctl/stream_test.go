@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"rollbook.dev/rollbook/journal"
@@ -15,8 +14,10 @@ import (
 )
 
 // publish starts a NATS server with its store in dir, listening on
-// loopback, and an outbox publishing j to it until the test ends.
-func publish(t *testing.T, ctx context.Context, dir string, j *journal.Journal) (journal.NATSConfig, *nats.Conn, *journal.Outbox) {
+// loopback, and an outbox publishing j to it until the test ends; stream
+// looks the stream up (once the outbox made it), to purge it as its limits
+// would.
+func publish(t *testing.T, ctx context.Context, dir string, j *journal.Journal) (journal.NATSConfig, func() jetstream.Stream, *journal.Outbox) {
 	t.Helper()
 	srv, err := journal.StartEmbeddedNATS(dir, journal.NATSListen("127.0.0.1", -1))
 	if err != nil {
@@ -36,7 +37,16 @@ func publish(t *testing.T, ctx context.Context, dir string, j *journal.Journal) 
 	octx, stop := context.WithCancel(ctx)
 	t.Cleanup(stop)
 	go ob.Run(octx)
-	return cfg, nc, ob
+	stream := func() jetstream.Stream {
+		t.Helper()
+		_, st, closeConn, err := OpenJetStream(ctx, cfg, journal.DefaultStreamName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(closeConn)
+		return st
+	}
+	return cfg, stream, ob
 }
 
 // TestStreamReadersStartAtTheCheckpointBesideIt: a reader of the present
@@ -63,7 +73,7 @@ func TestStreamReadersStartAtTheCheckpointBesideIt(t *testing.T) {
 	}
 	want := stateBytes(t, whole)
 
-	cfg, nc, ob := publish(t, ctx, dir+"/nats", j)
+	cfg, stream, ob := publish(t, ctx, dir+"/nats", j)
 	if err := ob.WaitPublished(ctx, last); err != nil {
 		t.Fatal(err)
 	}
@@ -101,14 +111,7 @@ func TestStreamReadersStartAtTheCheckpointBesideIt(t *testing.T) {
 	fold("replay of the whole stream", history, 1)
 
 	// The stream's limits remove every record up to the checkpoint.
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctx, journal.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := stream()
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(newest+1)); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +122,7 @@ func TestStreamReadersStartAtTheCheckpointBesideIt(t *testing.T) {
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(newest+2)); err != nil {
 		t.Fatal(err)
 	}
-	err = src.ReadFrom(ctx, nil, func(journal.Record) error { return nil })
+	err := src.ReadFrom(ctx, nil, func(journal.Record) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), journal.CheckpointBucket(journal.DefaultStreamName)) || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Fatalf("reading a stream that continues no checkpoint: %v", err)
 	}
@@ -144,7 +147,7 @@ func TestAuditAgainstAStreamPastItsLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	cfg, nc, ob := publish(t, ctx, dir+"/nats", j)
+	cfg, stream, ob := publish(t, ctx, dir+"/nats", j)
 	// Records before n/2 with a checkpoint at n/4, shipped; then the rest
 	// with one at n/2, shipped too.
 	books := projections.NewBooks()
@@ -172,19 +175,12 @@ func TestAuditAgainstAStreamPastItsLimits(t *testing.T) {
 	if err := j.Prune(ctx, n/2); err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctx, journal.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := stream()
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(n/4+1)); err != nil {
 		t.Fatal(err)
 	}
-	stream := &Source{NATS: cfg, Stream: journal.DefaultStreamName}
-	a, err := AuditCheckpoints(ctx, j, AuditOptions{Earlier: stream})
+	earlier := &Source{NATS: cfg, Stream: journal.DefaultStreamName}
+	a, err := AuditCheckpoints(ctx, j, AuditOptions{Earlier: earlier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +194,7 @@ func TestAuditAgainstAStreamPastItsLimits(t *testing.T) {
 	if _, err := ob.ShipCheckpoint(ctx, 0, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	_, err = AuditCheckpoints(ctx, j, AuditOptions{Earlier: stream})
+	_, err = AuditCheckpoints(ctx, j, AuditOptions{Earlier: earlier})
 	if err == nil || !strings.Contains(err.Error(), "no records to check") {
 		t.Fatalf("audit against a stream that starts where the journal does: %v", err)
 	}

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -89,18 +90,8 @@ func listCheckpoints(ctx context.Context, obs jetstream.ObjectStore, bucket, id 
 		}
 		out = append(out, sc)
 	}
-	slices.SortFunc(out, func(a, b StreamCheckpoint) int { return cmpUint(a.Seq, b.Seq) })
+	slices.SortFunc(out, func(a, b StreamCheckpoint) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func streamCheckpointOf(info *jetstream.ObjectInfo) (StreamCheckpoint, error) {
@@ -254,7 +245,7 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 			return after, err
 		}
 		have = append(have, sc)
-		slices.SortFunc(have, func(a, b StreamCheckpoint) int { return cmpUint(a.Seq, b.Seq) })
+		slices.SortFunc(have, func(a, b StreamCheckpoint) int { return cmp.Compare(a.Seq, b.Seq) })
 	}
 	o.shipped.Store(max(o.shipped.Load(), c.Seq))
 	st, err := o.js.Stream(ctx, o.opts.Stream.Name)

@@ -26,6 +26,43 @@ func leading(p *runProc) func() error {
 	}
 }
 
+// waitLog waits until p's log holds each of lines, in that order.
+func waitLog(t *testing.T, p *runProc, what string, lines ...string) {
+	t.Helper()
+	cluster.Eventually(t, time.Minute, what, func() error {
+		b, _ := os.ReadFile(p.log)
+		rest := string(b)
+		for _, l := range lines {
+			var ok bool
+			if _, rest, ok = strings.Cut(rest, l); !ok {
+				return fmt.Errorf("no %q in its log:\n%s", l, cluster.Tail(p.log, 10))
+			}
+		}
+		return nil
+	})
+}
+
+// replicaJournal is what a stopped replica's journal holds.
+type replicaJournal struct {
+	id                    string
+	first, last, verified uint64
+	verr                  error // Verify's
+}
+
+// journalAt opens the journal of the replica run in dir and verifies it.
+func journalAt(t *testing.T, dir string) replicaJournal {
+	t.Helper()
+	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	r := replicaJournal{id: j.ID(), first: j.First()}
+	r.last, _ = j.Last()
+	r.verified, r.verr = j.Verify(context.Background())
+	return r
+}
+
 // rollAcrossFailover rolls StatefulSet web's pods to app:v2 and kills
 // the leader a mid-rollout, once a third of them are updated; the
 // standby b leads and finishes, and is stopped.
@@ -77,33 +114,13 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 	}
 	waitSTSReady(t, c, ns, "web", pods, time.Minute)
 	b := replica("b")
-	cluster.Eventually(t, time.Minute, "b following the stream", func() error {
-		log, _ := os.ReadFile(b.log)
-		if !strings.Contains(string(log), "follow: following the leader's stream") {
-			return fmt.Errorf("b's log:\n%s", cluster.Tail(b.log, 10))
-		}
-		return nil
-	})
+	waitLog(t, b, "b following the stream", "follow: following the leader's stream")
 	rollAcrossFailover(t, c, ns, pods, a, b)
 
 	// One history: b's journal is a's journal continued.
-	ja, err := journal.Open(filepath.Join(dir, "a", "journal"), journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idA, _ := ja.Last()
-	aID := ja.ID()
-	ja.Close()
-	jb, err := journal.Open(filepath.Join(dir, "b", "journal"), journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bID := jb.ID()
-	bLast, _ := jb.Last()
-	n, verr := jb.Verify(ctx)
-	jb.Close()
-	if bID != aID || verr != nil || bLast <= idA/2 {
-		t.Fatalf("b's journal: ID %s (a's %s), %d records verified (%v), ends at %d (a's at %d)", bID, aID, n, verr, bLast, idA)
+	ja, jb := journalAt(t, filepath.Join(dir, "a")), journalAt(t, filepath.Join(dir, "b"))
+	if jb.id != ja.id || jb.verr != nil || jb.last <= ja.last/2 {
+		t.Fatalf("b's journal: ID %s (a's %s), %d records verified (%v), ends at %d (a's at %d)", jb.id, ja.id, jb.verified, jb.verr, jb.last, ja.last)
 	}
 	// The stream replays across the failover as one chain, and today's
 	// planner derives what both leaders did.
@@ -115,7 +132,7 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 	if d != nil {
 		t.Fatalf("replay of the stream diverged: %s", d.String())
 	}
-	if records <= idA/2 || rp.Actions == 0 {
+	if records <= ja.last/2 || rp.Actions == 0 {
 		t.Fatalf("the stream holds %d records, %d actions compared", records, rp.Actions)
 	}
 	au := readAudit(t, filepath.Join(dir, "b"))
@@ -127,5 +144,5 @@ func TestFailoverContinuesOneHistory(t *testing.T) {
 			t.Fatalf("%s not updated", name)
 		}
 	}
-	t.Logf("a journaled up to %d; b continued journal %s to %d; the stream replays %d records: %s", idA, bID, bLast, records, rp.Summary())
+	t.Logf("a journaled up to %d; b continued journal %s to %d; the stream replays %d records: %s", ja.last, jb.id, jb.last, records, rp.Summary())
 }

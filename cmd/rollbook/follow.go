@@ -115,17 +115,15 @@ func (f *follower) moveAside(why string) error {
 }
 
 func (f *follower) follow(ctx context.Context, js jetstream.JetStream, st jetstream.Stream, j *journal.Journal, catchUp time.Duration) error {
-	if last, _ := j.Last(); last == 0 && j.First() == 1 {
-		// A new standby, of a stream whose limits removed its record 1:
-		// its journal starts at the newest checkpoint beside the stream.
-		seeded, err := ctl.SeedFromStream(ctx, js, st, f.stream, j)
-		if err != nil {
-			return err
-		}
-		if seeded > 0 {
-			f.log.Info("follow: the stream no longer holds record 1: the journal starts at the leader's checkpoint beside it",
-				"checkpoint", seeded, "bucket", journal.CheckpointBucket(f.stream))
-		}
+	// A new standby, of a stream whose limits removed its record 1: its
+	// journal starts at the newest checkpoint beside the stream.
+	seeded, err := ctl.SeedFromStream(ctx, js, st, f.stream, j)
+	if err != nil {
+		return err
+	}
+	if seeded > 0 {
+		f.log.Info("follow: the stream no longer holds record 1: the journal starts at the leader's checkpoint beside it",
+			"checkpoint", seeded, "bucket", journal.CheckpointBucket(f.stream))
 	}
 	books, err := loadCheckpoint(j)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"rollbook.dev/rollbook/ctl"
 	"rollbook.dev/rollbook/journal"
 	"rollbook.dev/rollbook/projections"
 	"rollbook.dev/rollbook/test/cluster"
@@ -100,14 +101,11 @@ func TestFollowerStartsAtTheCheckpointBesideTheStream(t *testing.T) {
 	if got, err := ob.ShipCheckpoint(ctx, 0, time.Hour); err != nil || got != n/2 {
 		t.Fatalf("shipped the checkpoint at %d (%v), want %d", got, err, n/2)
 	}
-	js, err := jetstream.New(nc)
+	_, st, closeConn, err := ctl.OpenJetStream(ctx, cfg, journal.DefaultStreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(ctx, journal.DefaultStreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer closeConn()
 	if err := st.Purge(ctx, jetstream.WithPurgeSequence(n/4+10)); err != nil {
 		t.Fatal(err)
 	}

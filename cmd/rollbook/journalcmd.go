@@ -178,43 +178,11 @@ func restoreJournal(ctx context.Context, dir string, src recordSource) error {
 	if j.ID() != id {
 		return fmt.Errorf("journal restore: %s is journal %s, the stream holds journal %s", dir, j.ID(), id)
 	}
-	if last, _ := j.Last(); last == 0 && j.First() == 1 {
-		// A stream whose limits removed its record 1 is restored from
-		// the newest checkpoint beside it.
-		js, st, closeConn, err := openJetStream(ctx, src.nats, src.stream)
-		if err != nil {
-			return err
-		}
-		seeded, err := ctl.SeedFromStream(ctx, js, st, src.stream, j)
-		closeConn()
-		if err != nil {
-			return fmt.Errorf("journal restore: %w", err)
-		}
-		if seeded > 0 {
-			fmt.Printf("the stream starts after record %d: the journal starts at its checkpoint there, from bucket %s\n", seeded, journal.CheckpointBucket(src.stream))
-		}
-	}
-	last, _ := j.Last()
-	start := last
-	var batch []journal.Record
-	flush := func() error {
-		err := j.Import(ctx, batch...)
-		batch = batch[:0]
-		return err
-	}
-	err = readStream(ctx, src.nats, src.stream, last+1, func(r journal.Record) error {
-		if r.Seq <= last {
-			return nil
-		}
-		batch = append(batch, r)
-		last = r.Seq
-		if len(batch) == 512 {
-			return flush()
-		}
-		return nil
-	})
-	if err == nil {
-		err = flush()
+	start, _ := j.Last()
+	seeded, _, err := ctl.RestoreFromStream(ctx, j, src.nats, src.stream)
+	if seeded > 0 {
+		fmt.Printf("the stream starts after record %d: the journal starts at its checkpoint there, from bucket %s\n", seeded, journal.CheckpointBucket(src.stream))
+		start = seeded
 	}
 	if err != nil {
 		return fmt.Errorf("journal restore: %w", err)

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -93,33 +91,13 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 	}
 
 	b := replica("b")
-	cluster.Eventually(t, time.Minute, "b following the stream from the checkpoint", func() error {
-		log, _ := os.ReadFile(b.log)
-		if !strings.Contains(string(log), "checkpoint beside it") || !strings.Contains(string(log), "follow: following the leader's stream") {
-			return fmt.Errorf("b's log:\n%s", cluster.Tail(b.log, 10))
-		}
-		return nil
-	})
+	waitLog(t, b, "b following the stream from the checkpoint", "checkpoint beside it", "follow: following the leader's stream")
 	rollAcrossFailover(t, c, ns, pods, a, b)
 
 	// b's journal is a's, from the checkpoint on.
-	ja, err := journal.Open(filepath.Join(dir, "a", "journal"), journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	aID := ja.ID()
-	aLast, _ := ja.Last()
-	ja.Close()
-	jb, err := journal.Open(filepath.Join(dir, "b", "journal"), journal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bID, bFirst := jb.ID(), jb.First()
-	bLast, _ := jb.Last()
-	n, verr := jb.Verify(ctx)
-	jb.Close()
-	if bID != aID || bFirst != shipped.Seq+1 || verr != nil || bLast <= aLast {
-		t.Fatalf("b's journal: ID %s (a's %s), records %d..%d (a's end at %d), %d verified: %v", bID, aID, bFirst, bLast, aLast, n, verr)
+	ja, jb := journalAt(t, filepath.Join(dir, "a")), journalAt(t, filepath.Join(dir, "b"))
+	if jb.id != ja.id || jb.first != shipped.Seq+1 || jb.verr != nil || jb.last <= ja.last {
+		t.Fatalf("b's journal: ID %s (a's %s), records %d..%d (a's end at %d), %d verified: %v", jb.id, ja.id, jb.first, jb.last, ja.last, jb.verified, jb.verr)
 	}
 	au := readAudit(t, filepath.Join(dir, "b"))
 	if len(au.patchedTwice) > 0 {
@@ -174,5 +152,5 @@ func TestStandbyJoinsAStreamPastItsLimits(t *testing.T) {
 	}); err != nil || streamHead != rHead {
 		t.Fatalf("the restored journal's record %d is not the stream's: %v", rLast, err)
 	}
-	t.Logf("the stream starts after the checkpoint at %d; b continued journal %s from %d to %d; replayed %d records: %s", shipped.Seq, bID, bFirst, bLast, records, rp.Summary())
+	t.Logf("the stream starts after the checkpoint at %d; b continued journal %s from %d to %d; replayed %d records: %s", shipped.Seq, jb.id, jb.first, jb.last, records, rp.Summary())
 }

@@ -127,8 +127,9 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	if err != nil {
 		return nil, err
 	}
-	// fill is what a new standby does before it follows: seed (when the
-	// stream no longer holds record 1), then import what is left.
+	// fill is what a new standby does before it follows, as `journal
+	// restore` does: seed (when the stream no longer holds record 1), then
+	// import what is left.
 	fill := func(name string) (time.Duration, uint64, error) {
 		env.logf("%s", name)
 		j, err := journal.Open(filepath.Join(dir, name), journal.Options{ID: leader.ID(), Logger: quiet})
@@ -137,31 +138,7 @@ func standbyCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		}
 		defer j.Close()
 		t0 := time.Now()
-		if _, err := ctl.SeedFromStream(ctx, js, st, journal.DefaultStreamName, j); err != nil {
-			return 0, 0, err
-		}
-		from, _ := j.Last()
-		batch := make([]journal.Record, 0, 512)
-		var imported uint64
-		flush := func() error {
-			imported += uint64(len(batch))
-			err := j.Import(ctx, batch...)
-			batch = batch[:0]
-			return err
-		}
-		err = ctl.ReadStream(ctx, cfg, journal.DefaultStreamName, from+1, func(r journal.Record) error {
-			if r.Seq <= from {
-				return nil
-			}
-			batch = append(batch, r)
-			if len(batch) == cap(batch) {
-				return flush()
-			}
-			return nil
-		})
-		if err == nil {
-			err = flush()
-		}
+		_, imported, err := ctl.RestoreFromStream(ctx, j, cfg, journal.DefaultStreamName)
 		took := time.Since(t0)
 		if got, h := j.Last(); err == nil && (got != last || h != head) {
 			err = fmt.Errorf("%s: the journal ends at %d, the leader's at %d", name, got, last)
