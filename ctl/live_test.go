@@ -1,10 +1,15 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,9 +46,17 @@ func testJournal(t testing.TB, n int) *journal.Journal {
 // serve serves j's journal API as the controller does (without its
 // authorisation, which cmd/rollbook's e2e test covers).
 func serve(t testing.TB, j *journal.Journal) *Live {
+	return serveAs(t, j, func(url.Values) {})
+}
+
+// serveAs is serve, for a controller that ignores some of the parameters:
+// edit removes them from each request's.
+func serveAs(t testing.TB, j *journal.Journal, edit func(url.Values)) *Live {
 	t.Helper()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, err := ParseJournalRequest(r.URL.Query())
+		q := r.URL.Query()
+		edit(q)
+		req, err := ParseJournalRequest(q)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -108,6 +121,120 @@ func TestLiveReadsTheJournal(t *testing.T) {
 		t.Fatalf("pruned journal: %v, base %v, %d records", err, base != nil, n)
 	}
 }
+
+// TestLiveSendsTheCheckpointAsAsked: a stream that starts after a
+// checkpoint carries it in pieces to a reader that folds it, not at all
+// to one that does not, and in the header to a reader older than
+// checkpoint-data; a reader meets each of those forms the same, also
+// from a controller that ignores the parameter.
+func TestLiveSendsTheCheckpointAsAsked(t *testing.T) {
+	j := testJournal(t, 3_000)
+	books := projections.NewBooks()
+	books.State.Seq = 2_000
+	for i := range 40_000 { // some megabytes: several stretches, many pieces
+		name := fmt.Sprintf("web-%d", i)
+		books.State.Pods["shop/"+name] = projections.NewPod(&journal.Observed{Resource: "pods", Namespace: "shop", Name: name, UID: fmt.Sprintf("u-%d", i), ResourceVersion: "7"})
+	}
+	data, err := journal.EncodeCheckpoint(books)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 3*liveStretch/2 {
+		t.Fatalf("the checkpoint is %d bytes: too small to come in stretches", len(data))
+	}
+	if err := j.SaveCheckpoint(2_000, data); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// What each form puts on the wire.
+	for _, form := range []string{CheckpointInHeader, CheckpointInPieces, CheckpointLeftOut} {
+		var b strings.Builder
+		if err := WriteJournal(ctx, &b, j, JournalRequest{From: 1, Latest: true, Checkpoint: form}); err != nil {
+			t.Fatal(err)
+		}
+		head, rest, _ := strings.Cut(b.String(), "\n")
+		var h liveHeader
+		if err := json.Unmarshal([]byte(head), &h); err != nil {
+			t.Fatalf("%q: header %.200s: %v", form, head, err)
+		}
+		if h.First != 2_001 {
+			t.Fatalf("%q: the stream starts at %d, want 2001", form, h.First)
+		}
+		switch form {
+		case CheckpointInHeader:
+			if !bytes.Equal(h.Checkpoint, data) || h.Pieces {
+				t.Fatalf("in the header: %d bytes of the checkpoint's %d", len(h.Checkpoint), len(data))
+			}
+		case CheckpointInPieces:
+			if h.Checkpoint != nil || !h.Pieces || h.CheckpointBytes != uint64(len(data)) || len(rest) < len(data) {
+				t.Fatalf("in pieces: header %+v, %d bytes after it for a checkpoint of %d", h, len(rest), len(data))
+			}
+		case CheckpointLeftOut:
+			if h.Checkpoint != nil || h.Pieces || len(rest) > len(data)/2 {
+				t.Fatalf("left out: header %+v, %d bytes after it", h, len(rest))
+			}
+		}
+	}
+
+	// What a reader makes of them: the state from the checkpoint and the
+	// records after it, or the records alone.
+	for _, older := range []bool{false, true} {
+		live := serve(t, j)
+		if older { // a controller older than checkpoint-data
+			live = serveAs(t, j, func(q url.Values) { q.Del("checkpoint-data") })
+		}
+		var base *projections.Books
+		n := 0
+		err := (Source{Live: live}).ReadLatest(ctx, func(b *projections.Books) error { base = b; return nil }, func(journal.Record) error { n++; return nil })
+		if err != nil || base == nil || len(base.State.Pods) != len(books.State.Pods) || n != 1_000 {
+			t.Fatalf("older controller %v: the state now: %v, %d records after the checkpoint", older, err, n)
+		}
+	}
+}
+
+// TestLiveHoldsAStretchOfTheCheckpoint: serving a stream that starts after
+// a checkpoint allocates a stretch of it, whatever its size and form. At
+// 100,000 pods a checkpoint is ~150 MB: a controller that held it, and
+// its base64, for each reader of its state would meet its memory limit
+// (deploy/deployment.yaml: 1 GiB) with a few of them.
+func TestLiveHoldsAStretchOfTheCheckpoint(t *testing.T) {
+	j := testJournal(t, 100)
+	data := make([]byte, 32<<20)
+	rand.Read(data)
+	if err := j.SaveCheckpoint(50, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Prune(context.Background(), 50); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []JournalRequest{
+		{From: 1, Latest: true, Checkpoint: CheckpointInPieces},
+		{From: 1, Latest: true, Checkpoint: CheckpointInHeader},
+		{From: 1, Checkpoint: CheckpointInHeader}, // pruned: from its first record
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var sent byteCount
+		if err := WriteJournal(context.Background(), &sent, j, req); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%+v: sent %d bytes, allocated %d", req, sent, allocated)
+		if int(sent) < len(data) {
+			t.Fatalf("%+v: sent %d bytes of a %d-byte checkpoint", req, sent, len(data))
+		}
+		if allocated > uint64(len(data))/4 {
+			t.Errorf("%+v: serving a %d-byte checkpoint allocated %d bytes", req, len(data), allocated)
+		}
+	}
+}
+
+// byteCount counts what is written to it.
+type byteCount int
+
+func (c *byteCount) Write(p []byte) (int, error) { *c += byteCount(len(p)); return len(p), nil }
 
 // TestLiveCutStream: a stream that ends before its end mark is an error,
 // never a shorter history.

@@ -245,7 +245,11 @@ func (s Source) readFrom(ctx context.Context, st *start, base func(*projections.
 	books := projections.NewBooks()
 	switch {
 	case s.Live != nil:
-		return s.Live.readFrom(ctx, JournalRequest{From: 1, Latest: latest, Rollout: st.rollout}, func(first uint64, anchor [32]byte, data []byte) error {
+		req := JournalRequest{From: 1, Latest: latest, Rollout: st.rollout, Checkpoint: CheckpointInPieces}
+		if base == nil {
+			req.Checkpoint = CheckpointLeftOut // nothing to fold it into
+		}
+		return s.Live.readFrom(ctx, req, func(first uint64, anchor [32]byte, data []byte) error {
 			if first > 1 {
 				prev, next = anchor, first
 				if base != nil {

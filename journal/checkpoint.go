@@ -180,34 +180,14 @@ func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]b
 	// not take the pieces from under the head.
 	snap := j.db.NewSnapshot()
 	defer snap.Close()
-	upper := checkpointEnd
-	if atMost != 0 {
-		upper = checkpointKey(atMost + 1)
-	}
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: upper})
-	if err != nil {
-		return Checkpoint{}, false, fmt.Errorf("journal: open iterator: %w", err)
-	}
-	defer it.Close()
-	if !it.Last() {
-		return Checkpoint{}, false, it.Error()
-	}
-	v, err := it.ValueAndErr()
-	if err != nil {
-		return Checkpoint{}, false, fmt.Errorf("journal: read checkpoint: %w", err)
-	}
-	m, p, err := decodeCheckpointMeta(it.Key(), v)
-	if err != nil {
+	m, data, ok, err := newestHead(snap, atMost)
+	if !ok || err != nil {
 		return Checkpoint{}, false, err
 	}
 	c := Checkpoint{Seq: m.Seq, Hash: m.Hash, Time: m.Time}
 	if m.OneValue {
-		var cv checkpointValue
-		if err := ckptDecMode.Unmarshal(p, &cv); err != nil {
-			return Checkpoint{}, false, fmt.Errorf("journal: checkpoint %d: %w: %w", m.Seq, ErrCorrupt, err)
-		}
-		size(uint64(len(cv.Data)))
-		if err := fn(cv.Data); err != nil {
+		size(uint64(len(data)))
+		if err := fn(data); err != nil {
 			return Checkpoint{}, false, err
 		}
 		return c, true, nil
@@ -217,6 +197,40 @@ func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]b
 		return Checkpoint{}, false, err
 	}
 	return c, true, nil
+}
+
+// newestHead reads the head of the newest checkpoint at or below record
+// atMost (0: the newest of all), and, for one stored in one value (an
+// older binary's), its data; false when there is none.
+func newestHead(r pebble.Reader, atMost uint64) (m ckptMeta, data []byte, ok bool, err error) {
+	upper := checkpointEnd
+	if atMost != 0 {
+		upper = checkpointKey(atMost + 1)
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: checkpointStart, UpperBound: upper})
+	if err != nil {
+		return ckptMeta{}, nil, false, fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		return ckptMeta{}, nil, false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return ckptMeta{}, nil, false, fmt.Errorf("journal: read checkpoint: %w", err)
+	}
+	m, p, err := decodeCheckpointMeta(it.Key(), v)
+	if err != nil {
+		return ckptMeta{}, nil, false, err
+	}
+	if m.OneValue {
+		var cv checkpointValue
+		if err := ckptDecMode.Unmarshal(p, &cv); err != nil {
+			return ckptMeta{}, nil, false, fmt.Errorf("journal: checkpoint %d: %w: %w", m.Seq, ErrCorrupt, err)
+		}
+		data = cv.Data
+	}
+	return m, data, true, nil
 }
 
 // deleteCheckpoint removes the checkpoint at seq, if any, head and pieces

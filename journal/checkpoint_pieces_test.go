@@ -267,6 +267,13 @@ func TestCheckpointWithAPieceMissingIsCorrupt(t *testing.T) {
 			if _, _, err := j.LatestCheckpoint(0); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("LatestCheckpoint with a piece %s: %v, want ErrCorrupt", damage, err)
 			}
+			c, _, _, err := j.CopyCheckpoint(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := copyAll(t, c, pieceBytes); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("a copy of a checkpoint with a piece %s: %v, want ErrCorrupt", damage, err)
+			}
 			if _, err := j.Verify(testCtx(t)); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Verify with a piece %s: %v, want ErrCorrupt", damage, err)
 			}
@@ -356,6 +363,13 @@ func TestCheckpointInOneValueStillReads(t *testing.T) {
 		c, ok, err := j.LatestCheckpoint(tc.atMost)
 		if err != nil || !ok || c.Seq != tc.want || !bytes.Equal(c.Data, tc.data) || c.Hash != all[tc.want-1].Hash || !c.Time.Equal(all[tc.want-1].Time) {
 			t.Fatalf("LatestCheckpoint(%d) = %d (%d bytes), %v, %v; want %d anchored to its record", tc.atMost, c.Seq, len(c.Data), ok, err, tc.want)
+		}
+		cp, info, ok, err := j.CopyCheckpoint(tc.atMost)
+		if err != nil || !ok || info.Seq != tc.want || info.Hash != c.Hash {
+			t.Fatalf("CopyCheckpoint(%d) = %+v, %v, %v", tc.atMost, info, ok, err)
+		}
+		if data, _, err := copyAll(t, cp, pieceBytes); err != nil || !bytes.Equal(data, tc.data) {
+			t.Fatalf("a copy of checkpoint %d: %d bytes, %v", tc.want, len(data), err)
 		}
 	}
 	var got map[string]int

@@ -323,36 +323,47 @@ func (w *CheckpointWriter) end() {
 // readPieces calls fn with each piece of m's data in order, checking that
 // every piece is there and intact. fn must not keep the slice.
 func readPieces(r pebble.Reader, m ckptMeta, fn func([]byte) error) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: pieceKey(m.Seq, m.Gen, 0), UpperBound: pieceKey(m.Seq, m.Gen, m.Pieces)})
+	n, size, err := piecesFrom(r, m, 0, fn)
 	if err != nil {
-		return fmt.Errorf("journal: open iterator: %w", err)
-	}
-	defer it.Close()
-	var n uint32
-	var size uint64
-	for valid := it.First(); valid; valid = it.Next() {
-		if i, ok := pieceIndex(it.Key()); !ok || i != n {
-			break
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
-		}
-		p, err := unframe(v)
-		if err != nil {
-			return fmt.Errorf("journal: checkpoint %d, piece %d: %w", m.Seq, n, err)
-		}
-		if err := fn(p); err != nil {
-			return err
-		}
-		n++
-		size += uint64(len(p))
-	}
-	if err := it.Error(); err != nil {
-		return fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
+		return err
 	}
 	if n != m.Pieces || size != m.Bytes {
 		return fmt.Errorf("journal: checkpoint %d: %w: %d of its %d pieces, %d of its %d bytes", m.Seq, ErrCorrupt, n, m.Pieces, size, m.Bytes)
 	}
 	return nil
+}
+
+// piecesFrom calls fn with m's pieces from piece from on, in order, until
+// a piece is missing or fn returns an error. It returns the index of the
+// piece after the last one handed to fn, and the bytes handed. fn must not
+// keep the slice.
+func piecesFrom(r pebble.Reader, m ckptMeta, from uint32, fn func([]byte) error) (next uint32, size uint64, err error) {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: pieceKey(m.Seq, m.Gen, from), UpperBound: pieceKey(m.Seq, m.Gen, m.Pieces)})
+	if err != nil {
+		return from, 0, fmt.Errorf("journal: open iterator: %w", err)
+	}
+	defer it.Close()
+	next = from
+	for valid := it.First(); valid; valid = it.Next() {
+		if i, ok := pieceIndex(it.Key()); !ok || i != next {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return next, size, fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
+		}
+		p, err := unframe(v)
+		if err != nil {
+			return next, size, fmt.Errorf("journal: checkpoint %d, piece %d: %w", m.Seq, next, err)
+		}
+		next++
+		size += uint64(len(p))
+		if err := fn(p); err != nil {
+			return next, size, err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return next, size, fmt.Errorf("journal: read checkpoint %d: %w", m.Seq, err)
+	}
+	return next, size, nil
 }

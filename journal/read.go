@@ -20,12 +20,20 @@ import (
 // Read holds the journal open while it runs: fn should not block for long,
 // and Close makes the read stop with ErrClosed at the next record.
 func (j *Journal) Read(ctx context.Context, from uint64, fn func(Record) error) error {
+	return j.ReadStored(ctx, from, func(r Record, _ []byte) error { return fn(r) })
+}
+
+// ReadStored is Read that also hands fn each record's stored bytes (what
+// DecodeRecord reads), for a reader that sends records on as they are
+// stored: encoding the Record again would cost what reading it did.
+// stored is valid only during the call.
+func (j *Journal) ReadStored(ctx context.Context, from uint64, fn func(r Record, stored []byte) error) error {
 	from = max(from, j.First())
 	hi := j.committed.Load()
 	if from > hi {
 		return nil
 	}
-	err := j.scan(ctx, from, hi, func(r Record, _ []byte) error { return fn(r) })
+	err := j.scan(ctx, from, hi, fn)
 	if errors.Is(err, ErrStop) {
 		return nil
 	}

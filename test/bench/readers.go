@@ -1,8 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"rollbook.dev/rollbook/ctl"
@@ -19,16 +27,35 @@ import (
 //   - history, trace and report of --rollout (ctl.Spans): from the record
 //     that first showed the rollout's current object (Source.ReadRolloutRecords)
 //     vs every record;
-//   - what the journal API sends for each (ctl.WriteJournal's bytes).
+//   - what the journal API sends for each (ctl.WriteJournal's bytes), and
+//     what the controller allocates to send the state's checkpoint, in
+//     each form, against holding it whole as it did before (serveWhole).
+//
+// Without --journal it writes a synthetic fleet's (--pods, writeHistory).
 func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]any, error) {
 	fs := newFlags("readers")
 	dir := fs.String("journal", "", "a journal directory, not in use (a copy, or a stopped controller's)")
 	rollout := fs.String("rollout", "", "a rollout of the journal, namespace/name, for history (none: status only)")
+	pods := fs.Int("pods", 10_000, "without --journal: the synthetic fleet's pods")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if err := requireJournal(*dir); err != nil {
-		return nil, err
+	if *dir == "" {
+		work, cleanup, err := env.workDir("readers", false)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		*dir = filepath.Join(work, "journal")
+		// The fleet's creation, then updates: the newest checkpoint
+		// (every 50,000 records, rollbook run's default) holds all of it,
+		// and half an interval of records follows it.
+		const every = 50_000
+		n := (*pods/every+1)*every + every/2
+		env.logf("writing a %d-pod fleet's journal, %d records", *pods, n)
+		if _, err := writeHistory(ctx, *dir, *pods, n, 0, func(int) time.Time { return time.Now() }, every, journal.Retention{}); err != nil {
+			return nil, err
+		}
 	}
 	fmt.Printf("\nreaders: %s\n", *dir)
 	printMachine(env)
@@ -126,7 +153,98 @@ func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 		api[r.name] = mib(float64(c))
 	}
 	out["journal_api_mib"] = api
+
+	// What serving the state's checkpoint allocates: an upper bound on
+	// what the controller holds for it at once.
+	c, ok, err := j.CheckpointPieces(0, func([]byte) error { return nil })
+	if err != nil || !ok {
+		return nil, fmt.Errorf("the journal's newest checkpoint: %v, %w", ok, err)
+	}
+	infos, err := j.Checkpoints()
+	if err != nil {
+		return nil, err
+	}
+	size := float64(infos[len(infos)-1].Bytes)
+	// What send allocates, and how far the process's RSS peaks above
+	// where it was (the kernel's peak, VmHWM, reset before).
+	allocated := func(send func(io.Writer) error) (alloc, peak, sent float64, err error) {
+		var before, after runtime.MemStats
+		debug.FreeOSMemory()
+		rss, err := procStatusKB(os.Getpid(), "VmRSS")
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			return 0, 0, 0, err
+		}
+		runtime.ReadMemStats(&before)
+		var c byteCounter
+		if err := send(&c); err != nil {
+			return 0, 0, 0, err
+		}
+		runtime.ReadMemStats(&after)
+		hwm, err := procStatusKB(os.Getpid(), "VmHWM")
+		return float64(after.TotalAlloc - before.TotalAlloc), float64(hwm-rss) * 1024, float64(c), err
+	}
+	// The records after the checkpoint, alike in every form, alone.
+	records, recordsPeak, _, err := allocated(func(w io.Writer) error {
+		return ctl.WriteJournal(ctx, w, j, ctl.JournalRequest{From: 1, Latest: true, Checkpoint: ctl.CheckpointLeftOut})
+	})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("  journal API, checkpoint=latest, the checkpoint at record %d (%.1f MiB); the records after it alone: %.1f MiB allocated, RSS peak +%.1f MiB\n", c.Seq, mib(size), mib(records), mib(recordsPeak))
+	alloc := map[string]any{"checkpoint_mib": mib(size), "records_allocated_mib": mib(records), "records_peak_mib": mib(recordsPeak)}
+	for _, f := range []struct {
+		name string
+		send func(io.Writer) error
+	}{
+		{"held whole, as before", func(w io.Writer) error { return serveWhole(ctx, j, w) }},
+		{"in pieces", func(w io.Writer) error {
+			return ctl.WriteJournal(ctx, w, j, ctl.JournalRequest{From: 1, Latest: true, Checkpoint: ctl.CheckpointInPieces})
+		}},
+		{"in the header (older readers)", func(w io.Writer) error {
+			return ctl.WriteJournal(ctx, w, j, ctl.JournalRequest{From: 1, Latest: true, Checkpoint: ctl.CheckpointInHeader})
+		}},
+	} {
+		a, peak, sent, err := allocated(f.send)
+		if err != nil {
+			return nil, err
+		}
+		a -= records
+		fmt.Printf("    %-32s allocated %8.2f MiB more (%.2f× the checkpoint), RSS peak +%6.1f MiB (%.2f×), %.1f MiB sent\n", f.name+":", mib(a), a/size, mib(peak), peak/size, mib(sent))
+		alloc[f.name] = map[string]any{"allocated_more_mib": mib(a), "peak_mib": mib(peak), "sent_mib": mib(sent)}
+	}
+	out["journal_api_checkpoint"] = alloc
 	return out, nil
+}
+
+// serveWhole is what the journal API sent for checkpoint=latest before it
+// sent checkpoints a stretch at a time (ctl.WriteJournal until 2026-12-07):
+// the checkpoint read whole, then its header line, base64 and all, made
+// and written, then the records after it (as WriteJournal sends them, a
+// short header line of their own ahead).
+func serveWhole(ctx context.Context, j *journal.Journal, w io.Writer) error {
+	c, _, err := j.LatestCheckpoint(0)
+	if err != nil {
+		return err
+	}
+	head, err := json.Marshal(struct {
+		Journal    string `json:"journal"`
+		First      uint64 `json:"first"`
+		Last       uint64 `json:"last"`
+		Anchor     string `json:"anchor,omitempty"`
+		Checkpoint []byte `json:"checkpoint,omitempty"`
+	}{j.ID(), c.Seq + 1, c.Seq, hex.EncodeToString(c.Hash[:]), c.Data})
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(append(head, '\n'))
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return ctl.WriteJournal(ctx, w, j, ctl.JournalRequest{From: c.Seq + 1, Checkpoint: ctl.CheckpointLeftOut})
 }
 
 // byteCounter counts what is written to it.
