@@ -166,7 +166,10 @@ func readersCmd(ctx context.Context, env *benchEnv, args []string) (map[string]a
 	}
 	size := float64(infos[len(infos)-1].Bytes)
 	// What send allocates, and how far the process's RSS peaks above
-	// where it was (the kernel's peak, VmHWM, reset before).
+	// where it was (the kernel's peak, VmHWM, reset before), collecting
+	// as a controller that has caught up does.
+	_, restore := ctl.SteadyGC(0, ctl.SteadyGCRoom)
+	defer restore()
 	allocated := func(send func(io.Writer) error) (alloc, peak, sent float64, err error) {
 		var before, after runtime.MemStats
 		debug.FreeOSMemory()
