@@ -158,16 +158,6 @@ func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
 	return c, ok, err
 }
 
-// CheckpointPieces calls fn with the data of the newest checkpoint at or
-// below record atMost (0: the newest of all) a piece at a time, at most
-// 256 KiB, each valid only during its call, and returns the checkpoint
-// without Data; false when there is none. It holds a piece, not the
-// checkpoint: what ships a checkpoint elsewhere (ShipCheckpoints) reads
-// it so.
-func (j *Journal) CheckpointPieces(atMost uint64, fn func([]byte) error) (Checkpoint, bool, error) {
-	return j.latestCheckpoint(atMost, func(uint64) {}, fn)
-}
-
 // latestCheckpoint finds the newest checkpoint at or below atMost and
 // hands its data to fn, after size with its length.
 func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]byte) error) (Checkpoint, bool, error) {

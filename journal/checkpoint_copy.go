@@ -12,7 +12,7 @@ import (
 // the journal only while it reads a stretch: for a reader that sends the
 // data somewhere slow (the journal API, to a reader across the network),
 // which must never hold up the journal's Close, since Close waits for
-// every reader. CheckpointPieces holds the journal until the last piece.
+// every reader.
 type CheckpointCopy struct {
 	j    *Journal
 	m    ckptMeta
@@ -105,4 +105,29 @@ func (c *CheckpointCopy) same(r pebble.Reader) error {
 		return fmt.Errorf("journal: checkpoint %d was written again while it was read", c.m.Seq)
 	}
 	return nil
+}
+
+// Reader is the rest of the copy as an io.Reader that reads a stretch of
+// most bytes at a time: for a writer that pulls (an object store's Put).
+func (c *CheckpointCopy) Reader(most int) io.Reader { return &copyReader{c: c, most: most} }
+
+type copyReader struct {
+	c    *CheckpointCopy
+	most int
+	buf  []byte // the stretch read, from off on not yet handed out
+	off  int
+}
+
+func (r *copyReader) Read(p []byte) (int, error) {
+	for r.off == len(r.buf) {
+		var err error
+		if r.buf, err = r.c.Next(r.buf[:0], r.most); err != nil {
+			r.buf, r.off = r.buf[:0], 0
+			return 0, err
+		}
+		r.off = 0
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
 }

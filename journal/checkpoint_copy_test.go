@@ -58,6 +58,15 @@ func TestCopyCheckpointInStretches(t *testing.T) {
 		if n == 9<<20 && len(stretches) < 9 {
 			t.Fatalf("9 MiB came in %d stretches", len(stretches))
 		}
+		// And as a reader, read in pieces that fit no stretch.
+		c, _, _, err = j.CopyCheckpoint(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if _, err := io.CopyBuffer(struct{ io.Writer }{&got}, c.Reader(1<<20), make([]byte, 7777)); err != nil || !bytes.Equal(got.Bytes(), ckptData(seq, n)) {
+			t.Fatalf("checkpoint %d read as a reader: %d bytes of %d, or different: %v", seq, got.Len(), n, err)
+		}
 	}
 	if _, _, ok, err := j.CopyCheckpoint(0); !ok || err != nil {
 		t.Fatalf("the newest checkpoint: %v, %v", ok, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"time"
@@ -268,23 +267,20 @@ func (o *Outbox) ShipCheckpoint(ctx context.Context, after uint64, every time.Du
 // or copied to, the stream's bucket; 0 before it first did.
 func (o *Outbox) Shipped() uint64 { return o.shipped.Load() }
 
-// putCheckpoint copies checkpoint c into obs a piece at a time: the
-// controller holds a piece of it, not the checkpoint (megabytes at
-// 10,000 pods).
+// putCheckpoint copies checkpoint c into obs a stretch at a time: the
+// controller holds a stretch of it, not the checkpoint (megabytes at
+// 10,000 pods), and holds the journal only while it reads one, so that a
+// slow NATS server never holds up its Close.
 func (o *Outbox) putCheckpoint(ctx context.Context, obs jetstream.ObjectStore, c CheckpointInfo) (StreamCheckpoint, error) {
 	sc := StreamCheckpoint{Name: MsgID(o.j.id, c.Seq), Seq: c.Seq, Hash: c.Hash, Time: c.Time, Bytes: uint64(c.Bytes)}
-	pr, pw := io.Pipe()
-	go func() {
-		got, ok, err := o.j.CheckpointPieces(c.Seq, func(p []byte) error {
-			_, err := pw.Write(p)
-			return err
-		})
-		if err == nil && (!ok || got.Seq != c.Seq) {
-			err = fmt.Errorf("journal: checkpoint %d was deleted while it was shipped", c.Seq)
-		}
-		pw.CloseWithError(err) // nil: the reader meets io.EOF
-	}()
-	_, err := obs.Put(ctx, jetstream.ObjectMeta{
+	cp, got, ok, err := o.j.CopyCheckpoint(c.Seq)
+	if err == nil && (!ok || got.Seq != c.Seq) {
+		err = fmt.Errorf("journal: checkpoint %d was deleted before it was shipped", c.Seq)
+	}
+	if err != nil {
+		return sc, err
+	}
+	_, err = obs.Put(ctx, jetstream.ObjectMeta{
 		Name:        sc.Name,
 		Description: fmt.Sprintf("the state folded from journal %s up to record %d", o.j.id, c.Seq),
 		Metadata: map[string]string{
@@ -293,8 +289,7 @@ func (o *Outbox) putCheckpoint(ctx context.Context, obs jetstream.ObjectStore, c
 			objHash:    hex.EncodeToString(c.Hash[:]),
 			objTime:    c.Time.UTC().Format(time.RFC3339Nano),
 		},
-	}, pr)
-	pr.CloseWithError(errors.New("journal: checkpoint copy ended")) // ends the writer if Put stopped early
+	}, cp.Reader(1<<20))
 	if err != nil {
 		return sc, fmt.Errorf("journal: ship checkpoint %d: %w", c.Seq, err)
 	}
