@@ -176,10 +176,13 @@ func DecodeRecord(value []byte) (Record, error) {
 	}
 	e, ok := decodeEnvelope(env)
 	if !ok {
-		e = envelope{}
-		if err := decMode.Unmarshal(env, &e); err != nil {
+		// Into a variable of its own: taking e's address would move it
+		// to the heap on the fast path too.
+		var slow envelope
+		if err := decMode.Unmarshal(env, &slow); err != nil {
 			return Record{}, fmt.Errorf("%w: envelope: %w", ErrCorrupt, err)
 		}
+		e = slow
 	}
 	if len(e.Prev) != 32 {
 		return Record{}, fmt.Errorf("%w: prev hash is %d bytes", ErrCorrupt, len(e.Prev))
@@ -201,7 +204,7 @@ func DecodeRecord(value []byte) (Record, error) {
 
 // decodeEnvelope is the fast path of DecodeRecord for an envelope in
 // encMode's canonical form (see canonReader); ok is false for anything
-// else, which decMode then reads.
+// else, which decMode then reads. e.Prev aliases b.
 func decodeEnvelope(b []byte) (e envelope, ok bool) {
 	r := canonReader{b: b}
 	if n := r.count(majArray); n != 6 {
@@ -216,7 +219,7 @@ func decodeEnvelope(b []byte) (e envelope, ok bool) {
 	}
 	e.Key = r.text()
 	e.Body = r.bytes()
-	e.Prev = r.bytes()
+	e.Prev = r.raw(majBytes) // b's own: DecodeRecord copies it into the Record
 	r.end()
 	return e, !r.bad
 }

@@ -152,8 +152,11 @@ func (j *Journal) scan(ctx context.Context, from, to uint64, fn func(r Record, r
 			return &LinkError{Seq: seq, Err: fmt.Errorf("%w: stored under %d, says %d", ErrBrokenChain, seq, r.Seq)}
 		}
 		if havePrev && r.Prev != prev {
+			// Copies: slicing r's own array would move r to the heap
+			// for every record, not just this one.
+			got, want := r.Prev, prev
 			return &LinkError{Seq: seq, Err: fmt.Errorf("%w: prev hash %x does not match hash %x of record %d",
-				ErrBrokenChain, r.Prev[:6], prev[:6], seq-1)}
+				ErrBrokenChain, got[:6], want[:6], seq-1)}
 		}
 		if err := fn(r, v); err != nil {
 			return err
