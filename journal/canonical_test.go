@@ -145,7 +145,10 @@ func TestCanonicalDecodersAgree(t *testing.T) {
 		t.Helper()
 		var slow envelope
 		slowErr := decMode.Unmarshal(b, &slow)
-		got, ok := decodeEnvelope(b)
+		got, ok := decodeEnvelope(b, false)
+		if aliased, aok := decodeEnvelope(b, true); aok != ok || ok && !reflect.DeepEqual(aliased, got) {
+			t.Fatalf("envelope %x reads as\n %+v (%v) with its body aliased\n %+v (%v) copied", b, aliased, aok, got, ok)
+		}
 		if !ok {
 			return false
 		}

@@ -169,12 +169,18 @@ func chainHash(prev [32]byte, env []byte) [32]byte {
 // payload of outbox messages), checking its version and checksum, and
 // recomputes its Hash. It does not check how the record links to others:
 // that takes the record before it (see Verify).
-func DecodeRecord(value []byte) (Record, error) {
+func DecodeRecord(value []byte) (Record, error) { return decodeRecord(value, false) }
+
+// decodeRecord is DecodeRecord; with aliasBody, the Record's Body is part
+// of value (when it is in the canonical form, as every stored record is)
+// instead of a copy: for a reader that reads the body while it has value,
+// or not at all.
+func decodeRecord(value []byte, aliasBody bool) (Record, error) {
 	env, err := unframe(value)
 	if err != nil {
 		return Record{}, err
 	}
-	e, ok := decodeEnvelope(env)
+	e, ok := decodeEnvelope(env, aliasBody)
 	if !ok {
 		// Into a variable of its own: taking e's address would move it
 		// to the heap on the fast path too.
@@ -204,8 +210,9 @@ func DecodeRecord(value []byte) (Record, error) {
 
 // decodeEnvelope is the fast path of DecodeRecord for an envelope in
 // encMode's canonical form (see canonReader); ok is false for anything
-// else, which decMode then reads. e.Prev aliases b.
-func decodeEnvelope(b []byte) (e envelope, ok bool) {
+// else, which decMode then reads. e.Prev aliases b, and e.Body with
+// aliasBody.
+func decodeEnvelope(b []byte, aliasBody bool) (e envelope, ok bool) {
 	r := canonReader{b: b}
 	if n := r.count(majArray); n != 6 {
 		return e, false
@@ -218,7 +225,11 @@ func decodeEnvelope(b []byte) (e envelope, ok bool) {
 		r.bad = true
 	}
 	e.Key = r.text()
-	e.Body = r.bytes()
+	if aliasBody && r.peek() != cborNull {
+		e.Body = r.raw(majBytes)
+	} else {
+		e.Body = r.bytes()
+	}
 	e.Prev = r.raw(majBytes) // b's own: DecodeRecord copies it into the Record
 	r.end()
 	return e, !r.bad

@@ -20,20 +20,25 @@ import (
 // Read holds the journal open while it runs: fn should not block for long,
 // and Close makes the read stop with ErrClosed at the next record.
 func (j *Journal) Read(ctx context.Context, from uint64, fn func(Record) error) error {
-	return j.ReadStored(ctx, from, func(r Record, _ []byte) error { return fn(r) })
+	return j.read(ctx, from, false, func(r Record, _ []byte) error { return fn(r) })
 }
 
 // ReadStored is Read that also hands fn each record's stored bytes (what
 // DecodeRecord reads), for a reader that sends records on as they are
-// stored: encoding the Record again would cost what reading it did.
-// stored is valid only during the call.
+// stored: encoding the Record again would cost what reading it did. stored
+// is valid only during the call, and so is the Record's Body, which is
+// part of it (a copy of every body would be most of what reading costs).
 func (j *Journal) ReadStored(ctx context.Context, from uint64, fn func(r Record, stored []byte) error) error {
+	return j.read(ctx, from, true, fn)
+}
+
+func (j *Journal) read(ctx context.Context, from uint64, aliasBody bool, fn func(r Record, stored []byte) error) error {
 	from = max(from, j.First())
 	hi := j.committed.Load()
 	if from > hi {
 		return nil
 	}
-	err := j.scan(ctx, from, hi, fn)
+	err := j.scanAliased(ctx, from, hi, aliasBody, fn)
 	if errors.Is(err, ErrStop) {
 		return nil
 	}
@@ -104,6 +109,12 @@ func (j *Journal) Wait(ctx context.Context, after uint64) (uint64, error) {
 // only during the call; the Record does not alias it. fn's errors are
 // returned unwrapped.
 func (j *Journal) scan(ctx context.Context, from, to uint64, fn func(r Record, raw []byte) error) error {
+	return j.scanAliased(ctx, from, to, false, fn)
+}
+
+// scanAliased is scan; with aliasBody, each Record's Body is part of raw,
+// valid only during the call (decodeRecord).
+func (j *Journal) scanAliased(ctx context.Context, from, to uint64, aliasBody bool, fn func(r Record, raw []byte) error) error {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
@@ -144,7 +155,7 @@ func (j *Journal) scan(ctx context.Context, from, to uint64, fn func(r Record, r
 		if err != nil {
 			return fmt.Errorf("journal: read record %d: %w", seq, err)
 		}
-		r, err := DecodeRecord(v)
+		r, err := decodeRecord(v, aliasBody)
 		if err != nil {
 			return &LinkError{Seq: seq, Err: err}
 		}
