@@ -336,7 +336,7 @@ func (l *Live) readFrom(ctx context.Context, req JournalRequest, header func(fir
 	if err := json.Unmarshal(line, &h); err != nil {
 		return fmt.Errorf("ctl: the journal stream's header: %w", err)
 	}
-	line = nil
+	line = nil // an older controller's checkpoint is in it, decoded into h: it may go
 	l.journalID = h.Journal
 	var anchor [32]byte
 	if h.First > 1 {
@@ -394,10 +394,13 @@ func (l *Live) readPieces(br *bufio.Reader, h liveHeader, keep bool) ([]byte, er
 		// is wrong.
 		data = make([]byte, 0, min(h.CheckpointBytes, 1<<30))
 	}
+	cut := func(err error) error {
+		return fmt.Errorf("ctl: the journal stream from %s was cut in the checkpoint at record %d: %w", l.URL, h.First-1, noEOF(err))
+	}
 	for {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
-			return nil, fmt.Errorf("ctl: the journal stream from %s was cut in the checkpoint at record %d: %w", l.URL, h.First-1, noEOF(err))
+			return nil, cut(err)
 		}
 		if n == 0 {
 			if keep && uint64(len(data)) != h.CheckpointBytes {
@@ -410,14 +413,14 @@ func (l *Live) readPieces(br *bufio.Reader, h liveHeader, keep bool) ([]byte, er
 		}
 		if !keep {
 			if _, err := br.Discard(int(n)); err != nil {
-				return nil, fmt.Errorf("ctl: the journal stream from %s was cut in the checkpoint at record %d: %w", l.URL, h.First-1, noEOF(err))
+				return nil, cut(err)
 			}
 			continue
 		}
 		at := len(data)
 		data = slices.Grow(data, int(n))[:at+int(n)]
 		if _, err := io.ReadFull(br, data[at:]); err != nil {
-			return nil, fmt.Errorf("ctl: the journal stream from %s was cut in the checkpoint at record %d: %w", l.URL, h.First-1, noEOF(err))
+			return nil, cut(err)
 		}
 	}
 }

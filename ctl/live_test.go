@@ -271,6 +271,28 @@ func TestLiveCutStream(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "was cut") {
 		t.Fatalf("a cut stream read as %v", err)
 	}
+	// Cut in the middle of the checkpoint it starts after.
+	if err := j.SaveCheckpoint(50, bytes.Repeat([]byte("state;"), 200_000)); err != nil {
+		t.Fatal(err)
+	}
+	hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := ParseJournalRequest(r.URL.Query())
+		if err != nil {
+			t.Error(err)
+		}
+		w.Header().Set("Content-Type", LiveContentType)
+		var b strings.Builder
+		if err := WriteJournal(r.Context(), &b, j, req); err != nil {
+			t.Error(err)
+		}
+		full := b.String()
+		w.Write([]byte(full[:len(full)/2]))
+	}))
+	defer hs.Close()
+	err = (Source{Live: &Live{URL: hs.URL}}).ReadLatest(context.Background(), func(*projections.Books) error { return nil }, func(journal.Record) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "was cut in the checkpoint at record 50") {
+		t.Fatalf("a stream cut in its checkpoint read as %v", err)
+	}
 	// Something that is not the journal API says so.
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
 	defer other.Close()
