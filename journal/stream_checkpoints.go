@@ -168,8 +168,8 @@ func StreamFirstRecord(ctx context.Context, st jetstream.Stream) (uint64, error)
 // ShipCheckpoints copies the journal's checkpoints to the stream's bucket
 // until ctx ends: the newest one whose record the stream holds, once every
 // has passed since the last copied (the first as soon as there is one:
-// it looks every tenth of every, at most a minute apart), after which it
-// deletes those no reader needs any more (thinBucket). It returns
+// it looks at once, then every tenth of every, at most a minute apart),
+// after which it deletes those no reader needs any more (thinBucket). It returns
 // ctx.Err(). Like the outbox, it degrades and never stops the controller:
 // NATS down, or the journal's newest checkpoint not yet published, only
 // delays the next copy.
@@ -181,11 +181,13 @@ func (o *Outbox) ShipCheckpoints(ctx context.Context, every time.Duration) error
 	defer tick.Stop()
 	var shipped uint64
 	var shippedAt, warnedAt time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first { // at once at first: a leader that just started may hold the stream's only checkpoint
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
 		}
 		if !shippedAt.IsZero() && time.Since(shippedAt) < every {
 			continue

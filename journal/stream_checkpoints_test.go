@@ -194,3 +194,29 @@ func TestThinBucketKeepsWhatReadersNeed(t *testing.T) {
 	}
 	t.Logf("at most %d checkpoints kept; replay started at most %v after the stream's first record", most, lag)
 }
+
+// TestShipCheckpointsLooksAtOnce: a controller that starts with a
+// checkpoint the stream already continues ships it at once, not at its
+// first tick (a minute, at the hourly default): a standby may be waiting
+// on a stream past its limits for exactly that.
+func TestShipCheckpointsLooksAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	srv := startNATS(t, dir+"/nats")
+	nc := connect(t, NATSConfig{Embedded: srv})
+	j, _ := openTemp(t, Options{NoSync: true, Logger: discardLogger()})
+	ob, err := NewOutbox(j, nc, OutboxOptions{Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runOutbox(t, ob)()
+	appendN(t, j, 0, 40)
+	eventually(t, 30*time.Second, "record 40 published", func() bool { return ob.Published() >= 40 })
+	if err := j.SaveCheckpoint(30, bytes.Repeat([]byte("state;"), 1000)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ob.ShipCheckpoints(ctx, time.Hour) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 20*time.Second, "checkpoint 30 shipped, well before the first tick (a minute)", func() bool { return ob.Shipped() == 30 })
+}
