@@ -76,15 +76,14 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 			}
 		}
 	}()
-	// From the first record of the earliest rollout still running (or
-	// the checkpoint): spans of rollouts that ended before it were
-	// exported by an earlier process, or are left to `rollbook trace`.
-	err = c.j.Follow(ctx, c.traceFrom, func(r journal.Record) error {
+	seen := max(c.traceFrom, 1) - 1 // the last record added to the builder
+	add := func(r journal.Record) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if err := b.Add(r); err != nil {
 			return err
 		}
+		seen = r.Seq
 		fin := b.Finished()
 		if r.Seq <= done {
 			return nil // exported by an earlier process
@@ -99,12 +98,25 @@ func (c *controller) traceLoop(ctx context.Context, exp sdktrace.SpanExporter) e
 			pending = append(pending[:0], pending[over:]...)
 		}
 		return nil
-	})
+	}
+	// From the first record of the earliest rollout still running (or
+	// the checkpoint): spans of rollouts that ended before it were
+	// exported by an earlier process, or are left to `rollbook trace`.
+	err = c.j.Follow(ctx, c.traceFrom, add)
 	stop()
 	if ferr := <-flushed; ferr != nil && err == nil {
 		err = ferr
 	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		// Stopping: the follower may not have reached the last records
+		// (a rollout's end comes right before a stop, often). Add what
+		// the journal holds now, for a few seconds at most, so that the
+		// last flush exports them and not the next process.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := c.j.Read(dctx, seen+1, add); err != nil {
+			c.log.Info("tracing: spans of the last records left to the next start", "err", err)
+		}
 		return flush(context.WithoutCancel(ctx))
 	}
 	return err
