@@ -144,23 +144,6 @@ func (j *Journal) SaveCheckpoint(seq uint64, data []byte) error {
 // (0: the newest of all), and false when there is none. Its Data is the
 // one copy read: the size of the data, allocated once.
 func (j *Journal) LatestCheckpoint(atMost uint64) (Checkpoint, bool, error) {
-	var data []byte
-	c, ok, err := j.latestCheckpoint(atMost, func(size uint64) {
-		// NB: the length comes from a checksummed head; the bound on
-		// what is reserved up front is for a head that is wrong all the
-		// same.
-		data = make([]byte, 0, min(size, 1<<30))
-	}, func(p []byte) error {
-		data = append(data, p...)
-		return nil
-	})
-	c.Data = data
-	return c, ok, err
-}
-
-// latestCheckpoint finds the newest checkpoint at or below atMost and
-// hands its data to fn, after size with its length.
-func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]byte) error) (Checkpoint, bool, error) {
 	j.rw.RLock()
 	defer j.rw.RUnlock()
 	if j.closed.Load() {
@@ -174,16 +157,18 @@ func (j *Journal) latestCheckpoint(atMost uint64, size func(uint64), fn func([]b
 	if !ok || err != nil {
 		return Checkpoint{}, false, err
 	}
-	c := Checkpoint{Seq: m.Seq, Hash: m.Hash, Time: m.Time}
+	c := Checkpoint{Seq: m.Seq, Hash: m.Hash, Time: m.Time, Data: data}
 	if m.OneValue {
-		size(uint64(len(data)))
-		if err := fn(data); err != nil {
-			return Checkpoint{}, false, err
-		}
-		return c, true, nil
+		return c, true, nil // data is its own copy already
 	}
-	size(m.Bytes)
-	if err := readPieces(snap, m, fn); err != nil {
+	// NB: the length comes from a checksummed head; the bound on what is
+	// reserved up front is for a head that is wrong all the same.
+	c.Data = make([]byte, 0, min(m.Bytes, 1<<30))
+	err = readPieces(snap, m, func(p []byte) error {
+		c.Data = append(c.Data, p...)
+		return nil
+	})
+	if err != nil {
 		return Checkpoint{}, false, err
 	}
 	return c, true, nil
