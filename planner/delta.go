@@ -235,7 +235,10 @@ func (p *planning) changedPods(r *projections.Rollout, t target, old *unit) ([]p
 		}
 	}
 	for i, c := range old.counts {
-		if pp := old.plans[i]; c&countFailed != 0 || c&countTimed != 0 && (pp.timed || pp.until() != 0 && p.now >= pp.until()) {
+		if c&(countFailed|countTimed) == 0 {
+			continue // most pods: their classification is not read
+		}
+		if pp := old.plans[i]; c&countFailed != 0 || pp.timed || pp.until() != 0 && p.now >= pp.until() {
 			keys = append(keys, old.pods[i].Key())
 		}
 	}
@@ -313,24 +316,31 @@ func spliced(old *unit, changes []podChange) (pods []*projections.Pod, plans []*
 }
 
 // driveKept is drive over the bits of a plan made from the last one:
-// only the pods under way are driven; the idle ones are the candidates.
-func (p *planning) driveKept(rp *rolloutPlan) (candidates []*podPlan) {
-	n := 0
-	for _, c := range rp.counts {
-		if c&(countActive|countIdle) != 0 {
-			n++
+// only the pods under way are driven; the idle ones are the candidates,
+// listed only when collect.
+func (p *planning) driveKept(rp *rolloutPlan, collect bool) (candidates []*podPlan, n int) {
+	if collect {
+		for _, c := range rp.counts {
+			if c&(countActive|countIdle) != 0 {
+				n++
+			}
 		}
+		candidates = make([]*podPlan, 0, n)
+		n = 0
 	}
-	candidates = make([]*podPlan, 0, n)
 	for i, c := range rp.counts {
 		switch {
 		case c&countActive != 0:
-			if p.drivePod(rp, rp.all[i]) {
-				candidates = append(candidates, rp.all[i])
+			if !p.drivePod(rp, rp.all[i]) {
+				continue
 			}
-		case c&countIdle != 0:
+		case c&countIdle == 0:
+			continue
+		}
+		n++
+		if collect {
 			candidates = append(candidates, rp.all[i])
 		}
 	}
-	return candidates
+	return candidates, n
 }

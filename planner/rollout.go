@@ -135,7 +135,7 @@ func newRolloutPlan(r *projections.Rollout, t target, st *projections.RolloutSta
 // act plans from the tally: the conditions, the budgets, the pods under
 // way (drive), the starts and the phase. It reports false for a rollout
 // that cannot plan.
-func (p *planning) act(rp *rolloutPlan, drive func(*rolloutPlan) []*podPlan) bool {
+func (p *planning) act(rp *rolloutPlan, drive func(rp *rolloutPlan, collect bool) ([]*podPlan, int)) bool {
 	p.report(rp)
 	updates, budget, maxUpdated, hold, ok := p.budgets(rp)
 	if !ok {
@@ -146,9 +146,12 @@ func (p *planning) act(rp *rolloutPlan, drive func(*rolloutPlan) []*podPlan) boo
 		}
 		return false
 	}
-	candidates := drive(rp)
+	// Candidates are listed only when some may start: mid-rollout the
+	// budget is mostly spent, and the list of every idle pod was a plan's
+	// largest garbage.
+	candidates, n := drive(rp, updates > 0 && budget > 0)
 	p.start(rp, candidates, updates, budget)
-	p.phase(rp, len(candidates), maxUpdated, hold)
+	p.phase(rp, n, maxUpdated, hold)
 	return true
 }
 
@@ -460,19 +463,22 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 	return updates, budget, maxUpdated, hold, true
 }
 
-// drive acts on the pods already under way and returns those that may
-// start. Invariant: no pod stays gated with nothing driving it: a gated
+// drive acts on the pods already under way and counts those that may
+// start, listing them when collect. Invariant: no pod stays gated with nothing driving it: a gated
 // pod is patched after its grace period, released while the rollout
 // holds, and released when its target turns out not to be reachable in
 // place (blocked, skipped, diverged) or needs a recreate the rollout will
 // not start now.
-func (p *planning) drive(rp *rolloutPlan) (candidates []*podPlan) {
+func (p *planning) drive(rp *rolloutPlan, collect bool) (candidates []*podPlan, n int) {
 	for _, pp := range rp.plans {
 		if p.drivePod(rp, pp) {
-			candidates = append(candidates, pp)
+			n++
+			if collect {
+				candidates = append(candidates, pp)
+			}
 		}
 	}
-	return candidates
+	return candidates, n
 }
 
 // drivePod acts on one pod under way and reports whether it may start.
