@@ -121,4 +121,9 @@ func (d *Books) Restored() {
 			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it
 		}
 	}
+	for k, r := range d.State.Rollouts {
+		if k == r.Namespace+"/"+r.Name {
+			r.key = k
+		}
+	}
 }

@@ -64,10 +64,19 @@ type Rollout struct {
 	// Status is the status as last written and observed back.
 	Status     RolloutStatus
 	ObservedAt int64
+	// key is Key, made when the rollout is folded (or restored): a plan
+	// asks each rollout its key many times, and ordering a namespace's
+	// hundred rollouts by age made a key at every comparison.
+	key string
 }
 
 // Key is "namespace/name".
-func (r *Rollout) Key() string { return r.Namespace + "/" + r.Name }
+func (r *Rollout) Key() string {
+	if r.key != "" {
+		return r.key
+	}
+	return r.Namespace + "/" + r.Name
+}
 
 // Workload is a StatefulSet or DaemonSet as last observed.
 type Workload struct {
@@ -281,7 +290,7 @@ func (s *State) observe(o *journal.Observed, at int64) {
 	key := o.Namespace + "/" + o.Name
 	switch o.Resource {
 	case "inplacerollouts.rollbook.dev":
-		r := &Rollout{Observed: *o, ObservedAt: at}
+		r := &Rollout{Observed: *o, ObservedAt: at, key: key}
 		if err := json.Unmarshal(o.Spec, &r.Spec); err != nil {
 			r.SpecError = err.Error()
 		}
