@@ -116,25 +116,25 @@ func (p *planning) counted(pp *podPlan) podCount {
 	return c
 }
 
-// add counts one pod's bits.
-func (n *tally) add(c podCount, st *projections.RolloutStatus) {
+// add counts the bits of k pods counted c.
+func (n *tally) add(c podCount, st *projections.RolloutStatus, k int) {
 	if c&countStarted != 0 {
-		n.started++
+		n.started += k
 	}
 	if c&countUnavailable != 0 {
-		n.unavailable++
+		n.unavailable += k
 	}
 	if c&countNoGate != 0 {
-		n.noGate++
+		n.noGate += k
 	}
 	if c&countDone != 0 {
-		n.done++
+		n.done += k
 	}
 	if c&countUpdated != 0 {
-		st.Updated++
+		st.Updated += int32(k)
 	}
 	if c&countUpdatedReady != 0 {
-		st.UpdatedReady++
+		st.UpdatedReady += int32(k)
 	}
 }
 

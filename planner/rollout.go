@@ -289,15 +289,27 @@ func (p *planning) count(rp *rolloutPlan) {
 func (p *planning) tally(rp *rolloutPlan) {
 	n, st := &rp.n, rp.st
 	unscheduled := 0
-	for i, c := range rp.counts {
-		if c&countUnscheduled != 0 {
-			unscheduled++
-			continue
+	// Neighbours mostly count alike (a StatefulSet rolls by ordinal, and
+	// most of a rollout's pods are idle or done): each run of equal counts
+	// is added at once, which was a third of a plan made from the last one
+	// at 10,000 pods. Rare pods still add their words one by one, in order.
+	for i := 0; i < len(rp.counts); {
+		c, j := rp.counts[i], i+1
+		for j < len(rp.counts) && rp.counts[j] == c {
+			j++
 		}
-		n.add(c, st)
-		if c&countRare != 0 {
-			p.countRare(rp, rp.all[i])
+		switch {
+		case c&countUnscheduled != 0:
+			unscheduled += j - i
+		case c&countRare != 0:
+			for ; i < j; i++ {
+				n.add(c, st, 1)
+				p.countRare(rp, rp.all[i])
+			}
+		default:
+			n.add(c, st, j-i)
 		}
+		i = j
 	}
 	st.Replicas = int32(len(rp.all))
 	n.unavailable += unscheduled + p.missing(rp) // and the pods not made yet
