@@ -162,14 +162,30 @@ func (r *canonReader) raw(m byte) []byte {
 
 func (r *canonReader) text() string {
 	s := r.raw(majText)
-	if r.bad || !utf8.Valid(s) {
+	if r.bad {
+		return ""
+	}
+	var slot *string
+	if r.in != nil {
+		// A string the interner holds was valid UTF-8 when it was kept:
+		// most of a record's strings are, and only the others are checked.
+		// (Comparing a string with string(s) does not allocate.)
+		if slot = r.in.slot(s); slot != nil && *slot == string(s) {
+			return *slot
+		}
+	}
+	if !utf8.Valid(s) {
 		r.bad = true
 		return ""
 	}
-	if r.in != nil {
-		return r.in.get(s)
+	if len(s) == 0 {
+		return ""
 	}
-	return string(s)
+	v := string(s)
+	if slot != nil {
+		*slot = v // kept for the next
+	}
+	return v
 }
 
 // bytes reads a byte string into a copy; CBOR null reads as nil, as
@@ -405,20 +421,12 @@ func (in *interner) shareList(enc []byte, l []string) []string {
 	return l
 }
 
-// NB: comparing a string with string(b) does not allocate; only a miss
-// does.
-func (in *interner) get(b []byte) string {
-	if len(b) == 0 {
-		return ""
+// slot is where the interner keeps a string read as b; nil for one it
+// does not keep (empty, or longer than internMaxLen). Only text keeps
+// strings there, each valid UTF-8.
+func (in *interner) slot(b []byte) *string {
+	if len(b) == 0 || len(b) > internMaxLen {
+		return nil
 	}
-	if len(b) > internMaxLen {
-		return string(b)
-	}
-	slot := &in.slots[slotHash(b)&(internSlots-1)]
-	if *slot == string(b) {
-		return *slot
-	}
-	s := string(b)
-	*slot = s
-	return s
+	return &in.slots[slotHash(b)&(internSlots-1)]
 }
