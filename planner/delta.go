@@ -47,6 +47,10 @@ const (
 	// hook, or stalled: the tally needs its words, in pod order
 	// (countRare).
 	countRare
+	// countWaiting: idle, but not a candidate in this plan, as an action
+	// of another kind is in flight or planned for it (an initial ungate):
+	// work left, which a phase that ends the rollout must wait for.
+	countWaiting
 )
 
 // counted returns what pp adds to its rollout's tally. Invariant: a pod
@@ -105,6 +109,9 @@ func (p *planning) counted(pp *podPlan) podCount {
 	}
 	switch {
 	case p.busy[key] || pending != nil:
+		if pp.stage == stageIdle && !inFlight {
+			c |= countWaiting
+		}
 	case pp.stage == stageIdle:
 		c |= countIdle
 	case pp.stage != stageDone || pp.hookState() == hookTimedOut:
@@ -135,6 +142,9 @@ func (n *tally) add(c podCount, st *projections.RolloutStatus, k int) {
 	}
 	if c&countUpdatedReady != 0 {
 		st.UpdatedReady += int32(k)
+	}
+	if c&countWaiting != 0 {
+		n.waiting += k
 	}
 }
 

@@ -50,6 +50,9 @@ type tally struct {
 	// stalled counts pods whose next write for this revision will not be
 	// retried (see allowed).
 	stalled int
+	// waiting counts idle pods that are not candidates only because an
+	// action of another kind is in flight or planned for them (countWaiting).
+	waiting int
 	// unavailable counts pods out of service, for whatever reason: not
 	// ready, gated, deleting, a start in flight, updating, or a restart
 	// the kubelet is about to make.
@@ -595,6 +598,11 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 // releases its gates.
 func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool) {
 	st, conds, n, spec := rp.st, rp.conds, &rp.n, rp.spec
+	// Pods left to start: the candidates, and the idle pods an action of
+	// another kind keeps from being one in this plan (an initial ungate).
+	// Without the latter a rollout with blocked pods flashed Failed, with
+	// a Warning event, for the one plan that ungated new pods.
+	candidates += n.waiting
 	switch {
 	case len(rp.mine) == 0 && len(rp.conflicts) > 0:
 		st.Phase = projections.PhasePending
