@@ -598,18 +598,19 @@ func (p *planning) start(rp *rolloutPlan, candidates []*podPlan, updates, budget
 // releases its gates.
 func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool) {
 	st, conds, n, spec := rp.st, rp.conds, &rp.n, rp.spec
-	// Pods left to start: the candidates, and the idle pods an action of
-	// another kind keeps from being one in this plan (an initial ungate).
-	// Without the latter a rollout with blocked pods flashed Failed, with
-	// a Warning event, for the one plan that ungated new pods.
-	candidates += n.waiting
+	// left: pods still to start, the candidates and the idle pods an
+	// action of another kind keeps from being one in this plan (an
+	// initial ungate). Without the latter a rollout with blocked pods
+	// flashed Failed, with a Warning event, for the one plan that ungated
+	// new pods.
+	left := candidates + n.waiting
 	switch {
 	case len(rp.mine) == 0 && len(rp.conflicts) > 0:
 		st.Phase = projections.PhasePending
-	case rp.rollingBack && n.started == 0 && candidates == 0:
+	case rp.rollingBack && n.started == 0 && left == 0:
 		st.Phase = projections.PhaseRolledBack
 		conds.set("RollingBack", "False", "RolledBack", "updated pods were rolled back to their recorded images")
-	case rp.rollingBack && n.failed > 0 && n.started == n.failed && candidates == 0:
+	case rp.rollingBack && n.failed > 0 && n.started == n.failed && left == 0:
 		st.Phase = projections.PhaseFailed
 		conds.set("Failed", "True", "RollbackFailed", fmt.Sprintf("%d pods did not verify on their recorded images either; first: %s. They were released from the gate: repair them by hand, or change the target", n.failed, n.failedWhy))
 	case rp.rollingBack:
@@ -624,7 +625,7 @@ func (p *planning) phase(rp *rolloutPlan, candidates, maxUpdated int, hold bool)
 		st.Phase = projections.PhasePending
 	case n.done >= maxUpdated && n.started == 0 && n.blocked == 0 && int(st.UpdatedReady) == n.done:
 		st.Phase = projections.PhaseSucceeded
-	case n.blocked+n.skipped > 0 && n.started == 0 && candidates == 0:
+	case n.blocked+n.skipped > 0 && n.started == 0 && left == 0:
 		st.Phase = projections.PhaseFailed
 	default:
 		st.Phase = projections.PhaseProgressing
