@@ -17,7 +17,7 @@ func TestDiffBooks(t *testing.T) {
 		for _, name := range pods {
 			b.State.Pods["shop/"+name] = projections.NewPod(&journal.Observed{Resource: "pods", Namespace: "shop", Name: name, UID: "u-" + name, ResourceVersion: "7"})
 		}
-		b.Open["gate/shop/a"] = projections.OpenIntent{Seq: 3, Fact: journal.ActionFact{Key: "gate/shop/a", Kind: "gate"}}
+		b.Open["gate/shop/a"] = projections.OpenIntent{Seq: 3, Fact: projections.IntentFact{Key: "gate/shop/a", Kind: "gate"}}
 		return b
 	}
 	if d := diffBooks(books("a", "b"), books("a", "b"), 0); len(d) != 0 {

@@ -23,14 +23,45 @@ type Books struct {
 	Rollouts map[string]RolloutOrigin
 }
 
-// OpenIntent is an intent with no outcome yet, and the record it is. Its
-// fact holds no Action: what reads it (a restarted controller journaling
-// the intent abandoned) drops the encoded action, and a controller holds
-// an open intent for every action in flight (a tenth of a fleet under a
-// rollout at maxUnavailable 10%), ~200 bytes each.
+// OpenIntent is an intent with no outcome yet, and the record it is.
 type OpenIntent struct {
 	Seq  uint64
-	Fact journal.ActionFact
+	Fact IntentFact
+}
+
+// IntentFact is what an open intent keeps of its record's fact: the
+// fields of a journal.ActionFact an intent has, under the same keys, so
+// that a checkpoint's open intents encode as they did when they held
+// one, and an older one's decode. A controller holds an open intent for
+// every action in flight (a tenth of a fleet under a rollout at
+// maxUnavailable 10%): the outcome's fields (version, error, class,
+// measurement) made each 80 bytes larger, and the encoded action, which
+// what reads it (a restarted controller journaling the intent abandoned)
+// drops, was never kept.
+type IntentFact struct {
+	Key         string `cbor:"1,keyasint"`
+	Kind        string `cbor:"2,keyasint"`
+	Rollout     string `cbor:"3,keyasint,omitempty"`
+	Pod         string `cbor:"4,keyasint,omitempty"`
+	UID         string `cbor:"5,keyasint,omitempty"`
+	Revision    string `cbor:"6,keyasint,omitempty"`
+	PlanSeq     uint64 `cbor:"8,keyasint,omitempty"`
+	Attempt     int    `cbor:"12,keyasint,omitempty"`
+	TraceParent string `cbor:"13,keyasint,omitempty"`
+	PlanActions int    `cbor:"15,keyasint,omitempty"`
+}
+
+// intentOf is what an open intent keeps of f, an intent's fact.
+func intentOf(f *journal.ActionFact) IntentFact {
+	return IntentFact{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Pod: f.Pod, UID: f.UID, Revision: f.Revision,
+		PlanSeq: f.PlanSeq, Attempt: f.Attempt, TraceParent: f.TraceParent, PlanActions: f.PlanActions}
+}
+
+// ActionFact is the intent's fact as its record held it, but for its
+// encoded action.
+func (f IntentFact) ActionFact() journal.ActionFact {
+	return journal.ActionFact{Key: f.Key, Kind: f.Kind, Rollout: f.Rollout, Pod: f.Pod, UID: f.UID, Revision: f.Revision,
+		PlanSeq: f.PlanSeq, Attempt: f.Attempt, TraceParent: f.TraceParent, PlanActions: f.PlanActions}
 }
 
 // RolloutOrigin is the rollout object (UID) a name holds and the record
@@ -59,15 +90,14 @@ func (d *Books) ApplyDecoded(in Decoded) error {
 	}
 	switch r.Kind {
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
-		f := *dec.action
+		f := dec.action
 		if r.Kind == journal.KindActionIntended {
-			f.Action = nil // see OpenIntent
 			if _, ok := d.Open[f.Key]; !ok {
-				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: f}
+				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: intentOf(f)}
 			} else {
 				// A retry of an intent still open keeps its first place in
 				// line and its newest content.
-				d.Open[f.Key] = OpenIntent{Seq: d.Open[f.Key].Seq, Fact: f}
+				d.Open[f.Key] = OpenIntent{Seq: d.Open[f.Key].Seq, Fact: intentOf(f)}
 			}
 		} else {
 			delete(d.Open, f.Key)

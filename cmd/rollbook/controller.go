@@ -301,7 +301,7 @@ func (c *controller) abandonDangling(ctx context.Context) error {
 	var entries []journal.Entry
 	refreshed := map[string]bool{}
 	for _, oi := range open {
-		k, f := oi.Fact.Key, oi.Fact
+		k, f := oi.Fact.Key, oi.Fact.ActionFact()
 		// The write may have landed without its watch event reaching the
 		// journal before the crash: read the pod once (a restart is not
 		// the happy path) so the first plan sees what is really there and
@@ -316,7 +316,7 @@ func (c *controller) abandonDangling(ctx context.Context) error {
 				entries = append(entries, *e)
 			}
 		}
-		f.Action, f.Class, f.Error = nil, journal.ClassAbandoned, "the controller stopped before the outcome was known"
+		f.Class, f.Error = journal.ClassAbandoned, "the controller stopped before the outcome was known"
 		body, err := journal.EncodeBody(f)
 		if err != nil {
 			return err
