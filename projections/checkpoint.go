@@ -143,9 +143,11 @@ func (d *Books) Restored() {
 		return
 	}
 	for k, p := range d.State.Pods {
-		p.Pod.restored()              // what a checkpoint of an older binary kept
-		d.State.sharing().pod(p, nil) // what pods share, shared again
+		p.Pod.restored() // what a checkpoint of an older binary kept
+		// Before sharing: it may drop the state's text from the
+		// annotations, which are the shape's, still the pod's own.
 		p.restoreState(&d.State.sharing().states)
+		d.State.sharing().pod(p, nil) // what pods share, shared again
 		p.key = k
 		if k == p.Namespace+"/"+p.Name {
 			p.Name = k[len(p.Namespace)+1:] // one string, as the fold keeps it

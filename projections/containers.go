@@ -8,12 +8,19 @@ import (
 
 // Container is one of a pod's containers as the fold keeps it. What the
 // pods of a revision hold alike — the container's name, image, resolved
-// image, state, the image the runtime reports and the resources asked and
-// applied — is a ContainerShape that every pod whose container reads the
-// same shares (containerShapes); only the container's ID, its restarts and
-// its readiness are its own. 56 bytes a container, its ID held inline
+// image, state, the image the runtime reports, the resources asked and
+// applied, its restarts and its readiness — is a ContainerShape that every
+// pod whose container reads the same shares (containerShapes); only the
+// container's ID is its own. 48 bytes a container, its ID held inline
 // (ContainerID), where a journal.Container is 144 and its ID 80 more, for
 // the two or three containers of each of a fleet's pods.
+//
+// The restarts and readiness are in the shape because a fleet's pods hold
+// few of their values at a time (nearly all ready and started, restarted
+// as often as the rollouts that changed them in place), and held here they
+// made a container 56 bytes: two containers took a 112-byte block, not
+// 96, for every pod (BENCHMARKS.md §1, "A container's restarts in its
+// shape").
 //
 // The shape's fields read as the container's own (c.Image). They are
 // written only by the dry run, to containers it has made its own
@@ -28,10 +35,7 @@ import (
 type Container struct {
 	SpecHash ignored `cbor:"14,keyasint,omitempty"` // an older binary's; first, where it takes no room
 	*ContainerShape
-	ContainerID  ContainerID `cbor:"4,keyasint,omitzero"` // omitted where a journal.Container omits ""
-	RestartCount int32       `cbor:"5,keyasint,omitempty"`
-	Ready        bool        `cbor:"6,keyasint,omitempty"`
-	Started      bool        `cbor:"7,keyasint,omitempty"`
+	ContainerID ContainerID `cbor:"4,keyasint,omitzero"` // omitted where a journal.Container omits ""
 }
 
 // ContainerShape is what a container shares with the same container of
@@ -46,6 +50,9 @@ type ContainerShape struct {
 	Limits         map[string]string `cbor:"11,keyasint,omitempty"`
 	ActualRequests map[string]string `cbor:"12,keyasint,omitempty"`
 	ActualLimits   map[string]string `cbor:"13,keyasint,omitempty"`
+	RestartCount   int32             `cbor:"5,keyasint,omitempty"`
+	Ready          bool              `cbor:"6,keyasint,omitempty"`
+	Started        bool              `cbor:"7,keyasint,omitempty"`
 	RestartAlways  bool              `cbor:"15,keyasint,omitempty"`
 }
 
@@ -75,20 +82,19 @@ func containersOf(list []journal.Container) []Container {
 func shapeOf(c *journal.Container) ContainerShape {
 	return ContainerShape{Name: c.Name, Image: c.Image, ImageID: c.ImageID, State: c.State, StatusImage: c.StatusImage,
 		Requests: c.Requests, Limits: c.Limits, ActualRequests: c.ActualRequests, ActualLimits: c.ActualLimits,
-		RestartAlways: c.RestartAlways}
+		RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started, RestartAlways: c.RestartAlways}
 }
 
-// containerOf is c with shape s and what is its own.
+// containerOf is c with shape s and its ID, its own.
 func containerOf(c *journal.Container, s *ContainerShape) Container {
-	return Container{ContainerShape: s, ContainerID: ParseContainerID(c.ContainerID), RestartCount: c.RestartCount,
-		Ready: c.Ready, Started: c.Started}
+	return Container{ContainerShape: s, ContainerID: ParseContainerID(c.ContainerID)}
 }
 
 // Journal is c as a pod record holds it.
 func (c Container) Journal() journal.Container {
 	s := c.shape()
 	return journal.Container{Name: s.Name, Image: s.Image, ImageID: s.ImageID, ContainerID: c.ContainerID.String(),
-		RestartCount: c.RestartCount, Ready: c.Ready, Started: c.Started, State: s.State, StatusImage: s.StatusImage,
+		RestartCount: s.RestartCount, Ready: s.Ready, Started: s.Started, State: s.State, StatusImage: s.StatusImage,
 		Requests: s.Requests, Limits: s.Limits, ActualRequests: s.ActualRequests, ActualLimits: s.ActualLimits,
 		RestartAlways: s.RestartAlways}
 }
@@ -125,7 +131,8 @@ func (c *Container) own() {
 // same: a and b read the same.
 func (a *ContainerShape) same(b *ContainerShape) bool {
 	return a.Name == b.Name && a.Image == b.Image && a.ImageID == b.ImageID && a.State == b.State &&
-		a.StatusImage == b.StatusImage && a.RestartAlways == b.RestartAlways &&
+		a.StatusImage == b.StatusImage && a.RestartCount == b.RestartCount && a.Ready == b.Ready &&
+		a.Started == b.Started && a.RestartAlways == b.RestartAlways &&
 		maps.Equal(a.Requests, b.Requests) && maps.Equal(a.Limits, b.Limits) &&
 		maps.Equal(a.ActualRequests, b.ActualRequests) && maps.Equal(a.ActualLimits, b.ActualLimits)
 }
@@ -165,7 +172,19 @@ func (cs *containerShapes) shareList(list, was []Container) {
 			continue
 		}
 		s := c.ContainerShape
-		c.ContainerShape = shared(&cs.slots[(fnv32(s.Name)^fnv32(s.Image)*16777619^fnv32(s.ImageID)^fnv32(s.State)*31^fnv32(s.StatusImage)*131)&255],
-			s, (*ContainerShape).same)
+		h := fnv32(s.Name) ^ fnv32(s.Image)*16777619 ^ fnv32(s.ImageID) ^ fnv32(s.State)*31 ^ fnv32(s.StatusImage)*131
+		// The restarts and readiness in the slot's low bits too: the same
+		// container restarted once and not yet, or ready and not, are two
+		// shapes a rollout's pods hold at once, and sharing one slot they
+		// would take it from each other at every record.
+		h ^= uint32(s.RestartCount)<<2 | bit(s.Ready)<<1 | bit(s.Started)
+		c.ContainerShape = shared(&cs.slots[h&255], s, (*ContainerShape).same)
 	}
+}
+
+func bit(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -28,13 +28,13 @@ type Pod struct {
 	Deleted    ignored `cbor:"25,keyasint,omitempty"`
 	Revision   ignored `cbor:"28,keyasint,omitempty"`
 	// No plan reads a pod's generation, nor when its last record came
-	// (the records hold both): dropped, 16 bytes a pod (a Pod is 128
+	// (the records hold both): dropped, 16 bytes a pod (a Pod was 128
 	// bytes, not 144). Older checkpoints hold them.
 	Generation ignored `cbor:"6,keyasint,omitempty"`
 	ObservedAt ignored `cbor:",omitempty"`
-	// The namespace, owner, foreign annotation keys, truncation and
-	// whether it has annotations, shared (never nil in the fold: NewPod,
-	// podShapes.share).
+	// The namespace, owner, foreign annotation keys, truncation, whether
+	// it has annotations, its own annotations and its deletion, shared
+	// (never nil in the fold: NewPod, podShapes.share).
 	*PodShape
 	Name string `cbor:"3,keyasint"`
 	// The UID and resourceVersion, held as 16 bytes and a number when
@@ -44,11 +44,9 @@ type Pod struct {
 	ResourceVersion journal.Version `cbor:"5,keyasint"`
 	// RawLabels are the labels as the fold keeps them, some Implied (see
 	// labels.go): read them through Label, LookupLabel, LabelSet or Labels.
-	RawLabels   map[string]string `cbor:"7,keyasint,omitempty"`
-	Annotations map[string]string `cbor:"8,keyasint,omitempty"`
-	Created     int64             `cbor:"10,keyasint,omitempty"`
-	Deleting    int64             `cbor:"11,keyasint,omitempty"`
-	Pod         *Facts            `cbor:"20,keyasint,omitempty"`
+	RawLabels map[string]string `cbor:"7,keyasint,omitempty"`
+	Created   int64             `cbor:"10,keyasint,omitempty"`
+	Pod       *Facts            `cbor:"20,keyasint,omitempty"`
 	// State is its rollbook.dev/state annotation, parsed. In the fold,
 	// Annotations no longer holds the annotation's text (heldState).
 	State *PodState
@@ -60,9 +58,10 @@ type Pod struct {
 // NewPod is the pod o, a pod's Observed, as the fold keeps it: its facts as the fold keeps them (factsOf), its maps and
 // lists shared.
 func NewPod(o *journal.Observed) *Pod {
-	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated, HasAnnotations: o.HasAnnotations},
+	return &Pod{PodShape: &PodShape{Namespace: o.Namespace, Owner: o.Owner, AnnotationKeys: o.AnnotationKeys, Truncated: o.Truncated,
+		HasAnnotations: o.HasAnnotations, Annotations: o.Annotations, Deleting: o.Deleting},
 		Name: o.Name, UID: journal.MakeUID(o.UID), ResourceVersion: journal.MakeVersion(o.ResourceVersion),
-		RawLabels: o.Labels, Annotations: o.Annotations, Created: o.Created, Deleting: o.Deleting, Pod: factsOf(o.Pod)}
+		RawLabels: o.Labels, Created: o.Created, Pod: factsOf(o.Pod)}
 }
 
 // Observed is the pod as a pod record's body would hold it, its labels

@@ -42,7 +42,7 @@ func (s PodState) MarshalCBOR() ([]byte, error) {
 	if label != "" {
 		fields++
 	}
-	if s.Digest != ([16]byte{}) {
+	if s.Digest != ([8]byte{}) {
 		fields++
 	}
 	b := journal.AppendCBORHead(buf[:0], cborMap, fields)
@@ -60,8 +60,8 @@ func (s PodState) MarshalCBOR() ([]byte, error) {
 			b = s.run(i).appendCBOR(b, c)
 		}
 	}
-	if s.Digest != ([16]byte{}) {
-		b = journal.AppendCBORHead(appendCBORString(b, "digest"), cborBytes, 16)
+	if s.Digest != ([8]byte{}) {
+		b = journal.AppendCBORHead(appendCBORString(b, "digest"), cborBytes, uint64(len(s.Digest)))
 		b = append(b, s.Digest[:]...)
 	}
 	return slices.Clone(appendCBORString(appendCBORString(b, "rollout"), rollout)), nil

@@ -166,33 +166,50 @@ type stateAsItWas struct {
 	Digest    [16]byte          `json:"-" cbor:"digest,omitzero"`
 }
 
+// stateAsItIs is stateAsItWas with the digest a checkpoint of this binary
+// holds: eight bytes.
+type stateAsItIs struct {
+	Rollout   string            `json:"rollout"`
+	Revision  string            `json:"rev"`
+	PatchedAt int64             `json:"at"`
+	Label     string            `json:"label,omitempty"`
+	Before    []ContainerBefore `json:"before"`
+	Digest    [8]byte           `json:"-" cbor:"digest,omitzero"`
+}
+
 // A state holding its fleet-wide part apart encodes, in an annotation's
 // JSON and in a checkpoint's CBOR, byte for byte as the state that held
-// every field did, and reads what that one wrote as the same state.
+// every field did (its digest eight bytes, where that one's was sixteen),
+// and reads what that one wrote as the same state: a sixteen-byte digest
+// as its first eight, which is the digest this binary makes.
 func TestStateEncodesAsItWas(t *testing.T) {
 	id := ParseContainerID("containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	for _, was := range []stateAsItWas{
 		{Rollout: "ns/web-v2", Revision: "web-6f9d", PatchedAt: 1_800_000_000_123_456_789, Label: "web-5d8f",
 			Before: []ContainerBefore{{Name: "app", Image: "app:v1", ImageID: "registry/app@sha256:aa", ContainerID: id, Restarts: 2}}},
-		{Rollout: "ns/side", Revision: "r-2", PatchedAt: 7, Digest: [16]byte{1, 2, 3},
+		{Rollout: "ns/side", Revision: "r-2", PatchedAt: 7, Digest: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10},
 			Before: []ContainerBefore{{Name: "init", Init: true, Image: "setup:v1"}, {Name: "proxy", Image: "proxy:v1", ImageID: "sha256:bb", ContainerID: ParseContainerID("cri-o://x"), Restarts: 9}}},
 		{Rollout: "ns/none", Revision: "r-3"},
 		{Rollout: "ns/" + strings.Repeat("long", 70), Revision: "r-4", PatchedAt: -5, Label: strings.Repeat("l", 24),
 			Before: []ContainerBefore{{Name: "app", Image: strings.Repeat("registry/", 30) + "app:v1", ContainerID: ParseContainerID("docker://ABC"), Restarts: 70_000}}},
 	} {
 		is := NewPodState(was.Rollout, was.Revision, was.Label, was.PatchedAt, was.Before)
-		is.Digest = was.Digest
+		is.Digest = [8]byte(was.Digest[:8])
 		wantJSON, _ := json.Marshal(was)
 		for _, v := range []any{is, *is} { // as a pointer and as a value
 			if got, err := json.Marshal(v); err != nil || string(got) != string(wantJSON) {
 				t.Errorf("%s encodes as %s (%v), was %s", was.Rollout, got, err, wantJSON)
 			}
 		}
-		wantCBOR := mustEncode(t, &was)
+		wantCBOR := mustEncode(t, &stateAsItIs{Rollout: was.Rollout, Revision: was.Revision, PatchedAt: was.PatchedAt, Label: was.Label, Before: was.Before, Digest: is.Digest})
 		for _, v := range []any{is, *is} {
 			if got := mustEncode(t, v); string(got) != string(wantCBOR) {
-				t.Errorf("%s encodes in a checkpoint as %x, was %x", was.Rollout, got, wantCBOR)
+				t.Errorf("%s encodes in a checkpoint as %x, want %x", was.Rollout, got, wantCBOR)
 			}
+		}
+		var fromOlder PodState
+		if err := journal.DecodeBody(mustEncode(t, &was), &fromOlder); err != nil || !reflect.DeepEqual(fromOlder, *is) {
+			t.Errorf("%s reads from an older checkpoint as %+v (%v), want %+v", was.Rollout, fromOlder, err, *is)
 		}
 		var fromJSON PodState
 		if err := json.Unmarshal(wantJSON, &fromJSON); err != nil {
@@ -203,7 +220,7 @@ func TestStateEncodesAsItWas(t *testing.T) {
 			t.Fatal(err)
 		}
 		noDigest := *is
-		noDigest.Digest = [16]byte{}
+		noDigest.Digest = [8]byte{}
 		if !reflect.DeepEqual(fromJSON, noDigest) || !reflect.DeepEqual(fromCBOR, *is) {
 			t.Errorf("%s reads back as %+v and %+v, want %+v", was.Rollout, fromJSON, fromCBOR, *is)
 		}

@@ -9,20 +9,21 @@ import (
 )
 
 // The pods of a revision share their containers' shapes, their facts'
-// shape and their own (namespace, owner), folded and from a checkpoint; each keeps its own container IDs, restarts and readiness;
-// a pod whose container reads otherwise (restarted on a new image) has a
-// shape of its own, and the fold gives back every field it was given.
+// shape and their own (namespace, owner), folded and from a checkpoint;
+// each keeps its own container IDs; a pod whose container reads otherwise
+// (restarted on a new image, restarted once more, not ready) has a shape
+// of its own for it, and the fold gives back every field it was given.
 func TestPodsShareTheirShapes(t *testing.T) {
 	f := newFolder(t)
 	requests := map[string]string{"cpu": "100m"}
 	containers := func(i int) []journal.Container {
 		app := journal.Container{Name: "app", Image: "app:v1", ImageID: "sha256:aa", ContainerID: fmt.Sprint("containerd://app-", i),
-			RestartCount: int32(i), Ready: true, Started: true, State: "running", StatusImage: "app:v1",
+			RestartCount: int32(i / 3), Ready: true, Started: true, State: "running", StatusImage: "app:v1",
 			Requests: requests, Limits: map[string]string{"cpu": "200m"}, ActualRequests: requests}
 		if i == 4 {
 			app.Image, app.StatusImage, app.ImageID = "app:v2", "app:v2", "sha256:bb"
 		}
-		return []journal.Container{app, {Name: "sidecar", Image: "proxy:v1", ContainerID: fmt.Sprint("containerd://proxy-", i), Ready: i%2 == 0}}
+		return []journal.Container{app, {Name: "sidecar", Image: "proxy:v1", ContainerID: fmt.Sprint("containerd://proxy-", i), Ready: i != 1}}
 	}
 	inits := []journal.Container{{Name: "log", Image: "log:v1", ContainerID: "containerd://log", RestartAlways: true, State: "running"}}
 	for i := range 5 {
@@ -45,14 +46,17 @@ func TestPodsShareTheirShapes(t *testing.T) {
 			if got := p.PodFacts(); !reflect.DeepEqual(got.Containers, containers(i)) || !reflect.DeepEqual(got.InitContainers, inits) {
 				t.Fatalf("%s: web-%d keeps %+v and %+v", when, i, got.Containers, got.InitContainers)
 			}
-			if shared := p.Containers[0].ContainerShape == first.Containers[0].ContainerShape; shared != (i < 4) {
+			if shared := p.Containers[0].ContainerShape == first.Containers[0].ContainerShape; shared != (i < 3) {
 				t.Errorf("%s: web-%d's app shares the first pod's shape: %v", when, i, shared)
 			}
 			if p.FactsShape != first.FactsShape || p.Phase != "Running" {
 				t.Errorf("%s: web-%d's facts hold a shape of their own, or lost its phase: %+v", when, i, p.FactsShape)
 			}
-			if p.Containers[1].ContainerShape != first.Containers[1].ContainerShape || p.InitContainers()[0].ContainerShape != first.InitContainers()[0].ContainerShape {
-				t.Errorf("%s: web-%d's sidecar or init container holds a shape of its own", when, i)
+			if shared := p.Containers[1].ContainerShape == first.Containers[1].ContainerShape; shared != (i != 1) {
+				t.Errorf("%s: web-%d's sidecar shares the first pod's shape: %v", when, i, shared)
+			}
+			if p.InitContainers()[0].ContainerShape != first.InitContainers()[0].ContainerShape {
+				t.Errorf("%s: web-%d's init container holds a shape of its own", when, i)
 			}
 		}
 	}
@@ -76,6 +80,32 @@ func TestPodsShareTheirShapes(t *testing.T) {
 	}
 	if got := f.s.Pods["ns/web-0"].Pod.Containers[0].State; got != "running" {
 		t.Errorf("web-0's app became %q with web-1's", got)
+	}
+
+	// The shape holds a pod's own annotations and its deletion too: a pod
+	// with only its state annotation, which the fold holds parsed, still
+	// shares it; one being deleted, or with another of Rollbook's
+	// annotations, holds its own, and the others keep theirs.
+	again := func(i int, deleting int64, annotations map[string]string) {
+		name := fmt.Sprint("web-", i)
+		f.apply(journal.KindObserved, "pods/ns/"+name, journal.Observed{Resource: "pods", Namespace: "ns", Name: name, UID: "u" + name, ResourceVersion: fmt.Sprint(40 + i),
+			Owner: &journal.OwnerRef{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: "s-1"}, AnnotationKeys: []string{"a", "b"},
+			Deleting: deleting, Annotations: annotations, Pod: &journal.PodFacts{NodeName: "n1", Phase: "Running", Containers: containers(i), InitContainers: inits}})
+	}
+	again(0, 0, map[string]string{StateAnnotation: `{"rollout":"ns/web","rev":"r-2","at":5,"before":[]}`})
+	again(2, 1_800_000_000e9, nil)
+	again(3, 0, map[string]string{"rollbook.dev/hold": "yes"})
+	for _, s := range []*State{f.s, throughCheckpoint(t, f.s).State} {
+		web := func(i int) *Pod { return s.Pods[fmt.Sprint("ns/web-", i)] }
+		if web(0).PodShape != web(4).PodShape || web(0).State == nil || web(0).Annotations != nil {
+			t.Errorf("a pod with only its state annotation holds %+v and state %+v, not web-4's shape", web(0).PodShape, web(0).State)
+		}
+		if web(2).PodShape == web(4).PodShape || web(2).Deleting != 1_800_000_000e9 || web(4).Deleting != 0 {
+			t.Errorf("a pod being deleted reads %d, its sibling %d", web(2).Deleting, web(4).Deleting)
+		}
+		if web(3).PodShape == web(4).PodShape || web(3).Annotations["rollbook.dev/hold"] != "yes" || web(4).Annotations != nil {
+			t.Errorf("a pod with an annotation of its own reads %v, its sibling %v", web(3).Annotations, web(4).Annotations)
+		}
 	}
 }
 

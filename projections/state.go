@@ -265,7 +265,6 @@ func (s *State) observePod(p *Pod) {
 	// The name is the key's end: one string for both, the decoded name
 	// left to the garbage collector.
 	p.key, p.Name = key, key[len(p.Namespace)+1:]
-	s.sharing().pod(p, old)
 	if raw, ok := p.Annotations[StateAnnotation]; ok {
 		// Most records of a pod are its status: its annotation, and so
 		// its state, stay as they were (a state is never written to).
@@ -274,8 +273,9 @@ func (s *State) observePod(p *Pod) {
 			was = old.State
 		}
 		p.State = heldState(raw, was, &s.sharing().states)
-		p.Annotations = withoutState(p.Annotations)
+		p.Annotations = withoutState(p.Annotations) // p's shape is still NewPod's, its own
 	}
+	s.sharing().pod(p, old)
 	s.Pods[key] = p
 	s.settle(key, p.UID, p.ResourceVersion, p.Deleting)
 }
