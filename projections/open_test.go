@@ -3,6 +3,7 @@ package projections
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/fxamacker/cbor/v2"
@@ -19,6 +20,16 @@ func TestOpenIntentKeepsItsFact(t *testing.T) {
 	books := NewBooks()
 	intent := journal.ActionFact{Key: "patch/ns/web-0", Kind: "patch", Rollout: "ns/web", Pod: "ns/web-0", UID: "u-web-0", Revision: "web-6f9d",
 		Action: []byte{0xa0}, PlanSeq: 41, Attempt: 2, TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", PlanActions: 7}
+	// Every field of an ActionFact is set here but an outcome's: a field
+	// added to it is an intent's until this list says otherwise, and
+	// IntentFact must keep it.
+	outcomes := []string{"ResultVersion", "Error", "Class", "Measurement"}
+	v := reflect.ValueOf(intent)
+	for i := range v.NumField() {
+		if name := v.Type().Field(i).Name; v.Field(i).IsZero() && !slices.Contains(outcomes, name) {
+			t.Fatalf("the intent leaves %s unset: set it, or list it among an outcome's fields", name)
+		}
+	}
 	if err := books.Apply(f.record(journal.KindActionIntended, intent.Key, intent)); err != nil {
 		t.Fatal(err)
 	}

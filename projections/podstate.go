@@ -251,9 +251,9 @@ func ParseState(annotations map[string]string) *PodState {
 // has dropped it: the first 8 bytes of its SHA-256, so that a pod's next
 // record, nearly always its status with the same annotation, reuses the
 // state already parsed. It only tells a pod's annotation from its last
-// one, which the fold parsed: two texts that share a digest by chance
-// (one pair in 2^64) would keep the older state, as a pod that anyone
-// may annotate could be made to hold anyway.
+// one: two texts sharing a digest (by chance, one pair in 2^64) would
+// keep the older state. Whoever could craft such a pair may patch the
+// pod's annotations, and so make it hold any state anyway.
 func stateDigest(raw string) [8]byte {
 	sum := sha256.Sum256([]byte(raw))
 	return [8]byte(sum[:8])
