@@ -479,11 +479,11 @@ func (p *planning) budgets(rp *rolloutPlan) (updates, budget, maxUpdated int, ho
 }
 
 // drive acts on the pods already under way and counts those that may
-// start, listing them when collect. Invariant: no pod stays gated with nothing driving it: a gated
-// pod is patched after its grace period, released while the rollout
-// holds, and released when its target turns out not to be reachable in
-// place (blocked, skipped, diverged) or needs a recreate the rollout will
-// not start now.
+// start, listing them when collect. Invariant: no pod stays gated with
+// nothing driving it: a gated pod is patched after its grace period,
+// released while the rollout holds, and released when its target turns
+// out not to be reachable in place (blocked, skipped, diverged) or needs
+// a recreate the rollout will not start now.
 func (p *planning) drive(rp *rolloutPlan, collect bool) (candidates []*podPlan, n int) {
 	for _, pp := range rp.plans {
 		if p.drivePod(rp, pp) {

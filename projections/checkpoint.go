@@ -92,13 +92,13 @@ func (d *Books) ApplyDecoded(in Decoded) error {
 	case journal.KindActionIntended, journal.KindActionSucceeded, journal.KindActionFailed:
 		f := dec.action
 		if r.Kind == journal.KindActionIntended {
-			if _, ok := d.Open[f.Key]; !ok {
-				d.Open[f.Key] = OpenIntent{Seq: r.Seq, Fact: intentOf(f)}
-			} else {
-				// A retry of an intent still open keeps its first place in
-				// line and its newest content.
-				d.Open[f.Key] = OpenIntent{Seq: d.Open[f.Key].Seq, Fact: intentOf(f)}
+			// A retry of an intent still open keeps its first place in
+			// line and its newest content.
+			seq := r.Seq
+			if o, ok := d.Open[f.Key]; ok {
+				seq = o.Seq
 			}
+			d.Open[f.Key] = OpenIntent{Seq: seq, Fact: intentOf(f)}
 		} else {
 			delete(d.Open, f.Key)
 		}
