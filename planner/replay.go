@@ -262,7 +262,7 @@ func (rp *Replayer) AddDecoded(d projections.Decoded) (bool, error) {
 		if i < len(der) {
 			da = &der[i]
 		}
-		if ra != nil && da != nil && ra.String() == da.String() && ra.Key() == da.Key() && sameAction(*ra, *da) {
+		if ra != nil && da != nil && sameAs(ra, da) {
 			continue
 		}
 		rp.Divergences = append(rp.Divergences, Divergence{PlanSeq: r.Seq, Recorded: ra, Derived: da, RecordSeq: rs, Index: i})
@@ -339,8 +339,7 @@ func Difference(a, b Result) string {
 	}
 	for i := range max(len(a.Actions), len(b.Actions)) {
 		if i < len(a.Actions) && i < len(b.Actions) {
-			x, y := a.Actions[i], b.Actions[i]
-			if x.String() == y.String() && x.Key() == y.Key() && sameAction(x, y) {
+			if sameAs(&a.Actions[i], &b.Actions[i]) {
 				continue
 			}
 		}

@@ -94,9 +94,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := &benchEnv{name: os.Args[1], progress: io.Discard, start: time.Now(), load0: loadAvg()}
-	// Common flags, anywhere among the subcommand's: -v, --cpuprofile f.
+	// Common flags, anywhere among the subcommand's: -v, --cpuprofile f,
+	// --memprofile f (what the run allocated, written when it ends).
 	var args []string
-	var cpuprofile string
+	var cpuprofile, memprofile string
 	for rest := os.Args[2:]; len(rest) > 0; rest = rest[1:] {
 		switch a := rest[0]; {
 		case a == "-v" || a == "--v":
@@ -106,6 +107,11 @@ func main() {
 			rest = rest[1:]
 		case strings.HasPrefix(a, "--cpuprofile=") || strings.HasPrefix(a, "-cpuprofile="):
 			_, cpuprofile, _ = strings.Cut(a, "=")
+		case (a == "--memprofile" || a == "-memprofile") && len(rest) > 1:
+			memprofile = rest[1]
+			rest = rest[1:]
+		case strings.HasPrefix(a, "--memprofile=") || strings.HasPrefix(a, "-memprofile="):
+			_, memprofile, _ = strings.Cut(a, "=")
 		default:
 			args = append(args, a)
 		}
@@ -130,6 +136,12 @@ func main() {
 		}
 		os.Exit(1)
 	}
+	if memprofile != "" {
+		if err := writeMemProfile(memprofile); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	summary["bench"] = env.name
 	summary["machine"] = machineNote(env)
 	b, err := json.Marshal(summary)
@@ -141,7 +153,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go run ./test/bench <subcommand> [-v] [--cpuprofile file] [flags]\n\nsubcommands:")
+	fmt.Fprintln(os.Stderr, "usage: go run ./test/bench <subcommand> [-v] [--cpuprofile file] [--memprofile file] [flags]\n\nsubcommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -240,4 +252,18 @@ func (e *benchEnv) workDir(name string, keep bool) (string, func(), error) {
 func benchCluster(o cluster.Options) cluster.Options {
 	o.MaxRequestsInflight, o.MaxMutatingRequestsInflight = 2000, 1000
 	return o
+}
+
+// writeMemProfile writes the allocations of the whole run to path
+// (go tool pprof -sample_index=alloc_space).
+func writeMemProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
