@@ -3,7 +3,6 @@ package planner
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -321,7 +320,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 	// classification only under the same one), so it is found again.
 	t, _ := p.podTarget(rp, pp.pod)
 	st := projections.NewPodState(r.Key(), rev, pp.pod.Label(RevisionLabel), p.now, before(pp.pod.Pod, t))
-	raw, _ := json.Marshal(st) // a struct of strings and numbers always encodes
+	raw := st.JSON()
 	var labels map[string]string
 	if len(pp.labels) > 0 {
 		labels = pp.labels
@@ -333,7 +332,7 @@ func (p *planning) patch(rp *rolloutPlan, pp *podPlan, rev string) Action {
 	}
 	return Action{
 		Kind: Patch, Pod: pp.pod.Key(), UID: pp.pod.UID.String(), Rollout: r.Key(), Revision: rev,
-		Images: pp.imageChanges(), Labels: labels, State: string(raw),
+		Images: pp.imageChanges(), Labels: labels, State: raw,
 		RemoveLabels: rare.removeLabels, Annotations: annotations, RemoveAnnotations: rare.removeAnnotations,
 		CreateAnnotations: !pp.pod.HasAnnotations, CreateLabels: !pp.pod.HasLabels() && len(labels) > 0,
 	}

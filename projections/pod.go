@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 
@@ -71,12 +70,11 @@ func NewPod(o *journal.Observed) *Pod {
 func (p *Pod) Observed() journal.Observed {
 	annotations := p.Annotations
 	if _, ok := annotations[StateAnnotation]; !ok && p.State != nil {
-		raw, _ := json.Marshal(p.State) // a struct of strings and numbers always encodes
 		annotations = maps.Clone(annotations)
 		if annotations == nil {
 			annotations = map[string]string{}
 		}
-		annotations[StateAnnotation] = string(raw)
+		annotations[StateAnnotation] = p.State.JSON()
 	}
 	return journal.Observed{Resource: "pods", Namespace: p.Namespace, Name: p.Name, UID: p.UID.String(),
 		ResourceVersion: p.ResourceVersion.String(), Labels: p.Labels(),

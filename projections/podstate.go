@@ -211,11 +211,11 @@ func (s PodState) wire() stateWire {
 
 // MarshalJSON writes the annotation's JSON. NB: value receivers, so that
 // a PodState encodes the same whether given as a value or a pointer.
-func (s PodState) MarshalJSON() ([]byte, error) { return json.Marshal(s.wire()) }
+func (s PodState) MarshalJSON() ([]byte, error) { return []byte(s.JSON()), nil }
 
 func (s *PodState) UnmarshalJSON(b []byte) error {
 	var w stateWire
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := parseStateJSON(string(b), &w); err != nil {
 		return err
 	}
 	w.into(s)
@@ -269,7 +269,7 @@ func heldState(raw string, was *PodState, fs *stateFleets) *PodState {
 		return was
 	}
 	var w stateWire
-	if json.Unmarshal([]byte(raw), &w) != nil {
+	if parseStateJSON(raw, &w) != nil {
 		return nil
 	}
 	w.Digest = d
