@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 )
 
 // The state annotation's JSON, written and read without reflection.
@@ -101,21 +102,20 @@ type stateReader struct {
 	bad bool
 }
 
-func (r *stateReader) lit(l string) {
-	if !r.bad && len(r.s)-r.off >= len(l) && r.s[r.off:r.off+len(l)] == l {
-		r.off += len(l)
-		return
-	}
-	r.bad = true
-}
-
 // peek: the input goes on with l (taken if so).
 func (r *stateReader) peek(l string) bool {
-	if !r.bad && len(r.s)-r.off >= len(l) && r.s[r.off:r.off+len(l)] == l {
+	if !r.bad && strings.HasPrefix(r.s[r.off:], l) {
 		r.off += len(l)
 		return true
 	}
 	return false
+}
+
+// lit takes l, which must come next.
+func (r *stateReader) lit(l string) {
+	if !r.peek(l) {
+		r.bad = true
+	}
 }
 
 // str reads a string of plain characters, its quotes included.
